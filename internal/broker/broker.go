@@ -1,0 +1,614 @@
+// Package broker is the single-node DMQ broker: topics backed by segmented
+// logs, consumer groups with durable positions, and the dispatchers that
+// hand messages to subscriptions under credit-based flow control.
+//
+// Guarantees: Publish returns only after the messages are in the log and
+// fsynced (unless Config.NoSync). Group positions and acks live in the
+// metadata store; after a restart every unacked message is delivered again
+// and no acked one is. Memory is bounded by configuration: the dispatcher
+// keeps at most Config.MaxUnacked messages between a group's ack floor and
+// its read position, and each subscription at most Config.MaxCredit
+// deliveries waiting to be sent; payloads are read from the log on demand.
+//
+// Lock order: Broker.mu, then topic.mu, then group.mu, then
+// Subscription.mu. No lock is held while waiting for a log append.
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/message"
+	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+// Config configures a broker. Zero values mean the defaults.
+type Config struct {
+	// DataDir holds the lock file, the metadata store and one log directory
+	// per topic.
+	DataDir string
+	// NoSync skips fsync before acking a publish: faster, but a power loss
+	// (not a process crash) can lose acked messages.
+	NoSync bool
+	// MaxBodyBytes is the largest accepted message body (default 4 MiB).
+	MaxBodyBytes int
+	// SegmentBytes is the size at which a topic's log rolls to a new segment
+	// (default 64 MiB).
+	SegmentBytes int64
+	// AckTimeout is the default time a delivered message may stay unacked
+	// before it is redelivered (default 30 s).
+	AckTimeout time.Duration
+	// RetentionAge and RetentionBytes make whole segments eligible for
+	// removal once older than the age or once the topic stores more than the
+	// bytes (0: no size limit). A segment is removed only when every group
+	// has acked all of it. Default age: 7 days.
+	RetentionAge   time.Duration
+	RetentionBytes int64
+	// RetentionInterval is how often retention runs (default 1 minute).
+	RetentionInterval time.Duration
+	// MaxUnacked bounds, per group position, how far delivery may run ahead
+	// of the oldest unacked message (default 100,000).
+	MaxUnacked int
+	// MaxCredit bounds the outstanding credit of one subscription (default 10,000).
+	MaxCredit int
+	Logger    *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 4 << 20
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = 64 << 20
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 30 * time.Second
+	}
+	if c.RetentionAge == 0 {
+		c.RetentionAge = 7 * 24 * time.Hour
+	}
+	if c.RetentionInterval == 0 {
+		c.RetentionInterval = time.Minute
+	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 100_000
+	}
+	if c.MaxCredit == 0 {
+		c.MaxCredit = 10_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("data directory is not set")
+	case c.MaxBodyBytes < 0 || c.MaxBodyBytes > 64<<20:
+		return fmt.Errorf("max body bytes %d out of range (1 B to 64 MiB)", c.MaxBodyBytes)
+	case c.SegmentBytes < 0:
+		return fmt.Errorf("segment bytes %d is negative", c.SegmentBytes)
+	case c.AckTimeout < 0 || c.RetentionAge < 0 || c.RetentionBytes < 0:
+		return fmt.Errorf("negative durations and sizes are not allowed")
+	}
+	return nil
+}
+
+// Broker is a running single-node broker.
+type Broker struct {
+	cfg    Config
+	logger *slog.Logger
+	meta   *meta.Store
+	lock   *dirLock
+
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	mu struct {
+		sync.RWMutex
+		topics map[string]*topic
+		closed bool
+	}
+}
+
+// Open locks the data directory, opens the stores, recovers every topic's
+// log and starts the group dispatchers and the retention loop.
+func Open(cfg Config) (*Broker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "topics"), 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
+	b.mu.topics = make(map[string]*topic)
+	if err := b.load(); err != nil {
+		b.closeTopics()
+		ms.Close()
+		lock.release()
+		return nil, err
+	}
+	b.goFunc(b.retentionLoop)
+	return b, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (b *Broker) Config() Config { return b.cfg }
+
+// load opens every stored topic with its groups.
+func (b *Broker) load() error {
+	topics, err := b.meta.Topics()
+	if err != nil {
+		return err
+	}
+	for _, ti := range topics {
+		t, err := b.openTopic(ti)
+		if err != nil {
+			return err
+		}
+		groups, err := b.meta.Groups(ti.Name)
+		if err != nil {
+			return err
+		}
+		for _, gi := range groups {
+			cursors, err := b.meta.Cursors(ti.Name, gi.Name)
+			if err != nil {
+				return err
+			}
+			t.addGroup(newGroup(t, gi, cursors))
+		}
+		b.mu.topics[ti.Name] = t
+	}
+	return nil
+}
+
+func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
+	dir := b.topicDir(ti.Name)
+	l, err := seglog.Open(seglog.Options{
+		Dir:          dir,
+		SegmentBytes: b.cfg.SegmentBytes,
+		NoSync:       b.cfg.NoSync,
+		// A record holds the body plus key, headers and framing.
+		MaxRecordBytes: b.cfg.MaxBodyBytes + 1<<20,
+		Logger:         b.logger.With("topic", ti.Name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log of topic %q: %w", ti.Name, err)
+	}
+	if r := l.Recovery(); r.DroppedBytes > 0 {
+		b.logger.Warn("recovered topic log", "topic", ti.Name, "segment", r.Segment, "truncated_at", r.TruncatedAt, "dropped_bytes", r.DroppedBytes, "reason", r.Reason)
+	}
+	return &topic{b: b, name: ti.Name, info: ti, log: l, groups: make(map[string]*group)}, nil
+}
+
+func (b *Broker) topicDir(name string) string { return filepath.Join(b.cfg.DataDir, "topics", name) }
+
+// goFunc runs f in a goroutine tracked by b.wg.
+func (b *Broker) goFunc(f func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+}
+
+// Close stops dispatchers and subscriptions, flushes positions and closes
+// the stores. It is safe to call twice.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.mu.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.closed = true
+	b.mu.Unlock()
+	close(b.quit)
+	b.wg.Wait()
+	b.closeTopics()
+	err := b.meta.Close()
+	b.lock.release()
+	return err
+}
+
+func (b *Broker) closeTopics() {
+	for _, t := range b.mu.topics {
+		t.close(ErrClosed)
+	}
+}
+
+func (b *Broker) topic(name string) (*topic, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.mu.closed {
+		return nil, ErrClosed
+	}
+	t := b.mu.topics[name]
+	if t == nil {
+		return nil, errorf(KindNotFound, "topic %q does not exist", name)
+	}
+	return t, nil
+}
+
+var (
+	topicPartRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	groupNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+// ValidateTopicName checks the env.dept.name form.
+func ValidateTopicName(name string) error {
+	if name == "" {
+		return errorf(KindInvalid, "topic name is empty")
+	}
+	if len(name) > 200 {
+		return errorf(KindInvalid, "topic name %q is longer than 200 characters", name)
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) < 3 {
+		return errorf(KindInvalid, "topic name %q must have the form env.dept.name (at least three dot-separated parts)", name)
+	}
+	for _, p := range parts {
+		if !topicPartRE.MatchString(p) {
+			return errorf(KindInvalid, "topic name %q: each dot-separated part must be non-empty lowercase letters, digits, '-' or '_'", name)
+		}
+	}
+	return nil
+}
+
+func validateGroupName(name string) error {
+	if name == "" || len(name) > 128 || !groupNameRE.MatchString(name) {
+		return errorf(KindInvalid, "group name %q must be 1 to 128 letters, digits, '.', '-' or '_'", name)
+	}
+	return nil
+}
+
+// TopicInfo describes a topic and what it stores.
+type TopicInfo struct {
+	meta.Topic
+	FirstOffset uint64
+	NextOffset  uint64
+	StoredBytes int64
+	Segments    int
+}
+
+// CreateTopic creates a topic.
+func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
+	if err := ValidateTopicName(ti.Name); err != nil {
+		return TopicInfo{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return TopicInfo{}, ErrClosed
+	}
+	if b.mu.topics[ti.Name] != nil {
+		return TopicInfo{}, errorf(KindExists, "topic %q already exists", ti.Name)
+	}
+	// A directory left by a deleted topic or an interrupted creation holds
+	// nothing acked, so it is cleared.
+	if err := os.RemoveAll(b.topicDir(ti.Name)); err != nil {
+		return TopicInfo{}, wrap(KindInternal, err, "clear directory of topic %q", ti.Name)
+	}
+	ti.CreatedAtMs = time.Now().UnixMilli()
+	t, err := b.openTopic(ti)
+	if err != nil {
+		return TopicInfo{}, wrap(KindInternal, err, "create topic %q", ti.Name)
+	}
+	if err := b.meta.PutTopic(ti); err != nil {
+		t.close(ErrClosed)
+		os.RemoveAll(b.topicDir(ti.Name))
+		return TopicInfo{}, wrap(KindInternal, err, "store topic %q", ti.Name)
+	}
+	b.mu.topics[ti.Name] = t
+	b.logger.Info("topic created", "topic", ti.Name)
+	return t.describe(), nil
+}
+
+// GetTopic describes one topic.
+func (b *Broker) GetTopic(name string) (TopicInfo, error) {
+	t, err := b.topic(name)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	return t.describe(), nil
+}
+
+// ListTopics describes every topic, sorted by name.
+func (b *Broker) ListTopics() []TopicInfo {
+	b.mu.RLock()
+	ts := make([]*topic, 0, len(b.mu.topics))
+	for _, t := range b.mu.topics {
+		ts = append(ts, t)
+	}
+	b.mu.RUnlock()
+	out := make([]TopicInfo, len(ts))
+	for i, t := range ts {
+		out[i] = t.describe()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// DeleteTopic removes a topic with its groups and messages. Subscriptions
+// on it end with a NotFound error.
+func (b *Broker) DeleteTopic(name string) error {
+	b.mu.Lock()
+	t := b.mu.topics[name]
+	if t == nil {
+		b.mu.Unlock()
+		return errorf(KindNotFound, "topic %q does not exist", name)
+	}
+	delete(b.mu.topics, name)
+	b.mu.Unlock()
+	t.close(errorf(KindNotFound, "topic %q was deleted", name))
+	if err := b.meta.DeleteTopic(name); err != nil {
+		return wrap(KindInternal, err, "delete topic %q", name)
+	}
+	if err := os.RemoveAll(b.topicDir(name)); err != nil {
+		return wrap(KindInternal, err, "remove log of topic %q", name)
+	}
+	b.logger.Info("topic deleted", "topic", name)
+	return nil
+}
+
+// validateMessages checks a publish batch before anything is stored.
+func (b *Broker) validateMessages(msgs []*message.Message) error {
+	if len(msgs) == 0 {
+		return errorf(KindInvalid, "publish carries no message")
+	}
+	for i, m := range msgs {
+		switch {
+		case len(m.Body) == 0:
+			return errorf(KindInvalid, "message %d: body is empty", i)
+		case len(m.Body) > b.cfg.MaxBodyBytes:
+			return errorf(KindInvalid, "message %d: body of %d bytes exceeds the limit of %d bytes", i, len(m.Body), b.cfg.MaxBodyBytes)
+		case len(m.Key) > 1024:
+			return errorf(KindInvalid, "message %d: key longer than 1024 bytes", i)
+		}
+		hb := 0
+		for k, v := range m.Headers {
+			hb += len(k) + len(v)
+		}
+		if hb > 64<<10 {
+			return errorf(KindInvalid, "message %d: headers larger than 64 KiB", i)
+		}
+	}
+	return nil
+}
+
+// encode stamps the publish time and encodes msgs as log payloads.
+func encode(msgs []*message.Message) [][]byte {
+	now := time.Now().UnixMilli()
+	size := 0
+	for _, m := range msgs {
+		m.PublishedAtMs = now
+		size += m.EncodedSize()
+	}
+	buf := make([]byte, 0, size)
+	payloads := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		start := len(buf)
+		buf = message.Append(buf, m)
+		payloads[i] = buf[start:len(buf):len(buf)]
+	}
+	return payloads
+}
+
+// Publish stores msgs durably in topic and returns the offset of the first;
+// the others follow consecutively.
+func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.Message) (uint64, error) {
+	t, err := b.topic(topicName)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.validateMessages(msgs); err != nil {
+		return 0, err
+	}
+	first, err := t.log.Append(ctx, encode(msgs))
+	if err != nil {
+		return 0, appendError(topicName, err)
+	}
+	t.notifyGroups()
+	return first, nil
+}
+
+// PublishAsync is Publish without waiting: done is called once, from
+// another goroutine, when the messages are stored or failed.
+func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done func(first uint64, err error)) {
+	t, err := b.topic(topicName)
+	if err == nil {
+		err = b.validateMessages(msgs)
+	}
+	if err != nil {
+		done(0, err)
+		return
+	}
+	t.log.AppendAsync(encode(msgs), func(first uint64, err error) {
+		if err != nil {
+			done(0, appendError(topicName, err))
+			return
+		}
+		t.notifyGroups()
+		done(first, nil)
+	})
+}
+
+func appendError(topic string, err error) error {
+	switch {
+	case isNoSpace(err):
+		return wrap(KindExhausted, err, "store message in topic %q: disk full", topic)
+	case err == seglog.ErrClosed:
+		return ErrClosed
+	default:
+		return wrap(KindUnavailable, err, "store message in topic %q", topic)
+	}
+}
+
+// GroupSpec describes a group to create.
+type GroupSpec struct {
+	Topic      string
+	Name       string
+	Mode       string // ModeCluster (default) or ModeBroadcast
+	AckMode    string // AckBusiness (default) or AckAuto
+	AckTimeout time.Duration
+	Earliest   bool // start at the oldest stored message instead of the end
+}
+
+// CreateGroup creates a consumer group.
+func (b *Broker) CreateGroup(spec GroupSpec) (GroupInfo, error) {
+	if err := validateGroupName(spec.Name); err != nil {
+		return GroupInfo{}, err
+	}
+	if spec.Mode == "" {
+		spec.Mode = ModeCluster
+	}
+	if spec.AckMode == "" {
+		spec.AckMode = AckBusiness
+	}
+	if spec.Mode != ModeCluster && spec.Mode != ModeBroadcast {
+		return GroupInfo{}, errorf(KindInvalid, "group mode %q is not cluster or broadcast", spec.Mode)
+	}
+	if spec.AckMode != AckBusiness && spec.AckMode != AckAuto {
+		return GroupInfo{}, errorf(KindInvalid, "ack mode %q is not business or auto", spec.AckMode)
+	}
+	if spec.AckTimeout == 0 {
+		spec.AckTimeout = b.cfg.AckTimeout
+	}
+	if spec.AckTimeout < 100*time.Millisecond || spec.AckTimeout > 24*time.Hour {
+		return GroupInfo{}, errorf(KindInvalid, "ack timeout %s out of range (100ms to 24h)", spec.AckTimeout)
+	}
+	t, err := b.topic(spec.Topic)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	return t.createGroup(spec)
+}
+
+// GetGroup describes one group.
+func (b *Broker) GetGroup(topicName, name string) (GroupInfo, error) {
+	g, err := b.group(topicName, name)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	return g.describe(), nil
+}
+
+// ListGroups describes the groups of a topic, sorted by name.
+func (b *Broker) ListGroups(topicName string) ([]GroupInfo, error) {
+	t, err := b.topic(topicName)
+	if err != nil {
+		return nil, err
+	}
+	gs := t.groupList()
+	out := make([]GroupInfo, len(gs))
+	for i, g := range gs {
+		out[i] = g.describe()
+	}
+	sortGroups(out)
+	return out, nil
+}
+
+func (b *Broker) group(topicName, name string) (*group, error) {
+	t, err := b.topic(topicName)
+	if err != nil {
+		return nil, err
+	}
+	g := t.group(name)
+	if g == nil {
+		return nil, errorf(KindNotFound, "group %q of topic %q does not exist", name, topicName)
+	}
+	return g, nil
+}
+
+// Subscribe attaches a consumer with clientID to a group. Broadcast groups
+// need a client id: it names the member's own position.
+func (b *Broker) Subscribe(topicName, groupName, clientID string) (*Subscription, error) {
+	g, err := b.group(topicName, groupName)
+	if err != nil {
+		return nil, err
+	}
+	if clientID == "" && g.info.Mode == ModeBroadcast {
+		return nil, errorf(KindInvalid, "a client id is required to join broadcast group %q", groupName)
+	}
+	if len(clientID) > 256 {
+		return nil, errorf(KindInvalid, "client id longer than 256 bytes")
+	}
+	s := &Subscription{g: g, clientID: clientID, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := g.attach(s); err != nil {
+		return nil, err
+	}
+	g.notify()
+	return s, nil
+}
+
+// Ack acknowledges messages delivered to clientID in a group.
+func (b *Broker) Ack(topicName, groupName, clientID string, offs []uint64) error {
+	g, err := b.group(topicName, groupName)
+	if err != nil {
+		return err
+	}
+	return g.ackOrNack(clientID, offs, false)
+}
+
+// Nack gives messages delivered to clientID back for redelivery.
+func (b *Broker) Nack(topicName, groupName, clientID string, offs []uint64, reason string) error {
+	g, err := b.group(topicName, groupName)
+	if err != nil {
+		return err
+	}
+	return g.ackOrNack(clientID, offs, true)
+}
+
+// Read returns the stored message at off, for inspection.
+func (b *Broker) Read(topicName string, off uint64) (message.Message, error) {
+	t, err := b.topic(topicName)
+	if err != nil {
+		return message.Message{}, err
+	}
+	p, err := t.log.Read(off)
+	if err != nil {
+		if err == seglog.ErrOutOfRange {
+			return message.Message{}, errorf(KindNotFound, "message id %d is not stored in topic %q", off, topicName)
+		}
+		return message.Message{}, wrap(KindInternal, err, "read message %d of topic %q", off, topicName)
+	}
+	return message.Decode(p)
+}
+
+// EndSubscriptions ends every subscription with ErrClosed, so their streams
+// finish before a shutdown; groups and positions stay as they are.
+func (b *Broker) EndSubscriptions() {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, t := range b.mu.topics {
+		for _, g := range t.groupList() {
+			g.mu.Lock()
+			for _, c := range g.mu.cursors {
+				for _, s := range c.sessions {
+					s.end(ErrClosed)
+				}
+			}
+			g.mu.Unlock()
+		}
+	}
+}

@@ -1,0 +1,361 @@
+package broker
+
+import (
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+// Group modes and ack modes as stored and shown.
+const (
+	ModeCluster     = "cluster"
+	ModeBroadcast   = "broadcast"
+	AckBusiness     = "business"
+	AckAuto         = "auto"
+	clusterMemberID = "" // the single cursor of a cluster group
+)
+
+// group is a consumer group of one topic. It owns its cursors and the
+// dispatcher goroutine that hands messages to attached subscriptions.
+type group struct {
+	t    *topic
+	info meta.Group
+
+	// wake has room for one signal: publishes, credits, acks, nacks, joins
+	// and leaves all send to it without blocking, and the dispatcher runs
+	// once for any number of signals that arrived meanwhile.
+	wake chan struct{}
+	quit chan struct{}
+	done chan struct{}
+
+	mu struct {
+		sync.Mutex
+		cursors map[string]*cursor // by member; "" for cluster groups
+		closed  bool
+	}
+}
+
+func newGroup(t *topic, info meta.Group, cursors []meta.Cursor) *group {
+	g := &group{t: t, info: info, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	g.mu.cursors = make(map[string]*cursor)
+	for _, c := range cursors {
+		g.mu.cursors[c.Member] = newCursor(c.Member, c.Floor, c.Acked)
+	}
+	if info.Mode == ModeCluster && g.mu.cursors[clusterMemberID] == nil {
+		g.mu.cursors[clusterMemberID] = newCursor(clusterMemberID, info.StartOffset, nil)
+	}
+	return g
+}
+
+func (g *group) notify() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the dispatcher loop. It wakes on g.wake (new messages, credits,
+// acks, membership changes) and on the earliest ack deadline, and stops when
+// quit is closed.
+func (g *group) run() {
+	defer close(g.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-g.quit:
+			return
+		case <-g.wake:
+		case <-timer.C:
+		}
+		next := g.dispatch(time.Now())
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// stop ends the dispatcher and every subscription, and persists cursors.
+func (g *group) stop(reason error) {
+	g.mu.Lock()
+	if g.mu.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.mu.closed = true
+	var subs []*Subscription
+	for _, c := range g.mu.cursors {
+		subs = append(subs, c.sessions...)
+	}
+	g.mu.Unlock()
+	close(g.quit)
+	<-g.done
+	for _, s := range subs {
+		s.end(reason)
+	}
+	g.persist()
+}
+
+// dispatch expires overdue deliveries and hands out messages to every
+// subscription with credit. It returns how long the dispatcher may sleep.
+func (g *group) dispatch(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mu.closed {
+		return time.Hour
+	}
+	nowNs := now.UnixNano()
+	sleep := time.Hour
+	for _, c := range g.mu.cursors {
+		c.expire(nowNs)
+		if len(c.sessions) > 0 {
+			g.fillLocked(c, nowNs)
+		}
+		if d, ok := c.nextDeadline(); ok {
+			if wait := time.Duration(d - nowNs); wait < sleep {
+				sleep = max(wait, time.Millisecond)
+			}
+		}
+	}
+	g.persistLocked()
+	return sleep
+}
+
+// maxDispatchBatch bounds how many messages one dispatch pass hands out per
+// cursor, so one busy group cannot hold its lock for long; maxPickBatch
+// bounds how many go to one session before the next gets its turn, so load
+// spreads over the members of a cluster group.
+const (
+	maxDispatchBatch = 4096
+	maxPickBatch     = 256
+)
+
+// fillLocked hands messages of cursor c to its sessions while they have credit.
+func (g *group) fillLocked(c *cursor, nowNs int64) {
+	log := g.t.log
+	end := log.Next()
+	c.skipTo(log.First())
+	window := uint64(g.t.b.cfg.MaxUnacked)
+	auto := g.info.AckMode == AckAuto
+	ackTimeout := g.info.AckTimeoutMs * int64(time.Millisecond)
+	var offs []uint64
+	for sent := 0; sent < maxDispatchBatch; {
+		s := c.pickSession()
+		if s == nil {
+			return
+		}
+		offs = offs[:0]
+		for len(offs) < min(s.credit, maxPickBatch, maxDispatchBatch-sent) {
+			off, _, ok := c.take(end, window)
+			if !ok {
+				break
+			}
+			offs = append(offs, off)
+		}
+		if len(offs) == 0 {
+			return
+		}
+		payloads, err := readOffsets(log, offs)
+		if err != nil {
+			// Give back what was not delivered; it is retried at the next wake.
+			c.retry = append(append([]uint64(nil), offs[len(payloads):]...), c.retry...)
+			if errors.Is(err, seglog.ErrOutOfRange) {
+				c.skipTo(log.First())
+			} else {
+				g.t.b.logger.Error("read message for delivery", "topic", g.t.name, "group", g.info.Name, "offset", offs[len(payloads)], "err", err)
+			}
+			offs = offs[:len(payloads)]
+		}
+		batch := make([]Delivery, len(payloads))
+		for i, p := range payloads {
+			batch[i] = Delivery{Offset: offs[i], Attempt: c.deliver(offs[i], s, nowNs, ackTimeout, auto), Payload: p}
+		}
+		s.push(batch)
+		sent += len(batch)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readOffsets reads the payloads of offs from the log, one ReadBatch per run
+// of consecutive offsets. On error it returns the payloads read before it.
+func readOffsets(log *seglog.Log, offs []uint64) ([][]byte, error) {
+	out := make([][]byte, 0, len(offs))
+	for i := 0; i < len(offs); {
+		j := i + 1
+		for j < len(offs) && offs[j] == offs[j-1]+1 {
+			j++
+		}
+		ps, err := log.ReadBatch(offs[i], j-i, 4<<20)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ps...)
+		i += len(ps)
+	}
+	return out, nil
+}
+
+// persist writes pending cursor changes.
+func (g *group) persist() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.persistLocked()
+}
+
+func (g *group) persistLocked() {
+	var ups []meta.CursorUpdate
+	for _, c := range g.mu.cursors {
+		if old, floor, acked, ok := c.takeUpdate(); ok {
+			ups = append(ups, meta.CursorUpdate{Member: c.member, OldFloor: old, NewFloor: floor, Acked: acked})
+		}
+	}
+	if len(ups) == 0 {
+		return
+	}
+	if err := g.t.b.meta.SaveCursors(g.t.name, g.info.Name, ups); err != nil {
+		g.t.b.logger.Error("save group position", "topic", g.t.name, "group", g.info.Name, "err", err)
+	}
+}
+
+// attach joins a subscription to the group and returns it with its cursor.
+func (g *group) attach(s *Subscription) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mu.closed {
+		return errorf(KindUnavailable, "group %q of topic %q is closing", g.info.Name, g.t.name)
+	}
+	member := clusterMemberID
+	if g.info.Mode == ModeBroadcast {
+		member = s.clientID
+	}
+	c := g.mu.cursors[member]
+	if c == nil {
+		// A new broadcast member starts where the group is: at the lowest
+		// position of the existing members, or where the group started.
+		floor := max(g.floorLocked(), g.t.log.First())
+		if err := g.t.b.meta.PutCursor(g.t.name, g.info.Name, meta.Cursor{Member: member, Floor: floor}); err != nil {
+			return wrap(KindInternal, err, "save position of member %q", member)
+		}
+		c = newCursor(member, floor, nil)
+		g.mu.cursors[member] = c
+	}
+	s.cur = c
+	c.sessions = append(c.sessions, s)
+	return nil
+}
+
+// detach removes a subscription; its unacked deliveries go back for redelivery.
+func (g *group) detach(s *Subscription) {
+	g.mu.Lock()
+	if s.cur != nil {
+		s.cur.detach(s)
+	}
+	g.mu.Unlock()
+	g.notify()
+}
+
+// ackOrNack applies acks (nack=false) or nacks to offsets of member's cursor.
+func (g *group) ackOrNack(member string, offs []uint64, nack bool) error {
+	end := g.t.log.Next()
+	for _, off := range offs {
+		if off >= end {
+			return errorf(KindInvalid, "message id %d does not exist in topic %q", off, g.t.name)
+		}
+	}
+	g.mu.Lock()
+	if g.info.Mode == ModeCluster {
+		member = clusterMemberID
+	}
+	c := g.mu.cursors[member]
+	if c == nil {
+		g.mu.Unlock()
+		return errorf(KindNotFound, "client %q is not a member of broadcast group %q of topic %q", member, g.info.Name, g.t.name)
+	}
+	var changed bool
+	for _, off := range offs {
+		if nack {
+			changed = c.nack(off) || changed
+		} else {
+			changed = c.ack(off) || changed
+		}
+	}
+	if !nack {
+		g.persistLocked()
+	}
+	g.mu.Unlock()
+	if changed {
+		g.notify()
+	}
+	return nil
+}
+
+// grant adds credit to a subscription.
+func (g *group) grant(s *Subscription, n uint32) error {
+	g.mu.Lock()
+	limit := g.t.b.cfg.MaxCredit
+	if s.credit+int(n) > limit {
+		g.mu.Unlock()
+		return errorf(KindInvalid, "credit %d would exceed the limit of %d outstanding messages per subscription", s.credit+int(n), limit)
+	}
+	s.credit += int(n)
+	g.mu.Unlock()
+	g.notify()
+	return nil
+}
+
+// GroupInfo describes a group and its progress.
+type GroupInfo struct {
+	meta.Group
+	AckFloor      uint64
+	Backlog       uint64
+	InFlight      uint64
+	MembersOnline int
+}
+
+func (g *group) describe() GroupInfo {
+	end := g.t.log.Next()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gi := GroupInfo{Group: g.info, AckFloor: g.floorLocked()}
+	for _, c := range g.mu.cursors {
+		gi.Backlog = max(gi.Backlog, c.backlog(end))
+		gi.InFlight += uint64(len(c.inflight))
+		gi.MembersOnline += len(c.sessions)
+	}
+	return gi
+}
+
+// floor returns the lowest position of the group: no message at or above it
+// may be removed by retention.
+func (g *group) floor() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.floorLocked()
+}
+
+// floorLocked is the lowest member position, or where the group started
+// when it has no member yet.
+func (g *group) floorLocked() uint64 {
+	if len(g.mu.cursors) == 0 {
+		return g.info.StartOffset
+	}
+	f := ^uint64(0)
+	for _, c := range g.mu.cursors {
+		f = min(f, c.floor)
+	}
+	return f
+}
+
+func sortGroups(gs []GroupInfo) {
+	sort.Slice(gs, func(i, j int) bool { return gs[i].Name < gs[j].Name })
+}

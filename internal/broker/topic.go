@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+// topic is one topic: its log and its groups.
+type topic struct {
+	b    *Broker
+	name string
+	info meta.Topic
+	log  *seglog.Log
+
+	mu     sync.RWMutex
+	groups map[string]*group
+}
+
+// addGroup registers g and starts its dispatcher.
+func (t *topic) addGroup(g *group) {
+	t.mu.Lock()
+	t.groups[g.info.Name] = g
+	t.mu.Unlock()
+	go g.run()
+	g.notify()
+}
+
+func (t *topic) group(name string) *group {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.groups[name]
+}
+
+func (t *topic) groupList() []*group {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	gs := make([]*group, 0, len(t.groups))
+	for _, g := range t.groups {
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// notifyGroups wakes every dispatcher after new messages were stored.
+func (t *topic) notifyGroups() {
+	t.mu.RLock()
+	for _, g := range t.groups {
+		g.notify()
+	}
+	t.mu.RUnlock()
+}
+
+func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
+	t.mu.Lock()
+	if t.groups[spec.Name] != nil {
+		t.mu.Unlock()
+		return GroupInfo{}, errorf(KindExists, "group %q of topic %q already exists", spec.Name, t.name)
+	}
+	start := t.log.Next()
+	if spec.Earliest {
+		start = t.log.First()
+	}
+	info := meta.Group{
+		Topic:        t.name,
+		Name:         spec.Name,
+		Mode:         spec.Mode,
+		AckMode:      spec.AckMode,
+		AckTimeoutMs: spec.AckTimeout.Milliseconds(),
+		CreatedAtMs:  time.Now().UnixMilli(),
+		StartOffset:  start,
+	}
+	var initial []meta.Cursor
+	if spec.Mode == ModeCluster {
+		initial = []meta.Cursor{{Member: clusterMemberID, Floor: start}}
+	}
+	if err := t.b.meta.PutGroup(info, initial); err != nil {
+		t.mu.Unlock()
+		return GroupInfo{}, wrap(KindInternal, err, "store group %q of topic %q", spec.Name, t.name)
+	}
+	g := newGroup(t, info, initial)
+	t.mu.Unlock()
+	t.addGroup(g)
+	t.b.logger.Info("group created", "topic", t.name, "group", spec.Name, "mode", spec.Mode, "ack", spec.AckMode)
+	return g.describe(), nil
+}
+
+func (t *topic) describe() TopicInfo {
+	ti := TopicInfo{Topic: t.info, FirstOffset: t.log.First(), NextOffset: t.log.Next(), StoredBytes: t.log.Size()}
+	ti.Segments = len(t.log.Segments())
+	return ti
+}
+
+// floor is the lowest position over all groups, or the log end without groups.
+func (t *topic) floor() uint64 {
+	f := t.log.Next()
+	for _, g := range t.groupList() {
+		f = min(f, g.floor())
+	}
+	return f
+}
+
+// close stops every group and closes the log.
+func (t *topic) close(reason error) {
+	gs := t.groupList()
+	sort.Slice(gs, func(i, j int) bool { return gs[i].info.Name < gs[j].info.Name })
+	for _, g := range gs {
+		g.stop(reason)
+	}
+	if err := t.log.Close(); err != nil {
+		t.b.logger.Error("close topic log", "topic", t.name, "err", err)
+	}
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"time"
+
+	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/server"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func newServerCmd(e *env) *cobra.Command {
+	var configPath string
+	def := config.Default()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a broker with embedded storage",
+		Long: `Run a broker. Settings come from the defaults, then the config file
+(--config), then DMQ_* environment variables (DMQ_DATA, DMQ_LISTEN, DMQ_HTTP,
+DMQ_NO_SYNC, ...), then flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, os.Getenv)
+			if err != nil {
+				return err
+			}
+			if err := applyFlags(cmd.Flags(), &cfg); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return runServer(cmd.Context(), e, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML config file")
+	f.String("data", def.DataDir, "data directory")
+	f.String("listen", def.Listen, "gRPC listen address")
+	f.String("http", def.HTTP, "HTTP listen address (health, metrics, console)")
+	f.Bool("no-sync", false, "ack publishes before fsync (faster; loses recent messages on power loss)")
+	f.Int("max-body-bytes", def.MaxBodyBytes, "largest accepted message body")
+	f.Int64("segment-bytes", def.SegmentBytes, "log segment size")
+	f.Duration("ack-timeout", def.AckTimeout, "default redelivery timeout of new groups")
+	f.Duration("retention-age", def.RetentionAge, "keep consumed messages this long")
+	f.Int64("retention-bytes", 0, "keep at most this many consumed bytes per topic (0: no limit)")
+	f.String("log-level", def.LogLevel, "debug, info, warn or error")
+	return cmd
+}
+
+// applyFlags copies every flag the user set onto the matching config field
+// (flag name = yaml tag with '-' for '_').
+func applyFlags(fs *pflag.FlagSet, cfg *config.Config) error {
+	v := reflect.ValueOf(cfg).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		name := v.Type().Field(i).Tag.Get("yaml")
+		if name == "-" {
+			continue
+		}
+		flagName := ""
+		for _, r := range name {
+			if r == '_' {
+				r = '-'
+			}
+			flagName += string(r)
+		}
+		fl := fs.Lookup(flagName)
+		if fl == nil || !fl.Changed {
+			continue
+		}
+		if err := config.SetField(v.Field(i), fl.Value.String()); err != nil {
+			return fmt.Errorf("--%s: %w", flagName, err)
+		}
+	}
+	return nil
+}
+
+func runServer(ctx context.Context, e *env, cfg config.Config) error {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Version = Version
+	s, err := server.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(); err != nil {
+		return err
+	}
+	durability := "fsync before ack"
+	if cfg.NoSync {
+		durability = "NO fsync before ack (--no-sync)"
+	}
+	fmt.Fprintf(e.stdout, "dmq %s listening: gRPC %s, HTTP http://%s/ (data %s, %s)\n", Version, s.GRPCAddr(), s.HTTPAddr(), cfg.DataDir, durability)
+	<-ctx.Done()
+	fmt.Fprintln(e.stdout, "dmq: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}

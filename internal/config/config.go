@@ -1,0 +1,158 @@
+// Package config holds the broker server's settings: defaults, validation,
+// and loading from a YAML file and DMQ_* environment variables. Command-line
+// flags are applied on top by cmd/dmq (through internal/cli).
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the server configuration. Each field's yaml tag is also its
+// environment variable, upper-cased with a DMQ_ prefix (data → DMQ_DATA).
+type Config struct {
+	// DataDir is where the broker stores everything.
+	DataDir string `yaml:"data"`
+	// Listen is the gRPC address.
+	Listen string `yaml:"listen"`
+	// HTTP is the address of health, metrics and (later) the console.
+	HTTP string `yaml:"http"`
+	// NoSync acks publishes before fsync: faster, loses the last writes on
+	// power loss (not on a process crash).
+	NoSync bool `yaml:"no_sync"`
+	// MaxBodyBytes is the largest message body accepted.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// SegmentBytes is the size at which a topic log starts a new segment.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+	// AckTimeout is the default redelivery timeout of new groups.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// RetentionAge and RetentionBytes bound what a topic keeps once all its
+	// groups have consumed it; RetentionBytes 0 means no size bound.
+	RetentionAge   time.Duration `yaml:"retention_age"`
+	RetentionBytes int64         `yaml:"retention_bytes"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// Version is the binary's version, reported to clients; not a setting.
+	Version string `yaml:"-"`
+}
+
+// Default returns the embedded single-machine defaults.
+func Default() Config {
+	return Config{
+		DataDir:      "./dmq-data",
+		Listen:       "127.0.0.1:7420",
+		HTTP:         "127.0.0.1:7480",
+		MaxBodyBytes: 4 << 20,
+		SegmentBytes: 64 << 20,
+		AckTimeout:   30 * time.Second,
+		RetentionAge: 7 * 24 * time.Hour,
+		LogLevel:     "info",
+	}
+}
+
+// Load returns the defaults overlaid with the file at path (if path is not
+// empty) and then with DMQ_* environment variables.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// applyEnv sets every field whose DMQ_ variable is set.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	v := reflect.ValueOf(c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Tag.Get("yaml") == "-" {
+			continue
+		}
+		name := "DMQ_" + strings.ToUpper(f.Tag.Get("yaml"))
+		s := getenv(name)
+		if s == "" {
+			continue
+		}
+		if err := SetField(v.Field(i), s); err != nil {
+			return fmt.Errorf("%s=%q: %w", name, s, err)
+		}
+	}
+	return nil
+}
+
+// SetField parses s into a string, bool, integer or duration field.
+func SetField(f reflect.Value, s string) error {
+	switch {
+	case f.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported setting type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate reports settings that cannot work, naming the setting.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("data: the data directory must be set")
+	}
+	for name, addr := range map[string]string{"listen": c.Listen, "http": c.HTTP} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not a host:port address", name, addr)
+		}
+	}
+	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > 64<<20 {
+		return fmt.Errorf("max_body_bytes: %d is out of range (1 to 67108864)", c.MaxBodyBytes)
+	}
+	if c.SegmentBytes < 1<<20 {
+		return fmt.Errorf("segment_bytes: %d is below 1 MiB", c.SegmentBytes)
+	}
+	if c.AckTimeout < 100*time.Millisecond {
+		return fmt.Errorf("ack_timeout: %s is below 100ms", c.AckTimeout)
+	}
+	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
+		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+// Package rpc implements the dmq.v1 gRPC service on top of package broker.
+// Handlers validate, convert between protobuf and broker types, call the
+// broker and map its errors to gRPC status codes; nothing else lives here.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/broker"
+	"github.com/dmqio/dmq/internal/message"
+	"github.com/dmqio/dmq/internal/meta"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Service serves dmq.v1.Broker.
+type Service struct {
+	dmqv1.UnimplementedBrokerServer
+	b       *broker.Broker
+	version string
+	started time.Time
+}
+
+// Register adds the DMQ service for b to gs; version is reported by ServerInfo.
+func Register(gs *grpc.Server, b *broker.Broker, version string) {
+	dmqv1.RegisterBrokerServer(gs, &Service{b: b, version: version, started: time.Now()})
+}
+
+// ServerInfo implements dmq.v1.Broker.
+func (s *Service) ServerInfo(context.Context, *dmqv1.ServerInfoRequest) (*dmqv1.ServerInfoResponse, error) {
+	cfg := s.b.Config()
+	return &dmqv1.ServerInfoResponse{
+		Version: s.version, Fsync: !cfg.NoSync, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		StartedAtMs: s.started.UnixMilli(),
+	}, nil
+}
+
+var kindCodes = map[broker.Kind]codes.Code{
+	broker.KindInternal:     codes.Internal,
+	broker.KindInvalid:      codes.InvalidArgument,
+	broker.KindNotFound:     codes.NotFound,
+	broker.KindExists:       codes.AlreadyExists,
+	broker.KindPrecondition: codes.FailedPrecondition,
+	broker.KindExhausted:    codes.ResourceExhausted,
+	broker.KindUnavailable:  codes.Unavailable,
+}
+
+// toStatus maps a broker error to a gRPC status error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(kindCodes[broker.KindOf(err)], err.Error())
+}
+
+func protoError(err error) *dmqv1.Error {
+	st, _ := status.FromError(toStatus(err))
+	return &dmqv1.Error{Code: int32(st.Code()), Message: st.Message()}
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// FormatID turns a stored offset into a message id.
+func FormatID(off uint64) string { return strconv.FormatUint(off, 10) }
+
+// parseIDs turns message ids into offsets.
+func parseIDs(ids []string) ([]uint64, error) {
+	if len(ids) == 0 {
+		return nil, invalid("no message id given")
+	}
+	offs := make([]uint64, len(ids))
+	for i, id := range ids {
+		off, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			return nil, invalid("message id %q is not a DMQ message id", id)
+		}
+		offs[i] = off
+	}
+	return offs, nil
+}
+
+func topicProto(ti broker.TopicInfo) *dmqv1.Topic {
+	return &dmqv1.Topic{
+		Name: ti.Name, Department: ti.Department, Owner: ti.Owner, Purpose: ti.Purpose,
+		CreatedAtMs: ti.CreatedAtMs,
+		Stats: &dmqv1.TopicStats{
+			FirstOffset: ti.FirstOffset, NextOffset: ti.NextOffset,
+			StoredBytes: ti.StoredBytes, Segments: int32(ti.Segments),
+		},
+	}
+}
+
+func groupProto(gi broker.GroupInfo) *dmqv1.Group {
+	mode := dmqv1.GroupMode_GROUP_MODE_CLUSTER
+	if gi.Mode == broker.ModeBroadcast {
+		mode = dmqv1.GroupMode_GROUP_MODE_BROADCAST
+	}
+	ack := dmqv1.AckMode_ACK_MODE_BUSINESS
+	if gi.AckMode == broker.AckAuto {
+		ack = dmqv1.AckMode_ACK_MODE_AUTO
+	}
+	return &dmqv1.Group{
+		Topic: gi.Topic, Name: gi.Name, Mode: mode, AckMode: ack,
+		AckTimeoutMs: gi.AckTimeoutMs, CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
+		Stats: &dmqv1.GroupStats{
+			AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
+			MembersOnline: int32(gi.MembersOnline),
+		},
+	}
+}
+
+// CreateTopic implements dmq.v1.Broker.
+func (s *Service) CreateTopic(_ context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
+	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return topicProto(ti), nil
+}
+
+// GetTopic implements dmq.v1.Broker.
+func (s *Service) GetTopic(_ context.Context, req *dmqv1.GetTopicRequest) (*dmqv1.Topic, error) {
+	ti, err := s.b.GetTopic(req.Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return topicProto(ti), nil
+}
+
+// ListTopics implements dmq.v1.Broker.
+func (s *Service) ListTopics(context.Context, *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
+	resp := &dmqv1.ListTopicsResponse{}
+	for _, ti := range s.b.ListTopics() {
+		resp.Topics = append(resp.Topics, topicProto(ti))
+	}
+	return resp, nil
+}
+
+// DeleteTopic implements dmq.v1.Broker.
+func (s *Service) DeleteTopic(_ context.Context, req *dmqv1.DeleteTopicRequest) (*dmqv1.DeleteTopicResponse, error) {
+	if err := s.b.DeleteTopic(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	return &dmqv1.DeleteTopicResponse{}, nil
+}
+
+func toMessages(in []*dmqv1.OutgoingMessage) []*message.Message {
+	out := make([]*message.Message, len(in))
+	for i, m := range in {
+		out[i] = &message.Message{Key: m.Key, ClientMessageID: m.ClientMessageId, Headers: m.Headers, Body: m.Body}
+	}
+	return out
+}
+
+func publishResults(first uint64, n int) []*dmqv1.PublishResult {
+	rs := make([]*dmqv1.PublishResult, n)
+	for i := range rs {
+		rs[i] = &dmqv1.PublishResult{Id: FormatID(first + uint64(i))}
+	}
+	return rs
+}
+
+func failedResults(err error, n int) []*dmqv1.PublishResult {
+	pe := protoError(err)
+	rs := make([]*dmqv1.PublishResult, n)
+	for i := range rs {
+		rs[i] = &dmqv1.PublishResult{Error: pe}
+	}
+	return rs
+}
+
+// Publish implements dmq.v1.Broker.
+func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv1.PublishResponse, error) {
+	first, err := s.b.Publish(ctx, req.Topic, toMessages(req.Messages))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &dmqv1.PublishResponse{Sequence: req.Sequence, Results: publishResults(first, len(req.Messages))}, nil
+}
+
+// maxStreamBatchesInFlight bounds the batches of one publish stream that
+// are stored but not yet answered, so a client that does not read its
+// answers cannot make the broker buffer without limit.
+const maxStreamBatchesInFlight = 4096
+
+// PublishStream implements dmq.v1.Broker.
+func (s *Service) PublishStream(stream dmqv1.Broker_PublishStreamServer) error {
+	ctx := stream.Context()
+	// answers is sized so the log's writer goroutine, which runs the
+	// completion callbacks, never blocks on it: a slot is taken before each
+	// batch is submitted and given back once its answer was handled.
+	answers := make(chan *dmqv1.PublishResponse, maxStreamBatchesInFlight)
+	slots := make(chan struct{}, maxStreamBatchesInFlight)
+	var pending sync.WaitGroup
+	var sendErr error
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		for resp := range answers {
+			if sendErr == nil {
+				sendErr = stream.Send(resp)
+			}
+			<-slots
+			pending.Done()
+		}
+	}()
+	recvErr := s.receiveBatches(ctx, stream, slots, &pending, answers)
+	pending.Wait()
+	close(answers)
+	<-senderDone
+	if errors.Is(recvErr, io.EOF) {
+		return sendErr
+	}
+	return recvErr
+}
+
+// receiveBatches reads publish batches until the client closes its side or
+// the stream breaks, and submits each to the broker without waiting.
+func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_PublishStreamServer, slots chan struct{}, pending *sync.WaitGroup, answers chan<- *dmqv1.PublishResponse) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		pending.Add(1)
+		seq, n := req.Sequence, len(req.Messages)
+		s.b.PublishAsync(req.Topic, toMessages(req.Messages), func(first uint64, err error) {
+			resp := &dmqv1.PublishResponse{Sequence: seq}
+			if err != nil {
+				resp.Results = failedResults(err, n)
+			} else {
+				resp.Results = publishResults(first, n)
+			}
+			answers <- resp
+		})
+	}
+}
+
+func groupSpec(req *dmqv1.CreateGroupRequest) (broker.GroupSpec, error) {
+	spec := broker.GroupSpec{Topic: req.Topic, Name: req.Name, AckTimeout: time.Duration(req.AckTimeoutMs) * time.Millisecond}
+	switch req.Mode {
+	case dmqv1.GroupMode_GROUP_MODE_UNSPECIFIED, dmqv1.GroupMode_GROUP_MODE_CLUSTER:
+		spec.Mode = broker.ModeCluster
+	case dmqv1.GroupMode_GROUP_MODE_BROADCAST:
+		spec.Mode = broker.ModeBroadcast
+	default:
+		return spec, invalid("unknown group mode %d", req.Mode)
+	}
+	switch req.AckMode {
+	case dmqv1.AckMode_ACK_MODE_UNSPECIFIED, dmqv1.AckMode_ACK_MODE_BUSINESS:
+		spec.AckMode = broker.AckBusiness
+	case dmqv1.AckMode_ACK_MODE_AUTO:
+		spec.AckMode = broker.AckAuto
+	default:
+		return spec, invalid("unknown ack mode %d", req.AckMode)
+	}
+	switch req.Start {
+	case dmqv1.StartPosition_START_POSITION_UNSPECIFIED, dmqv1.StartPosition_START_POSITION_LATEST:
+	case dmqv1.StartPosition_START_POSITION_EARLIEST:
+		spec.Earliest = true
+	default:
+		return spec, invalid("unknown start position %d", req.Start)
+	}
+	if req.AckTimeoutMs < 0 {
+		return spec, invalid("ack timeout %d ms is negative", req.AckTimeoutMs)
+	}
+	return spec, nil
+}
+
+// CreateGroup implements dmq.v1.Broker.
+func (s *Service) CreateGroup(_ context.Context, req *dmqv1.CreateGroupRequest) (*dmqv1.Group, error) {
+	spec, err := groupSpec(req)
+	if err != nil {
+		return nil, err
+	}
+	gi, err := s.b.CreateGroup(spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return groupProto(gi), nil
+}
+
+// GetGroup implements dmq.v1.Broker.
+func (s *Service) GetGroup(_ context.Context, req *dmqv1.GetGroupRequest) (*dmqv1.Group, error) {
+	gi, err := s.b.GetGroup(req.Topic, req.Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return groupProto(gi), nil
+}
+
+// ListGroups implements dmq.v1.Broker.
+func (s *Service) ListGroups(_ context.Context, req *dmqv1.ListGroupsRequest) (*dmqv1.ListGroupsResponse, error) {
+	gs, err := s.b.ListGroups(req.Topic)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &dmqv1.ListGroupsResponse{}
+	for _, gi := range gs {
+		resp.Groups = append(resp.Groups, groupProto(gi))
+	}
+	return resp, nil
+}
+
+// Ack implements dmq.v1.Broker.
+func (s *Service) Ack(_ context.Context, req *dmqv1.AckRequest) (*dmqv1.AckResponse, error) {
+	offs, err := parseIDs(req.Ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Ack(req.Topic, req.Group, req.ClientId, offs); err != nil {
+		return nil, toStatus(err)
+	}
+	return &dmqv1.AckResponse{}, nil
+}
+
+// Nack implements dmq.v1.Broker.
+func (s *Service) Nack(_ context.Context, req *dmqv1.NackRequest) (*dmqv1.NackResponse, error) {
+	offs, err := parseIDs(req.Ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.b.Nack(req.Topic, req.Group, req.ClientId, offs, req.Reason); err != nil {
+		return nil, toStatus(err)
+	}
+	return &dmqv1.NackResponse{}, nil
+}
+
+// deliveryProto decodes a stored record into a wire message.
+func deliveryProto(topic string, d broker.Delivery) (*dmqv1.Message, error) {
+	m, err := message.Decode(d.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("message %d of topic %q: %w", d.Offset, topic, err)
+	}
+	return &dmqv1.Message{
+		Id: FormatID(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
+		PublishedAtMs: m.PublishedAtMs, Attempt: d.Attempt, ClientMessageId: m.ClientMessageID,
+	}, nil
+}

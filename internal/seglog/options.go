@@ -1,0 +1,83 @@
+package seglog
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+)
+
+// Defaults and limits of Options.
+const (
+	DefaultSegmentBytes       = 64 << 20
+	DefaultMaxRecordBytes     = 8 << 20
+	DefaultIndexIntervalBytes = 4096
+
+	// MaxSegmentBytes is the largest allowed Options.SegmentBytes.
+	MaxSegmentBytes = 2 << 30
+	// MaxRecordBytesLimit is the largest allowed Options.MaxRecordBytes.
+	MaxRecordBytesLimit = maxRecordLimit
+)
+
+// Options configures a Log. The zero value of every field but Dir selects
+// its default.
+type Options struct {
+	// Dir is the directory holding the segment files; created if missing.
+	Dir string
+
+	// SegmentBytes is the size after which the active segment is sealed
+	// and a new one started; default 64 MiB, at most MaxSegmentBytes. A
+	// segment exceeds it only when a single record is larger.
+	SegmentBytes int64
+
+	// NoSync skips the fsync of each group commit: Append returns once the
+	// records are written to the OS, which survives a process crash but
+	// not a machine crash. Close still fsyncs.
+	NoSync bool
+
+	// MaxRecordBytes is the largest payload Append accepts; default 8 MiB,
+	// at most MaxRecordBytesLimit.
+	MaxRecordBytes int
+
+	// IndexIntervalBytes is the spacing of sparse index entries in bytes
+	// of log; default 4096. Smaller is faster to read and uses more memory.
+	IndexIntervalBytes int
+
+	// Logger receives recovery warnings and write failures; nil discards.
+	Logger *slog.Logger
+
+	// fsync replaces (*os.File).Sync for data files in tests.
+	fsync func(*os.File) error
+}
+
+// withDefaults validates o and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("seglog: Options.Dir is empty")
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.SegmentBytes < 0 || o.SegmentBytes > MaxSegmentBytes {
+		return o, fmt.Errorf("seglog: Options.SegmentBytes %d not in [1, %d]", o.SegmentBytes, MaxSegmentBytes)
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if o.MaxRecordBytes < 0 || o.MaxRecordBytes > MaxRecordBytesLimit {
+		return o, fmt.Errorf("seglog: Options.MaxRecordBytes %d not in [1, %d]", o.MaxRecordBytes, MaxRecordBytesLimit)
+	}
+	if o.IndexIntervalBytes == 0 {
+		o.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if o.IndexIntervalBytes < 0 {
+		return o, fmt.Errorf("seglog: Options.IndexIntervalBytes %d is negative", o.IndexIntervalBytes)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.fsync == nil {
+		o.fsync = (*os.File).Sync
+	}
+	return o, nil
+}

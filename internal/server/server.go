@@ -1,0 +1,159 @@
+// Package server wires a broker to its network endpoints: the gRPC API (with
+// reflection and the standard health service) and the HTTP side (health now;
+// metrics and the console later). It owns their goroutines and lifecycle:
+// New validates, Start listens and serves, Shutdown stops everything.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/broker"
+	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/rpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is one broker with its gRPC and HTTP endpoints.
+type Server struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	b       *broker.Broker
+	grpc    *grpc.Server
+	health  *health.Server
+	http    *http.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New validates cfg. It starts nothing.
+func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, logger: logger}, nil
+}
+
+// Start opens the broker and begins serving on both addresses. On error
+// nothing is left running.
+func (s *Server) Start() error {
+	var err error
+	s.grpcLis, err = net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
+	}
+	s.httpLis, err = net.Listen("tcp", s.cfg.HTTP)
+	if err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTP, err)
+	}
+	s.b, err = broker.Open(broker.Config{
+		DataDir:        s.cfg.DataDir,
+		NoSync:         s.cfg.NoSync,
+		MaxBodyBytes:   s.cfg.MaxBodyBytes,
+		SegmentBytes:   s.cfg.SegmentBytes,
+		AckTimeout:     s.cfg.AckTimeout,
+		RetentionAge:   s.cfg.RetentionAge,
+		RetentionBytes: s.cfg.RetentionBytes,
+		Logger:         s.logger,
+	})
+	if err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return err
+	}
+
+	s.grpc = grpc.NewServer(
+		// A record carries the body plus key and headers: allow a full batch.
+		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes+(16<<20)),
+		grpc.MaxSendMsgSize(s.cfg.MaxBodyBytes+(16<<20)),
+	)
+	rpc.Register(s.grpc, s.b, s.cfg.Version)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(s.grpc)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /readyz", s.handleHealth)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	s.goFunc(func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil {
+			s.logger.Error("gRPC server stopped", "err", err)
+		}
+	})
+	s.goFunc(func() {
+		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("HTTP server stopped", "err", err)
+		}
+	})
+	s.logger.Info("dmq server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir, "fsync", !s.cfg.NoSync)
+	return nil
+}
+
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// GRPCAddr is the address the gRPC API listens on.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the HTTP side listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Broker returns the running broker.
+func (s *Server) Broker() *broker.Broker { return s.b }
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "fsync": !s.cfg.NoSync})
+}
+
+// Shutdown stops accepting, ends subscriptions, lets publishes in progress
+// finish until ctx is done, then closes the broker. Safe to call twice.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.health.Shutdown()
+		s.b.EndSubscriptions()
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.grpc.Stop()
+			<-stopped
+		}
+		s.http.Shutdown(ctx)
+		s.wg.Wait()
+		s.stopErr = s.b.Close()
+		s.logger.Info("dmq server stopped")
+	})
+	return s.stopErr
+}
