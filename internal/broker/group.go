@@ -240,9 +240,9 @@ func (g *group) attach(s *Subscription) error {
 	}
 	c := g.mu.cursors[member]
 	if c == nil {
-		// A new broadcast member starts where the group is: at the lowest
-		// position of the existing members, or where the group started.
-		floor := max(g.floorLocked(), g.t.log.First())
+		// A new broadcast member gets every message of the group: it starts
+		// where the group started, or at the oldest message still stored.
+		floor := max(g.info.StartOffset, g.t.log.First())
 		if err := g.t.b.meta.PutCursor(g.t.name, g.info.Name, meta.Cursor{Member: member, Floor: floor}); err != nil {
 			return wrap(KindInternal, err, "save position of member %q", member)
 		}

@@ -22,8 +22,8 @@ func TestPositionsAndAcksSurviveRestart(t *testing.T) {
 	const n = 200
 	publishN(t, c, topic, n)
 
-	// Ack the odd messages only; the even ones stay in flight (the handler
-	// fails them... no: it blocks so they stay unacked until the restart).
+	// Ack the odd messages only; the handler blocks on the even ones, so
+	// they stay in flight, unacked, until the broker stops.
 	acked := map[string]bool{}
 	var mu sync.Mutex
 	block := make(chan struct{})

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dmqio/dmq/internal/dmqtest"
+)
+
+// run executes the dmq command line in-process against addr.
+func run(t *testing.T, addr, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(append([]string{"--server", addr}, args...), strings.NewReader(stdin), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func mustRun(t *testing.T, addr, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, code := run(t, addr, stdin, args...)
+	if code != 0 {
+		t.Fatalf("dmq %s: exit %d, stderr %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+func TestPubSubTourThroughTheCommandLine(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	addr := s.GRPCAddr()
+	mustRun(t, addr, "", "topic", "create", "test.cli.orders", "--dept", "shop", "--owner", "alice", "--purpose", "orders")
+	mustRun(t, addr, "", "group", "create", "test.cli.orders", "billing")
+	mustRun(t, addr, "", "group", "create", "test.cli.orders", "audit", "--mode", "broadcast", "--ack", "auto")
+
+	id := mustRun(t, addr, "", "pub", "test.cli.orders", "--key", "order-1", "--header", "src=web", "hello", "world")
+	if strings.TrimSpace(id) != "0" {
+		t.Fatalf("pub printed %q, want id 0", id)
+	}
+	ids := strings.Fields(mustRun(t, addr, "a\nb\nc\n", "pub", "test.cli.orders"))
+	if strings.Join(ids, ",") != "1,2,3" {
+		t.Fatalf("pub from stdin printed %v, want ids 1,2,3 in input order", ids)
+	}
+
+	out := mustRun(t, addr, "", "sub", "test.cli.orders", "--group", "billing", "--count", "1", "--json")
+	var m jsonMessage
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("sub --json printed %q: %v", out, err)
+	}
+	if m.ID != "0" || m.Key != "order-1" || m.Body != "hello world" || m.Headers["src"] != "web" || m.Attempt != 1 {
+		t.Fatalf("sub --json = %+v", m)
+	}
+	// The rest, then nothing: every printed message was acked.
+	if out := mustRun(t, addr, "", "sub", "test.cli.orders", "--group", "billing", "--idle", "300ms"); out != "a\nb\nc\n" {
+		t.Fatalf("sub --idle printed %q, want a b c", out)
+	}
+	if out := mustRun(t, addr, "", "sub", "test.cli.orders", "--group", "billing", "--idle", "300ms"); out != "" {
+		t.Fatalf("second sub printed %q, want nothing (all acked)", out)
+	}
+	for _, member := range []string{"m1", "m2"} {
+		out := mustRun(t, addr, "", "sub", "test.cli.orders", "--group", "audit", "--client-id", member, "--count", "4")
+		if out != "hello world\na\nb\nc\n" {
+			t.Fatalf("broadcast member %s printed %q", member, out)
+		}
+	}
+	list := mustRun(t, addr, "", "group", "list", "test.cli.orders")
+	if !strings.Contains(list, "billing") || !strings.Contains(list, "broadcast") {
+		t.Fatalf("group list = %q", list)
+	}
+	topics := mustRun(t, addr, "", "topic", "list")
+	if !strings.Contains(topics, "test.cli.orders") || !strings.Contains(topics, "alice") {
+		t.Fatalf("topic list = %q", topics)
+	}
+}
+
+func TestCommandLineErrorsAreClear(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	addr := s.GRPCAddr()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pub", "test.no.such", "x"}, `NotFound: topic "test.no.such" does not exist`},
+		{[]string{"topic", "create", "nodots"}, "InvalidArgument: topic name"},
+		{[]string{"sub", "test.no.such"}, "--group is required"},
+		{[]string{"group", "create", "test.a.b", "g", "--mode", "fanout"}, `--mode "fanout"`},
+		{[]string{"pub", "test.a.b", "--header", "novalue", "x"}, `--header "novalue"`},
+	}
+	for _, tc := range cases {
+		_, errOut, code := run(t, addr, "", tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("dmq %s: exit %d stderr %q, want failure with %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+	}
+}
+
+// `dmq server` as a process takes its settings from a config file and the
+// environment, stops cleanly on SIGINT, and refuses a bad setting.
+func TestServerProcessConfigFileAndSignals(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "dmq.yaml")
+	os.WriteFile(cfgPath, []byte("no_sync: true\nmax_body_bytes: 2048\n"), 0o644)
+	p := dmqtest.StartProcess(t, filepath.Join(dir, "data"), "--config", cfgPath)
+	if !strings.Contains(p.Logs(), "NO fsync before ack") {
+		t.Errorf("server did not announce no-sync from the config file:\n%s", p.Logs())
+	}
+	mustRun(t, p.Addr, "", "topic", "create", "test.cfg.x")
+	_, errOut, _ := run(t, p.Addr, "", "pub", "test.cfg.x", strings.Repeat("y", 3000))
+	if !strings.Contains(errOut, "exceeds the limit of 2048 bytes") {
+		t.Errorf("config max_body_bytes not applied: %q", errOut)
+	}
+	p.Stop(t)
+
+	var sout, serr bytes.Buffer
+	t.Setenv("DMQ_ACK_TIMEOUT", "never")
+	if code := Main([]string{"server", "--data", t.TempDir()}, nil, &sout, &serr); code == 0 || !strings.Contains(serr.String(), "DMQ_ACK_TIMEOUT") {
+		t.Errorf("bad env setting: exit %d, stderr %q", code, serr.String())
+	}
+}

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadLayersFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dmq.yaml")
+	os.WriteFile(path, []byte("data: /var/lib/dmq\nack_timeout: 45s\nlisten: 127.0.0.1:9000\n"), 0o644)
+	env := map[string]string{"DMQ_LISTEN": "127.0.0.1:9100", "DMQ_NO_SYNC": "true"}
+	c, err := Load(path, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/dmq" || c.AckTimeout != 45*time.Second || c.Listen != "127.0.0.1:9100" || !c.NoSync || c.HTTP != Default().HTTP {
+		t.Fatalf("Load = %+v", c)
+	}
+}
+
+func TestLoadRejectsBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]struct {
+		file string
+		env  map[string]string
+		want string
+	}{
+		"unknown key":     {file: "colour: red\n", want: "colour"},
+		"bad duration":    {env: map[string]string{"DMQ_ACK_TIMEOUT": "soon"}, want: "DMQ_ACK_TIMEOUT"},
+		"bad address":     {env: map[string]string{"DMQ_LISTEN": "nowhere"}, want: "listen"},
+		"tiny body limit": {env: map[string]string{"DMQ_MAX_BODY_BYTES": "0"}, want: "max_body_bytes"},
+		"bad log level":   {file: "log_level: loud\n", want: "log_level"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+				os.WriteFile(path, []byte(tc.file), 0o644)
+			}
+			_, err := Load(path, func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load error = %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
