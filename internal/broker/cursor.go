@@ -1,5 +1,7 @@
 package broker
 
+import "github.com/dmqio/dmq/internal/meta"
+
 // cursor is the delivery state of one position in a topic: the single
 // position of a cluster group, or the own position of one broadcast member.
 //
@@ -16,7 +18,10 @@ type cursor struct {
 	member string
 	floor  uint64
 	next   uint64
-	acked  map[uint64]struct{}
+	// acked holds acked offsets at or above floor; the value says whether
+	// the ack is in the metadata store (it then needs a delete once the
+	// floor passes it).
+	acked map[uint64]bool
 	// inflight holds delivered, unacked messages (business ack mode only).
 	inflight map[uint64]flight
 	// timeouts lists in-flight deliveries in delivery order. The ack timeout
@@ -33,9 +38,11 @@ type cursor struct {
 	sessions []*Subscription
 	rr       int
 
-	// Changes not yet persisted.
-	dirtyAcked []uint64
-	savedFloor uint64
+	// Changes not yet persisted: new acks above the floor, stored acks the
+	// floor passed (to delete), and the floor itself.
+	dirtyAcked   []uint64
+	droppedAcked []uint64
+	savedFloor   uint64
 }
 
 type flight struct {
@@ -55,14 +62,16 @@ func newCursor(member string, floor uint64, acked []uint64) *cursor {
 		member:     member,
 		floor:      floor,
 		next:       floor,
-		acked:      make(map[uint64]struct{}, len(acked)),
+		acked:      make(map[uint64]bool, len(acked)),
 		inflight:   make(map[uint64]flight),
 		attempts:   make(map[uint64]uint32),
 		savedFloor: floor,
 	}
 	for _, off := range acked {
 		if off >= floor {
-			c.acked[off] = struct{}{}
+			c.acked[off] = true
+		} else {
+			c.droppedAcked = append(c.droppedAcked, off)
 		}
 	}
 	c.advanceFloor()
@@ -112,9 +121,9 @@ func (c *cursor) take(end uint64, window uint64) (off uint64, fresh bool, ok boo
 // segments were removed) up to first.
 func (c *cursor) skipTo(first uint64) {
 	if c.floor < first {
-		for off := range c.acked {
+		for off, stored := range c.acked {
 			if off < first {
-				delete(c.acked, off)
+				c.drop(off, stored)
 			}
 		}
 		c.floor = first
@@ -147,7 +156,7 @@ func (c *cursor) ack(off uint64) bool {
 	}
 	delete(c.inflight, off)
 	delete(c.attempts, off)
-	c.acked[off] = struct{}{}
+	c.acked[off] = false
 	c.dirtyAcked = append(c.dirtyAcked, off)
 	c.advanceFloor()
 	return true
@@ -166,14 +175,23 @@ func (c *cursor) nack(off uint64) bool {
 
 func (c *cursor) advanceFloor() {
 	for {
-		if _, ok := c.acked[c.floor]; !ok {
+		stored, ok := c.acked[c.floor]
+		if !ok {
 			break
 		}
-		delete(c.acked, c.floor)
+		c.drop(c.floor, stored)
 		c.floor++
 	}
 	if c.next < c.floor {
 		c.next = c.floor
+	}
+}
+
+// drop forgets an ack the floor passed; a stored one must be deleted.
+func (c *cursor) drop(off uint64, stored bool) {
+	delete(c.acked, off)
+	if stored {
+		c.droppedAcked = append(c.droppedAcked, off)
 	}
 }
 
@@ -254,18 +272,22 @@ func (c *cursor) backlog(end uint64) uint64 {
 	return n
 }
 
-// takeUpdate returns the changes since the last call, for persistence.
-func (c *cursor) takeUpdate() (old, floor uint64, acked []uint64, changed bool) {
-	if c.floor == c.savedFloor && len(c.dirtyAcked) == 0 {
-		return 0, 0, nil, false
+// takeUpdate returns the changes since the last call, for persistence:
+// the floor before and now, acks above the floor to store, and stored acks
+// below the floor to delete.
+func (c *cursor) takeUpdate() (u meta.CursorUpdate, changed bool) {
+	if c.floor == c.savedFloor && len(c.dirtyAcked) == 0 && len(c.droppedAcked) == 0 {
+		return u, false
 	}
-	old, floor = c.savedFloor, c.floor
+	u = meta.CursorUpdate{Member: c.member, OldFloor: c.savedFloor, NewFloor: c.floor, Dropped: c.droppedAcked}
 	for _, off := range c.dirtyAcked {
-		if off >= c.floor {
-			acked = append(acked, off)
+		if stored, ok := c.acked[off]; ok && !stored {
+			c.acked[off] = true
+			u.Acked = append(u.Acked, off)
 		}
 	}
 	c.dirtyAcked = c.dirtyAcked[:0]
+	c.droppedAcked = nil
 	c.savedFloor = c.floor
-	return old, floor, acked, true
+	return u, true
 }

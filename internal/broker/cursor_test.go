@@ -117,12 +117,32 @@ func TestCursorAutoAckAndUpdates(t *testing.T) {
 	if c.floor != 3 || len(c.inflight) != 0 {
 		t.Fatalf("auto ack: floor %d inflight %d, want 3 and 0", c.floor, len(c.inflight))
 	}
-	old, floor, acked, changed := c.takeUpdate()
-	if !changed || old != 0 || floor != 3 || len(acked) != 0 {
-		t.Fatalf("takeUpdate = %d %d %v %v, want 0 3 [] true", old, floor, acked, changed)
+	u, changed := c.takeUpdate()
+	if !changed || u.OldFloor != 0 || u.NewFloor != 3 || len(u.Acked) != 0 || len(u.Dropped) != 0 {
+		t.Fatalf("takeUpdate = %+v %v, want floor 0→3, nothing to store or delete", u, changed)
 	}
-	if _, _, _, changed := c.takeUpdate(); changed {
+	if _, changed := c.takeUpdate(); changed {
 		t.Fatal("second takeUpdate reported a change")
+	}
+}
+
+// An ack stored above the floor is deleted once the floor passes it.
+func TestCursorStoredAcksAreDeletedOnceFloorPasses(t *testing.T) {
+	c := newCursor("", 0, nil)
+	s := &Subscription{}
+	for _, off := range takeAll(c, 3, 100) {
+		c.deliver(off, s, 0, 100, false)
+	}
+	c.ack(2)
+	u, _ := c.takeUpdate()
+	if !slices.Equal(u.Acked, []uint64{2}) || u.NewFloor != 0 {
+		t.Fatalf("after acking 2 first: %+v, want ack 2 stored, floor 0", u)
+	}
+	c.ack(0)
+	c.ack(1)
+	u, _ = c.takeUpdate()
+	if u.NewFloor != 3 || len(u.Acked) != 0 || !slices.Equal(u.Dropped, []uint64{2}) {
+		t.Fatalf("after acking 0 and 1: %+v, want floor 3, stored ack 2 deleted", u)
 	}
 }
 

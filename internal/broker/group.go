@@ -215,8 +215,8 @@ func (g *group) persist() {
 func (g *group) persistLocked() {
 	var ups []meta.CursorUpdate
 	for _, c := range g.mu.cursors {
-		if old, floor, acked, ok := c.takeUpdate(); ok {
-			ups = append(ups, meta.CursorUpdate{Member: c.member, OldFloor: old, NewFloor: floor, Acked: acked})
+		if u, ok := c.takeUpdate(); ok {
+			ups = append(ups, u)
 		}
 	}
 	if len(ups) == 0 {

@@ -24,6 +24,7 @@ import (
 type benchOptions struct {
 	size, count, inflight, producers, consumers int
 	consume, embedded, asJSON, noSync           bool
+	topic                                       string
 }
 
 // BenchResult is one measured run, printed as text or JSON.
@@ -91,6 +92,7 @@ using --server.`,
 	f.BoolVar(&o.embedded, "embedded", false, "run a broker in this process on a temporary directory")
 	f.BoolVar(&o.noSync, "no-sync", false, "with --embedded: run the broker without fsync")
 	f.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
+	f.StringVar(&o.topic, "topic", "", "publish to this existing topic and keep it (default: a temporary topic)")
 	return cmd
 }
 
@@ -128,11 +130,14 @@ func runBench(ctx context.Context, addr string, o benchOptions) (BenchResult, er
 	if err != nil {
 		return BenchResult{}, fmt.Errorf("reach broker at %s: %w", addr, err)
 	}
-	topic := fmt.Sprintf("bench.dmq.run-%d", time.Now().UnixNano())
-	if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topic, Purpose: "dmq bench"}); err != nil {
-		return BenchResult{}, err
+	topic := o.topic
+	if topic == "" {
+		topic = fmt.Sprintf("bench.dmq.run-%d", time.Now().UnixNano())
+		if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topic, Purpose: "dmq bench"}); err != nil {
+			return BenchResult{}, err
+		}
+		defer c.DeleteTopic(context.Background(), topic)
 	}
-	defer c.DeleteTopic(context.Background(), topic)
 	r := BenchResult{Workload: "publish", Fsync: info.Fsync, Messages: o.count, Size: o.size, Producers: o.producers}
 
 	var consumed atomic.Int64
@@ -141,13 +146,14 @@ func runBench(ctx context.Context, addr string, o benchOptions) (BenchResult, er
 	var e2e []time.Duration
 	if o.consume {
 		r.Workload, r.Consumers = "publish+consume", o.consumers
-		if _, err := c.CreateGroup(ctx, client.GroupSpec{Topic: topic, Name: "bench"}); err != nil {
+		group := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		if _, err := c.CreateGroup(ctx, client.GroupSpec{Topic: topic, Name: group}); err != nil {
 			return r, err
 		}
 		e2e = make([]time.Duration, 0, o.count)
 		var once sync.Once
 		for i := 0; i < o.consumers; i++ {
-			k, err := c.Subscribe(ctx, topic, "bench", func(_ context.Context, m *client.Message) error {
+			k, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *client.Message) error {
 				sent := int64(binary.LittleEndian.Uint64(m.Body))
 				d := time.Duration(time.Now().UnixNano() - sent)
 				e2eMu.Lock()

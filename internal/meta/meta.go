@@ -237,6 +237,10 @@ type CursorUpdate struct {
 	NewFloor uint64
 	// Acked lists offsets at or above NewFloor that became acked.
 	Acked []uint64
+	// Dropped lists stored acks the floor has passed; they are deleted.
+	// (Point deletes, not a range: Pebble handles many small range
+	// tombstones over the same keys badly.)
+	Dropped []uint64
 }
 
 // SaveCursors applies cursor updates of one group in a single unsynced batch.
@@ -249,11 +253,13 @@ func (s *Store) SaveCursors(topic, group string, updates []CursorUpdate) error {
 				return err
 			}
 		}
-		if u.NewFloor != u.OldFloor {
-			if err := b.Set(cursorKey(topic, group, u.Member), binary.BigEndian.AppendUint64(nil, u.NewFloor), nil); err != nil {
+		for _, off := range u.Dropped {
+			if err := b.Delete(ackKey(topic, group, u.Member, off), nil); err != nil {
 				return err
 			}
-			if err := b.DeleteRange(ackKey(topic, group, u.Member, 0), ackKey(topic, group, u.Member, u.NewFloor), nil); err != nil {
+		}
+		if u.NewFloor != u.OldFloor {
+			if err := b.Set(cursorKey(topic, group, u.Member), binary.BigEndian.AppendUint64(nil, u.NewFloor), nil); err != nil {
 				return err
 			}
 		}

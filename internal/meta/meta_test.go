@@ -31,7 +31,7 @@ func TestTopicsGroupsAndCursorsSurviveReopen(t *testing.T) {
 	if err := s.SaveCursors("test.a.b", "g", []CursorUpdate{{Member: "", OldFloor: 3, NewFloor: 5, Acked: []uint64{7, 9}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveCursors("test.a.b", "g", []CursorUpdate{{Member: "", OldFloor: 5, NewFloor: 8, Acked: []uint64{10}}}); err != nil {
+	if err := s.SaveCursors("test.a.b", "g", []CursorUpdate{{Member: "", OldFloor: 5, NewFloor: 8, Acked: []uint64{10}, Dropped: []uint64{7}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

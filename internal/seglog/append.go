@@ -99,9 +99,10 @@ func (l *Log) Append(ctx context.Context, payloads [][]byte) (first uint64, err 
 // the batch is durable or has failed. Batches of one caller are committed
 // in call order. If the batch is refused before being queued (too large,
 // empty, log closed or failed) done is called before AppendAsync returns,
-// on the caller's goroutine. done must not block for long: it delays the
-// completion of other appends. The payloads must not be modified until
-// done is called.
+// on the caller's goroutine. done must not block for long, as it delays
+// the completion of other appends, and must not call Append or Close,
+// which would wait for the goroutine running it. The payloads must not be
+// modified until done is called.
 func (l *Log) AppendAsync(payloads [][]byte, done func(first uint64, err error)) {
 	n, err := l.batchBytes(payloads)
 	if err != nil || len(payloads) == 0 {

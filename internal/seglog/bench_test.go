@@ -21,6 +21,7 @@ func BenchmarkAppend1KiB(b *testing.B) {
 			defer l.Close()
 			payload := make([]byte, 1024)
 			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
 			b.SetParallelism(128) // 128 callers per GOMAXPROCS
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -34,7 +35,9 @@ func BenchmarkAppend1KiB(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
-			b.ReportMetric(float64(b.N)/float64(max(l.syncs.Load(), 1)), "appends/fsync")
+			if !bc.noSync {
+				b.ReportMetric(float64(b.N)/float64(max(l.syncs.Load(), 1)), "appends/fsync")
+			}
 		})
 	}
 }
@@ -59,6 +62,7 @@ func BenchmarkAppendAsync1KiB(b *testing.B) {
 		wg.Done()
 	}
 	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		sem <- struct{}{}

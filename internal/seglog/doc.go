@@ -66,45 +66,61 @@
 // # Writing and group commit
 //
 // Append and AppendAsync queue their batch and wake a single writer
-// goroutine. The writer takes everything queued, assigns offsets in queue
-// order, encodes all records into one reused buffer, writes it with one
-// write (pwrite) syscall (or one per 4 MiB for very large groups), calls
-// fsync once, publishes the new records to readers and then wakes every
-// caller of the group. A caller therefore learns of success only after its
+// goroutine. The writer takes everything queued (one group), assigns
+// offsets in queue order, encodes all records into one reused buffer and
+// writes it with one write (pwrite) syscall, or one per 4 MiB for very
+// large groups. It then hands the group to a syncer goroutine and goes on
+// with the next group while the syncer works, so that writes overlap
+// fsyncs. The syncer takes every group written so far, calls fsync once
+// for all of them, publishes their records to readers and then wakes all
+// their callers. A caller therefore learns of success only after its
 // records are durable, and readers never see a record before it is
-// durable. With Options.NoSync the fsync is skipped (the write still
-// happens before Append returns); Close always fsyncs.
+// durable. At most four written groups wait for the syncer; beyond
+// that the writer waits, and appends queue up into larger groups. With
+// Options.NoSync the fsync is skipped (the write still happens before
+// Append returns); rolls and Close still fsync.
 //
 // The records of one Append call get consecutive offsets and are kept in
 // one segment: if the batch does not fit in the rest of the active segment
 // the segment is rolled first. Only a single batch larger than
 // SegmentBytes is split, at record boundaries, across several fresh
-// segments. A batch is not atomic with respect to crashes: if the process
-// or machine dies before Append returns, any prefix of the batch may
-// survive.
+// segments. A roll waits until everything written to the old segment is
+// fsynced, writes its index, creates the new segment file and fsyncs the
+// directory. A batch is not atomic with respect to crashes: if the
+// process or machine dies before Append returns, any prefix of the batch
+// may survive.
 //
-// If a write, fsync or roll fails, every caller of the group gets the
-// error, and the log becomes failed: every later append fails with an
-// error matching ErrFailed, because after a failed fsync the state of the
-// page cache is unknown. The log must then be closed and reopened, which
-// runs recovery. A failed append may or may not be present after reopen.
+// If a write, fsync or roll fails, every caller of the affected groups
+// gets the error, and the log becomes failed: every later append fails
+// with an error matching ErrFailed, because after a failed fsync the state
+// of the page cache is unknown. The log must then be closed and reopened,
+// which runs recovery. A failed append may or may not be present after
+// reopen.
 //
 // # Recovery
 //
 // Open scans the active segment from its start, record by record. At the
 // first record that is torn (the file ends inside it), has an absurd
-// length, a CRC mismatch or an unexpected offset, or at a zero-filled
-// header, the file is truncated at that record's position and fsynced:
-// every intact record before it is kept, everything from there on is
-// dropped, reported by Log.Recovery and logged at Warn level. Sealed
-// segments are not scanned when their index is valid; corruption inside
-// them surfaces as a *CorruptionError (matching ErrCorrupt) from Read or
+// length (over the 256 MiB hard limit; MaxRecordBytes is not used here, so
+// lowering it never makes older records look corrupt), a CRC mismatch or
+// an unexpected offset, or at a zero-filled header, the file is truncated
+// at that record's position and fsynced: every intact record before it is
+// kept, everything from there on is dropped, reported by Log.Recovery and
+// logged at Warn level. An empty active segment is fine. Sealed segments
+// are not scanned when their index is valid; corruption inside them
+// surfaces as a *CorruptionError (matching ErrCorrupt) from Read or
 // ReadBatch, which never return data whose CRC or offset does not match.
-// The directory is fsynced after segment files are created or deleted.
+// A sealed segment whose index must be rebuilt and which turns out to be
+// damaged is logged and kept as it is, never truncated. The directory is
+// fsynced after segment files are created or deleted.
+//
+// A directory must be used by one Log at a time; this is not enforced.
 //
 // # Concurrency
 //
 // All methods are safe for concurrent use. Reads run concurrently with
-// each other and with the writer: the writer holds the log's lock only
-// briefly to publish records after their fsync, never during I/O.
+// each other and with the writer. The log's lock is held only briefly:
+// by the syncer to publish records after their fsync, by the writer to add
+// a segment, and by readers to pick a segment and snapshot its durable
+// extent; never during I/O.
 package seglog

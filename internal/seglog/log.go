@@ -23,9 +23,9 @@ type Log struct {
 	recovery Recovery
 
 	// mu guards segs, closed and the mutable fields of every segment.
-	// The writer holds it (write-locked) only to publish durable records
-	// and to add a segment; readers hold it (read-locked) only to pick a
-	// segment and snapshot its durable extent, never during I/O.
+	// The syncer holds it (write-locked) only to publish durable records,
+	// the writer to add a segment, readers (read-locked) to pick a segment
+	// and snapshot its durable extent; nobody holds it during I/O.
 	mu     sync.RWMutex
 	segs   []*segment // oldest first; the last one is the active segment
 	closed bool
@@ -34,7 +34,7 @@ type Log struct {
 	size atomic.Int64  // sum of the segments' durable sizes, for Size()
 
 	q          queue
-	w          writer        // owned by the writer goroutine
+	w          writer        // owned by the writer goroutine (w.syncer by the syncer)
 	writerDone chan struct{} // closed when the writer goroutine exits
 
 	closeOnce sync.Once
@@ -63,8 +63,9 @@ type SegmentInfo struct {
 
 // Open opens the log in opts.Dir, creating the directory and an empty
 // first segment if needed, and recovers the active segment (see the
-// package documentation). It starts the writer goroutine; call Close to
-// stop it.
+// package documentation). It starts the writer and syncer goroutines;
+// call Close to stop them. A directory must be used by one Log at a time;
+// this is not enforced.
 func Open(opts Options) (*Log, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {

@@ -448,31 +448,30 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// blockingSync returns an fsync hook that, while armed, announces each
-// call on entered and waits for release.
-func blockingSync() (hook func(*os.File) error, armed *atomic.Bool, entered, release chan struct{}) {
-	armed = new(atomic.Bool)
-	entered, release = make(chan struct{}), make(chan struct{})
-	hook = func(f *os.File) error {
-		if armed.Load() {
-			entered <- struct{}{}
-			<-release
-		}
-		return f.Sync()
-	}
-	return hook, armed, entered, release
-}
-
 func TestAppendCanceledWhileQueued(t *testing.T) {
-	hook, armed, entered, release := blockingSync()
-	l := openLog(t, Options{Dir: t.TempDir(), fsync: hook})
-	armed.Store(true)
+	l := openLog(t, Options{Dir: t.TempDir()})
+	pending := func() int {
+		l.q.mu.Lock()
+		defer l.q.mu.Unlock()
+		return len(l.q.pending)
+	}
+	waitFor := func(cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("timed out")
+			}
+		}
+	}
+	// Hold every sync job: the writer takes the next request and then
+	// blocks waiting for a job, so the request after it stays queued.
+	var held [syncJobs]*syncJob
+	for i := range held {
+		held[i] = <-l.w.free
+	}
 	firstDone := make(chan error, 1)
-	go func() {
-		_, err := l.Append(context.Background(), [][]byte{[]byte("a")})
-		firstDone <- err
-	}()
-	<-entered // the writer is inside the fsync of "a"
+	l.AppendAsync([][]byte{[]byte("a")}, func(_ uint64, err error) { firstDone <- err })
+	waitFor(func() bool { return pending() == 0 }) // the writer took "a"
 
 	ctx, cancel := context.WithCancel(context.Background())
 	secondDone := make(chan error, 1)
@@ -480,13 +479,14 @@ func TestAppendCanceledWhileQueued(t *testing.T) {
 		_, err := l.Append(ctx, [][]byte{[]byte("b")})
 		secondDone <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let "b" queue
+	waitFor(func() bool { return pending() == 1 })
 	cancel()
 	if err := <-secondDone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled Append: %v", err)
 	}
-	armed.Store(false)
-	close(release)
+	for _, j := range held {
+		l.w.free <- j
+	}
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
 	}
@@ -498,6 +498,47 @@ func TestAppendCanceledWhileQueued(t *testing.T) {
 	}
 	if p, _ := l.Read(1); string(p) != "c" {
 		t.Fatalf("Read(1) = %q", p)
+	}
+}
+
+func TestOnlyDurableRecordsAreVisible(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var block atomic.Bool
+	l := openLog(t, Options{Dir: t.TempDir(), fsync: func(f *os.File) error {
+		if block.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return f.Sync()
+	}})
+	appendSeq(t, l, 3, 1)
+	block.Store(true)
+	done := make(chan error, 1)
+	l.AppendAsync([][]byte{[]byte("pending")}, func(_ uint64, err error) { done <- err })
+	<-entered // written, fsync in progress
+	st, err := os.Stat(l.Segments()[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() <= l.Size() {
+		t.Fatalf("file has %d bytes, durable size %d: the record was not written before fsync", st.Size(), l.Size())
+	}
+	if l.Next() != 3 {
+		t.Fatalf("Next = %d before the fsync completed", l.Next())
+	}
+	if _, err := l.Read(3); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("Read of a record not yet fsynced: %v", err)
+	}
+	if recs, err := l.ReadBatch(0, 100, 1<<20); err != nil || len(recs) != 3 {
+		t.Fatalf("ReadBatch = %d records, %v; want the 3 durable ones", len(recs), err)
+	}
+	block.Store(false)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p, err := l.Read(3); err != nil || string(p) != "pending" {
+		t.Fatalf("Read(3) = %q, %v", p, err)
 	}
 }
 

@@ -157,23 +157,26 @@ var readPool bufPool
 // bytes [winPos, winPos+len(win)).
 type spanReader struct {
 	span
-	win    []byte
-	winPos int64
-	pooled bool // window buffers come from and go back to readPool
+	win       []byte
+	winPos    int64
+	pooled    bool    // window buffers come from and go back to readPool
+	pooledWin *[]byte // the pooled buffer behind win
 }
 
 // fetch returns the file bytes [pos, pos+n), which the caller has checked
-// lie within s.end. If the window does not hold them it reads a new window
-// of at least n and about ahead bytes with one ReadAt.
-func (r *spanReader) fetch(pos int64, n int, ahead int64) ([]byte, error) {
+// lie within r.end, for the record expected to have offset off. If the
+// window does not hold them it reads a new window of at least n and about
+// ahead bytes with one ReadAt.
+func (r *spanReader) fetch(pos int64, n int, off uint64, ahead int64) ([]byte, error) {
 	if pos >= r.winPos && pos+int64(n) <= r.winPos+int64(len(r.win)) {
 		off := pos - r.winPos
 		return r.win[off : off+int64(n) : off+int64(n)], nil
 	}
 	size := max(int64(n), min(ahead, r.end-pos))
 	if r.pooled {
-		readPool.put(r.win)
-		r.win = readPool.get(int(size))
+		readPool.put(r.pooledWin)
+		r.pooledWin = readPool.get(int(size))
+		r.win = *r.pooledWin
 	} else {
 		r.win = make([]byte, size)
 	}
@@ -182,7 +185,7 @@ func (r *spanReader) fetch(pos int64, n int, ahead int64) ([]byte, error) {
 	if got < len(r.win) {
 		r.win = r.win[:got]
 		if err == nil || errors.Is(err, io.EOF) {
-			return nil, &CorruptionError{Path: r.path, Position: pos + int64(got),
+			return nil, &CorruptionError{Path: r.path, Position: pos + int64(got), Offset: off,
 				Reason: fmt.Sprintf("segment file ends at byte %d, before the end of its data at %d", pos+int64(got), r.end)}
 		}
 		return nil, fmt.Errorf("seglog: read %s: %w", r.path, err)
@@ -193,8 +196,8 @@ func (r *spanReader) fetch(pos int64, n int, ahead int64) ([]byte, error) {
 // done returns a pooled window.
 func (r *spanReader) done() {
 	if r.pooled {
-		readPool.put(r.win)
-		r.win = nil
+		readPool.put(r.pooledWin)
+		r.win, r.pooledWin = nil, nil
 	}
 }
 
@@ -204,7 +207,7 @@ func (r *spanReader) header(pos int64, off uint64, ahead int64) (header, error) 
 		return header{}, &CorruptionError{Path: r.path, Position: pos, Offset: off,
 			Reason: fmt.Sprintf("record missing: data ends at byte %d", r.end)}
 	}
-	b, err := r.fetch(pos, headerSize, ahead)
+	b, err := r.fetch(pos, headerSize, off, ahead)
 	if err != nil {
 		return header{}, err
 	}
@@ -254,7 +257,7 @@ func (r *spanReader) read(want uint64, maxRecs, maxBytes int) ([][]byte, error) 
 			break
 		}
 		n := recordSize(int(h.length))
-		rec, err := r.fetch(pos, n, body)
+		rec, err := r.fetch(pos, n, off, body)
 		if err != nil {
 			return partial(out, err)
 		}
@@ -280,15 +283,19 @@ func partial(out [][]byte, err error) ([][]byte, error) {
 // bufPool recycles byte buffers of up to 1 MiB.
 type bufPool struct{ p sync.Pool }
 
-func (bp *bufPool) get(n int) []byte {
+// get returns a buffer of length n; the caller passes the pointer back to
+// put.
+func (bp *bufPool) get(n int) *[]byte {
 	if b, _ := bp.p.Get().(*[]byte); b != nil && cap(*b) >= n {
-		return (*b)[:n]
+		*b = (*b)[:n]
+		return b
 	}
-	return make([]byte, n)
+	b := make([]byte, n)
+	return &b
 }
 
-func (bp *bufPool) put(b []byte) {
-	if b != nil && cap(b) <= 1<<20 {
-		bp.p.Put(&b)
+func (bp *bufPool) put(b *[]byte) {
+	if b != nil && cap(*b) <= 1<<20 {
+		bp.p.Put(b)
 	}
 }
