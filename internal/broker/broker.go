@@ -16,6 +16,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -457,7 +458,7 @@ func appendError(topic string, err error) error {
 	switch {
 	case isNoSpace(err):
 		return wrap(KindExhausted, err, "store message in topic %q: disk full", topic)
-	case err == seglog.ErrClosed:
+	case errors.Is(err, seglog.ErrClosed):
 		return ErrClosed
 	default:
 		return wrap(KindUnavailable, err, "store message in topic %q", topic)
@@ -587,7 +588,7 @@ func (b *Broker) Read(topicName string, off uint64) (message.Message, error) {
 	}
 	p, err := t.log.Read(off)
 	if err != nil {
-		if err == seglog.ErrOutOfRange {
+		if errors.Is(err, seglog.ErrOutOfRange) {
 			return message.Message{}, errorf(KindNotFound, "message id %d is not stored in topic %q", off, topicName)
 		}
 		return message.Message{}, wrap(KindInternal, err, "read message %d of topic %q", off, topicName)

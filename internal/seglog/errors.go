@@ -6,11 +6,11 @@ import (
 )
 
 var (
-	// ErrClosed is returned by operations on a closed Log.
+	// ErrClosed is returned, not wrapped, by operations on a closed Log.
 	ErrClosed = errors.New("seglog: log is closed")
 
-	// ErrOutOfRange is returned (possibly wrapped) by Read and ReadBatch
-	// for an offset below First() or at or above Next().
+	// ErrOutOfRange is returned, not wrapped, by Read and ReadBatch for an
+	// offset below First() or at or above Next().
 	ErrOutOfRange = errors.New("seglog: offset out of range")
 
 	// ErrRecordTooLarge is returned (wrapped) by Append and AppendAsync

@@ -293,9 +293,10 @@ func (l *Log) Segments() []SegmentInfo {
 }
 
 // Read returns the payload of the record at offset, read from disk. It
-// returns an error matching ErrOutOfRange if offset is below First() or
-// not below Next(), and a *CorruptionError if the stored record fails its
-// CRC or offset check. The returned slice is the caller's.
+// returns ErrOutOfRange itself (not wrapped) if offset is below First() or
+// not below Next(), ErrClosed after Close, and a *CorruptionError if the
+// stored record fails its CRC or offset check. The returned slice is the
+// caller's.
 func (l *Log) Read(offset uint64) ([]byte, error) {
 	r, s, err := l.reader(offset)
 	if err != nil {
@@ -338,7 +339,7 @@ func (l *Log) reader(offset uint64) (spanReader, *segment, error) {
 	}
 	first, next := l.segs[0].base, l.segs[len(l.segs)-1].next
 	if offset < first || offset >= next {
-		return spanReader{}, nil, fmt.Errorf("%w: offset %d not in [%d, %d)", ErrOutOfRange, offset, first, next)
+		return spanReader{}, nil, ErrOutOfRange
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1
 	s := l.segs[i]

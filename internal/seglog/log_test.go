@@ -390,10 +390,10 @@ func TestReadBatchLimits(t *testing.T) {
 		}
 	}
 	for _, off := range []uint64{250, 1000} {
-		if _, err := l.ReadBatch(off, 1, 1); !errors.Is(err, ErrOutOfRange) {
+		if _, err := l.ReadBatch(off, 1, 1); err != ErrOutOfRange {
 			t.Fatalf("ReadBatch(%d): %v, want ErrOutOfRange", off, err)
 		}
-		if _, err := l.Read(off); !errors.Is(err, ErrOutOfRange) {
+		if _, err := l.Read(off); err != ErrOutOfRange {
 			t.Fatalf("Read(%d): %v, want ErrOutOfRange", off, err)
 		}
 	}
