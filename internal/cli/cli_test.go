@@ -2,11 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dmqio/dmq/internal/dmqtest"
 )
@@ -72,6 +74,33 @@ func TestPubSubTourThroughTheCommandLine(t *testing.T) {
 	topics := mustRun(t, addr, "", "topic", "list")
 	if !strings.Contains(topics, "test.cli.orders") || !strings.Contains(topics, "alice") {
 		t.Fatalf("topic list = %q", topics)
+	}
+}
+
+// `sub --no-ack` holds a message; another consumer gets it after the ack timeout.
+func TestSubNoAckLetsAnotherConsumerSeeTheRedelivery(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	addr := s.GRPCAddr()
+	mustRun(t, addr, "", "topic", "create", "test.cli.redeliver")
+	mustRun(t, addr, "", "group", "create", "test.cli.redeliver", "slow", "--ack-timeout", "500ms")
+	mustRun(t, addr, "", "pub", "test.cli.redeliver", "again")
+	held := make(chan string, 1)
+	go func() {
+		out, _, _ := run(t, addr, "", "sub", "test.cli.redeliver", "--group", "slow", "--no-ack", "--idle", "3s", "--json")
+		held <- out
+	}()
+	c := dmqtest.Dial(t, addr)
+	dmqtest.Eventually(t, 10*time.Second, "the --no-ack consumer to hold the message", func() bool {
+		g, err := c.GetGroup(context.Background(), "test.cli.redeliver", "slow")
+		return err == nil && g.Stats.InFlight == 1
+	})
+	out := mustRun(t, addr, "", "sub", "test.cli.redeliver", "--group", "slow", "--count", "1", "--json")
+	var m jsonMessage
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m.Body != "again" || m.Attempt != 2 {
+		t.Fatalf("second consumer got %q (%v), want the message again with attempt 2", out, err)
+	}
+	if first := <-held; !strings.Contains(first, `"attempt":1`) {
+		t.Fatalf("--no-ack consumer printed %q, want attempt 1", first)
 	}
 }
 

@@ -16,14 +16,21 @@ import (
 // they go back to the group unconsumed.
 var errCountReached = errors.New("dmq sub: --count reached")
 
+// errNotAcked gives back messages held with --no-ack when the command exits.
+var errNotAcked = errors.New("dmq sub: --no-ack")
+
 func newSubCmd(e *env) *cobra.Command {
 	var group, clientID string
 	var count int
 	var idle time.Duration
-	var asJSON bool
+	var asJSON, noAck bool
 	cmd := &cobra.Command{
 		Use:   "sub TOPIC --group GROUP",
 		Short: "Consume messages, print one line each, and ack them",
+		Long: `Consume messages of a group, print one line each (the body, or a JSON object
+with --json) and ack each printed message. With --no-ack, printed messages are
+held unacked until the command exits: after the group's ack timeout the broker
+redelivers them to other members, and on exit they go back to the group.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if group == "" {
@@ -41,7 +48,7 @@ func newSubCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return subscribe(cmd.Context(), e, c, args[0], group, count, idle, asJSON)
+			return subscribe(cmd.Context(), e, c, args[0], group, subOptions{count: count, idle: idle, asJSON: asJSON, noAck: noAck})
 		},
 	}
 	cmd.Flags().StringVar(&group, "group", "", "consumer group (required)")
@@ -49,6 +56,7 @@ func newSubCmd(e *env) *cobra.Command {
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: no limit)")
 	cmd.Flags().DurationVar(&idle, "idle", 0, "exit after this long without a message (0: never)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each message as a JSON object")
+	cmd.Flags().BoolVar(&noAck, "no-ack", false, "hold printed messages unacked until exit (see redeliveries)")
 	return cmd
 }
 
@@ -61,19 +69,26 @@ type jsonMessage struct {
 	PublishedAt time.Time         `json:"published_at"`
 }
 
-func subscribe(ctx context.Context, e *env, c *client.Client, topic, group string, count int, idle time.Duration, asJSON bool) error {
+type subOptions struct {
+	count         int
+	idle          time.Duration
+	asJSON, noAck bool
+}
+
+func subscribe(ctx context.Context, e *env, c *client.Client, topic, group string, o subOptions) error {
+	count, idle := o.count, o.idle
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
 	seen := 0
 	activity := make(chan struct{}, 1)
-	handler := func(_ context.Context, m *client.Message) error {
+	handler := func(hctx context.Context, m *client.Message) error {
 		mu.Lock()
-		defer mu.Unlock()
 		if count > 0 && seen >= count {
+			mu.Unlock()
 			return errCountReached
 		}
-		if asJSON {
+		if o.asJSON {
 			b, _ := json.Marshal(jsonMessage{ID: m.ID, Key: m.Key, Headers: m.Headers, Body: string(m.Body), Attempt: m.Attempt, PublishedAt: m.PublishedAt})
 			fmt.Fprintln(e.stdout, string(b))
 		} else {
@@ -84,8 +99,13 @@ func subscribe(ctx context.Context, e *env, c *client.Client, topic, group strin
 		case activity <- struct{}{}:
 		default:
 		}
-		if count > 0 && seen >= count {
+		if count > 0 && seen >= count && !o.noAck {
 			cancel()
+		}
+		mu.Unlock()
+		if o.noAck {
+			<-hctx.Done()
+			return errNotAcked
 		}
 		return nil
 	}
@@ -93,7 +113,11 @@ func subscribe(ctx context.Context, e *env, c *client.Client, topic, group strin
 	if count > 0 {
 		prefetch = min(count, prefetch)
 	}
-	consumer, err := c.Subscribe(ctx, topic, group, handler, client.Prefetch(prefetch))
+	concurrency := 1
+	if o.noAck {
+		concurrency = prefetch // every held message occupies a handler
+	}
+	consumer, err := c.Subscribe(ctx, topic, group, handler, client.Prefetch(prefetch), client.Concurrency(concurrency))
 	if err != nil {
 		return err
 	}
