@@ -31,7 +31,7 @@ func newSubCmd(e *env) *cobra.Command {
 with --json) and ack each printed message. With --no-ack, printed messages are
 held unacked until the command exits: after the group's ack timeout the broker
 redelivers them to other members, and on exit they go back to the group.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if group == "" {
 				return fmt.Errorf("--group is required")
