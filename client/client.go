@@ -82,6 +82,8 @@ type Message struct {
 	PublishedAt time.Time
 	// Attempt is 1 on the first delivery to a group, 2 on the first redelivery...
 	Attempt int
+	// LastFailure says why the previous attempt failed (empty on attempt 1).
+	LastFailure string
 
 	Key             string
 	Headers         map[string]string
@@ -95,7 +97,7 @@ func (m *Message) outgoing() *dmqv1.OutgoingMessage {
 
 func fromProto(m *dmqv1.Message) *Message {
 	return &Message{
-		ID: m.Id, Topic: m.Topic, PublishedAt: time.UnixMilli(m.PublishedAtMs), Attempt: int(m.Attempt),
+		ID: m.Id, Topic: m.Topic, PublishedAt: time.UnixMilli(m.PublishedAtMs), Attempt: int(m.Attempt), LastFailure: m.LastFailure,
 		Key: m.Key, Headers: m.Headers, Body: m.Body, ClientMessageID: m.ClientMessageId,
 	}
 }

@@ -193,10 +193,13 @@ type Topic struct {
 	Owner      string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	Purpose    string                 `protobuf:"bytes,4,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// Creation time in Unix milliseconds.
-	CreatedAtMs   int64       `protobuf:"varint,5,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
-	Stats         *TopicStats `protobuf:"bytes,6,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedAtMs int64       `protobuf:"varint,5,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	Stats       *TopicStats `protobuf:"bytes,6,opt,name=stats,proto3" json:"stats,omitempty"`
+	// How long a client message id is remembered to drop retransmitted
+	// duplicates.
+	DedupeWindowMs int64 `protobuf:"varint,7,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Topic) Reset() {
@@ -269,6 +272,13 @@ func (x *Topic) GetStats() *TopicStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *Topic) GetDedupeWindowMs() int64 {
+	if x != nil {
+		return x.DedupeWindowMs
+	}
+	return 0
 }
 
 // TopicStats describes what a topic stores.
@@ -345,13 +355,15 @@ func (x *TopicStats) GetSegments() int32 {
 }
 
 type CreateTopicRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Department    string                 `protobuf:"bytes,2,opt,name=department,proto3" json:"department,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
-	Purpose       string                 `protobuf:"bytes,4,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Department string                 `protobuf:"bytes,2,opt,name=department,proto3" json:"department,omitempty"`
+	Owner      string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Purpose    string                 `protobuf:"bytes,4,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// Zero means the broker default (2 minutes).
+	DedupeWindowMs int64 `protobuf:"varint,5,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateTopicRequest) Reset() {
@@ -410,6 +422,13 @@ func (x *CreateTopicRequest) GetPurpose() string {
 		return x.Purpose
 	}
 	return ""
+}
+
+func (x *CreateTopicRequest) GetDedupeWindowMs() int64 {
+	if x != nil {
+		return x.DedupeWindowMs
+	}
+	return 0
 }
 
 type GetTopicRequest struct {
@@ -752,10 +771,14 @@ func (x *PublishRequest) GetSequence() uint64 {
 // PublishResult is the outcome for one published message.
 type PublishResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Broker-assigned message id (empty when the message failed).
+	// Broker-assigned message id (empty when the message failed). For a
+	// duplicate, the id the message got when it was first stored.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Set when this message was not stored.
-	Error         *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// True when the topic already stored a message with the same client
+	// message id inside its duplicate window; nothing was stored again.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +825,13 @@ func (x *PublishResult) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *PublishResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type PublishResponse struct {
@@ -921,8 +951,13 @@ type Group struct {
 	AckTimeoutMs int64 `protobuf:"varint,5,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
 	CreatedAtMs  int64 `protobuf:"varint,6,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
 	// Offset the group started at.
-	StartOffset   uint64      `protobuf:"varint,7,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
-	Stats         *GroupStats `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	StartOffset uint64      `protobuf:"varint,7,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	Stats       *GroupStats `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Wait before redelivering a nacked message, by attempt: the n-th failure
+	// waits retry_backoff_ms[n-1] (the last value repeats).
+	RetryBackoffMs []int64 `protobuf:"varint,9,rep,packed,name=retry_backoff_ms,json=retryBackoffMs,proto3" json:"retry_backoff_ms,omitempty"`
+	// Deliveries after which a failing message moves to the dead letters.
+	MaxAttempts   uint32 `protobuf:"varint,10,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,6 +1048,20 @@ func (x *Group) GetStats() *GroupStats {
 	return nil
 }
 
+func (x *Group) GetRetryBackoffMs() []int64 {
+	if x != nil {
+		return x.RetryBackoffMs
+	}
+	return nil
+}
+
+func (x *Group) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
 type GroupStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every message below this offset is acked (for broadcast groups: the
@@ -1024,6 +1073,8 @@ type GroupStats struct {
 	InFlight uint64 `protobuf:"varint,3,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	// Members connected now.
 	MembersOnline int32 `protobuf:"varint,4,opt,name=members_online,json=membersOnline,proto3" json:"members_online,omitempty"`
+	// Messages in the group's dead-letter queue.
+	DeadLetters   uint64 `protobuf:"varint,5,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1086,6 +1137,13 @@ func (x *GroupStats) GetMembersOnline() int32 {
 	return 0
 }
 
+func (x *GroupStats) GetDeadLetters() uint64 {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return 0
+}
+
 type CreateGroupRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Topic   string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -1093,8 +1151,13 @@ type CreateGroupRequest struct {
 	Mode    GroupMode              `protobuf:"varint,3,opt,name=mode,proto3,enum=dmq.v1.GroupMode" json:"mode,omitempty"`
 	AckMode AckMode                `protobuf:"varint,4,opt,name=ack_mode,json=ackMode,proto3,enum=dmq.v1.AckMode" json:"ack_mode,omitempty"`
 	// Zero means the broker default (30 s).
-	AckTimeoutMs  int64         `protobuf:"varint,5,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
-	Start         StartPosition `protobuf:"varint,6,opt,name=start,proto3,enum=dmq.v1.StartPosition" json:"start,omitempty"`
+	AckTimeoutMs int64         `protobuf:"varint,5,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
+	Start        StartPosition `protobuf:"varint,6,opt,name=start,proto3,enum=dmq.v1.StartPosition" json:"start,omitempty"`
+	// Empty means the default schedule: 1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m
+	// 9m 10m 20m 30m 1h 2h.
+	RetryBackoffMs []int64 `protobuf:"varint,7,rep,packed,name=retry_backoff_ms,json=retryBackoffMs,proto3" json:"retry_backoff_ms,omitempty"`
+	// Zero means the default, 16.
+	MaxAttempts   uint32 `protobuf:"varint,8,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1169,6 +1232,20 @@ func (x *CreateGroupRequest) GetStart() StartPosition {
 		return x.Start
 	}
 	return StartPosition_START_POSITION_UNSPECIFIED
+}
+
+func (x *CreateGroupRequest) GetRetryBackoffMs() []int64 {
+	if x != nil {
+		return x.RetryBackoffMs
+	}
+	return nil
+}
+
+func (x *CreateGroupRequest) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
 }
 
 type GetGroupRequest struct {
@@ -1325,8 +1402,11 @@ type Message struct {
 	// first redelivery, and so on.
 	Attempt         uint32 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	ClientMessageId string `protobuf:"bytes,8,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Why the previous attempt failed (nack reason, "ack timeout"...), empty
+	// on the first attempt.
+	LastFailure   string `protobuf:"bytes,9,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -1411,6 +1491,13 @@ func (x *Message) GetAttempt() uint32 {
 func (x *Message) GetClientMessageId() string {
 	if x != nil {
 		return x.ClientMessageId
+	}
+	return ""
+}
+
+func (x *Message) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
 	}
 	return ""
 }
@@ -2215,11 +2302,518 @@ func (x *ServerInfoResponse) GetStartedAtMs() int64 {
 	return 0
 }
 
+type ResetGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Types that are valid to be assigned to To:
+	//
+	//	*ResetGroupRequest_Earliest
+	//	*ResetGroupRequest_Latest
+	//	*ResetGroupRequest_TimeMs
+	To            isResetGroupRequest_To `protobuf_oneof:"to"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetGroupRequest) Reset() {
+	*x = ResetGroupRequest{}
+	mi := &file_dmq_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetGroupRequest) ProtoMessage() {}
+
+func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
+func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ResetGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ResetGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ResetGroupRequest) GetTo() isResetGroupRequest_To {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ResetGroupRequest) GetEarliest() bool {
+	if x != nil {
+		if x, ok := x.To.(*ResetGroupRequest_Earliest); ok {
+			return x.Earliest
+		}
+	}
+	return false
+}
+
+func (x *ResetGroupRequest) GetLatest() bool {
+	if x != nil {
+		if x, ok := x.To.(*ResetGroupRequest_Latest); ok {
+			return x.Latest
+		}
+	}
+	return false
+}
+
+func (x *ResetGroupRequest) GetTimeMs() int64 {
+	if x != nil {
+		if x, ok := x.To.(*ResetGroupRequest_TimeMs); ok {
+			return x.TimeMs
+		}
+	}
+	return 0
+}
+
+type isResetGroupRequest_To interface {
+	isResetGroupRequest_To()
+}
+
+type ResetGroupRequest_Earliest struct {
+	Earliest bool `protobuf:"varint,3,opt,name=earliest,proto3,oneof"`
+}
+
+type ResetGroupRequest_Latest struct {
+	Latest bool `protobuf:"varint,4,opt,name=latest,proto3,oneof"`
+}
+
+type ResetGroupRequest_TimeMs struct {
+	// The first message published at or after this time, Unix milliseconds.
+	TimeMs int64 `protobuf:"varint,5,opt,name=time_ms,json=timeMs,proto3,oneof"`
+}
+
+func (*ResetGroupRequest_Earliest) isResetGroupRequest_To() {}
+
+func (*ResetGroupRequest_Latest) isResetGroupRequest_To() {}
+
+func (*ResetGroupRequest_TimeMs) isResetGroupRequest_To() {}
+
+// DeadLetter is a message that failed max_attempts times in a group.
+type DeadLetter struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Group   string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Deliveries before it was dead-lettered.
+	Attempts      uint32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastFailure   string `protobuf:"bytes,4,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	DeadAtMs      int64  `protobuf:"varint,5,opt,name=dead_at_ms,json=deadAtMs,proto3" json:"dead_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_dmq_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeadLetter) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetDeadAtMs() int64 {
+	if x != nil {
+		return x.DeadAtMs
+	}
+	return 0
+}
+
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Only dead letters with an id greater than this (paging); empty: from the start.
+	AfterId string `protobuf:"bytes,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	// At most this many (default 100, at most 1000).
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only dead letters whose business key equals this.
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_dmq_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListDeadLettersRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetAfterId() string {
+	if x != nil {
+		return x.AfterId
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type ListDeadLettersResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	DeadLetters []*DeadLetter          `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// All dead letters of the group, not only this page.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_dmq_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type GetDeadLetterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Id            string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeadLetterRequest) Reset() {
+	*x = GetDeadLetterRequest{}
+	mi := &file_dmq_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeadLetterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeadLetterRequest) ProtoMessage() {}
+
+func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
+func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetDeadLetterRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetDeadLetterRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GetDeadLetterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeadLetterSelector picks dead letters of one group: by ids, by business
+// key, or all of them.
+type DeadLetterSelector struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Ids           []string               `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	Key           string                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	All           bool                   `protobuf:"varint,5,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterSelector) Reset() {
+	*x = DeadLetterSelector{}
+	mi := &file_dmq_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterSelector) ProtoMessage() {}
+
+func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterSelector.ProtoReflect.Descriptor instead.
+func (*DeadLetterSelector) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeadLetterSelector) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DeadLetterSelector) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *DeadLetterSelector) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *DeadLetterSelector) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DeadLetterSelector) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type DeadLetterCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterCount) Reset() {
+	*x = DeadLetterCount{}
+	mi := &file_dmq_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterCount) ProtoMessage() {}
+
+func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
+func (*DeadLetterCount) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeadLetterCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
 	"\n" +
-	"\tdmq.proto\x12\x06dmq.v1\"\xb9\x01\n" +
+	"\tdmq.proto\x12\x06dmq.v1\"\xe3\x01\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -2228,21 +2822,23 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
 	"\apurpose\x18\x04 \x01(\tR\apurpose\x12\"\n" +
 	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\x12(\n" +
-	"\x05stats\x18\x06 \x01(\v2\x12.dmq.v1.TopicStatsR\x05stats\"\x8f\x01\n" +
+	"\x05stats\x18\x06 \x01(\v2\x12.dmq.v1.TopicStatsR\x05stats\x12(\n" +
+	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\x8f\x01\n" +
 	"\n" +
 	"TopicStats\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
 	"nextOffset\x12!\n" +
 	"\fstored_bytes\x18\x03 \x01(\x03R\vstoredBytes\x12\x1a\n" +
-	"\bsegments\x18\x04 \x01(\x05R\bsegments\"x\n" +
+	"\bsegments\x18\x04 \x01(\x05R\bsegments\"\xa2\x01\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"department\x18\x02 \x01(\tR\n" +
 	"department\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
-	"\apurpose\x18\x04 \x01(\tR\apurpose\"%\n" +
+	"\apurpose\x18\x04 \x01(\tR\apurpose\x12(\n" +
+	"\x10dedupe_window_ms\x18\x05 \x01(\x03R\x0ededupeWindowMs\"%\n" +
 	"\x0fGetTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x13\n" +
 	"\x11ListTopicsRequest\";\n" +
@@ -2262,16 +2858,17 @@ const file_dmq_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.dmq.v1.OutgoingMessageR\bmessages\x12\x1a\n" +
-	"\bsequence\x18\x03 \x01(\x04R\bsequence\"D\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\"b\n" +
 	"\rPublishResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
-	"\x05error\x18\x02 \x01(\v2\r.dmq.v1.ErrorR\x05error\"^\n" +
+	"\x05error\x18\x02 \x01(\v2\r.dmq.v1.ErrorR\x05error\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"^\n" +
 	"\x0fPublishResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12/\n" +
 	"\aresults\x18\x02 \x03(\v2\x15.dmq.v1.PublishResultR\aresults\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x9b\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xe8\x02\n" +
 	"\x05Group\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -2280,27 +2877,33 @@ const file_dmq_proto_rawDesc = "" +
 	"\x0eack_timeout_ms\x18\x05 \x01(\x03R\fackTimeoutMs\x12\"\n" +
 	"\rcreated_at_ms\x18\x06 \x01(\x03R\vcreatedAtMs\x12!\n" +
 	"\fstart_offset\x18\a \x01(\x04R\vstartOffset\x12(\n" +
-	"\x05stats\x18\b \x01(\v2\x12.dmq.v1.GroupStatsR\x05stats\"\x87\x01\n" +
+	"\x05stats\x18\b \x01(\v2\x12.dmq.v1.GroupStatsR\x05stats\x12(\n" +
+	"\x10retry_backoff_ms\x18\t \x03(\x03R\x0eretryBackoffMs\x12!\n" +
+	"\fmax_attempts\x18\n" +
+	" \x01(\rR\vmaxAttempts\"\xaa\x01\n" +
 	"\n" +
 	"GroupStats\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x04R\backFloor\x12\x18\n" +
 	"\abacklog\x18\x02 \x01(\x04R\abacklog\x12\x1b\n" +
 	"\tin_flight\x18\x03 \x01(\x04R\binFlight\x12%\n" +
-	"\x0emembers_online\x18\x04 \x01(\x05R\rmembersOnline\"\xe4\x01\n" +
+	"\x0emembers_online\x18\x04 \x01(\x05R\rmembersOnline\x12!\n" +
+	"\fdead_letters\x18\x05 \x01(\x04R\vdeadLetters\"\xb1\x02\n" +
 	"\x12CreateGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x11.dmq.v1.GroupModeR\x04mode\x12*\n" +
 	"\back_mode\x18\x04 \x01(\x0e2\x0f.dmq.v1.AckModeR\aackMode\x12$\n" +
 	"\x0eack_timeout_ms\x18\x05 \x01(\x03R\fackTimeoutMs\x12+\n" +
-	"\x05start\x18\x06 \x01(\x0e2\x15.dmq.v1.StartPositionR\x05start\";\n" +
+	"\x05start\x18\x06 \x01(\x0e2\x15.dmq.v1.StartPositionR\x05start\x12(\n" +
+	"\x10retry_backoff_ms\x18\a \x03(\x03R\x0eretryBackoffMs\x12!\n" +
+	"\fmax_attempts\x18\b \x01(\rR\vmaxAttempts\";\n" +
 	"\x0fGetGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\")\n" +
 	"\x11ListGroupsRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\";\n" +
 	"\x12ListGroupsResponse\x12%\n" +
-	"\x06groups\x18\x01 \x03(\v2\r.dmq.v1.GroupR\x06groups\"\xb7\x02\n" +
+	"\x06groups\x18\x01 \x03(\v2\r.dmq.v1.GroupR\x06groups\"\xda\x02\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
@@ -2309,7 +2912,8 @@ const file_dmq_proto_rawDesc = "" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12&\n" +
 	"\x0fpublished_at_ms\x18\x06 \x01(\x03R\rpublishedAtMs\x12\x18\n" +
 	"\aattempt\x18\a \x01(\rR\aattempt\x12*\n" +
-	"\x11client_message_id\x18\b \x01(\tR\x0fclientMessageId\x1a:\n" +
+	"\x11client_message_id\x18\b \x01(\tR\x0fclientMessageId\x12!\n" +
+	"\flast_failure\x18\t \x01(\tR\vlastFailure\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x01\n" +
@@ -2365,7 +2969,43 @@ const file_dmq_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
 	"\x05fsync\x18\x02 \x01(\bR\x05fsync\x12$\n" +
 	"\x0emax_body_bytes\x18\x03 \x01(\x03R\fmaxBodyBytes\x12\"\n" +
-	"\rstarted_at_ms\x18\x04 \x01(\x03R\vstartedAtMs*Y\n" +
+	"\rstarted_at_ms\x18\x04 \x01(\x03R\vstartedAtMs\"\x98\x01\n" +
+	"\x11ResetGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
+	"\bearliest\x18\x03 \x01(\bH\x00R\bearliest\x12\x18\n" +
+	"\x06latest\x18\x04 \x01(\bH\x00R\x06latest\x12\x19\n" +
+	"\atime_ms\x18\x05 \x01(\x03H\x00R\x06timeMsB\x04\n" +
+	"\x02to\"\xaa\x01\n" +
+	"\n" +
+	"DeadLetter\x12)\n" +
+	"\amessage\x18\x01 \x01(\v2\x0f.dmq.v1.MessageR\amessage\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\rR\battempts\x12!\n" +
+	"\flast_failure\x18\x04 \x01(\tR\vlastFailure\x12\x1c\n" +
+	"\n" +
+	"dead_at_ms\x18\x05 \x01(\x03R\bdeadAtMs\"\x87\x01\n" +
+	"\x16ListDeadLettersRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x19\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\"f\n" +
+	"\x17ListDeadLettersResponse\x125\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x12.dmq.v1.DeadLetterR\vdeadLetters\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"R\n" +
+	"\x14GetDeadLetterRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"v\n" +
+	"\x12DeadLetterSelector\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x10\n" +
+	"\x03all\x18\x05 \x01(\bR\x03all\"'\n" +
+	"\x0fDeadLetterCount\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GROUP_MODE_CLUSTER\x10\x01\x12\x18\n" +
@@ -2377,7 +3017,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xa6\x06\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\x89\t\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -2392,7 +3032,13 @@ const file_dmq_proto_rawDesc = "" +
 	"ListGroups\x12\x19.dmq.v1.ListGroupsRequest\x1a\x1a.dmq.v1.ListGroupsResponse\x12D\n" +
 	"\tSubscribe\x12\x18.dmq.v1.SubscribeRequest\x1a\x19.dmq.v1.SubscribeResponse(\x010\x01\x12.\n" +
 	"\x03Ack\x12\x12.dmq.v1.AckRequest\x1a\x13.dmq.v1.AckResponse\x121\n" +
-	"\x04Nack\x12\x13.dmq.v1.NackRequest\x1a\x14.dmq.v1.NackResponse\x12C\n" +
+	"\x04Nack\x12\x13.dmq.v1.NackRequest\x1a\x14.dmq.v1.NackResponse\x126\n" +
+	"\n" +
+	"ResetGroup\x12\x19.dmq.v1.ResetGroupRequest\x1a\r.dmq.v1.Group\x12R\n" +
+	"\x0fListDeadLetters\x12\x1e.dmq.v1.ListDeadLettersRequest\x1a\x1f.dmq.v1.ListDeadLettersResponse\x12A\n" +
+	"\rGetDeadLetter\x12\x1c.dmq.v1.GetDeadLetterRequest\x1a\x12.dmq.v1.DeadLetter\x12I\n" +
+	"\x12RedriveDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12G\n" +
+	"\x10PurgeDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12C\n" +
 	"\n" +
 	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
@@ -2409,51 +3055,58 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_dmq_proto_goTypes = []any{
-	(GroupMode)(0),              // 0: dmq.v1.GroupMode
-	(AckMode)(0),                // 1: dmq.v1.AckMode
-	(StartPosition)(0),          // 2: dmq.v1.StartPosition
-	(*Topic)(nil),               // 3: dmq.v1.Topic
-	(*TopicStats)(nil),          // 4: dmq.v1.TopicStats
-	(*CreateTopicRequest)(nil),  // 5: dmq.v1.CreateTopicRequest
-	(*GetTopicRequest)(nil),     // 6: dmq.v1.GetTopicRequest
-	(*ListTopicsRequest)(nil),   // 7: dmq.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),  // 8: dmq.v1.ListTopicsResponse
-	(*DeleteTopicRequest)(nil),  // 9: dmq.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil), // 10: dmq.v1.DeleteTopicResponse
-	(*OutgoingMessage)(nil),     // 11: dmq.v1.OutgoingMessage
-	(*PublishRequest)(nil),      // 12: dmq.v1.PublishRequest
-	(*PublishResult)(nil),       // 13: dmq.v1.PublishResult
-	(*PublishResponse)(nil),     // 14: dmq.v1.PublishResponse
-	(*Error)(nil),               // 15: dmq.v1.Error
-	(*Group)(nil),               // 16: dmq.v1.Group
-	(*GroupStats)(nil),          // 17: dmq.v1.GroupStats
-	(*CreateGroupRequest)(nil),  // 18: dmq.v1.CreateGroupRequest
-	(*GetGroupRequest)(nil),     // 19: dmq.v1.GetGroupRequest
-	(*ListGroupsRequest)(nil),   // 20: dmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),  // 21: dmq.v1.ListGroupsResponse
-	(*Message)(nil),             // 22: dmq.v1.Message
-	(*SubscribeRequest)(nil),    // 23: dmq.v1.SubscribeRequest
-	(*SubscribeStart)(nil),      // 24: dmq.v1.SubscribeStart
-	(*AckIds)(nil),              // 25: dmq.v1.AckIds
-	(*NackIds)(nil),             // 26: dmq.v1.NackIds
-	(*SubscribeResponse)(nil),   // 27: dmq.v1.SubscribeResponse
-	(*Subscribed)(nil),          // 28: dmq.v1.Subscribed
-	(*Deliveries)(nil),          // 29: dmq.v1.Deliveries
-	(*AckRequest)(nil),          // 30: dmq.v1.AckRequest
-	(*AckResponse)(nil),         // 31: dmq.v1.AckResponse
-	(*NackRequest)(nil),         // 32: dmq.v1.NackRequest
-	(*NackResponse)(nil),        // 33: dmq.v1.NackResponse
-	(*ServerInfoRequest)(nil),   // 34: dmq.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),  // 35: dmq.v1.ServerInfoResponse
-	nil,                         // 36: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                         // 37: dmq.v1.Message.HeadersEntry
+	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
+	(AckMode)(0),                    // 1: dmq.v1.AckMode
+	(StartPosition)(0),              // 2: dmq.v1.StartPosition
+	(*Topic)(nil),                   // 3: dmq.v1.Topic
+	(*TopicStats)(nil),              // 4: dmq.v1.TopicStats
+	(*CreateTopicRequest)(nil),      // 5: dmq.v1.CreateTopicRequest
+	(*GetTopicRequest)(nil),         // 6: dmq.v1.GetTopicRequest
+	(*ListTopicsRequest)(nil),       // 7: dmq.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),      // 8: dmq.v1.ListTopicsResponse
+	(*DeleteTopicRequest)(nil),      // 9: dmq.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),     // 10: dmq.v1.DeleteTopicResponse
+	(*OutgoingMessage)(nil),         // 11: dmq.v1.OutgoingMessage
+	(*PublishRequest)(nil),          // 12: dmq.v1.PublishRequest
+	(*PublishResult)(nil),           // 13: dmq.v1.PublishResult
+	(*PublishResponse)(nil),         // 14: dmq.v1.PublishResponse
+	(*Error)(nil),                   // 15: dmq.v1.Error
+	(*Group)(nil),                   // 16: dmq.v1.Group
+	(*GroupStats)(nil),              // 17: dmq.v1.GroupStats
+	(*CreateGroupRequest)(nil),      // 18: dmq.v1.CreateGroupRequest
+	(*GetGroupRequest)(nil),         // 19: dmq.v1.GetGroupRequest
+	(*ListGroupsRequest)(nil),       // 20: dmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),      // 21: dmq.v1.ListGroupsResponse
+	(*Message)(nil),                 // 22: dmq.v1.Message
+	(*SubscribeRequest)(nil),        // 23: dmq.v1.SubscribeRequest
+	(*SubscribeStart)(nil),          // 24: dmq.v1.SubscribeStart
+	(*AckIds)(nil),                  // 25: dmq.v1.AckIds
+	(*NackIds)(nil),                 // 26: dmq.v1.NackIds
+	(*SubscribeResponse)(nil),       // 27: dmq.v1.SubscribeResponse
+	(*Subscribed)(nil),              // 28: dmq.v1.Subscribed
+	(*Deliveries)(nil),              // 29: dmq.v1.Deliveries
+	(*AckRequest)(nil),              // 30: dmq.v1.AckRequest
+	(*AckResponse)(nil),             // 31: dmq.v1.AckResponse
+	(*NackRequest)(nil),             // 32: dmq.v1.NackRequest
+	(*NackResponse)(nil),            // 33: dmq.v1.NackResponse
+	(*ServerInfoRequest)(nil),       // 34: dmq.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),      // 35: dmq.v1.ServerInfoResponse
+	(*ResetGroupRequest)(nil),       // 36: dmq.v1.ResetGroupRequest
+	(*DeadLetter)(nil),              // 37: dmq.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),  // 38: dmq.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil), // 39: dmq.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),    // 40: dmq.v1.GetDeadLetterRequest
+	(*DeadLetterSelector)(nil),      // 41: dmq.v1.DeadLetterSelector
+	(*DeadLetterCount)(nil),         // 42: dmq.v1.DeadLetterCount
+	nil,                             // 43: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 44: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	36, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	43, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	11, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	15, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	13, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -2464,7 +3117,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	16, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	37, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	44, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	24, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	25, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	26, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -2473,37 +3126,49 @@ var file_dmq_proto_depIdxs = []int32{
 	15, // 19: dmq.v1.SubscribeResponse.error:type_name -> dmq.v1.Error
 	16, // 20: dmq.v1.Subscribed.group:type_name -> dmq.v1.Group
 	22, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
-	5,  // 22: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 23: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 24: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	9,  // 25: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	12, // 26: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	12, // 27: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	18, // 28: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	19, // 29: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	20, // 30: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	23, // 31: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	30, // 32: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	32, // 33: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	34, // 34: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 35: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 36: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	8,  // 37: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	10, // 38: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	14, // 39: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	14, // 40: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	16, // 41: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	16, // 42: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	21, // 43: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	27, // 44: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	31, // 45: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	33, // 46: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	35, // 47: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	35, // [35:48] is the sub-list for method output_type
-	22, // [22:35] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 22: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
+	37, // 23: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
+	5,  // 24: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 25: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 26: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	9,  // 27: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	12, // 28: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	12, // 29: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	18, // 30: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	19, // 31: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	20, // 32: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	23, // 33: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	30, // 34: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	32, // 35: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	36, // 36: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	38, // 37: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	40, // 38: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	41, // 39: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	41, // 40: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	34, // 41: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 42: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 43: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	8,  // 44: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	10, // 45: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	14, // 46: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	14, // 47: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	16, // 48: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	16, // 49: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	21, // 50: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	27, // 51: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	31, // 52: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	33, // 53: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	16, // 54: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	39, // 55: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	37, // 56: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	42, // 57: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	42, // 58: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	35, // 59: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	42, // [42:60] is the sub-list for method output_type
+	24, // [24:42] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -2522,13 +3187,18 @@ func file_dmq_proto_init() {
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Error)(nil),
 	}
+	file_dmq_proto_msgTypes[33].OneofWrappers = []any{
+		(*ResetGroupRequest_Earliest)(nil),
+		(*ResetGroupRequest_Latest)(nil),
+		(*ResetGroupRequest_TimeMs)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,19 +29,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Broker_CreateTopic_FullMethodName   = "/dmq.v1.Broker/CreateTopic"
-	Broker_GetTopic_FullMethodName      = "/dmq.v1.Broker/GetTopic"
-	Broker_ListTopics_FullMethodName    = "/dmq.v1.Broker/ListTopics"
-	Broker_DeleteTopic_FullMethodName   = "/dmq.v1.Broker/DeleteTopic"
-	Broker_Publish_FullMethodName       = "/dmq.v1.Broker/Publish"
-	Broker_PublishStream_FullMethodName = "/dmq.v1.Broker/PublishStream"
-	Broker_CreateGroup_FullMethodName   = "/dmq.v1.Broker/CreateGroup"
-	Broker_GetGroup_FullMethodName      = "/dmq.v1.Broker/GetGroup"
-	Broker_ListGroups_FullMethodName    = "/dmq.v1.Broker/ListGroups"
-	Broker_Subscribe_FullMethodName     = "/dmq.v1.Broker/Subscribe"
-	Broker_Ack_FullMethodName           = "/dmq.v1.Broker/Ack"
-	Broker_Nack_FullMethodName          = "/dmq.v1.Broker/Nack"
-	Broker_ServerInfo_FullMethodName    = "/dmq.v1.Broker/ServerInfo"
+	Broker_CreateTopic_FullMethodName        = "/dmq.v1.Broker/CreateTopic"
+	Broker_GetTopic_FullMethodName           = "/dmq.v1.Broker/GetTopic"
+	Broker_ListTopics_FullMethodName         = "/dmq.v1.Broker/ListTopics"
+	Broker_DeleteTopic_FullMethodName        = "/dmq.v1.Broker/DeleteTopic"
+	Broker_Publish_FullMethodName            = "/dmq.v1.Broker/Publish"
+	Broker_PublishStream_FullMethodName      = "/dmq.v1.Broker/PublishStream"
+	Broker_CreateGroup_FullMethodName        = "/dmq.v1.Broker/CreateGroup"
+	Broker_GetGroup_FullMethodName           = "/dmq.v1.Broker/GetGroup"
+	Broker_ListGroups_FullMethodName         = "/dmq.v1.Broker/ListGroups"
+	Broker_Subscribe_FullMethodName          = "/dmq.v1.Broker/Subscribe"
+	Broker_Ack_FullMethodName                = "/dmq.v1.Broker/Ack"
+	Broker_Nack_FullMethodName               = "/dmq.v1.Broker/Nack"
+	Broker_ResetGroup_FullMethodName         = "/dmq.v1.Broker/ResetGroup"
+	Broker_ListDeadLetters_FullMethodName    = "/dmq.v1.Broker/ListDeadLetters"
+	Broker_GetDeadLetter_FullMethodName      = "/dmq.v1.Broker/GetDeadLetter"
+	Broker_RedriveDeadLetters_FullMethodName = "/dmq.v1.Broker/RedriveDeadLetters"
+	Broker_PurgeDeadLetters_FullMethodName   = "/dmq.v1.Broker/PurgeDeadLetters"
+	Broker_ServerInfo_FullMethodName         = "/dmq.v1.Broker/ServerInfo"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -82,6 +87,19 @@ type BrokerClient interface {
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Nack gives messages back for redelivery outside a subscription stream.
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// ResetGroup moves a group's position: to the oldest stored message, to
+	// the end, or to the first message published at or after a time. Every
+	// message from there on is delivered again; in-flight deliveries end.
+	ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*Group, error)
+	// ListDeadLetters lists a group's dead letters, oldest first.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// GetDeadLetter returns one dead letter with its message.
+	GetDeadLetter(ctx context.Context, in *GetDeadLetterRequest, opts ...grpc.CallOption) (*DeadLetter, error)
+	// RedriveDeadLetters hands dead letters back to their group for delivery,
+	// with a fresh attempt count. Exactly one selector must be set.
+	RedriveDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error)
+	// PurgeDeadLetters deletes dead letters. Exactly one selector must be set.
+	PurgeDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
 }
@@ -220,6 +238,56 @@ func (c *brokerClient) Nack(ctx context.Context, in *NackRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *brokerClient) ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*Group, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Group)
+	err := c.cc.Invoke(ctx, Broker_ResetGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, Broker_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) GetDeadLetter(ctx context.Context, in *GetDeadLetterRequest, opts ...grpc.CallOption) (*DeadLetter, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeadLetter)
+	err := c.cc.Invoke(ctx, Broker_GetDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) RedriveDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeadLetterCount)
+	err := c.cc.Invoke(ctx, Broker_RedriveDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) PurgeDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeadLetterCount)
+	err := c.cc.Invoke(ctx, Broker_PurgeDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerInfoResponse)
@@ -268,6 +336,19 @@ type BrokerServer interface {
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Nack gives messages back for redelivery outside a subscription stream.
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// ResetGroup moves a group's position: to the oldest stored message, to
+	// the end, or to the first message published at or after a time. Every
+	// message from there on is delivered again; in-flight deliveries end.
+	ResetGroup(context.Context, *ResetGroupRequest) (*Group, error)
+	// ListDeadLetters lists a group's dead letters, oldest first.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// GetDeadLetter returns one dead letter with its message.
+	GetDeadLetter(context.Context, *GetDeadLetterRequest) (*DeadLetter, error)
+	// RedriveDeadLetters hands dead letters back to their group for delivery,
+	// with a fresh attempt count. Exactly one selector must be set.
+	RedriveDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error)
+	// PurgeDeadLetters deletes dead letters. Exactly one selector must be set.
+	PurgeDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
 	mustEmbedUnimplementedBrokerServer()
@@ -315,6 +396,21 @@ func (UnimplementedBrokerServer) Ack(context.Context, *AckRequest) (*AckResponse
 }
 func (UnimplementedBrokerServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedBrokerServer) ResetGroup(context.Context, *ResetGroupRequest) (*Group, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetGroup not implemented")
+}
+func (UnimplementedBrokerServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedBrokerServer) GetDeadLetter(context.Context, *GetDeadLetterRequest) (*DeadLetter, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDeadLetter not implemented")
+}
+func (UnimplementedBrokerServer) RedriveDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedriveDeadLetters not implemented")
+}
+func (UnimplementedBrokerServer) PurgeDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeDeadLetters not implemented")
 }
 func (UnimplementedBrokerServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerInfo not implemented")
@@ -534,6 +630,96 @@ func _Broker_Nack_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_ResetGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ResetGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ResetGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ResetGroup(ctx, req.(*ResetGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_GetDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).GetDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_GetDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).GetDeadLetter(ctx, req.(*GetDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_RedriveDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeadLetterSelector)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).RedriveDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_RedriveDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).RedriveDeadLetters(ctx, req.(*DeadLetterSelector))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeadLetterSelector)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).PurgeDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_PurgeDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).PurgeDeadLetters(ctx, req.(*DeadLetterSelector))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerInfoRequest)
 	if err := dec(in); err != nil {
@@ -598,6 +784,26 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Nack",
 			Handler:    _Broker_Nack_Handler,
+		},
+		{
+			MethodName: "ResetGroup",
+			Handler:    _Broker_ResetGroup_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _Broker_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "GetDeadLetter",
+			Handler:    _Broker_GetDeadLetter_Handler,
+		},
+		{
+			MethodName: "RedriveDeadLetters",
+			Handler:    _Broker_RedriveDeadLetters_Handler,
+		},
+		{
+			MethodName: "PurgeDeadLetters",
+			Handler:    _Broker_PurgeDeadLetters_Handler,
 		},
 		{
 			MethodName: "ServerInfo",
