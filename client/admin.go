@@ -10,11 +10,15 @@ import (
 // TopicSpec describes a topic to create.
 type TopicSpec struct {
 	Name, Department, Owner, Purpose string
+	// DedupeWindow is how long the broker remembers client message ids to
+	// drop retransmitted duplicates; zero means the broker default (2 min).
+	DedupeWindow time.Duration
 }
 
 // CreateTopic creates a topic.
 func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (*dmqv1.Topic, error) {
-	return c.api.CreateTopic(ctx, &dmqv1.CreateTopicRequest{Name: spec.Name, Department: spec.Department, Owner: spec.Owner, Purpose: spec.Purpose})
+	return c.api.CreateTopic(ctx, &dmqv1.CreateTopicRequest{Name: spec.Name, Department: spec.Department, Owner: spec.Owner, Purpose: spec.Purpose,
+		DedupeWindowMs: spec.DedupeWindow.Milliseconds()})
 }
 
 // GetTopic describes a topic.
@@ -56,6 +60,13 @@ type GroupSpec struct {
 	AckTimeout  time.Duration
 	// FromEarliest starts the group at the oldest stored message.
 	FromEarliest bool
+	// RetryBackoff is the wait before redelivering a nacked message, by
+	// failure number (the last repeats); nil means the broker's default
+	// schedule (1s 5s 10s 30s 1m 2m ... 2h).
+	RetryBackoff []time.Duration
+	// MaxAttempts is the deliveries before a failing message moves to the
+	// group's dead letters; zero means 16.
+	MaxAttempts int
 }
 
 // CreateGroup creates a consumer group.
@@ -67,6 +78,10 @@ func (c *Client) CreateGroup(ctx context.Context, spec GroupSpec) (*dmqv1.Group,
 	if spec.FromEarliest {
 		req.Start = dmqv1.StartPosition_START_POSITION_EARLIEST
 	}
+	for _, d := range spec.RetryBackoff {
+		req.RetryBackoffMs = append(req.RetryBackoffMs, d.Milliseconds())
+	}
+	req.MaxAttempts = uint32(max(spec.MaxAttempts, 0))
 	return c.api.CreateGroup(ctx, req)
 }
 
@@ -82,4 +97,79 @@ func (c *Client) ListGroups(ctx context.Context, topic string) ([]*dmqv1.Group, 
 		return nil, err
 	}
 	return resp.Groups, nil
+}
+
+// ResetTo says where ResetGroup moves a group: set exactly one field.
+type ResetTo struct {
+	Earliest, Latest bool
+	// Time: the first message published at or after it.
+	Time time.Time
+}
+
+// ResetGroup moves a group's position so messages are delivered again from
+// there (replay), or skipped up to the end.
+func (c *Client) ResetGroup(ctx context.Context, topic, group string, to ResetTo) (*dmqv1.Group, error) {
+	req := &dmqv1.ResetGroupRequest{Topic: topic, Group: group}
+	switch {
+	case to.Earliest:
+		req.To = &dmqv1.ResetGroupRequest_Earliest{Earliest: true}
+	case to.Latest:
+		req.To = &dmqv1.ResetGroupRequest_Latest{Latest: true}
+	case !to.Time.IsZero():
+		req.To = &dmqv1.ResetGroupRequest_TimeMs{TimeMs: to.Time.UnixMilli()}
+	}
+	return c.api.ResetGroup(ctx, req)
+}
+
+// DeadLetterPage is one page of a group's dead letters.
+type DeadLetterPage struct {
+	DeadLetters []*dmqv1.DeadLetter
+	// Total counts all dead letters of the group.
+	Total uint64
+}
+
+// ListDeadLetters lists up to limit dead letters of a group after the id
+// afterID (empty: from the oldest), optionally only those with key.
+func (c *Client) ListDeadLetters(ctx context.Context, topic, group, afterID string, limit int, key string) (DeadLetterPage, error) {
+	resp, err := c.api.ListDeadLetters(ctx, &dmqv1.ListDeadLettersRequest{Topic: topic, Group: group, AfterId: afterID, Limit: uint32(max(limit, 0)), Key: key})
+	if err != nil {
+		return DeadLetterPage{}, err
+	}
+	return DeadLetterPage{DeadLetters: resp.DeadLetters, Total: resp.Total}, nil
+}
+
+// GetDeadLetter returns one dead letter with its message.
+func (c *Client) GetDeadLetter(ctx context.Context, topic, group, id string) (*dmqv1.DeadLetter, error) {
+	return c.api.GetDeadLetter(ctx, &dmqv1.GetDeadLetterRequest{Topic: topic, Group: group, Id: id})
+}
+
+// DeadLetters selects dead letters of a group: set exactly one of IDs, Key
+// or All.
+type DeadLetters struct {
+	IDs []string
+	Key string
+	All bool
+}
+
+func (d DeadLetters) selector(topic, group string) *dmqv1.DeadLetterSelector {
+	return &dmqv1.DeadLetterSelector{Topic: topic, Group: group, Ids: d.IDs, Key: d.Key, All: d.All}
+}
+
+// RedriveDeadLetters hands dead letters back to their group for delivery
+// with a fresh attempt count, and returns how many.
+func (c *Client) RedriveDeadLetters(ctx context.Context, topic, group string, which DeadLetters) (int, error) {
+	resp, err := c.api.RedriveDeadLetters(ctx, which.selector(topic, group))
+	if err != nil {
+		return 0, err
+	}
+	return int(resp.Count), nil
+}
+
+// PurgeDeadLetters deletes dead letters and returns how many.
+func (c *Client) PurgeDeadLetters(ctx context.Context, topic, group string, which DeadLetters) (int, error) {
+	resp, err := c.api.PurgeDeadLetters(ctx, which.selector(topic, group))
+	if err != nil {
+		return 0, err
+	}
+	return int(resp.Count), nil
 }

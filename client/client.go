@@ -10,8 +10,12 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -29,6 +33,31 @@ type Client struct {
 	conn     *grpc.ClientConn
 	api      dmqv1.BrokerClient
 	clientID string
+	retry    RetryPolicy
+	ids      *idSource
+}
+
+// RetryPolicy says how often and how fast a publish is retransmitted when
+// the broker is unavailable or the call timed out. Retransmissions carry the
+// same client message id, so the broker stores each message once.
+type RetryPolicy struct {
+	// Attempts is the total number of sends, the first included (default 20).
+	Attempts int
+	// Backoff is the wait before the first resend; it doubles up to MaxBackoff
+	// (defaults 100 ms and 2 s).
+	Backoff, MaxBackoff time.Duration
+}
+
+// DefaultRetry retransmits for about 30 seconds before giving up.
+var DefaultRetry = RetryPolicy{Attempts: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
+
+// backoff returns the wait before send number attempts+1.
+func (r RetryPolicy) backoff(attempts int) time.Duration {
+	d := r.Backoff
+	for i := 1; i < attempts && d < r.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, r.MaxBackoff)
 }
 
 // Option configures Dial.
@@ -36,7 +65,12 @@ type Option func(*dialOptions)
 
 type dialOptions struct {
 	clientID string
+	retry    RetryPolicy
 }
+
+// WithRetry sets how publishes are retransmitted (default DefaultRetry).
+// Attempts 1 turns retransmission off.
+func WithRetry(r RetryPolicy) Option { return func(o *dialOptions) { o.retry = r } }
 
 // WithClientID sets the client id used for subscriptions (default: host-pid).
 func WithClientID(id string) Option { return func(o *dialOptions) { o.clientID = id } }
@@ -44,10 +78,15 @@ func WithClientID(id string) Option { return func(o *dialOptions) { o.clientID =
 // Dial connects to the broker at addr (host:port). The connection is made
 // lazily and re-established as needed; Dial fails only on a bad address.
 func Dial(addr string, opts ...Option) (*Client, error) {
-	o := dialOptions{}
+	o := dialOptions{retry: DefaultRetry}
 	for _, f := range opts {
 		f(&o)
 	}
+	o.retry.Attempts = max(o.retry.Attempts, 1)
+	if o.retry.Backoff <= 0 {
+		o.retry.Backoff = DefaultRetry.Backoff
+	}
+	o.retry.MaxBackoff = max(o.retry.MaxBackoff, o.retry.Backoff)
 	if o.clientID == "" {
 		host, _ := os.Hostname()
 		o.clientID = fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -59,7 +98,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return &Client{conn: conn, api: dmqv1.NewBrokerClient(conn), clientID: o.clientID}, nil
+	return &Client{conn: conn, api: dmqv1.NewBrokerClient(conn), clientID: o.clientID, retry: o.retry, ids: newIDSource()}, nil
 }
 
 // Close closes the connection.
@@ -102,23 +141,60 @@ func fromProto(m *dmqv1.Message) *Message {
 	}
 }
 
-// Publish stores msgs in topic and returns their ids once the broker has
-// them durably. All messages are stored, or none.
-func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([]string, error) {
+// Publish stores msgs in topic and returns one result each once the broker
+// has them durably. Messages without a client message id get one, and the
+// call is retransmitted with the same ids while the broker is unavailable
+// (see RetryPolicy), so each message is stored once. All messages are
+// stored, or none.
+func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([]PublishResult, error) {
 	req := &dmqv1.PublishRequest{Topic: topic, Messages: make([]*dmqv1.OutgoingMessage, len(msgs))}
 	for i, m := range msgs {
 		req.Messages[i] = m.outgoing()
+		if req.Messages[i].ClientMessageId == "" {
+			req.Messages[i].ClientMessageId = c.ids.next()
+		}
 	}
-	resp, err := c.api.Publish(ctx, req)
+	var resp *dmqv1.PublishResponse
+	var err error
+	for attempt := 1; ; attempt++ {
+		resp, err = c.api.Publish(ctx, req)
+		if err == nil || !retryable(err) || attempt >= c.retry.Attempts || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(c.retry.backoff(attempt)):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(resp.Results))
+	rs := make([]PublishResult, len(resp.Results))
 	for i, r := range resp.Results {
 		if r.Error != nil {
 			return nil, status.Error(codes.Code(r.Error.Code), r.Error.Message)
 		}
-		ids[i] = r.Id
+		rs[i] = PublishResult{ID: r.Id, Duplicate: r.Duplicate}
 	}
-	return ids, nil
+	return rs, nil
+}
+
+// idSource makes client message ids: a random prefix per source and a
+// counter, unique without coordination.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("dmq: no randomness for client message ids: %v", err))
+	}
+	return &idSource{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (s *idSource) next() string {
+	return s.prefix + strconv.FormatUint(s.n.Add(1), 36)
 }

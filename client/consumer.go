@@ -327,15 +327,14 @@ func (k *Consumer) flush(stream dmqv1.Broker_SubscribeClient, pending []result, 
 	if len(pending) == 0 {
 		return nil
 	}
-	var acks, nacks []string
-	var reason string
+	var acks []string
+	nacks := map[string][]string{} // reason → ids
 	credit := 0
 	for _, r := range pending {
 		if r.err == nil {
 			acks = append(acks, r.id)
 		} else {
-			nacks = append(nacks, r.id)
-			reason = r.err.Error()
+			nacks[r.err.Error()] = append(nacks[r.err.Error()], r.id)
 		}
 		if r.session == sid {
 			credit++
@@ -346,8 +345,8 @@ func (k *Consumer) flush(stream dmqv1.Broker_SubscribeClient, pending []result, 
 			return err
 		}
 	}
-	if len(nacks) > 0 {
-		if err := stream.Send(&dmqv1.SubscribeRequest{Request: &dmqv1.SubscribeRequest_Nack{Nack: &dmqv1.NackIds{Ids: nacks, Reason: reason}}}); err != nil {
+	for reason, ids := range nacks {
+		if err := stream.Send(&dmqv1.SubscribeRequest{Request: &dmqv1.SubscribeRequest_Nack{Nack: &dmqv1.NackIds{Ids: ids, Reason: reason}}}); err != nil {
 			return err
 		}
 	}

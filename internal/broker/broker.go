@@ -51,7 +51,7 @@ type Config struct {
 	// RetentionAge and RetentionBytes make whole segments eligible for
 	// removal once older than the age or once the topic stores more than the
 	// bytes (0: no size limit). A segment is removed only when every group
-	// has acked all of it. Default age: 7 days.
+	// has acked all of it. Default age: 72 hours.
 	RetentionAge   time.Duration
 	RetentionBytes int64
 	// RetentionInterval is how often retention runs (default 1 minute).
@@ -61,6 +61,12 @@ type Config struct {
 	MaxUnacked int
 	// MaxCredit bounds the outstanding credit of one subscription (default 10,000).
 	MaxCredit int
+	// DedupeWindow is how long a topic remembers client message ids to drop
+	// retransmitted duplicates, unless the topic sets its own (default 2 min).
+	DedupeWindow time.Duration
+	// DedupeMaxIDs bounds the ids remembered per topic (default 500,000);
+	// beyond it the window is cut short.
+	DedupeMaxIDs int
 	Logger    *slog.Logger
 }
 
@@ -75,7 +81,13 @@ func (c *Config) setDefaults() {
 		c.AckTimeout = 30 * time.Second
 	}
 	if c.RetentionAge == 0 {
-		c.RetentionAge = 7 * 24 * time.Hour
+		c.RetentionAge = 72 * time.Hour
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = 2 * time.Minute
+	}
+	if c.DedupeMaxIDs == 0 {
+		c.DedupeMaxIDs = 500_000
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -177,7 +189,22 @@ func (b *Broker) load() error {
 			if err != nil {
 				return err
 			}
-			t.addGroup(newGroup(t, gi, cursors))
+			// Count dead letters and hand redriven ones back to their member.
+			var count uint64
+			redriven := map[string][]uint64{}
+			if err := b.meta.ScanDeadLetters(ti.Name, gi.Name, 0, func(dl meta.DeadLetter) bool {
+				count++
+				if dl.Redriven {
+					redriven[dl.Member] = append(redriven[dl.Member], dl.Offset)
+				}
+				return true
+			}); err != nil {
+				return err
+			}
+			for i := range cursors {
+				cursors[i].Redriven = redriven[cursors[i].Member]
+			}
+			t.addGroup(newGroup(t, gi, cursors, count))
 		}
 		b.mu.topics[ti.Name] = t
 	}
@@ -200,7 +227,17 @@ func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
 	if r := l.Recovery(); r.DroppedBytes > 0 {
 		b.logger.Warn("recovered topic log", "topic", ti.Name, "segment", r.Segment, "truncated_at", r.TruncatedAt, "dropped_bytes", r.DroppedBytes, "reason", r.Reason)
 	}
-	return &topic{b: b, name: ti.Name, info: ti, log: l, groups: make(map[string]*group)}, nil
+	window := time.Duration(ti.DedupeWindowMs) * time.Millisecond
+	if window == 0 {
+		window = b.cfg.DedupeWindow
+	}
+	t := &topic{b: b, name: ti.Name, info: ti, log: l, groups: make(map[string]*group),
+		dedupe: newDedupeWindow(window, b.cfg.DedupeMaxIDs)}
+	if err := t.rebuildDedupe(time.Now()); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("rebuild duplicate window of topic %q: %w", ti.Name, err)
+	}
+	return t, nil
 }
 
 func (b *Broker) topicDir(name string) string { return filepath.Join(b.cfg.DataDir, "topics", name) }
@@ -310,6 +347,9 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	if err := os.RemoveAll(b.topicDir(ti.Name)); err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "clear directory of topic %q", ti.Name)
 	}
+	if ti.DedupeWindowMs < 0 || ti.DedupeWindowMs > (7*24*time.Hour).Milliseconds() {
+		return TopicInfo{}, errorf(KindInvalid, "duplicate window %s out of range (0 to 168h)", time.Duration(ti.DedupeWindowMs)*time.Millisecond)
+	}
 	ti.CreatedAtMs = time.Now().UnixMilli()
 	t, err := b.openTopic(ti)
 	if err != nil {
@@ -398,59 +438,80 @@ func (b *Broker) validateMessages(msgs []*message.Message) error {
 }
 
 // encode stamps the publish time and encodes msgs as log payloads.
-func encode(msgs []*message.Message) [][]byte {
-	now := time.Now().UnixMilli()
+func encode(msgs []*message.Message, idx []int, nowMs int64) [][]byte {
 	size := 0
-	for _, m := range msgs {
-		m.PublishedAtMs = now
-		size += m.EncodedSize()
+	for _, i := range idx {
+		msgs[i].PublishedAtMs = nowMs
+		size += msgs[i].EncodedSize()
 	}
 	buf := make([]byte, 0, size)
-	payloads := make([][]byte, len(msgs))
-	for i, m := range msgs {
+	payloads := make([][]byte, len(idx))
+	for k, i := range idx {
 		start := len(buf)
-		buf = message.Append(buf, m)
-		payloads[i] = buf[start:len(buf):len(buf)]
+		buf = message.Append(buf, msgs[i])
+		payloads[k] = buf[start:len(buf):len(buf)]
 	}
 	return payloads
 }
 
-// Publish stores msgs durably in topic and returns the offset of the first;
-// the others follow consecutively.
-func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.Message) (uint64, error) {
-	t, err := b.topic(topicName)
-	if err != nil {
-		return 0, err
+// Publish stores msgs durably in topic and returns one result per message:
+// its offset, or the offset of the message it duplicates (same client
+// message id inside the topic's duplicate window).
+func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.Message) ([]PublishResult, error) {
+	type outcome struct {
+		rs  []PublishResult
+		err error
 	}
-	if err := b.validateMessages(msgs); err != nil {
-		return 0, err
+	ch := make(chan outcome, 1)
+	b.PublishAsync(topicName, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
+	select {
+	case o := <-ch:
+		return o.rs, o.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	first, err := t.log.Append(ctx, encode(msgs))
-	if err != nil {
-		return 0, appendError(topicName, err)
-	}
-	t.notifyGroups()
-	return first, nil
 }
 
-// PublishAsync is Publish without waiting: done is called once, from
-// another goroutine, when the messages are stored or failed.
-func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done func(first uint64, err error)) {
+// PublishAsync is Publish without waiting: done is called once, possibly
+// from another goroutine, when the messages are stored or failed. done must
+// not block.
+func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done func([]PublishResult, error)) {
 	t, err := b.topic(topicName)
 	if err == nil {
 		err = b.validateMessages(msgs)
 	}
 	if err != nil {
-		done(0, err)
+		done(nil, err)
 		return
 	}
-	t.log.AppendAsync(encode(msgs), func(first uint64, err error) {
+	nowMs := time.Now().UnixMilli()
+	comp := &completion{parts: 1, results: make([]PublishResult, len(msgs)), done: done}
+	plan, cutShort := t.dedupe.plan(msgs, nowMs, comp)
+	if cutShort {
+		b.logger.Warn("duplicate window cut short: too many client message ids", "topic", topicName, "max_ids", t.dedupe.maxIDs)
+	}
+	if len(plan.store) == 0 {
+		comp.finish(nil)
+		return
+	}
+	t.log.AppendAsync(encode(msgs, plan.store, nowMs), func(first uint64, err error) {
 		if err != nil {
-			done(0, appendError(topicName, err))
-			return
+			err = appendError(topicName, err)
 		}
-		t.notifyGroups()
-		done(first, nil)
+		notify := t.dedupe.settle(msgs, &plan, first, err, nowMs)
+		if err == nil {
+			for k, i := range plan.store {
+				comp.results[i] = PublishResult{Offset: first + uint64(k)}
+			}
+			for i, j := range plan.sameAs {
+				comp.results[i] = PublishResult{Offset: comp.results[j].Offset, Duplicate: true}
+			}
+			t.notifyGroups()
+		}
+		for _, n := range notify {
+			n()
+		}
+		comp.finish(err)
 	})
 }
 
@@ -473,6 +534,39 @@ type GroupSpec struct {
 	AckMode    string // AckBusiness (default) or AckAuto
 	AckTimeout time.Duration
 	Earliest   bool // start at the oldest stored message instead of the end
+	// RetryBackoff is the wait before redelivering a nacked message, by
+	// failure number (the last value repeats); nil means DefaultRetryBackoff.
+	RetryBackoff []time.Duration
+	// MaxAttempts is how many deliveries a message gets before it moves to
+	// the group's dead letters; 0 means DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// DefaultRetryBackoff is the retry schedule of groups that set none.
+var DefaultRetryBackoff = []time.Duration{
+	time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute,
+	6 * time.Minute, 7 * time.Minute, 8 * time.Minute, 9 * time.Minute, 10 * time.Minute,
+	20 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour,
+}
+
+// DefaultMaxAttempts is the max attempts of groups that set none.
+const DefaultMaxAttempts = 16
+
+// validateRetry checks a retry schedule and max attempts.
+func validateRetry(backoff []time.Duration, maxAttempts int) error {
+	if len(backoff) > 100 {
+		return errorf(KindInvalid, "retry schedule has %d steps; at most 100", len(backoff))
+	}
+	for i, d := range backoff {
+		if d < 0 || d > 7*24*time.Hour {
+			return errorf(KindInvalid, "retry schedule step %d is %s; each step must be between 0 and 168h", i+1, d)
+		}
+	}
+	if maxAttempts < 0 || maxAttempts > 10_000 {
+		return errorf(KindInvalid, "max attempts %d out of range (1 to 10000)", maxAttempts)
+	}
+	return nil
 }
 
 // CreateGroup creates a consumer group.
@@ -497,6 +591,15 @@ func (b *Broker) CreateGroup(spec GroupSpec) (GroupInfo, error) {
 	}
 	if spec.AckTimeout < 100*time.Millisecond || spec.AckTimeout > 24*time.Hour {
 		return GroupInfo{}, errorf(KindInvalid, "ack timeout %s out of range (100ms to 24h)", spec.AckTimeout)
+	}
+	if err := validateRetry(spec.RetryBackoff, spec.MaxAttempts); err != nil {
+		return GroupInfo{}, err
+	}
+	if spec.RetryBackoff == nil {
+		spec.RetryBackoff = DefaultRetryBackoff
+	}
+	if spec.MaxAttempts == 0 {
+		spec.MaxAttempts = DefaultMaxAttempts
 	}
 	t, err := b.topic(spec.Topic)
 	if err != nil {
@@ -568,7 +671,7 @@ func (b *Broker) Ack(topicName, groupName, clientID string, offs []uint64) error
 	if err != nil {
 		return err
 	}
-	return g.ackOrNack(clientID, offs, false)
+	return g.ackOrNack(clientID, offs, false, "")
 }
 
 // Nack gives messages delivered to clientID back for redelivery.
@@ -577,7 +680,7 @@ func (b *Broker) Nack(topicName, groupName, clientID string, offs []uint64, reas
 	if err != nil {
 		return err
 	}
-	return g.ackOrNack(clientID, offs, true)
+	return g.ackOrNack(clientID, offs, true, reason)
 }
 
 // Read returns the stored message at off, for inspection.

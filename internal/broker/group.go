@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -22,8 +23,9 @@ const (
 // group is a consumer group of one topic. It owns its cursors and the
 // dispatcher goroutine that hands messages to attached subscriptions.
 type group struct {
-	t    *topic
-	info meta.Group
+	t      *topic
+	info   meta.Group
+	policy policy
 
 	// wake has room for one signal: publishes, credits, acks, nacks, joins
 	// and leaves all send to it without blocking, and the dispatcher runs
@@ -34,19 +36,27 @@ type group struct {
 
 	mu struct {
 		sync.Mutex
-		cursors map[string]*cursor // by member; "" for cluster groups
-		closed  bool
+		cursors     map[string]*cursor // by member; "" for cluster groups
+		deadLetters uint64             // dead letters stored, redriven ones included
+		closed      bool
 	}
 }
 
-func newGroup(t *topic, info meta.Group, cursors []meta.Cursor) *group {
+func newGroup(t *topic, info meta.Group, cursors []meta.Cursor, deadLetters uint64) *group {
 	g := &group{t: t, info: info, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	g.policy = policy{
+		autoAck:     info.AckMode == AckAuto,
+		ackTimeout:  info.AckTimeoutMs * int64(time.Millisecond),
+		backoff:     durationsNs(info.RetryBackoffMs),
+		maxAttempts: info.MaxAttempts,
+	}
 	g.mu.cursors = make(map[string]*cursor)
+	g.mu.deadLetters = deadLetters
 	for _, c := range cursors {
-		g.mu.cursors[c.Member] = newCursor(c.Member, c.Floor, c.Acked)
+		g.mu.cursors[c.Member] = newCursor(c)
 	}
 	if info.Mode == ModeCluster && g.mu.cursors[clusterMemberID] == nil {
-		g.mu.cursors[clusterMemberID] = newCursor(clusterMemberID, info.StartOffset, nil)
+		g.mu.cursors[clusterMemberID] = newCursor(meta.Cursor{Member: clusterMemberID, Floor: info.StartOffset})
 	}
 	return g
 }
@@ -115,11 +125,11 @@ func (g *group) dispatch(now time.Time) time.Duration {
 	nowNs := now.UnixNano()
 	sleep := time.Hour
 	for _, c := range g.mu.cursors {
-		c.expire(nowNs)
+		c.expire(nowNs, &g.policy)
 		if len(c.sessions) > 0 {
 			g.fillLocked(c, nowNs)
 		}
-		if d, ok := c.nextDeadline(); ok {
+		if d, ok := c.nextWake(); ok {
 			if wait := time.Duration(d - nowNs); wait < sleep {
 				sleep = max(wait, time.Millisecond)
 			}
@@ -144,8 +154,6 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 	end := log.Next()
 	c.skipTo(log.First())
 	window := uint64(g.t.b.cfg.MaxUnacked)
-	auto := g.info.AckMode == AckAuto
-	ackTimeout := g.info.AckTimeoutMs * int64(time.Millisecond)
 	var offs []uint64
 	for sent := 0; sent < maxDispatchBatch; {
 		s := c.pickSession()
@@ -154,7 +162,7 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 		}
 		offs = offs[:0]
 		for len(offs) < min(s.credit, maxPickBatch, maxDispatchBatch-sent) {
-			off, _, ok := c.take(end, window)
+			off, ok := c.take(nowNs, end, window)
 			if !ok {
 				break
 			}
@@ -163,10 +171,10 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 		if len(offs) == 0 {
 			return
 		}
-		payloads, err := readOffsets(log, offs)
+		payloads, err := g.readOffsetsLocked(c, offs)
 		if err != nil {
 			// Give back what was not delivered; it is retried at the next wake.
-			c.retry = append(append([]uint64(nil), offs[len(payloads):]...), c.retry...)
+			c.ready = append(append([]uint64(nil), offs[len(payloads):]...), c.ready...)
 			if errors.Is(err, seglog.ErrOutOfRange) {
 				c.skipTo(log.First())
 			} else {
@@ -176,7 +184,8 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 		}
 		batch := make([]Delivery, len(payloads))
 		for i, p := range payloads {
-			batch[i] = Delivery{Offset: offs[i], Attempt: c.deliver(offs[i], s, nowNs, ackTimeout, auto), Payload: p}
+			attempt, lastFailure := c.deliver(offs[i], s, nowNs, &g.policy)
+			batch[i] = Delivery{Offset: offs[i], Attempt: attempt, LastFailure: lastFailure, Payload: p}
 		}
 		s.push(batch)
 		sent += len(batch)
@@ -186,16 +195,26 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 	}
 }
 
-// readOffsets reads the payloads of offs from the log, one ReadBatch per run
+// readOffsetsLocked reads the payloads of offs: redriven dead letters from
+// the dead-letter store, the others from the log with one ReadBatch per run
 // of consecutive offsets. On error it returns the payloads read before it.
-func readOffsets(log *seglog.Log, offs []uint64) ([][]byte, error) {
+func (g *group) readOffsetsLocked(c *cursor, offs []uint64) ([][]byte, error) {
 	out := make([][]byte, 0, len(offs))
 	for i := 0; i < len(offs); {
+		if c.redriven[offs[i]] {
+			dl, err := g.t.b.meta.GetDeadLetter(g.t.name, g.info.Name, offs[i], c.member)
+			if err != nil {
+				return out, fmt.Errorf("read redriven dead letter %d: %w", offs[i], err)
+			}
+			out = append(out, dl.Payload)
+			i++
+			continue
+		}
 		j := i + 1
-		for j < len(offs) && offs[j] == offs[j-1]+1 {
+		for j < len(offs) && offs[j] == offs[j-1]+1 && !c.redriven[offs[j]] {
 			j++
 		}
-		ps, err := log.ReadBatch(offs[i], j-i, 4<<20)
+		ps, err := g.t.log.ReadBatch(offs[i], j-i, 4<<20)
 		if err != nil {
 			return out, err
 		}
@@ -214,8 +233,13 @@ func (g *group) persist() {
 
 func (g *group) persistLocked() {
 	var ups []meta.CursorUpdate
+	nowMs := time.Now().UnixMilli()
 	for _, c := range g.mu.cursors {
-		if u, ok := c.takeUpdate(); ok {
+		if u, ok := c.takeUpdate(nowMs); ok {
+			for i := range u.DeadLetters {
+				g.fillDeadLetterLocked(c.member, &u.DeadLetters[i])
+			}
+			g.mu.deadLetters -= min(uint64(len(u.FinishedDeadLetters)), g.mu.deadLetters)
 			ups = append(ups, u)
 		}
 	}
@@ -225,6 +249,23 @@ func (g *group) persistLocked() {
 	if err := g.t.b.meta.SaveCursors(g.t.name, g.info.Name, ups); err != nil {
 		g.t.b.logger.Error("save group position", "topic", g.t.name, "group", g.info.Name, "err", err)
 	}
+}
+
+// fillDeadLetterLocked adds the message record to a new dead letter: from
+// the log, or from its earlier dead-letter record when it was redriven.
+func (g *group) fillDeadLetterLocked(member string, dl *meta.DeadLetter) {
+	dl.Member = member
+	if p, err := g.t.log.Read(dl.Offset); err == nil {
+		dl.Payload = p
+	} else if old, err2 := g.t.b.meta.GetDeadLetter(g.t.name, g.info.Name, dl.Offset, member); err2 == nil {
+		dl.Payload = old.Payload
+		g.mu.deadLetters-- // rewritten, not added
+	} else {
+		g.t.b.logger.Error("dead letter without its message", "topic", g.t.name, "group", g.info.Name, "offset", dl.Offset, "err", err)
+	}
+	g.mu.deadLetters++
+	g.t.b.logger.Warn("message dead-lettered", "topic", g.t.name, "group", g.info.Name, "member", member,
+		"offset", dl.Offset, "attempts", dl.Attempts, "reason", dl.Reason)
 }
 
 // attach joins a subscription to the group and returns it with its cursor.
@@ -246,7 +287,7 @@ func (g *group) attach(s *Subscription) error {
 		if err := g.t.b.meta.PutCursor(g.t.name, g.info.Name, meta.Cursor{Member: member, Floor: floor}); err != nil {
 			return wrap(KindInternal, err, "save position of member %q", member)
 		}
-		c = newCursor(member, floor, nil)
+		c = newCursor(meta.Cursor{Member: member, Floor: floor})
 		g.mu.cursors[member] = c
 	}
 	s.cur = c
@@ -258,14 +299,15 @@ func (g *group) attach(s *Subscription) error {
 func (g *group) detach(s *Subscription) {
 	g.mu.Lock()
 	if s.cur != nil {
-		s.cur.detach(s)
+		s.cur.detach(s, time.Now().UnixNano(), &g.policy)
+		g.persistLocked()
 	}
 	g.mu.Unlock()
 	g.notify()
 }
 
 // ackOrNack applies acks (nack=false) or nacks to offsets of member's cursor.
-func (g *group) ackOrNack(member string, offs []uint64, nack bool) error {
+func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string) error {
 	end := g.t.log.Next()
 	for _, off := range offs {
 		if off >= end {
@@ -282,16 +324,15 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool) error {
 		return errorf(KindNotFound, "client %q is not a member of broadcast group %q of topic %q", member, g.info.Name, g.t.name)
 	}
 	var changed bool
+	now := time.Now().UnixNano()
 	for _, off := range offs {
 		if nack {
-			changed = c.nack(off) || changed
+			changed = c.nack(off, reason, now, &g.policy) || changed
 		} else {
 			changed = c.ack(off) || changed
 		}
 	}
-	if !nack {
-		g.persistLocked()
-	}
+	g.persistLocked()
 	g.mu.Unlock()
 	if changed {
 		g.notify()
@@ -320,6 +361,7 @@ type GroupInfo struct {
 	Backlog       uint64
 	InFlight      uint64
 	MembersOnline int
+	DeadLetters   uint64
 }
 
 func (g *group) describe() GroupInfo {
@@ -327,6 +369,7 @@ func (g *group) describe() GroupInfo {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	gi := GroupInfo{Group: g.info, AckFloor: g.floorLocked()}
+	gi.DeadLetters = g.mu.deadLetters
 	for _, c := range g.mu.cursors {
 		gi.Backlog = max(gi.Backlog, c.backlog(end))
 		gi.InFlight += uint64(len(c.inflight))

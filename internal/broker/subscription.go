@@ -6,9 +6,10 @@ import (
 
 // Delivery is one message handed to a subscription.
 type Delivery struct {
-	Offset  uint64
-	Attempt uint32
-	Payload []byte // the stored record; decode with package message
+	Offset      uint64
+	Attempt     uint32
+	LastFailure string // why the previous attempt failed
+	Payload     []byte // the stored record; decode with package message
 }
 
 // Subscription is one consumer attached to a group. The dispatcher pushes
@@ -74,11 +75,11 @@ func (s *Subscription) push(batch []Delivery) {
 func (s *Subscription) Grant(n uint32) error { return s.g.grant(s, n) }
 
 // Ack acknowledges delivered messages by offset.
-func (s *Subscription) Ack(offs []uint64) error { return s.g.ackOrNack(s.clientID, offs, false) }
+func (s *Subscription) Ack(offs []uint64) error { return s.g.ackOrNack(s.clientID, offs, false, "") }
 
 // Nack gives delivered messages back for redelivery.
 func (s *Subscription) Nack(offs []uint64, reason string) error {
-	return s.g.ackOrNack(s.clientID, offs, true)
+	return s.g.ackOrNack(s.clientID, offs, true, reason)
 }
 
 // Close detaches the subscription; its unacked messages are redelivered.

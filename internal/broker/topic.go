@@ -15,6 +15,8 @@ type topic struct {
 	name string
 	info meta.Topic
 	log  *seglog.Log
+	// dedupe drops retransmitted messages (same client message id).
+	dedupe *dedupeWindow
 
 	mu     sync.RWMutex
 	groups map[string]*group
@@ -72,6 +74,10 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 		AckTimeoutMs: spec.AckTimeout.Milliseconds(),
 		CreatedAtMs:  time.Now().UnixMilli(),
 		StartOffset:  start,
+		MaxAttempts:  uint32(spec.MaxAttempts),
+	}
+	for _, d := range spec.RetryBackoff {
+		info.RetryBackoffMs = append(info.RetryBackoffMs, d.Milliseconds())
 	}
 	var initial []meta.Cursor
 	if spec.Mode == ModeCluster {
@@ -81,7 +87,7 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 		t.mu.Unlock()
 		return GroupInfo{}, wrap(KindInternal, err, "store group %q of topic %q", spec.Name, t.name)
 	}
-	g := newGroup(t, info, initial)
+	g := newGroup(t, info, initial, 0)
 	t.mu.Unlock()
 	t.addGroup(g)
 	t.b.logger.Info("group created", "topic", t.name, "group", spec.Name, "mode", spec.Mode, "ack", spec.AckMode)
@@ -90,6 +96,7 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 
 func (t *topic) describe() TopicInfo {
 	ti := TopicInfo{Topic: t.info, FirstOffset: t.log.First(), NextOffset: t.log.Next(), StoredBytes: t.log.Size()}
+	ti.DedupeWindowMs = t.dedupe.window.Milliseconds()
 	ti.Segments = len(t.log.Segments())
 	return ti
 }

@@ -196,7 +196,7 @@ func runBench(ctx context.Context, addr string, o benchOptions) (BenchResult, er
 				t0 := time.Now()
 				binary.LittleEndian.PutUint64(b, uint64(t0.UnixNano()))
 				idx := base + i
-				err := prod.PublishAsync(ctx, &client.Message{Body: b}, func(_ string, err error) {
+				err := prod.PublishAsync(ctx, &client.Message{Body: b}, func(_ client.PublishResult, err error) {
 					lat[idx] = time.Since(t0)
 					if err != nil {
 						failed.Add(1)

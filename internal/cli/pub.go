@@ -35,11 +35,11 @@ each message once the broker stored it.`,
 			if len(args) > 1 {
 				ctx, cancel := e.rpcContext(cmd.Context())
 				defer cancel()
-				ids, err := c.Publish(ctx, topic, &client.Message{Key: key, Headers: hs, Body: []byte(strings.Join(args[1:], " "))})
+				rs, err := c.Publish(ctx, topic, &client.Message{Key: key, Headers: hs, Body: []byte(strings.Join(args[1:], " "))})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(e.stdout, ids[0])
+				fmt.Fprintln(e.stdout, rs[0].ID)
 				return nil
 			}
 			return pubLines(cmd.Context(), e, c, topic, key, hs)
@@ -102,9 +102,9 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic, key string, 
 		mu.Lock()
 		answers = append(answers, a)
 		mu.Unlock()
-		err := p.PublishAsync(ctx, &client.Message{Key: key, Headers: hs, Body: append([]byte(nil), sc.Bytes()...)}, func(id string, err error) {
+		err := p.PublishAsync(ctx, &client.Message{Key: key, Headers: hs, Body: append([]byte(nil), sc.Bytes()...)}, func(r client.PublishResult, err error) {
 			mu.Lock()
-			a.id, a.err = id, err
+			a.id, a.err = r.ID, err
 			printReady()
 			mu.Unlock()
 		})

@@ -1,13 +1,16 @@
 // Package meta keeps the broker's looked-up state in an embedded Pebble
-// store: topics, groups, and each consumer position (its ack floor and the
-// acks above it).
+// store: topics, groups, each consumer position (its ack floor and the acks
+// above it), the failures of unacked messages, and dead letters.
 //
-// Key layout (names cannot contain a NUL byte, so NUL separates them):
+// Key layout (names cannot contain a NUL byte, so NUL separates them; <off>
+// is an offset as 8 bytes big-endian):
 //
 //	t/<topic>                                → Topic as JSON
 //	g/<topic>\x00<group>                     → Group as JSON
 //	c/<topic>\x00<group>\x00<member>         → ack floor, 8 bytes big-endian
 //	a/<topic>\x00<group>\x00<member>\x00<off> → empty: offset off (≥ floor) is acked
+//	f/<topic>\x00<group>\x00<member>\x00<off> → Failure: deliveries so far, last reason
+//	q/<topic>\x00<group>\x00<off><member>    → DeadLetter as JSON
 //
 // Topic and group changes are written with fsync. Cursor changes are written
 // without: losing the last few acks in a crash only causes a redelivery,
@@ -36,17 +39,21 @@ type Topic struct {
 	Owner       string `json:"owner,omitempty"`
 	Purpose     string `json:"purpose,omitempty"`
 	CreatedAtMs int64  `json:"created_at_ms"`
+	// DedupeWindowMs is how long client message ids are remembered.
+	DedupeWindowMs int64 `json:"dedupe_window_ms,omitempty"`
 }
 
 // Group is the stored description of a consumer group.
 type Group struct {
-	Topic        string `json:"topic"`
-	Name         string `json:"name"`
-	Mode         string `json:"mode"`     // "cluster" or "broadcast"
-	AckMode      string `json:"ack_mode"` // "business" or "auto"
-	AckTimeoutMs int64  `json:"ack_timeout_ms"`
-	CreatedAtMs  int64  `json:"created_at_ms"`
-	StartOffset  uint64 `json:"start_offset"`
+	Topic          string  `json:"topic"`
+	Name           string  `json:"name"`
+	Mode           string  `json:"mode"`     // "cluster" or "broadcast"
+	AckMode        string  `json:"ack_mode"` // "business" or "auto"
+	AckTimeoutMs   int64   `json:"ack_timeout_ms"`
+	CreatedAtMs    int64   `json:"created_at_ms"`
+	StartOffset    uint64  `json:"start_offset"`
+	RetryBackoffMs []int64 `json:"retry_backoff_ms,omitempty"`
+	MaxAttempts    uint32  `json:"max_attempts,omitempty"`
 }
 
 // Cursor is the durable position of one consumer of a group: every offset
@@ -55,6 +62,17 @@ type Cursor struct {
 	Member string
 	Floor  uint64
 	Acked  []uint64
+	// Failures of unacked messages, by offset.
+	Failures map[uint64]Failure
+	// Redriven lists dead letters handed back to this member for delivery.
+	Redriven []uint64
+}
+
+// Failure records how often an unacked message was delivered and why its
+// last delivery failed.
+type Failure struct {
+	Attempts uint32
+	Reason   string
 }
 
 // Store is the Pebble-backed metadata store. It is safe for concurrent use.
@@ -110,6 +128,22 @@ func ackKey(topic, group, member string, off uint64) []byte {
 	return binary.BigEndian.AppendUint64(ackMemberPrefix(topic, group, member), off)
 }
 
+func failurePrefix(topic, group, member string) []byte {
+	p := ackMemberPrefix(topic, group, member)
+	p[0] = 'f'
+	return p
+}
+
+func failureKey(topic, group, member string, off uint64) []byte {
+	return binary.BigEndian.AppendUint64(failurePrefix(topic, group, member), off)
+}
+
+// groupScoped returns the prefix of kind's keys for one group ("a", "f", "q").
+func groupScoped(kind, topic, group string) []byte {
+	k := append([]byte(kind+"/"), topic...)
+	return append(append(append(k, 0), group...), 0)
+}
+
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {
 	end := bytes.Clone(p)
@@ -153,6 +187,8 @@ func (s *Store) DeleteTopic(topic string) error {
 		groupPrefix(topic),
 		append(append([]byte("c/"), topic...), 0),
 		append(append([]byte("a/"), topic...), 0),
+		append(append([]byte("f/"), topic...), 0),
+		append(append([]byte("q/"), topic...), 0),
 	} {
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			return err
@@ -219,6 +255,23 @@ func (s *Store) Cursors(topic, group string) ([]Cursor, error) {
 		}); err != nil {
 			return err
 		}
+		fp := failurePrefix(topic, group, c.Member)
+		if err := s.scan(fp, func(k, v []byte) error {
+			if len(k) != len(fp)+8 {
+				return fmt.Errorf("failure key %q: bad length", k)
+			}
+			f, err := decodeFailure(v)
+			if err != nil {
+				return fmt.Errorf("failure record %q: %w", k, err)
+			}
+			if c.Failures == nil {
+				c.Failures = make(map[uint64]Failure)
+			}
+			c.Failures[binary.BigEndian.Uint64(k[len(fp):])] = f
+			return nil
+		}); err != nil {
+			return err
+		}
 		out = append(out, c)
 		return nil
 	})
@@ -237,6 +290,13 @@ type CursorUpdate struct {
 	NewFloor uint64
 	// Acked lists offsets at or above NewFloor that became acked.
 	Acked []uint64
+	// Failures sets the failure record of offsets; ClearFailures deletes them.
+	Failures      map[uint64]Failure
+	ClearFailures []uint64
+	// DeadLetters are stored (or overwritten); FinishedDeadLetters are
+	// redriven dead letters that were acked, to delete.
+	DeadLetters         []DeadLetter
+	FinishedDeadLetters []uint64
 	// Dropped lists stored acks the floor has passed; they are deleted.
 	// (Point deletes, not a range: Pebble handles many small range
 	// tombstones over the same keys badly.)
@@ -260,6 +320,27 @@ func (s *Store) SaveCursors(topic, group string, updates []CursorUpdate) error {
 		}
 		if u.NewFloor != u.OldFloor {
 			if err := b.Set(cursorKey(topic, group, u.Member), binary.BigEndian.AppendUint64(nil, u.NewFloor), nil); err != nil {
+				return err
+			}
+		}
+		for off, f := range u.Failures {
+			if err := b.Set(failureKey(topic, group, u.Member, off), encodeFailure(f), nil); err != nil {
+				return err
+			}
+		}
+		for _, off := range u.ClearFailures {
+			if err := b.Delete(failureKey(topic, group, u.Member, off), nil); err != nil {
+				return err
+			}
+		}
+		for _, dl := range u.DeadLetters {
+			dl.Member = u.Member
+			if err := putDeadLetter(b, topic, group, dl); err != nil {
+				return err
+			}
+		}
+		for _, off := range u.FinishedDeadLetters {
+			if err := b.Delete(deadLetterKey(topic, group, off, u.Member), nil); err != nil {
 				return err
 			}
 		}

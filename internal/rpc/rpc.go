@@ -101,7 +101,7 @@ func parseIDs(ids []string) ([]uint64, error) {
 func topicProto(ti broker.TopicInfo) *dmqv1.Topic {
 	return &dmqv1.Topic{
 		Name: ti.Name, Department: ti.Department, Owner: ti.Owner, Purpose: ti.Purpose,
-		CreatedAtMs: ti.CreatedAtMs,
+		CreatedAtMs: ti.CreatedAtMs, DedupeWindowMs: ti.DedupeWindowMs,
 		Stats: &dmqv1.TopicStats{
 			FirstOffset: ti.FirstOffset, NextOffset: ti.NextOffset,
 			StoredBytes: ti.StoredBytes, Segments: int32(ti.Segments),
@@ -121,16 +121,18 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 	return &dmqv1.Group{
 		Topic: gi.Topic, Name: gi.Name, Mode: mode, AckMode: ack,
 		AckTimeoutMs: gi.AckTimeoutMs, CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
+		RetryBackoffMs: gi.RetryBackoffMs, MaxAttempts: gi.MaxAttempts,
 		Stats: &dmqv1.GroupStats{
 			AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
-			MembersOnline: int32(gi.MembersOnline),
+			MembersOnline: int32(gi.MembersOnline), DeadLetters: gi.DeadLetters,
 		},
 	}
 }
 
 // CreateTopic implements dmq.v1.Broker.
 func (s *Service) CreateTopic(_ context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
-	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose})
+	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
+		DedupeWindowMs: req.DedupeWindowMs})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -171,10 +173,10 @@ func toMessages(in []*dmqv1.OutgoingMessage) []*message.Message {
 	return out
 }
 
-func publishResults(first uint64, n int) []*dmqv1.PublishResult {
-	rs := make([]*dmqv1.PublishResult, n)
-	for i := range rs {
-		rs[i] = &dmqv1.PublishResult{Id: FormatID(first + uint64(i))}
+func publishResults(in []broker.PublishResult) []*dmqv1.PublishResult {
+	rs := make([]*dmqv1.PublishResult, len(in))
+	for i, r := range in {
+		rs[i] = &dmqv1.PublishResult{Id: FormatID(r.Offset), Duplicate: r.Duplicate}
 	}
 	return rs
 }
@@ -190,11 +192,11 @@ func failedResults(err error, n int) []*dmqv1.PublishResult {
 
 // Publish implements dmq.v1.Broker.
 func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv1.PublishResponse, error) {
-	first, err := s.b.Publish(ctx, req.Topic, toMessages(req.Messages))
+	rs, err := s.b.Publish(ctx, req.Topic, toMessages(req.Messages))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &dmqv1.PublishResponse{Sequence: req.Sequence, Results: publishResults(first, len(req.Messages))}, nil
+	return &dmqv1.PublishResponse{Sequence: req.Sequence, Results: publishResults(rs)}, nil
 }
 
 // maxStreamBatchesInFlight bounds the batches of one publish stream that
@@ -248,12 +250,12 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 		}
 		pending.Add(1)
 		seq, n := req.Sequence, len(req.Messages)
-		s.b.PublishAsync(req.Topic, toMessages(req.Messages), func(first uint64, err error) {
+		s.b.PublishAsync(req.Topic, toMessages(req.Messages), func(rs []broker.PublishResult, err error) {
 			resp := &dmqv1.PublishResponse{Sequence: seq}
 			if err != nil {
 				resp.Results = failedResults(err, n)
 			} else {
-				resp.Results = publishResults(first, n)
+				resp.Results = publishResults(rs)
 			}
 			answers <- resp
 		})
@@ -288,6 +290,10 @@ func groupSpec(req *dmqv1.CreateGroupRequest) (broker.GroupSpec, error) {
 	if req.AckTimeoutMs < 0 {
 		return spec, invalid("ack timeout %d ms is negative", req.AckTimeoutMs)
 	}
+	for _, ms := range req.RetryBackoffMs {
+		spec.RetryBackoff = append(spec.RetryBackoff, time.Duration(ms)*time.Millisecond)
+	}
+	spec.MaxAttempts = int(req.MaxAttempts)
 	return spec, nil
 }
 
@@ -359,5 +365,6 @@ func deliveryProto(topic string, d broker.Delivery) (*dmqv1.Message, error) {
 	return &dmqv1.Message{
 		Id: FormatID(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
 		PublishedAtMs: m.PublishedAtMs, Attempt: d.Attempt, ClientMessageId: m.ClientMessageID,
+		LastFailure: d.LastFailure,
 	}, nil
 }

@@ -66,12 +66,12 @@ func publishN(t *testing.T, c *client.Client, topic string, n int) []string {
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		i := i
-		err := p.PublishAsync(context.Background(), &client.Message{Key: fmt.Sprint("k", i), Body: []byte(fmt.Sprint("m", i))}, func(id string, err error) {
+		err := p.PublishAsync(context.Background(), &client.Message{Key: fmt.Sprint("k", i), Body: []byte(fmt.Sprint("m", i))}, func(r client.PublishResult, err error) {
 			defer wg.Done()
 			if err != nil {
 				t.Errorf("publish m%d: %v", i, err)
 			}
-			ids[i] = id
+			ids[i] = r.ID
 		})
 		if err != nil {
 			t.Fatalf("PublishAsync: %v", err)
@@ -206,10 +206,11 @@ func TestUnackedMessageRedeliveredToAnotherMemberAfterAckTimeout(t *testing.T) {
 		}
 		return nil
 	}, client.Prefetch(1))
-	ids, err := c.Publish(context.Background(), "test.e2e.redeliver", &client.Message{Key: "order-1", Body: []byte("pay")})
+	rs, err := c.Publish(context.Background(), "test.e2e.redeliver", &client.Message{Key: "order-1", Body: []byte("pay")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ids := []string{rs[0].ID}
 	var first *client.Message
 	select {
 	case first = <-got:
@@ -236,31 +237,61 @@ func TestUnackedMessageRedeliveredToAnotherMemberAfterAckTimeout(t *testing.T) {
 	waitAcked(t, c, "test.e2e.redeliver", "g", 1)
 }
 
-// A handler error nacks: the message comes back at once with the next attempt.
-func TestHandlerErrorNacksForRedelivery(t *testing.T) {
+// A handler that fails three times then succeeds sees the message four
+// times, each failure followed by the group's backoff, with the attempt
+// number and the last failure reason.
+func TestFailingHandlerRetriedOnTheGroupSchedule(t *testing.T) {
 	s := dmqtest.Start(t, "", nil)
 	c := dmqtest.Dial(t, s.GRPCAddr())
-	setupTopic(t, c, "test.e2e.nack", client.GroupSpec{Name: "g"})
-	attempts := make(chan int, 10)
-	subscribe(t, c, "test.e2e.nack", "g", "c1", func(_ context.Context, m *client.Message) error {
-		attempts <- m.Attempt
-		if m.Attempt < 3 {
-			return fmt.Errorf("not yet")
+	schedule := []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+	setupTopic(t, c, "test.e2e.retry", client.GroupSpec{Name: "g", RetryBackoff: schedule})
+	type seen struct {
+		at      time.Time
+		attempt int
+		last    string
+	}
+	seenCh := make(chan seen, 10)
+	subscribe(t, c, "test.e2e.retry", "g", "c1", func(_ context.Context, m *client.Message) error {
+		seenCh <- seen{time.Now(), m.Attempt, m.LastFailure}
+		switch m.Attempt {
+		case 1:
+			return fmt.Errorf("database down")
+		case 2:
+			panic("nil map")
+		case 3:
+			return fmt.Errorf("still down")
 		}
 		return nil
 	})
-	if _, err := c.Publish(context.Background(), "test.e2e.nack", &client.Message{Body: []byte("x")}); err != nil {
+	if _, err := c.Publish(context.Background(), "test.e2e.retry", &client.Message{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	for want := 1; want <= 3; want++ {
+	var got []seen
+	for len(got) < 4 {
 		select {
-		case got := <-attempts:
-			if got != want {
-				t.Fatalf("attempt = %d, want %d", got, want)
-			}
+		case s := <-seenCh:
+			got = append(got, s)
 		case <-time.After(10 * time.Second):
-			t.Fatalf("attempt %d never came", want)
+			t.Fatalf("only %d deliveries: %+v", len(got), got)
 		}
 	}
-	waitAcked(t, c, "test.e2e.nack", "g", 1)
+	wantLast := []string{"", "database down", "handler panicked: nil map", "still down"}
+	for i, s := range got {
+		if s.attempt != i+1 || s.last != wantLast[i] {
+			t.Errorf("delivery %d: attempt %d last failure %q, want %d and %q", i+1, s.attempt, s.last, i+1, wantLast[i])
+		}
+		if i == 0 {
+			continue
+		}
+		gap, want := s.at.Sub(got[i-1].at), schedule[i-1]
+		if gap < want || gap > want+time.Second {
+			t.Errorf("gap before delivery %d = %s, want the schedule's %s (up to 1s late)", i+1, gap, want)
+		}
+	}
+	waitAcked(t, c, "test.e2e.retry", "g", 1)
+	select {
+	case s := <-seenCh:
+		t.Fatalf("delivered again after the ack: %+v", s)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -65,7 +65,8 @@ func TestAckedMessagesSurviveKill9(t *testing.T) {
 	acked := map[string]string{} // id → body of every publish the broker acked
 	for round := 0; round < rounds; round++ {
 		p := dmqtest.StartProcess(t, dir, "--segment-bytes", "1048576")
-		c, err := client.Dial(p.Addr)
+		// No retransmission: this test stops publishing when the broker dies.
+		c, err := client.Dial(p.Addr, client.WithRetry(client.RetryPolicy{Attempts: 1}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,13 +83,13 @@ func TestAckedMessagesSurviveKill9(t *testing.T) {
 				defer prod.Close()
 				for seq := 0; seq < 50_000 && !stop.Load(); seq++ {
 					body := fmt.Sprintf("r%d-p%d-%d-%s", round, i, seq, strings.Repeat("x", 200))
-					err := prod.PublishAsync(context.Background(), &client.Message{Key: fmt.Sprint(seq), Body: []byte(body)}, func(id string, err error) {
+					err := prod.PublishAsync(context.Background(), &client.Message{Key: fmt.Sprint(seq), Body: []byte(body)}, func(r client.PublishResult, err error) {
 						if err != nil {
 							stop.Store(true) // the broker is gone
 							return
 						}
 						mu.Lock()
-						acked[id] = body
+						acked[r.ID] = body
 						mu.Unlock()
 					})
 					if err != nil {
@@ -194,9 +195,9 @@ func TestTornCorruptTailIsTruncatedAndReported(t *testing.T) {
 		}
 	}
 	// New publishes continue after the intact records.
-	id, err := c.Publish(context.Background(), topic, &client.Message{Body: []byte("after")})
-	if err != nil || id[0] != fmt.Sprint(n-1) {
-		t.Errorf("publish after recovery = %v, %v; want id %d", id, err, n-1)
+	rs, err := c.Publish(context.Background(), topic, &client.Message{Body: []byte("after")})
+	if err != nil || rs[0].ID != fmt.Sprint(n-1) {
+		t.Errorf("publish after recovery = %v, %v; want id %d", rs, err, n-1)
 	}
 	p.Stop(t)
 }
