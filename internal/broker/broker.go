@@ -67,7 +67,7 @@ type Config struct {
 	// DedupeMaxIDs bounds the ids remembered per topic (default 500,000);
 	// beyond it the window is cut short.
 	DedupeMaxIDs int
-	Logger    *slog.Logger
+	Logger       *slog.Logger
 }
 
 func (c *Config) setDefaults() {
