@@ -15,12 +15,14 @@ func newGroupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "group", Short: "Create, list and show consumer groups"}
 	var mode, ack, from string
 	var ackTimeout time.Duration
+	var retry []time.Duration
+	var maxAttempts int
 	create := &cobra.Command{
 		Use:   "create TOPIC GROUP",
 		Short: "Create a consumer group",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := client.GroupSpec{Topic: args[0], Name: args[1], AckTimeout: ackTimeout}
+			spec := client.GroupSpec{Topic: args[0], Name: args[1], AckTimeout: ackTimeout, RetryBackoff: retry, MaxAttempts: maxAttempts}
 			switch mode {
 			case "cluster":
 				spec.Mode = client.Cluster
@@ -63,6 +65,8 @@ func newGroupCmd(e *env) *cobra.Command {
 	create.Flags().StringVar(&ack, "ack", "business", "business (ack after processing) or auto (acked when sent)")
 	create.Flags().StringVar(&from, "from", "latest", "where the group starts: latest (end of the topic) or earliest")
 	create.Flags().DurationVar(&ackTimeout, "ack-timeout", 0, "redeliver unacked messages after this long (default: the broker's)")
+	create.Flags().DurationSliceVar(&retry, "retry", nil, "wait before each redelivery of a nacked message, e.g. 1s,5s,30s (the last repeats; default 1s,5s,10s,30s,1m,2m,...,2h)")
+	create.Flags().IntVar(&maxAttempts, "max-attempts", 0, "deliveries before a failing message goes to the dead letters (default 16)")
 
 	list := &cobra.Command{
 		Use:   "list TOPIC",
@@ -104,7 +108,47 @@ func newGroupCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, get)
+	var to string
+	reset := &cobra.Command{
+		Use:   "reset TOPIC GROUP --to earliest|latest|TIME",
+		Short: "Move a group's position: replay from the oldest message or a time, or skip to the end",
+		Long: `Move a group's position. --to earliest replays every stored message, --to latest
+skips everything stored, and --to TIME (RFC 3339, e.g. 2026-12-01T08:00:00+08:00)
+replays the messages published at or after TIME.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var target client.ResetTo
+			switch to {
+			case "earliest":
+				target.Earliest = true
+			case "latest":
+				target.Latest = true
+			case "":
+				return fmt.Errorf("--to is required: earliest, latest or an RFC 3339 time")
+			default:
+				ts, err := time.Parse(time.RFC3339, to)
+				if err != nil {
+					return fmt.Errorf("--to %q: want earliest, latest or an RFC 3339 time such as 2026-12-01T08:00:00+08:00", to)
+				}
+				target.Time = ts
+			}
+			c, err := e.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := e.rpcContext(cmd.Context())
+			defer cancel()
+			g, err := c.ResetGroup(ctx, args[0], args[1], target)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "reset group %s of %s to offset %d (backlog %d)\n", g.Name, g.Topic, g.Stats.GetAckFloor(), g.Stats.GetBacklog())
+			return nil
+		},
+	}
+	reset.Flags().StringVar(&to, "to", "", "earliest, latest or an RFC 3339 time")
+	cmd.AddCommand(create, list, get, reset)
 	return cmd
 }
 
@@ -118,11 +162,11 @@ func ackName(m dmqv1.AckMode) string {
 
 func printGroups(e *env, gs []*dmqv1.Group) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tGROUP\tMODE\tACK\tACK-TIMEOUT\tACK-FLOOR\tBACKLOG\tIN-FLIGHT\tMEMBERS")
+	fmt.Fprintln(w, "TOPIC\tGROUP\tMODE\tACK\tACK-TIMEOUT\tMAX-ATTEMPTS\tACK-FLOOR\tBACKLOG\tIN-FLIGHT\tDEAD\tMEMBERS")
 	for _, g := range gs {
 		st := g.Stats
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", g.Topic, g.Name, modeName(g.Mode), ackName(g.AckMode),
-			time.Duration(g.AckTimeoutMs)*time.Millisecond, st.GetAckFloor(), st.GetBacklog(), st.GetInFlight(), st.GetMembersOnline())
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", g.Topic, g.Name, modeName(g.Mode), ackName(g.AckMode),
+			time.Duration(g.AckTimeoutMs)*time.Millisecond, g.MaxAttempts, st.GetAckFloor(), st.GetBacklog(), st.GetInFlight(), st.GetDeadLetters(), st.GetMembersOnline())
 	}
 	w.Flush()
 }

@@ -75,6 +75,7 @@ func newRoot(e *env) *cobra.Command {
 		newPubCmd(e),
 		newSubCmd(e),
 		newBenchCmd(e),
+		newDLQCmd(e),
 	)
 	return root
 }

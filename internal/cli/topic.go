@@ -37,6 +37,7 @@ func newTopicCmd(e *env) *cobra.Command {
 	create.Flags().StringVar(&spec.Department, "dept", "", "owning department")
 	create.Flags().StringVar(&spec.Owner, "owner", "", "owner (person or team)")
 	create.Flags().StringVar(&spec.Purpose, "purpose", "", "what the topic is for")
+	create.Flags().DurationVar(&spec.DedupeWindow, "dedupe-window", 0, "how long retransmitted duplicates are detected (default: the broker's, 2m)")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -37,6 +37,9 @@ type Config struct {
 	// groups have consumed it; RetentionBytes 0 means no size bound.
 	RetentionAge   time.Duration `yaml:"retention_age"`
 	RetentionBytes int64         `yaml:"retention_bytes"`
+	// DedupeWindow is how long a topic remembers client message ids to drop
+	// retransmitted duplicates (topics may set their own).
+	DedupeWindow time.Duration `yaml:"dedupe_window"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -52,7 +55,8 @@ func Default() Config {
 		MaxBodyBytes: 4 << 20,
 		SegmentBytes: 64 << 20,
 		AckTimeout:   30 * time.Second,
-		RetentionAge: 7 * 24 * time.Hour,
+		RetentionAge: 72 * time.Hour,
+		DedupeWindow: 2 * time.Minute,
 		LogLevel:     "info",
 	}
 }
@@ -145,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AckTimeout < 100*time.Millisecond {
 		return fmt.Errorf("ack_timeout: %s is below 100ms", c.AckTimeout)
+	}
+	if c.DedupeWindow <= 0 || c.DedupeWindow > 7*24*time.Hour {
+		return fmt.Errorf("dedupe_window: %s is out of range (above 0, at most 168h)", c.DedupeWindow)
 	}
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")

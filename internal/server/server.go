@@ -74,6 +74,7 @@ func (s *Server) Start() error {
 		AckTimeout:     s.cfg.AckTimeout,
 		RetentionAge:   s.cfg.RetentionAge,
 		RetentionBytes: s.cfg.RetentionBytes,
+		DedupeWindow:   s.cfg.DedupeWindow,
 		Logger:         s.logger,
 	})
 	if err != nil {
