@@ -104,6 +104,50 @@ func TestSubNoAckLetsAnotherConsumerSeeTheRedelivery(t *testing.T) {
 	}
 }
 
+// A message nacked past max attempts shows up in `dmq dlq`, is redriven,
+// consumed again, and replayed with `dmq group reset`.
+func TestDeadLetterAndResetCommands(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	addr := s.GRPCAddr()
+	mustRun(t, addr, "", "topic", "create", "test.cli.dlq")
+	mustRun(t, addr, "", "group", "create", "test.cli.dlq", "g", "--max-attempts", "1", "--retry", "10ms")
+	mustRun(t, addr, "", "pub", "test.cli.dlq", "--key", "order-9", "bad")
+	// --no-ack holds the message and gives it back on exit: its one attempt failed.
+	mustRun(t, addr, "", "sub", "test.cli.dlq", "--group", "g", "--no-ack", "--idle", "300ms")
+	c := dmqtest.Dial(t, addr)
+	dmqtest.Eventually(t, 10*time.Second, "a dead letter", func() bool {
+		g, err := c.GetGroup(context.Background(), "test.cli.dlq", "g")
+		return err == nil && g.Stats.DeadLetters == 1
+	})
+	list := mustRun(t, addr, "", "dlq", "list", "test.cli.dlq", "g")
+	if !strings.Contains(list, "order-9") || !strings.Contains(list, "1 dead letters in group g") {
+		t.Fatalf("dlq list = %q", list)
+	}
+	var shown map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, addr, "", "dlq", "show", "test.cli.dlq", "g", "0")), &shown); err != nil || shown["body"] != "bad" || shown["attempts"] != 1.0 {
+		t.Fatalf("dlq show = %v, %v", shown, err)
+	}
+	if _, errOut, code := run(t, addr, "", "dlq", "purge", "test.cli.dlq", "g"); code == 0 || !strings.Contains(errOut, "exactly one of --id, --key or --all") {
+		t.Fatalf("purge without a selection: exit %d, %q", code, errOut)
+	}
+	if out := mustRun(t, addr, "", "dlq", "redrive", "test.cli.dlq", "g", "--key", "order-9"); !strings.Contains(out, "redriven 1") {
+		t.Fatalf("redrive printed %q", out)
+	}
+	if out := mustRun(t, addr, "", "sub", "test.cli.dlq", "--group", "g", "--count", "1"); out != "bad\n" {
+		t.Fatalf("after redrive sub printed %q, want bad", out)
+	}
+	mustRun(t, addr, "", "pub", "test.cli.dlq", "good")
+	if out := mustRun(t, addr, "", "group", "reset", "test.cli.dlq", "g", "--to", "earliest"); !strings.Contains(out, "offset 0") {
+		t.Fatalf("reset printed %q", out)
+	}
+	if out := mustRun(t, addr, "", "sub", "test.cli.dlq", "--group", "g", "--count", "2"); out != "bad\ngood\n" {
+		t.Fatalf("after reset sub printed %q, want bad and good again", out)
+	}
+	if _, errOut, code := run(t, addr, "", "group", "reset", "test.cli.dlq", "g", "--to", "yesterday"); code == 0 || !strings.Contains(errOut, "RFC 3339") {
+		t.Fatalf("reset to garbage: exit %d, %q", code, errOut)
+	}
+}
+
 func TestCommandLineErrorsAreClear(t *testing.T) {
 	s := dmqtest.Start(t, "", nil)
 	addr := s.GRPCAddr()

@@ -98,7 +98,8 @@ func newDLQCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "%sd %d dead letters of group %s\n", verb, count, args[1])
+				done := map[string]string{"redrive": "redriven", "purge": "purged"}[verb]
+				fmt.Fprintf(e.stdout, "%s %d dead letters of group %s\n", done, count, args[1])
 				return nil
 			},
 		}
