@@ -102,3 +102,42 @@ func TestRetentionBySize(t *testing.T) {
 		t.Fatalf("next offset = %d, want 100", tp.NextOffset)
 	}
 }
+
+// A reset to a time whose messages retention already removed is refused
+// and changes nothing; a reset to a stored time works.
+func TestResetBeforeRetentionIsRefused(t *testing.T) {
+	b := openTestBroker(t, Config{SegmentBytes: 4096, RetentionAge: time.Hour})
+	const topic = "test.ret.reset"
+	if _, err := b.CreateTopic(meta.Topic{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	publishBodies(t, b, topic, 100, 500)
+	if n := b.applyRetention(time.Now().Add(2 * time.Hour)); n == 0 {
+		t.Fatal("retention removed nothing")
+	}
+	if _, err := b.CreateGroup(GroupSpec{Topic: topic, Name: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	g0, _ := b.GetGroup(topic, "g")
+	_, err := b.ResetGroup(topic, "g", ResetTarget{Time: before})
+	if KindOf(err) != KindPrecondition {
+		t.Fatalf("reset before retention: %v, want a precondition error", err)
+	}
+	if g, _ := b.GetGroup(topic, "g"); g.AckFloor != g0.AckFloor {
+		t.Fatalf("refused reset moved the group from %d to %d", g0.AckFloor, g.AckFloor)
+	}
+	g, err := b.ResetGroup(topic, "g", ResetTarget{Earliest: true})
+	if err != nil || g.AckFloor != b.mustTopic(t, topic).FirstOffset {
+		t.Fatalf("reset to earliest = %+v, %v", g, err)
+	}
+}
+
+func (b *Broker) mustTopic(t *testing.T, name string) TopicInfo {
+	t.Helper()
+	ti, err := b.GetTopic(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ti
+}
