@@ -173,3 +173,45 @@ func (c *Client) PurgeDeadLetters(ctx context.Context, topic, group string, whic
 	}
 	return int(resp.Count), nil
 }
+
+// DelayedFilter narrows ListDelayed; zero values mean no filter.
+type DelayedFilter struct {
+	From, To time.Time // due in [From, To)
+	Key      string
+	AfterID  string
+	Limit    int
+}
+
+// DelayedPage is one page of a topic's pending delayed messages.
+type DelayedPage struct {
+	Messages []*dmqv1.DelayedMessage
+	Total    uint64
+	NextDue  time.Time // zero when nothing is pending
+}
+
+// ListDelayed lists a topic's pending delayed messages, soonest first.
+func (c *Client) ListDelayed(ctx context.Context, topic string, f DelayedFilter) (DelayedPage, error) {
+	req := &dmqv1.ListDelayedRequest{Topic: topic, Key: f.Key, AfterId: f.AfterID, Limit: uint32(max(f.Limit, 0))}
+	if !f.From.IsZero() {
+		req.FromMs = f.From.UnixMilli()
+	}
+	if !f.To.IsZero() {
+		req.ToMs = f.To.UnixMilli()
+	}
+	resp, err := c.api.ListDelayed(ctx, req)
+	if err != nil {
+		return DelayedPage{}, err
+	}
+	page := DelayedPage{Messages: resp.Messages, Total: resp.Total}
+	if resp.NextDueMs > 0 {
+		page.NextDue = time.UnixMilli(resp.NextDueMs)
+	}
+	return page, nil
+}
+
+// CancelDelayed cancels a pending delayed message by the id its publish
+// returned. It fails with NotFound once the message was delivered.
+func (c *Client) CancelDelayed(ctx context.Context, topic, id string) error {
+	_, err := c.api.CancelDelayed(ctx, &dmqv1.CancelDelayedRequest{Topic: topic, Id: id})
+	return err
+}

@@ -128,10 +128,34 @@ type Message struct {
 	Headers         map[string]string
 	Body            []byte
 	ClientMessageID string
+
+	// DeliverAt and Delay ask for delivery no earlier than a time, or after
+	// a delay counted by the broker's clock (DeliverAt wins when both are
+	// set). The publish returns a delayed id ("d...") to cancel it with.
+	DeliverAt time.Time
+	Delay     time.Duration
+}
+
+// WithDelay sets m to be delivered after d and returns m.
+func (m *Message) WithDelay(d time.Duration) *Message {
+	m.Delay = d
+	return m
+}
+
+// WithDeliverAt sets m to be delivered at t (a past time means now) and returns m.
+func (m *Message) WithDeliverAt(t time.Time) *Message {
+	m.DeliverAt = t
+	return m
 }
 
 func (m *Message) outgoing() *dmqv1.OutgoingMessage {
-	return &dmqv1.OutgoingMessage{Key: m.Key, Headers: m.Headers, Body: m.Body, ClientMessageId: m.ClientMessageID}
+	out := &dmqv1.OutgoingMessage{Key: m.Key, Headers: m.Headers, Body: m.Body, ClientMessageId: m.ClientMessageID}
+	if !m.DeliverAt.IsZero() {
+		out.DeliverAtMs = max(m.DeliverAt.UnixMilli(), 1)
+	} else if m.Delay > 0 {
+		out.DelayMs = max(m.Delay.Milliseconds(), 1)
+	}
+	return out
 }
 
 func fromProto(m *dmqv1.Message) *Message {

@@ -106,6 +106,14 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 		}
 		return k, nil
 	case <-ctx.Done():
+		select {
+		case <-k.started:
+			// Started, and its handlers may already have ended ctx.
+			if k.startErr == nil {
+				return k, nil
+			}
+		default:
+		}
 		cancel()
 		<-k.done
 		return nil, ctx.Err()

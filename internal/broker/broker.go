@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmqio/dmq/internal/delay"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
@@ -67,7 +68,9 @@ type Config struct {
 	// DedupeMaxIDs bounds the ids remembered per topic (default 500,000);
 	// beyond it the window is cut short.
 	DedupeMaxIDs int
-	Logger       *slog.Logger
+	// MaxDelay is the longest accepted delay of a delayed message (default 90 days).
+	MaxDelay time.Duration
+	Logger   *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -88,6 +91,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DedupeMaxIDs == 0 {
 		c.DedupeMaxIDs = 500_000
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = 90 * 24 * time.Hour
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -124,6 +130,7 @@ type Broker struct {
 	logger *slog.Logger
 	meta   *meta.Store
 	lock   *dirLock
+	delays *delay.Scheduler
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -155,6 +162,7 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
+	b.delays = delay.New(b.fireDelayed)
 	b.mu.topics = make(map[string]*topic)
 	if err := b.load(); err != nil {
 		b.closeTopics()
@@ -163,6 +171,7 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.goFunc(b.retentionLoop)
+	b.goFunc(b.delays.Run)
 	return b, nil
 }
 
@@ -205,6 +214,9 @@ func (b *Broker) load() error {
 				cursors[i].Redriven = redriven[cursors[i].Member]
 			}
 			t.addGroup(newGroup(t, gi, cursors, count))
+		}
+		if err := b.loadDelayed(t); err != nil {
+			return err
 		}
 		b.mu.topics[ti.Name] = t
 	}
@@ -262,6 +274,7 @@ func (b *Broker) Close() error {
 	b.mu.closed = true
 	b.mu.Unlock()
 	close(b.quit)
+	b.delays.Stop()
 	b.wg.Wait()
 	b.closeTopics()
 	err := b.meta.Close()
@@ -327,6 +340,10 @@ type TopicInfo struct {
 	NextOffset  uint64
 	StoredBytes int64
 	Segments    int
+	// DelayedPending counts delayed messages waiting for their time;
+	// NextDelayedDueMs is when the next is due (0: none).
+	DelayedPending   uint64
+	NextDelayedDueMs int64
 }
 
 // CreateTopic creates a topic.
@@ -401,6 +418,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	}
 	delete(b.mu.topics, name)
 	b.mu.Unlock()
+	b.delays.Forget(name)
+	t.delayMu.Lock() // wait for a delivery of due delayed messages in progress
+	t.delayMu.Unlock()
 	t.close(errorf(KindNotFound, "topic %q was deleted", name))
 	if err := b.meta.DeleteTopic(name); err != nil {
 		return wrap(KindInternal, err, "delete topic %q", name)
@@ -485,34 +505,76 @@ func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done fu
 		return
 	}
 	nowMs := time.Now().UnixMilli()
+	if err := b.validateDelay(msgs, nowMs); err != nil {
+		done(nil, err)
+		return
+	}
 	comp := &completion{parts: 1, results: make([]PublishResult, len(msgs)), done: done}
 	plan, cutShort := t.dedupe.plan(msgs, nowMs, comp)
 	if cutShort {
 		b.logger.Warn("duplicate window cut short: too many client message ids", "topic", topicName, "max_ids", t.dedupe.maxIDs)
 	}
-	if len(plan.store) == 0 {
+	comp.sameAs = plan.sameAs
+	// Split what is to be stored: due now goes to the log, later to the
+	// delay store. A deliver-at in the past means now.
+	var now, later []int
+	for _, i := range plan.store {
+		if msgs[i].DeliverAtMs > nowMs {
+			later = append(later, i)
+		} else {
+			now = append(now, i)
+		}
+	}
+	if len(later) > 0 {
+		comp.mu.Lock()
+		comp.parts++
+		comp.mu.Unlock()
+		// Off the caller's goroutine: the delay store's fsync is shared by
+		// concurrent publishes (Pebble groups commits).
+		go func() {
+			ids, err := b.scheduleDelayed(t, msgs, later, nowMs)
+			res := make([]PublishResult, len(later))
+			for k := range later {
+				if err == nil {
+					res[k] = PublishResult{DelayID: ids[k]}
+				}
+			}
+			b.settlePublish(t, msgs, later, res, err, nowMs, comp)
+		}()
+	}
+	if len(now) == 0 {
 		comp.finish(nil)
 		return
 	}
-	t.log.AppendAsync(encode(msgs, plan.store, nowMs), func(first uint64, err error) {
+	t.log.AppendAsync(encode(msgs, now, nowMs), func(first uint64, err error) {
 		if err != nil {
 			err = appendError(topicName, err)
 		}
-		notify := t.dedupe.settle(msgs, &plan, first, err, nowMs)
+		res := make([]PublishResult, len(now))
+		for k := range now {
+			res[k] = PublishResult{Offset: first + uint64(k)}
+		}
 		if err == nil {
-			for k, i := range plan.store {
-				comp.results[i] = PublishResult{Offset: first + uint64(k)}
-			}
-			for i, j := range plan.sameAs {
-				comp.results[i] = PublishResult{Offset: comp.results[j].Offset, Duplicate: true}
-			}
 			t.notifyGroups()
 		}
-		for _, n := range notify {
-			n()
-		}
-		comp.finish(err)
+		b.settlePublish(t, msgs, now, res, err, nowMs, comp)
 	})
+}
+
+// settlePublish records the results of one stored part of a publish:
+// msgs[idx[k]] got res[k], or the part failed with err.
+func (b *Broker) settlePublish(t *topic, msgs []*message.Message, idx []int, res []PublishResult, err error, nowMs int64, comp *completion) {
+	if err == nil {
+		comp.mu.Lock()
+		for k, i := range idx {
+			comp.results[i] = res[k]
+		}
+		comp.mu.Unlock()
+	}
+	for _, n := range t.dedupe.settle(msgs, idx, res, err, nowMs) {
+		n()
+	}
+	comp.finish(err)
 }
 
 func appendError(topic string, err error) error {

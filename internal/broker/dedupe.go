@@ -27,15 +27,15 @@ type dedupeWindow struct {
 }
 
 type dedupeEntry struct {
-	off     uint64
+	res     PublishResult // where the first copy went (Duplicate unset)
 	atMs    int64
 	pending bool // its append is in progress; waiters want its outcome
-	waiters []func(off uint64, err error)
+	waiters []func(res PublishResult, err error)
 }
 
 type dedupeRef struct {
 	id   string
-	off  uint64
+	res  PublishResult
 	atMs int64
 }
 
@@ -55,7 +55,7 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 		if over && r.atMs >= limit && !d.evicted {
 			d.evicted, cutShort = true, true
 		}
-		if e := d.ids[r.id]; e != nil && !e.pending && e.off == r.off {
+		if e := d.ids[r.id]; e != nil && !e.pending && e.res == r.res {
 			delete(d.ids, r.id)
 		}
 		d.order[d.head] = dedupeRef{}
@@ -69,33 +69,38 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 	return cutShort
 }
 
-// storedLocked records that id was stored at off.
-func (d *dedupeWindow) storedLocked(id string, off uint64, atMs int64) {
-	d.order = append(d.order, dedupeRef{id: id, off: off, atMs: atMs})
+// storedLocked records that id was stored as res.
+func (d *dedupeWindow) storedLocked(id string, res PublishResult, atMs int64) {
+	d.order = append(d.order, dedupeRef{id: id, res: res, atMs: atMs})
 }
 
 // PublishResult is the outcome for one published message.
 type PublishResult struct {
 	Offset uint64
+	// DelayID is set instead of Offset for a delayed message.
+	DelayID string
 	// Duplicate is true when the topic already stored a message with the
-	// same client message id inside its window; Offset is that message's.
+	// same client message id inside its window; Offset or DelayID is that
+	// message's.
 	Duplicate bool
 }
 
 // publishPlan splits a batch into messages to store and duplicates.
 type publishPlan struct {
-	store    []int       // indexes of messages to append, in order
+	store    []int       // indexes of messages to store, in order
 	sameAs   map[int]int // duplicate inside the batch: index → first index
 	firstIdx map[string]int
 }
 
-// completion collects the parts of one publish (its own append and the
-// appends in progress it duplicates) and calls done once all finished.
+// completion collects the parts of one publish (its append to the log, its
+// delayed part, and the appends in progress it duplicates) and calls done
+// once all finished.
 type completion struct {
 	mu      sync.Mutex
 	parts   int
 	err     error
 	results []PublishResult
+	sameAs  map[int]int // duplicates inside the batch: index → first index
 	done    func([]PublishResult, error)
 }
 
@@ -113,6 +118,10 @@ func (c *completion) finish(err error) {
 	if c.err != nil {
 		c.done(nil, c.err)
 		return
+	}
+	for i, j := range c.sameAs {
+		c.results[i] = c.results[j]
+		c.results[i].Duplicate = true
 	}
 	c.done(c.results, nil)
 }
@@ -138,12 +147,18 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 		}
 		if e := d.ids[id]; e != nil {
 			if !e.pending {
-				comp.results[i] = PublishResult{Offset: e.off, Duplicate: true}
+				comp.results[i] = e.res
+				comp.results[i].Duplicate = true
 				continue
 			}
+			comp.mu.Lock()
 			comp.parts++
-			e.waiters = append(e.waiters, func(off uint64, err error) {
-				comp.results[i] = PublishResult{Offset: off, Duplicate: true}
+			comp.mu.Unlock()
+			e.waiters = append(e.waiters, func(res PublishResult, err error) {
+				comp.mu.Lock()
+				comp.results[i] = res
+				comp.results[i].Duplicate = true
+				comp.mu.Unlock()
 				comp.finish(err)
 			})
 			continue
@@ -158,13 +173,13 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 	return p, cutShort
 }
 
-// settle records the outcome of the append of p.store (first offset or
-// error) and returns the waiters to notify, outside d.mu.
-func (d *dedupeWindow) settle(msgs []*message.Message, p *publishPlan, first uint64, err error, nowMs int64) []func() {
+// settle records the outcome of storing msgs[idx[k]] as res[k] (or the
+// failure err) and returns the waiters to notify, outside d.mu.
+func (d *dedupeWindow) settle(msgs []*message.Message, idx []int, res []PublishResult, err error, nowMs int64) []func() {
 	var notify []func()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for k, i := range p.store {
+	for k, i := range idx {
 		id := msgs[i].ClientMessageID
 		if id == "" {
 			continue
@@ -173,16 +188,16 @@ func (d *dedupeWindow) settle(msgs []*message.Message, p *publishPlan, first uin
 		if e == nil || !e.pending {
 			continue
 		}
-		off := first + uint64(k)
+		r := res[k]
 		for _, w := range e.waiters {
-			notify = append(notify, func() { w(off, err) })
+			notify = append(notify, func() { w(r, err) })
 		}
 		if err != nil {
 			delete(d.ids, id)
 			continue
 		}
-		e.off, e.atMs, e.pending, e.waiters = off, nowMs, false, nil
-		d.storedLocked(id, off, nowMs)
+		e.res, e.atMs, e.pending, e.waiters = r, nowMs, false, nil
+		d.storedLocked(id, r, nowMs)
 	}
 	return notify
 }
@@ -220,9 +235,9 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 				return err
 			}
 			if m.ClientMessageID != "" && m.PublishedAtMs >= sinceMs {
-				o := off + uint64(i)
-				d.ids[m.ClientMessageID] = &dedupeEntry{off: o, atMs: m.PublishedAtMs}
-				d.storedLocked(m.ClientMessageID, o, m.PublishedAtMs)
+				r := PublishResult{Offset: off + uint64(i)}
+				d.ids[m.ClientMessageID] = &dedupeEntry{res: r, atMs: m.PublishedAtMs}
+				d.storedLocked(m.ClientMessageID, r, m.PublishedAtMs)
 			}
 		}
 		off += uint64(len(ps))

@@ -3,6 +3,7 @@ package broker
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmqio/dmq/internal/meta"
@@ -17,6 +18,9 @@ type topic struct {
 	log  *seglog.Log
 	// dedupe drops retransmitted messages (same client message id).
 	dedupe *dedupeWindow
+	// delayMu serializes delivering due delayed messages with cancels.
+	delayMu        sync.Mutex
+	delayedPending atomic.Int64
 
 	mu     sync.RWMutex
 	groups map[string]*group
@@ -97,6 +101,10 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 func (t *topic) describe() TopicInfo {
 	ti := TopicInfo{Topic: t.info, FirstOffset: t.log.First(), NextOffset: t.log.Next(), StoredBytes: t.log.Size()}
 	ti.DedupeWindowMs = t.dedupe.window.Milliseconds()
+	ti.DelayedPending = uint64(max(t.delayedPending.Load(), 0))
+	if ti.DelayedPending > 0 {
+		ti.NextDelayedDueMs, _ = t.b.delays.NextDue(t.name)
+	}
 	ti.Segments = len(t.log.Segments())
 	return ti
 }

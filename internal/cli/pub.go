@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dmqio/dmq/client"
 	"github.com/spf13/cobra"
 )
 
 func newPubCmd(e *env) *cobra.Command {
-	var key string
+	var key, at string
 	var headers []string
+	var delay time.Duration
 	cmd := &cobra.Command{
 		Use:   "pub TOPIC [BODY...]",
 		Short: "Publish a message, or one message per line of standard input",
@@ -26,6 +28,18 @@ each message once the broker stored it.`,
 			if err != nil {
 				return err
 			}
+			var deliverAt time.Time
+			if at != "" {
+				if deliverAt, err = time.Parse(time.RFC3339, at); err != nil {
+					return fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-12-01T08:00:00+08:00", at)
+				}
+			}
+			if delay < 0 {
+				return fmt.Errorf("--delay %s is negative", delay)
+			}
+			newMsg := func(body []byte) *client.Message {
+				return &client.Message{Key: key, Headers: hs, Body: body, Delay: delay, DeliverAt: deliverAt}
+			}
 			c, err := e.dial()
 			if err != nil {
 				return err
@@ -35,18 +49,20 @@ each message once the broker stored it.`,
 			if len(args) > 1 {
 				ctx, cancel := e.rpcContext(cmd.Context())
 				defer cancel()
-				rs, err := c.Publish(ctx, topic, &client.Message{Key: key, Headers: hs, Body: []byte(strings.Join(args[1:], " "))})
+				rs, err := c.Publish(ctx, topic, newMsg([]byte(strings.Join(args[1:], " "))))
 				if err != nil {
 					return err
 				}
 				fmt.Fprintln(e.stdout, rs[0].ID)
 				return nil
 			}
-			return pubLines(cmd.Context(), e, c, topic, key, hs)
+			return pubLines(cmd.Context(), e, c, topic, newMsg)
 		},
 	}
 	cmd.Flags().StringVar(&key, "key", "", "business key (order id, user id...)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "header k=v (repeatable)")
+	cmd.Flags().DurationVar(&delay, "delay", 0, "deliver after this long, e.g. 30m (prints a delayed id to cancel it with)")
+	cmd.Flags().StringVar(&at, "at", "", "deliver at this RFC 3339 time, e.g. 2026-12-01T08:00:00+08:00")
 	return cmd
 }
 
@@ -67,7 +83,7 @@ func parseHeaders(kvs []string) (map[string]string, error) {
 
 // pubLines publishes each line of stdin through a pipelined producer and
 // prints the ids in input order.
-func pubLines(ctx context.Context, e *env, c *client.Client, topic, key string, hs map[string]string) error {
+func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMsg func([]byte) *client.Message) error {
 	p := c.NewProducer(topic)
 	type answer struct {
 		id  string
@@ -102,7 +118,7 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic, key string, 
 		mu.Lock()
 		answers = append(answers, a)
 		mu.Unlock()
-		err := p.PublishAsync(ctx, &client.Message{Key: key, Headers: hs, Body: append([]byte(nil), sc.Bytes()...)}, func(r client.PublishResult, err error) {
+		err := p.PublishAsync(ctx, newMsg(append([]byte(nil), sc.Bytes()...)), func(r client.PublishResult, err error) {
 			mu.Lock()
 			a.id, a.err = r.ID, err
 			printReady()

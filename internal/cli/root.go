@@ -76,6 +76,7 @@ func newRoot(e *env) *cobra.Command {
 		newSubCmd(e),
 		newBenchCmd(e),
 		newDLQCmd(e),
+		newDelayCmd(e),
 	)
 	return root
 }

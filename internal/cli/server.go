@@ -50,6 +50,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("retention-age", def.RetentionAge, "keep consumed messages this long")
 	f.Int64("retention-bytes", 0, "keep at most this many consumed bytes per topic (0: no limit)")
 	f.Duration("dedupe-window", def.DedupeWindow, "how long topics detect retransmitted duplicates")
+	f.Duration("max-delay", def.MaxDelay, "longest accepted delay of a delayed message")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
 	return cmd
 }

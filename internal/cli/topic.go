@@ -104,11 +104,11 @@ func newTopicCmd(e *env) *cobra.Command {
 
 func printTopics(e *env, ts []*dmqv1.Topic) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tDEPT\tOWNER\tMESSAGES\tFIRST\tNEXT\tBYTES\tCREATED\tPURPOSE")
+	fmt.Fprintln(w, "NAME\tDEPT\tOWNER\tMESSAGES\tFIRST\tNEXT\tBYTES\tDELAYED\tCREATED\tPURPOSE")
 	for _, t := range ts {
 		st := t.Stats
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.Name, t.Department, t.Owner,
-			st.GetNextOffset()-st.GetFirstOffset(), st.GetFirstOffset(), st.GetNextOffset(), st.GetStoredBytes(),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", t.Name, t.Department, t.Owner,
+			st.GetNextOffset()-st.GetFirstOffset(), st.GetFirstOffset(), st.GetNextOffset(), st.GetStoredBytes(), st.GetDelayedPending(),
 			time.UnixMilli(t.CreatedAtMs).Format(time.RFC3339), t.Purpose)
 	}
 	w.Flush()

@@ -40,6 +40,8 @@ type Config struct {
 	// DedupeWindow is how long a topic remembers client message ids to drop
 	// retransmitted duplicates (topics may set their own).
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
+	// MaxDelay is the longest accepted delay of a delayed message.
+	MaxDelay time.Duration `yaml:"max_delay"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -57,6 +59,7 @@ func Default() Config {
 		AckTimeout:   30 * time.Second,
 		RetentionAge: 72 * time.Hour,
 		DedupeWindow: 2 * time.Minute,
+		MaxDelay:     90 * 24 * time.Hour,
 		LogLevel:     "info",
 	}
 }
@@ -152,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DedupeWindow <= 0 || c.DedupeWindow > 7*24*time.Hour {
 		return fmt.Errorf("dedupe_window: %s is out of range (above 0, at most 168h)", c.DedupeWindow)
+	}
+	if c.MaxDelay <= 0 || c.MaxDelay > 10*365*24*time.Hour {
+		return fmt.Errorf("max_delay: %s is out of range (above 0, at most 10 years)", c.MaxDelay)
 	}
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")

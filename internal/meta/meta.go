@@ -11,6 +11,7 @@
 //	a/<topic>\x00<group>\x00<member>\x00<off> → empty: offset off (≥ floor) is acked
 //	f/<topic>\x00<group>\x00<member>\x00<off> → Failure: deliveries so far, last reason
 //	q/<topic>\x00<group>\x00<off><member>    → DeadLetter as JSON
+//	dt/, dc/                                 → delayed messages (see delay.go)
 //
 // Topic and group changes are written with fsync. Cursor changes are written
 // without: losing the last few acks in a crash only causes a redelivery,
@@ -82,7 +83,7 @@ type Store struct {
 
 // Open opens (or creates) the store in dir.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{logger}}
+	opts := &pebble.Options{Logger: pebbleLogger{logger}, Merger: counterMerger}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
@@ -189,6 +190,7 @@ func (s *Store) DeleteTopic(topic string) error {
 		append(append([]byte("a/"), topic...), 0),
 		append(append([]byte("f/"), topic...), 0),
 		append(append([]byte("q/"), topic...), 0),
+		delayPrefix(topic),
 	} {
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			return err
@@ -197,6 +199,9 @@ func (s *Store) DeleteTopic(topic string) error {
 	// The topic key itself has no separator after the name (a range over it
 	// would also cover t/<topic>.more), so it is deleted exactly.
 	if err := b.Delete(topicKey(topic), nil); err != nil {
+		return err
+	}
+	if err := b.Delete(delayCountKey(topic), nil); err != nil {
 		return err
 	}
 	return b.Commit(pebble.Sync)

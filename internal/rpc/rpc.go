@@ -39,6 +39,7 @@ func (s *Service) ServerInfo(context.Context, *dmqv1.ServerInfoRequest) (*dmqv1.
 	cfg := s.b.Config()
 	return &dmqv1.ServerInfoResponse{
 		Version: s.version, Fsync: !cfg.NoSync, MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		MaxDelayMs:  cfg.MaxDelay.Milliseconds(),
 		StartedAtMs: s.started.UnixMilli(),
 	}, nil
 }
@@ -105,6 +106,7 @@ func topicProto(ti broker.TopicInfo) *dmqv1.Topic {
 		Stats: &dmqv1.TopicStats{
 			FirstOffset: ti.FirstOffset, NextOffset: ti.NextOffset,
 			StoredBytes: ti.StoredBytes, Segments: int32(ti.Segments),
+			DelayedPending: ti.DelayedPending, NextDelayedDueMs: ti.NextDelayedDueMs,
 		},
 	}
 }
@@ -165,18 +167,31 @@ func (s *Service) DeleteTopic(_ context.Context, req *dmqv1.DeleteTopicRequest) 
 	return &dmqv1.DeleteTopicResponse{}, nil
 }
 
-func toMessages(in []*dmqv1.OutgoingMessage) []*message.Message {
+// toMessages converts wire messages; a relative delay becomes a deliver-at time.
+func toMessages(in []*dmqv1.OutgoingMessage) ([]*message.Message, error) {
 	out := make([]*message.Message, len(in))
+	now := time.Now().UnixMilli()
 	for i, m := range in {
-		out[i] = &message.Message{Key: m.Key, ClientMessageID: m.ClientMessageId, Headers: m.Headers, Body: m.Body}
+		if m.DeliverAtMs < 0 || m.DelayMs < 0 {
+			return nil, invalid("message %d: negative delay or deliver-at time", i)
+		}
+		at := m.DeliverAtMs
+		if at == 0 && m.DelayMs > 0 {
+			at = now + m.DelayMs
+		}
+		out[i] = &message.Message{Key: m.Key, ClientMessageID: m.ClientMessageId, Headers: m.Headers, Body: m.Body, DeliverAtMs: at}
 	}
-	return out
+	return out, nil
 }
 
 func publishResults(in []broker.PublishResult) []*dmqv1.PublishResult {
 	rs := make([]*dmqv1.PublishResult, len(in))
 	for i, r := range in {
-		rs[i] = &dmqv1.PublishResult{Id: FormatID(r.Offset), Duplicate: r.Duplicate}
+		id := r.DelayID
+		if id == "" {
+			id = FormatID(r.Offset)
+		}
+		rs[i] = &dmqv1.PublishResult{Id: id, Duplicate: r.Duplicate}
 	}
 	return rs
 }
@@ -192,7 +207,11 @@ func failedResults(err error, n int) []*dmqv1.PublishResult {
 
 // Publish implements dmq.v1.Broker.
 func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv1.PublishResponse, error) {
-	rs, err := s.b.Publish(ctx, req.Topic, toMessages(req.Messages))
+	msgs, err := toMessages(req.Messages)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.b.Publish(ctx, req.Topic, msgs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -250,7 +269,12 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 		}
 		pending.Add(1)
 		seq, n := req.Sequence, len(req.Messages)
-		s.b.PublishAsync(req.Topic, toMessages(req.Messages), func(rs []broker.PublishResult, err error) {
+		msgs, err := toMessages(req.Messages)
+		if err != nil {
+			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
+			continue
+		}
+		s.b.PublishAsync(req.Topic, msgs, func(rs []broker.PublishResult, err error) {
 			resp := &dmqv1.PublishResponse{Sequence: seq}
 			if err != nil {
 				resp.Results = failedResults(err, n)

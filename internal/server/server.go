@@ -75,6 +75,7 @@ func (s *Server) Start() error {
 		RetentionAge:   s.cfg.RetentionAge,
 		RetentionBytes: s.cfg.RetentionBytes,
 		DedupeWindow:   s.cfg.DedupeWindow,
+		MaxDelay:       s.cfg.MaxDelay,
 		Logger:         s.logger,
 	})
 	if err != nil {

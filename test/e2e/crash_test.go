@@ -176,10 +176,11 @@ func TestTornCorruptTailIsTruncatedAndReported(t *testing.T) {
 	f.Close()
 
 	p = dmqtest.StartProcess(t, dir)
-	logs := p.Logs()
-	if !strings.Contains(logs, "recovered topic log") || !strings.Contains(logs, "dropped_bytes") {
-		t.Fatalf("broker did not report the dropped tail; logs:\n%s", logs)
-	}
+	// The report goes to stderr, read apart from the "listening" line on stdout.
+	dmqtest.Eventually(t, 10*time.Second, "the broker to report the dropped tail", func() bool {
+		logs := p.Logs()
+		return strings.Contains(logs, "recovered topic log") && strings.Contains(logs, "dropped_bytes")
+	})
 	c = dmqtest.Dial(t, p.Addr)
 	tp, err := c.GetTopic(context.Background(), topic)
 	if err != nil {

@@ -291,9 +291,13 @@ type TopicStats struct {
 	// Bytes on disk in the topic's log segments.
 	StoredBytes int64 `protobuf:"varint,3,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
 	// Number of log segments.
-	Segments      int32 `protobuf:"varint,4,opt,name=segments,proto3" json:"segments,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Segments int32 `protobuf:"varint,4,opt,name=segments,proto3" json:"segments,omitempty"`
+	// Delayed messages waiting for their time.
+	DelayedPending uint64 `protobuf:"varint,5,opt,name=delayed_pending,json=delayedPending,proto3" json:"delayed_pending,omitempty"`
+	// When the next delayed message is due (Unix milliseconds), 0 if none.
+	NextDelayedDueMs int64 `protobuf:"varint,6,opt,name=next_delayed_due_ms,json=nextDelayedDueMs,proto3" json:"next_delayed_due_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TopicStats) Reset() {
@@ -350,6 +354,20 @@ func (x *TopicStats) GetStoredBytes() int64 {
 func (x *TopicStats) GetSegments() int32 {
 	if x != nil {
 		return x.Segments
+	}
+	return 0
+}
+
+func (x *TopicStats) GetDelayedPending() uint64 {
+	if x != nil {
+		return x.DelayedPending
+	}
+	return 0
+}
+
+func (x *TopicStats) GetNextDelayedDueMs() int64 {
+	if x != nil {
+		return x.NextDelayedDueMs
 	}
 	return 0
 }
@@ -645,8 +663,13 @@ type OutgoingMessage struct {
 	Body []byte `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	// Producer-chosen id, used to drop retransmitted duplicates. Optional.
 	ClientMessageId string `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Deliver no earlier than this time (Unix milliseconds). A time in the
+	// past means now. At most the broker's max delay ahead (90 days by default).
+	DeliverAtMs int64 `protobuf:"varint,5,opt,name=deliver_at_ms,json=deliverAtMs,proto3" json:"deliver_at_ms,omitempty"`
+	// Deliver after this many milliseconds; ignored when deliver_at_ms is set.
+	DelayMs       int64 `protobuf:"varint,6,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutgoingMessage) Reset() {
@@ -705,6 +728,20 @@ func (x *OutgoingMessage) GetClientMessageId() string {
 		return x.ClientMessageId
 	}
 	return ""
+}
+
+func (x *OutgoingMessage) GetDeliverAtMs() int64 {
+	if x != nil {
+		return x.DeliverAtMs
+	}
+	return 0
+}
+
+func (x *OutgoingMessage) GetDelayMs() int64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
 }
 
 type PublishRequest struct {
@@ -2196,6 +2233,305 @@ func (*NackResponse) Descriptor() ([]byte, []int) {
 	return file_dmq_proto_rawDescGZIP(), []int{30}
 }
 
+type ListDelayedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Only messages due in [from_ms, to_ms); zero means unbounded.
+	FromMs int64 `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	ToMs   int64 `protobuf:"varint,3,opt,name=to_ms,json=toMs,proto3" json:"to_ms,omitempty"`
+	// Only messages with this business key.
+	Key string `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	// Only messages after this id (paging).
+	AfterId string `protobuf:"bytes,5,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	// At most this many (default 100, at most 1000).
+	Limit         uint32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDelayedRequest) Reset() {
+	*x = ListDelayedRequest{}
+	mi := &file_dmq_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDelayedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDelayedRequest) ProtoMessage() {}
+
+func (x *ListDelayedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDelayedRequest.ProtoReflect.Descriptor instead.
+func (*ListDelayedRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListDelayedRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListDelayedRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *ListDelayedRequest) GetToMs() int64 {
+	if x != nil {
+		return x.ToMs
+	}
+	return 0
+}
+
+func (x *ListDelayedRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ListDelayedRequest) GetAfterId() string {
+	if x != nil {
+		return x.AfterId
+	}
+	return ""
+}
+
+func (x *ListDelayedRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// DelayedMessage is a pending delayed message.
+type DelayedMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id returned by Publish (delayed ids start with "d").
+	Id            string   `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DueMs         int64    `protobuf:"varint,2,opt,name=due_ms,json=dueMs,proto3" json:"due_ms,omitempty"`
+	Message       *Message `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelayedMessage) Reset() {
+	*x = DelayedMessage{}
+	mi := &file_dmq_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelayedMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelayedMessage) ProtoMessage() {}
+
+func (x *DelayedMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelayedMessage.ProtoReflect.Descriptor instead.
+func (*DelayedMessage) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DelayedMessage) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DelayedMessage) GetDueMs() int64 {
+	if x != nil {
+		return x.DueMs
+	}
+	return 0
+}
+
+func (x *DelayedMessage) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type ListDelayedResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*DelayedMessage      `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// All pending delayed messages of the topic.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	NextDueMs     int64  `protobuf:"varint,3,opt,name=next_due_ms,json=nextDueMs,proto3" json:"next_due_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDelayedResponse) Reset() {
+	*x = ListDelayedResponse{}
+	mi := &file_dmq_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDelayedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDelayedResponse) ProtoMessage() {}
+
+func (x *ListDelayedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDelayedResponse.ProtoReflect.Descriptor instead.
+func (*ListDelayedResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListDelayedResponse) GetMessages() []*DelayedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ListDelayedResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListDelayedResponse) GetNextDueMs() int64 {
+	if x != nil {
+		return x.NextDueMs
+	}
+	return 0
+}
+
+type CancelDelayedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDelayedRequest) Reset() {
+	*x = CancelDelayedRequest{}
+	mi := &file_dmq_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDelayedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDelayedRequest) ProtoMessage() {}
+
+func (x *CancelDelayedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDelayedRequest.ProtoReflect.Descriptor instead.
+func (*CancelDelayedRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CancelDelayedRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CancelDelayedRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type CancelDelayedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDelayedResponse) Reset() {
+	*x = CancelDelayedResponse{}
+	mi := &file_dmq_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDelayedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDelayedResponse) ProtoMessage() {}
+
+func (x *CancelDelayedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDelayedResponse.ProtoReflect.Descriptor instead.
+func (*CancelDelayedResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{35}
+}
+
 type ServerInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2204,7 +2540,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2552,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2565,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{31}
+	return file_dmq_proto_rawDescGZIP(), []int{36}
 }
 
 type ServerInfoResponse struct {
@@ -2238,7 +2574,9 @@ type ServerInfoResponse struct {
 	// True when every publish is fsynced before it is acked (the default).
 	Fsync bool `protobuf:"varint,2,opt,name=fsync,proto3" json:"fsync,omitempty"`
 	// Largest accepted message body.
-	MaxBodyBytes  int64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	MaxBodyBytes int64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	// Longest accepted delay.
+	MaxDelayMs    int64 `protobuf:"varint,5,opt,name=max_delay_ms,json=maxDelayMs,proto3" json:"max_delay_ms,omitempty"`
 	StartedAtMs   int64 `protobuf:"varint,4,opt,name=started_at_ms,json=startedAtMs,proto3" json:"started_at_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2246,7 +2584,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2596,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2609,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{32}
+	return file_dmq_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ServerInfoResponse) GetVersion() string {
@@ -2291,6 +2629,13 @@ func (x *ServerInfoResponse) GetFsync() bool {
 func (x *ServerInfoResponse) GetMaxBodyBytes() int64 {
 	if x != nil {
 		return x.MaxBodyBytes
+	}
+	return 0
+}
+
+func (x *ServerInfoResponse) GetMaxDelayMs() int64 {
+	if x != nil {
+		return x.MaxDelayMs
 	}
 	return 0
 }
@@ -2318,7 +2663,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2675,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2688,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{33}
+	return file_dmq_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2432,7 +2777,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2789,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2802,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{34}
+	return file_dmq_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeadLetter) GetMessage() *Message {
@@ -2511,7 +2856,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2868,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2881,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{35}
+	return file_dmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListDeadLettersRequest) GetTopic() string {
@@ -2585,7 +2930,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2942,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2955,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{36}
+	return file_dmq_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -2638,7 +2983,7 @@ type GetDeadLetterRequest struct {
 
 func (x *GetDeadLetterRequest) Reset() {
 	*x = GetDeadLetterRequest{}
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2995,7 @@ func (x *GetDeadLetterRequest) String() string {
 func (*GetDeadLetterRequest) ProtoMessage() {}
 
 func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +3008,7 @@ func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{37}
+	return file_dmq_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetDeadLetterRequest) GetTopic() string {
@@ -2702,7 +3047,7 @@ type DeadLetterSelector struct {
 
 func (x *DeadLetterSelector) Reset() {
 	*x = DeadLetterSelector{}
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +3059,7 @@ func (x *DeadLetterSelector) String() string {
 func (*DeadLetterSelector) ProtoMessage() {}
 
 func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +3072,7 @@ func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterSelector.ProtoReflect.Descriptor instead.
 func (*DeadLetterSelector) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{38}
+	return file_dmq_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeadLetterSelector) GetTopic() string {
@@ -2774,7 +3119,7 @@ type DeadLetterCount struct {
 
 func (x *DeadLetterCount) Reset() {
 	*x = DeadLetterCount{}
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +3131,7 @@ func (x *DeadLetterCount) String() string {
 func (*DeadLetterCount) ProtoMessage() {}
 
 func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +3144,7 @@ func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
 func (*DeadLetterCount) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{39}
+	return file_dmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeadLetterCount) GetCount() uint64 {
@@ -2823,14 +3168,16 @@ const file_dmq_proto_rawDesc = "" +
 	"\apurpose\x18\x04 \x01(\tR\apurpose\x12\"\n" +
 	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\x12(\n" +
 	"\x05stats\x18\x06 \x01(\v2\x12.dmq.v1.TopicStatsR\x05stats\x12(\n" +
-	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\x8f\x01\n" +
+	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\xe7\x01\n" +
 	"\n" +
 	"TopicStats\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
 	"nextOffset\x12!\n" +
 	"\fstored_bytes\x18\x03 \x01(\x03R\vstoredBytes\x12\x1a\n" +
-	"\bsegments\x18\x04 \x01(\x05R\bsegments\"\xa2\x01\n" +
+	"\bsegments\x18\x04 \x01(\x05R\bsegments\x12'\n" +
+	"\x0fdelayed_pending\x18\x05 \x01(\x04R\x0edelayedPending\x12-\n" +
+	"\x13next_delayed_due_ms\x18\x06 \x01(\x03R\x10nextDelayedDueMs\"\xa2\x01\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -2846,12 +3193,14 @@ const file_dmq_proto_rawDesc = "" +
 	"\x06topics\x18\x01 \x03(\v2\r.dmq.v1.TopicR\x06topics\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13DeleteTopicResponse\"\xdf\x01\n" +
+	"\x13DeleteTopicResponse\"\x9e\x02\n" +
 	"\x0fOutgoingMessage\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12>\n" +
 	"\aheaders\x18\x02 \x03(\v2$.dmq.v1.OutgoingMessage.HeadersEntryR\aheaders\x12\x12\n" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x12*\n" +
-	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x1a:\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x12\"\n" +
+	"\rdeliver_at_ms\x18\x05 \x01(\x03R\vdeliverAtMs\x12\x19\n" +
+	"\bdelay_ms\x18\x06 \x01(\x03R\adelayMs\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
@@ -2963,12 +3312,33 @@ const file_dmq_proto_rawDesc = "" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03ids\x18\x04 \x03(\tR\x03ids\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x0e\n" +
-	"\fNackResponse\"\x13\n" +
-	"\x11ServerInfoRequest\"\x8e\x01\n" +
+	"\fNackResponse\"\x9b\x01\n" +
+	"\x12ListDelayedRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x17\n" +
+	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\x12\x13\n" +
+	"\x05to_ms\x18\x03 \x01(\x03R\x04toMs\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\tR\x03key\x12\x19\n" +
+	"\bafter_id\x18\x05 \x01(\tR\aafterId\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\"b\n" +
+	"\x0eDelayedMessage\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06due_ms\x18\x02 \x01(\x03R\x05dueMs\x12)\n" +
+	"\amessage\x18\x03 \x01(\v2\x0f.dmq.v1.MessageR\amessage\"\x7f\n" +
+	"\x13ListDelayedResponse\x122\n" +
+	"\bmessages\x18\x01 \x03(\v2\x16.dmq.v1.DelayedMessageR\bmessages\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\x12\x1e\n" +
+	"\vnext_due_ms\x18\x03 \x01(\x03R\tnextDueMs\"<\n" +
+	"\x14CancelDelayedRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x17\n" +
+	"\x15CancelDelayedResponse\"\x13\n" +
+	"\x11ServerInfoRequest\"\xb0\x01\n" +
 	"\x12ServerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
 	"\x05fsync\x18\x02 \x01(\bR\x05fsync\x12$\n" +
-	"\x0emax_body_bytes\x18\x03 \x01(\x03R\fmaxBodyBytes\x12\"\n" +
+	"\x0emax_body_bytes\x18\x03 \x01(\x03R\fmaxBodyBytes\x12 \n" +
+	"\fmax_delay_ms\x18\x05 \x01(\x03R\n" +
+	"maxDelayMs\x12\"\n" +
 	"\rstarted_at_ms\x18\x04 \x01(\x03R\vstartedAtMs\"\x98\x01\n" +
 	"\x11ResetGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
@@ -3017,7 +3387,8 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\x89\t\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\x9f\n" +
+	"\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -3038,7 +3409,9 @@ const file_dmq_proto_rawDesc = "" +
 	"\x0fListDeadLetters\x12\x1e.dmq.v1.ListDeadLettersRequest\x1a\x1f.dmq.v1.ListDeadLettersResponse\x12A\n" +
 	"\rGetDeadLetter\x12\x1c.dmq.v1.GetDeadLetterRequest\x1a\x12.dmq.v1.DeadLetter\x12I\n" +
 	"\x12RedriveDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12G\n" +
-	"\x10PurgeDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12C\n" +
+	"\x10PurgeDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12F\n" +
+	"\vListDelayed\x12\x1a.dmq.v1.ListDelayedRequest\x1a\x1b.dmq.v1.ListDelayedResponse\x12L\n" +
+	"\rCancelDelayed\x12\x1c.dmq.v1.CancelDelayedRequest\x1a\x1d.dmq.v1.CancelDelayedResponse\x12C\n" +
 	"\n" +
 	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
@@ -3055,7 +3428,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -3091,22 +3464,27 @@ var file_dmq_proto_goTypes = []any{
 	(*AckResponse)(nil),             // 31: dmq.v1.AckResponse
 	(*NackRequest)(nil),             // 32: dmq.v1.NackRequest
 	(*NackResponse)(nil),            // 33: dmq.v1.NackResponse
-	(*ServerInfoRequest)(nil),       // 34: dmq.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),      // 35: dmq.v1.ServerInfoResponse
-	(*ResetGroupRequest)(nil),       // 36: dmq.v1.ResetGroupRequest
-	(*DeadLetter)(nil),              // 37: dmq.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),  // 38: dmq.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil), // 39: dmq.v1.ListDeadLettersResponse
-	(*GetDeadLetterRequest)(nil),    // 40: dmq.v1.GetDeadLetterRequest
-	(*DeadLetterSelector)(nil),      // 41: dmq.v1.DeadLetterSelector
-	(*DeadLetterCount)(nil),         // 42: dmq.v1.DeadLetterCount
-	nil,                             // 43: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 44: dmq.v1.Message.HeadersEntry
+	(*ListDelayedRequest)(nil),      // 34: dmq.v1.ListDelayedRequest
+	(*DelayedMessage)(nil),          // 35: dmq.v1.DelayedMessage
+	(*ListDelayedResponse)(nil),     // 36: dmq.v1.ListDelayedResponse
+	(*CancelDelayedRequest)(nil),    // 37: dmq.v1.CancelDelayedRequest
+	(*CancelDelayedResponse)(nil),   // 38: dmq.v1.CancelDelayedResponse
+	(*ServerInfoRequest)(nil),       // 39: dmq.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),      // 40: dmq.v1.ServerInfoResponse
+	(*ResetGroupRequest)(nil),       // 41: dmq.v1.ResetGroupRequest
+	(*DeadLetter)(nil),              // 42: dmq.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),  // 43: dmq.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil), // 44: dmq.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),    // 45: dmq.v1.GetDeadLetterRequest
+	(*DeadLetterSelector)(nil),      // 46: dmq.v1.DeadLetterSelector
+	(*DeadLetterCount)(nil),         // 47: dmq.v1.DeadLetterCount
+	nil,                             // 48: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 49: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	43, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	48, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	11, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	15, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	13, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -3117,7 +3495,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	16, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	44, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	49, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	24, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	25, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	26, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -3126,49 +3504,55 @@ var file_dmq_proto_depIdxs = []int32{
 	15, // 19: dmq.v1.SubscribeResponse.error:type_name -> dmq.v1.Error
 	16, // 20: dmq.v1.Subscribed.group:type_name -> dmq.v1.Group
 	22, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
-	22, // 22: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
-	37, // 23: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
-	5,  // 24: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 25: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 26: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	9,  // 27: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	12, // 28: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	12, // 29: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	18, // 30: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	19, // 31: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	20, // 32: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	23, // 33: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	30, // 34: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	32, // 35: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	36, // 36: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	38, // 37: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	40, // 38: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	41, // 39: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	41, // 40: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	34, // 41: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 42: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 43: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	8,  // 44: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	10, // 45: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	14, // 46: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	14, // 47: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	16, // 48: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	16, // 49: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	21, // 50: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	27, // 51: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	31, // 52: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	33, // 53: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	16, // 54: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	39, // 55: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	37, // 56: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	42, // 57: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	42, // 58: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	35, // 59: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	42, // [42:60] is the sub-list for method output_type
-	24, // [24:42] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	22, // 22: dmq.v1.DelayedMessage.message:type_name -> dmq.v1.Message
+	35, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
+	22, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
+	42, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
+	5,  // 26: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 27: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 28: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	9,  // 29: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	12, // 30: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	12, // 31: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	18, // 32: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	19, // 33: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	20, // 34: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	23, // 35: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	30, // 36: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	32, // 37: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	41, // 38: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	43, // 39: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	45, // 40: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	46, // 41: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	46, // 42: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	34, // 43: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	37, // 44: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	39, // 45: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 46: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 47: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	8,  // 48: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	10, // 49: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	14, // 50: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	14, // 51: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	16, // 52: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	16, // 53: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	21, // 54: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	27, // 55: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	31, // 56: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	33, // 57: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	16, // 58: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	44, // 59: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	42, // 60: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	47, // 61: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	47, // 62: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	36, // 63: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	38, // 64: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	40, // 65: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	46, // [46:66] is the sub-list for method output_type
+	26, // [26:46] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -3187,7 +3571,7 @@ func file_dmq_proto_init() {
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Error)(nil),
 	}
-	file_dmq_proto_msgTypes[33].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[38].OneofWrappers = []any{
 		(*ResetGroupRequest_Earliest)(nil),
 		(*ResetGroupRequest_Latest)(nil),
 		(*ResetGroupRequest_TimeMs)(nil),
@@ -3198,7 +3582,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   42,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,8 @@ const (
 	Broker_GetDeadLetter_FullMethodName      = "/dmq.v1.Broker/GetDeadLetter"
 	Broker_RedriveDeadLetters_FullMethodName = "/dmq.v1.Broker/RedriveDeadLetters"
 	Broker_PurgeDeadLetters_FullMethodName   = "/dmq.v1.Broker/PurgeDeadLetters"
+	Broker_ListDelayed_FullMethodName        = "/dmq.v1.Broker/ListDelayed"
+	Broker_CancelDelayed_FullMethodName      = "/dmq.v1.Broker/CancelDelayed"
 	Broker_ServerInfo_FullMethodName         = "/dmq.v1.Broker/ServerInfo"
 )
 
@@ -100,6 +102,11 @@ type BrokerClient interface {
 	RedriveDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error)
 	// PurgeDeadLetters deletes dead letters. Exactly one selector must be set.
 	PurgeDeadLetters(ctx context.Context, in *DeadLetterSelector, opts ...grpc.CallOption) (*DeadLetterCount, error)
+	// ListDelayed lists a topic's pending delayed messages, soonest first.
+	ListDelayed(ctx context.Context, in *ListDelayedRequest, opts ...grpc.CallOption) (*ListDelayedResponse, error)
+	// CancelDelayed cancels a pending delayed message: it is never delivered.
+	// NotFound when it was already delivered, cancelled, or never existed.
+	CancelDelayed(ctx context.Context, in *CancelDelayedRequest, opts ...grpc.CallOption) (*CancelDelayedResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
 }
@@ -288,6 +295,26 @@ func (c *brokerClient) PurgeDeadLetters(ctx context.Context, in *DeadLetterSelec
 	return out, nil
 }
 
+func (c *brokerClient) ListDelayed(ctx context.Context, in *ListDelayedRequest, opts ...grpc.CallOption) (*ListDelayedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDelayedResponse)
+	err := c.cc.Invoke(ctx, Broker_ListDelayed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) CancelDelayed(ctx context.Context, in *CancelDelayedRequest, opts ...grpc.CallOption) (*CancelDelayedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelDelayedResponse)
+	err := c.cc.Invoke(ctx, Broker_CancelDelayed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerInfoResponse)
@@ -349,6 +376,11 @@ type BrokerServer interface {
 	RedriveDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error)
 	// PurgeDeadLetters deletes dead letters. Exactly one selector must be set.
 	PurgeDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error)
+	// ListDelayed lists a topic's pending delayed messages, soonest first.
+	ListDelayed(context.Context, *ListDelayedRequest) (*ListDelayedResponse, error)
+	// CancelDelayed cancels a pending delayed message: it is never delivered.
+	// NotFound when it was already delivered, cancelled, or never existed.
+	CancelDelayed(context.Context, *CancelDelayedRequest) (*CancelDelayedResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
 	mustEmbedUnimplementedBrokerServer()
@@ -411,6 +443,12 @@ func (UnimplementedBrokerServer) RedriveDeadLetters(context.Context, *DeadLetter
 }
 func (UnimplementedBrokerServer) PurgeDeadLetters(context.Context, *DeadLetterSelector) (*DeadLetterCount, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeDeadLetters not implemented")
+}
+func (UnimplementedBrokerServer) ListDelayed(context.Context, *ListDelayedRequest) (*ListDelayedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDelayed not implemented")
+}
+func (UnimplementedBrokerServer) CancelDelayed(context.Context, *CancelDelayedRequest) (*CancelDelayedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDelayed not implemented")
 }
 func (UnimplementedBrokerServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerInfo not implemented")
@@ -720,6 +758,42 @@ func _Broker_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_ListDelayed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDelayedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ListDelayed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ListDelayed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ListDelayed(ctx, req.(*ListDelayedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_CancelDelayed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDelayedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).CancelDelayed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_CancelDelayed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).CancelDelayed(ctx, req.(*CancelDelayedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerInfoRequest)
 	if err := dec(in); err != nil {
@@ -804,6 +878,14 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeDeadLetters",
 			Handler:    _Broker_PurgeDeadLetters_Handler,
+		},
+		{
+			MethodName: "ListDelayed",
+			Handler:    _Broker_ListDelayed_Handler,
+		},
+		{
+			MethodName: "CancelDelayed",
+			Handler:    _Broker_CancelDelayed_Handler,
 		},
 		{
 			MethodName: "ServerInfo",
