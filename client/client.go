@@ -150,13 +150,17 @@ func (m *Message) WithDeliverAt(t time.Time) *Message {
 
 func (m *Message) outgoing() *dmqv1.OutgoingMessage {
 	out := &dmqv1.OutgoingMessage{Key: m.Key, Headers: m.Headers, Body: m.Body, ClientMessageId: m.ClientMessageID}
+	// Round up to whole milliseconds: never deliver early.
 	if !m.DeliverAt.IsZero() {
-		out.DeliverAtMs = max(m.DeliverAt.UnixMilli(), 1)
+		out.DeliverAtMs = max(ceilMs(m.DeliverAt.UnixNano()), 1)
 	} else if m.Delay > 0 {
-		out.DelayMs = max(m.Delay.Milliseconds(), 1)
+		out.DelayMs = max(ceilMs(int64(m.Delay)), 1)
 	}
 	return out
 }
+
+// ceilMs converts nanoseconds to milliseconds, rounding up.
+func ceilMs(ns int64) int64 { return (ns + int64(time.Millisecond) - 1) / int64(time.Millisecond) }
 
 func fromProto(m *dmqv1.Message) *Message {
 	return &Message{

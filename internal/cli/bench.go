@@ -82,6 +82,7 @@ using --server.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(newBenchDelayCmd(e))
 	f := cmd.Flags()
 	f.IntVar(&o.size, "size", 1024, "message body bytes")
 	f.IntVar(&o.count, "count", 200_000, "messages to publish (in total)")

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +41,8 @@ func (s *Service) ServerInfo(context.Context, *dmqv1.ServerInfoRequest) (*dmqv1.
 	cfg := s.b.Config()
 	return &dmqv1.ServerInfoResponse{
 		Version: s.version, Fsync: !cfg.NoSync, MaxBodyBytes: int64(cfg.MaxBodyBytes),
-		MaxDelayMs:  cfg.MaxDelay.Milliseconds(),
+		MaxDelayMs: cfg.MaxDelay.Milliseconds(),
+		RssBytes:   procStatusBytes("VmRSS:"), PeakRssBytes: procStatusBytes("VmHWM:"),
 		StartedAtMs: s.started.UnixMilli(),
 	}, nil
 }
@@ -391,4 +394,22 @@ func deliveryProto(topic string, d broker.Delivery) (*dmqv1.Message, error) {
 		PublishedAtMs: m.PublishedAtMs, Attempt: d.Attempt, ClientMessageId: m.ClientMessageID,
 		LastFailure: d.LastFailure,
 	}, nil
+}
+
+// procStatusBytes reads a "kB" field of /proc/self/status (0 if unknown).
+func procStatusBytes(field string) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }

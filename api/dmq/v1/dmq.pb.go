@@ -2576,7 +2576,11 @@ type ServerInfoResponse struct {
 	// Largest accepted message body.
 	MaxBodyBytes int64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
 	// Longest accepted delay.
-	MaxDelayMs    int64 `protobuf:"varint,5,opt,name=max_delay_ms,json=maxDelayMs,proto3" json:"max_delay_ms,omitempty"`
+	MaxDelayMs int64 `protobuf:"varint,5,opt,name=max_delay_ms,json=maxDelayMs,proto3" json:"max_delay_ms,omitempty"`
+	// Resident memory of the broker process now and at its peak (Linux; 0
+	// where unknown), for benchmarks.
+	RssBytes      int64 `protobuf:"varint,6,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	PeakRssBytes  int64 `protobuf:"varint,7,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"`
 	StartedAtMs   int64 `protobuf:"varint,4,opt,name=started_at_ms,json=startedAtMs,proto3" json:"started_at_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2636,6 +2640,20 @@ func (x *ServerInfoResponse) GetMaxBodyBytes() int64 {
 func (x *ServerInfoResponse) GetMaxDelayMs() int64 {
 	if x != nil {
 		return x.MaxDelayMs
+	}
+	return 0
+}
+
+func (x *ServerInfoResponse) GetRssBytes() int64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *ServerInfoResponse) GetPeakRssBytes() int64 {
+	if x != nil {
+		return x.PeakRssBytes
 	}
 	return 0
 }
@@ -3332,13 +3350,15 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x17\n" +
 	"\x15CancelDelayedResponse\"\x13\n" +
-	"\x11ServerInfoRequest\"\xb0\x01\n" +
+	"\x11ServerInfoRequest\"\xf3\x01\n" +
 	"\x12ServerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
 	"\x05fsync\x18\x02 \x01(\bR\x05fsync\x12$\n" +
 	"\x0emax_body_bytes\x18\x03 \x01(\x03R\fmaxBodyBytes\x12 \n" +
 	"\fmax_delay_ms\x18\x05 \x01(\x03R\n" +
-	"maxDelayMs\x12\"\n" +
+	"maxDelayMs\x12\x1b\n" +
+	"\trss_bytes\x18\x06 \x01(\x03R\brssBytes\x12$\n" +
+	"\x0epeak_rss_bytes\x18\a \x01(\x03R\fpeakRssBytes\x12\"\n" +
 	"\rstarted_at_ms\x18\x04 \x01(\x03R\vstartedAtMs\"\x98\x01\n" +
 	"\x11ResetGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
