@@ -3,9 +3,11 @@
 // with Subscribe.
 //
 // Errors returned by the SDK are gRPC status errors; use Code to branch on
-// them. Retry contract: an Unavailable publish may or may not have been
-// stored (resend it; duplicates are possible until producer retransmission
-// with client message ids lands), every other code means nothing was stored.
+// them. Retry contract: publishes are already retransmitted with the same
+// client message ids while the broker is Unavailable (see RetryPolicy), and
+// the broker stores each id once within its duplicate window; an error that
+// still comes back after the retries means the message may or may not be
+// stored (Unavailable, DeadlineExceeded), or that it was not (other codes).
 package client
 
 import (

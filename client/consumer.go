@@ -49,7 +49,10 @@ type Consumer struct {
 
 	ctx    context.Context // canceled by Close: stop taking new messages
 	cancel context.CancelFunc
-	work   chan delivery
+	// handlerCtx is what handlers get: Close does not cancel it, so a
+	// running handler finishes its work and is acked (graceful drain).
+	handlerCtx context.Context
+	work       chan delivery
 	// results carries handler outcomes to the stream sender.
 	results chan result
 	// running is read-held by each handler call; the drain write-locks it
@@ -90,7 +93,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	cctx, cancel := context.WithCancel(ctx)
 	k := &Consumer{
 		c: c, topic: topic, group: group, opts: o, handler: h,
-		ctx: cctx, cancel: cancel,
+		ctx: cctx, cancel: cancel, handlerCtx: context.WithoutCancel(ctx),
 		work:    make(chan delivery, o.prefetch),
 		results: make(chan result, o.prefetch+o.concurrency),
 		done:    make(chan struct{}),
@@ -223,7 +226,7 @@ func (k *Consumer) call(m *Message) (err error) {
 			err = fmt.Errorf("handler panicked: %v", p)
 		}
 	}()
-	return k.handler(k.ctx, m)
+	return k.handler(k.handlerCtx, m)
 }
 
 // session runs one Subscribe stream until it breaks or the consumer

@@ -82,7 +82,7 @@ func subscribe(ctx context.Context, e *env, c *client.Client, topic, group strin
 	var mu sync.Mutex
 	seen := 0
 	activity := make(chan struct{}, 1)
-	handler := func(hctx context.Context, m *client.Message) error {
+	handler := func(_ context.Context, m *client.Message) error {
 		mu.Lock()
 		if count > 0 && seen >= count {
 			mu.Unlock()
@@ -104,7 +104,7 @@ func subscribe(ctx context.Context, e *env, c *client.Client, topic, group strin
 		}
 		mu.Unlock()
 		if o.noAck {
-			<-hctx.Done()
+			<-ctx.Done() // held until the command ends
 			return errNotAcked
 		}
 		return nil
@@ -133,12 +133,14 @@ func subscribe(ctx context.Context, e *env, c *client.Client, topic, group strin
 		case <-ctx.Done():
 			return consumer.Close()
 		case <-consumer.Done():
+			cancel()
 			return consumer.Close()
 		case <-activity:
 			if timer != nil {
 				timer.Reset(idle)
 			}
 		case <-idleC:
+			cancel() // releases handlers holding --no-ack messages
 			return consumer.Close()
 		}
 	}

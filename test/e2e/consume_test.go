@@ -295,3 +295,37 @@ func TestFailingHandlerRetriedOnTheGroupSchedule(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// Close drains gracefully: a handler running when Close is called finishes
+// with a live context, and its message is acked.
+func TestConsumerCloseLetsRunningHandlerFinishAndAcks(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	c := dmqtest.Dial(t, s.GRPCAddr())
+	const topic = "test.e2e.drain"
+	setupTopic(t, c, topic, client.GroupSpec{Name: "g"})
+	started := make(chan struct{})
+	var ctxErr error
+	k, err := c.Subscribe(context.Background(), topic, "g", func(ctx context.Context, m *client.Message) error {
+		close(started)
+		time.Sleep(300 * time.Millisecond) // work in progress while Close is called
+		ctxErr = ctx.Err()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(context.Background(), topic, &client.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := k.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if ctxErr != nil {
+		t.Errorf("handler's context was %v during the drain, want live", ctxErr)
+	}
+	g := waitAcked(t, c, topic, "g", 1)
+	if g.Stats.InFlight != 0 {
+		t.Errorf("in flight after drain = %d", g.Stats.InFlight)
+	}
+}
