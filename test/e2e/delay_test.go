@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,5 +191,17 @@ func TestDelayBadInput(t *testing.T) {
 	tp, _ := c.GetTopic(ctx, "test.delay.a")
 	if tp.Stats.DelayedPending != 1 || tp.Stats.NextDelayedDueMs == 0 {
 		t.Errorf("stats = %+v, want 1 pending with a next due time", tp.Stats)
+	}
+	// The same count on /metrics, next to the stored messages.
+	resp, err := http.Get("http://" + s.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`dmq_topic_delayed_pending{topic="test.delay.a"} 1`, `dmq_topic_stored_messages{topic="test.delay.a"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
