@@ -323,6 +323,18 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 		g.mu.Unlock()
 		return errorf(KindNotFound, "client %q is not a member of broadcast group %q of topic %q", member, g.info.Name, g.t.name)
 	}
+	// Check every id first: a bad one changes nothing.
+	for _, off := range offs {
+		if nack {
+			if _, ok := c.inflight[off]; !ok {
+				g.mu.Unlock()
+				return errorf(KindInvalid, "message id %d is not in flight in group %q of topic %q: it was acked, timed out or not delivered", off, g.info.Name, g.t.name)
+			}
+		} else if off >= c.next && !c.redriven[off] && !c.isAcked(off) {
+			g.mu.Unlock()
+			return errorf(KindInvalid, "message id %d was not delivered to group %q of topic %q", off, g.info.Name, g.t.name)
+		}
+	}
 	var changed bool
 	now := time.Now().UnixNano()
 	for _, off := range offs {

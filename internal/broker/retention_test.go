@@ -56,14 +56,8 @@ func TestRetentionRemovesOnlySegmentsEveryGroupPassed(t *testing.T) {
 	if n := b.applyRetention(time.Now().Add(48 * time.Hour)); n != 0 {
 		t.Fatalf("removed %d segments with nothing acked", n)
 	}
-	// Ack the first 50: segments wholly below 50 may go once old.
-	offs := make([]uint64, 50)
-	for i := range offs {
-		offs[i] = uint64(i)
-	}
-	if err := b.Ack(topic, "g", "", offs); err != nil {
-		t.Fatal(err)
-	}
+	// Consume and ack the first 50: segments wholly below 50 may go once old.
+	consumeAndAck(t, b, topic, "g", 50)
 	if n := b.applyRetention(time.Now()); n != 0 {
 		t.Fatalf("removed %d young segments", n)
 	}
@@ -140,4 +134,32 @@ func (b *Broker) mustTopic(t *testing.T, name string) TopicInfo {
 		t.Fatal(err)
 	}
 	return ti
+}
+
+// consumeAndAck subscribes to a group, takes n deliveries and acks them.
+func consumeAndAck(t *testing.T, b *Broker, topic, group string, n int) {
+	t.Helper()
+	sub, err := b.Subscribe(topic, group, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := sub.Grant(uint32(n)); err != nil {
+		t.Fatal(err)
+	}
+	var offs []uint64
+	deadline := time.After(10 * time.Second)
+	for len(offs) < n {
+		select {
+		case <-sub.Ready():
+			for _, d := range sub.Take() {
+				offs = append(offs, d.Offset)
+			}
+		case <-deadline:
+			t.Fatalf("got %d of %d deliveries", len(offs), n)
+		}
+	}
+	if err := sub.Ack(offs); err != nil {
+		t.Fatal(err)
+	}
 }

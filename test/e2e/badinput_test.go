@@ -27,6 +27,7 @@ func TestBadInputGetsClearErrorAndChangesNothing(t *testing.T) {
 	c := dmqtest.Dial(t, s.GRPCAddr())
 	ctx := context.Background()
 	setupTopic(t, c, "test.bad.input", client.GroupSpec{Name: "g"})
+	setupTopic(t, c, "test.bad.held", client.GroupSpec{Name: "g"})
 
 	cases := []struct {
 		name string
@@ -64,6 +65,17 @@ func TestBadInputGetsClearErrorAndChangesNothing(t *testing.T) {
 			_, err := c.API().Ack(ctx, &dmqv1.AckRequest{Topic: "test.bad.input", Group: "g", Ids: []string{"99"}})
 			return err
 		}, codes.InvalidArgument, "message id 99 does not exist"},
+		{"ack of a stored id not yet delivered", func() error {
+			if _, err := c.Publish(ctx, "test.bad.held", &client.Message{Body: []byte("x")}); err != nil {
+				return err
+			}
+			_, err := c.API().Ack(ctx, &dmqv1.AckRequest{Topic: "test.bad.held", Group: "g", Ids: []string{"0"}})
+			return err
+		}, codes.InvalidArgument, "message id 0 was not delivered"},
+		{"nack of an id not in flight", func() error {
+			_, err := c.API().Nack(ctx, &dmqv1.NackRequest{Topic: "test.bad.held", Group: "g", Ids: []string{"0"}})
+			return err
+		}, codes.InvalidArgument, "message id 0 is not in flight"},
 		{"subscribe to unknown group", func() error {
 			_, err := c.Subscribe(ctx, "test.bad.input", "nope", func(context.Context, *client.Message) error { return nil })
 			return err
@@ -85,8 +97,11 @@ func TestBadInputGetsClearErrorAndChangesNothing(t *testing.T) {
 	if tp.Stats.NextOffset != 0 {
 		t.Errorf("failed publishes stored %d messages", tp.Stats.NextOffset)
 	}
-	if ts, _ := c.ListTopics(ctx); len(ts) != 1 {
-		t.Errorf("failed creates left %d topics, want 1", len(ts))
+	if ts, _ := c.ListTopics(ctx); len(ts) != 2 {
+		t.Errorf("failed creates left %d topics, want 2", len(ts))
+	}
+	if g, _ := c.GetGroup(ctx, "test.bad.held", "g"); g.Stats.Backlog != 1 || g.Stats.AckFloor != 0 {
+		t.Errorf("refused ack or nack changed the group: %+v", g.Stats)
 	}
 }
 
