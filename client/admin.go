@@ -13,12 +13,14 @@ type TopicSpec struct {
 	// DedupeWindow is how long the broker remembers client message ids to
 	// drop retransmitted duplicates; zero means the broker default (2 min).
 	DedupeWindow time.Duration
+	// RequestedBy names who asks for the topic (recorded in the registry).
+	RequestedBy string
 }
 
 // CreateTopic creates a topic.
 func (c *Client) CreateTopic(ctx context.Context, spec TopicSpec) (*dmqv1.Topic, error) {
 	return c.api.CreateTopic(ctx, &dmqv1.CreateTopicRequest{Name: spec.Name, Department: spec.Department, Owner: spec.Owner, Purpose: spec.Purpose,
-		DedupeWindowMs: spec.DedupeWindow.Milliseconds()})
+		DedupeWindowMs: spec.DedupeWindow.Milliseconds(), RequestedBy: spec.RequestedBy})
 }
 
 // GetTopic describes a topic.
@@ -26,13 +28,34 @@ func (c *Client) GetTopic(ctx context.Context, name string) (*dmqv1.Topic, error
 	return c.api.GetTopic(ctx, &dmqv1.GetTopicRequest{Name: name})
 }
 
-// ListTopics lists every topic.
-func (c *Client) ListTopics(ctx context.Context) ([]*dmqv1.Topic, error) {
-	resp, err := c.api.ListTopics(ctx, &dmqv1.ListTopicsRequest{})
+// TopicFilter narrows ListTopics; empty fields match everything.
+type TopicFilter struct {
+	Department, Owner, Environment, Status, NameContains string
+}
+
+// ListTopics lists the topics that match f.
+func (c *Client) ListTopics(ctx context.Context, f TopicFilter) ([]*dmqv1.Topic, error) {
+	resp, err := c.api.ListTopics(ctx, &dmqv1.ListTopicsRequest{Department: f.Department, Owner: f.Owner,
+		Environment: f.Environment, Status: f.Status, NameContains: f.NameContains})
 	if err != nil {
 		return nil, err
 	}
 	return resp.Topics, nil
+}
+
+// ApproveTopic approves a topic on behalf of by.
+func (c *Client) ApproveTopic(ctx context.Context, name, by, reason string) (*dmqv1.Topic, error) {
+	return c.api.ApproveTopic(ctx, &dmqv1.TopicDecision{Name: name, By: by, Reason: reason})
+}
+
+// RejectTopic rejects a pending topic on behalf of by.
+func (c *Client) RejectTopic(ctx context.Context, name, by, reason string) (*dmqv1.Topic, error) {
+	return c.api.RejectTopic(ctx, &dmqv1.TopicDecision{Name: name, By: by, Reason: reason})
+}
+
+// DisableTopic disables an approved topic on behalf of by.
+func (c *Client) DisableTopic(ctx context.Context, name, by, reason string) (*dmqv1.Topic, error) {
+	return c.api.DisableTopic(ctx, &dmqv1.TopicDecision{Name: name, By: by, Reason: reason})
 }
 
 // DeleteTopic deletes a topic with its groups and messages.

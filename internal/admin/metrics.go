@@ -44,7 +44,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	for _, t := range c.b.ListTopics() {
+	for _, t := range c.b.ListTopics(broker.TopicFilter{}) {
 		gauge(c.topicMessages, float64(t.NextOffset-t.FirstOffset), t.Name)
 		gauge(c.topicBytes, float64(t.StoredBytes), t.Name)
 		gauge(c.topicSegments, float64(t.Segments), t.Name)

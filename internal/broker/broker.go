@@ -70,7 +70,12 @@ type Config struct {
 	DedupeMaxIDs int
 	// MaxDelay is the longest accepted delay of a delayed message (default 90 days).
 	MaxDelay time.Duration
-	Logger   *slog.Logger
+	// AutoApproveEnvs lists the environments (first part of a topic name)
+	// whose topics are approved on creation; others start pending (default
+	// dev and test). AllowSelfApproval lets a topic's requester approve it.
+	AutoApproveEnvs   []string
+	AllowSelfApproval bool
+	Logger            *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -94,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxDelay == 0 {
 		c.MaxDelay = 90 * 24 * time.Hour
+	}
+	if c.AutoApproveEnvs == nil {
+		c.AutoApproveEnvs = []string{"dev", "test"}
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -344,6 +352,8 @@ type TopicInfo struct {
 	// NextDelayedDueMs is when the next is due (0: none).
 	DelayedPending   uint64
 	NextDelayedDueMs int64
+	// Environment is the env part of the name; Status the approval status.
+	Environment, Status string
 }
 
 // CreateTopic creates a topic.
@@ -368,6 +378,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 		return TopicInfo{}, errorf(KindInvalid, "duplicate window %s out of range (0 to 168h)", time.Duration(ti.DedupeWindowMs)*time.Millisecond)
 	}
 	ti.CreatedAtMs = time.Now().UnixMilli()
+	b.admissionStatus(&ti)
 	t, err := b.openTopic(ti)
 	if err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "create topic %q", ti.Name)
@@ -391,17 +402,19 @@ func (b *Broker) GetTopic(name string) (TopicInfo, error) {
 	return t.describe(), nil
 }
 
-// ListTopics describes every topic, sorted by name.
-func (b *Broker) ListTopics() []TopicInfo {
+// ListTopics describes the topics that match f, sorted by name.
+func (b *Broker) ListTopics(f TopicFilter) []TopicInfo {
 	b.mu.RLock()
 	ts := make([]*topic, 0, len(b.mu.topics))
 	for _, t := range b.mu.topics {
 		ts = append(ts, t)
 	}
 	b.mu.RUnlock()
-	out := make([]TopicInfo, len(ts))
-	for i, t := range ts {
-		out[i] = t.describe()
+	out := make([]TopicInfo, 0, len(ts))
+	for _, t := range ts {
+		if ti := t.describe(); f.match(ti) {
+			out = append(out, ti)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -498,8 +511,20 @@ func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.
 func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done func([]PublishResult, error)) {
 	t, err := b.topic(topicName)
 	if err == nil {
-		err = b.validateMessages(msgs)
+		err = t.usable()
 	}
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	b.publishAsync(t, msgs, done)
+}
+
+// publishAsync is PublishAsync on a topic whatever its status (due delayed
+// messages are stored even while their topic is disabled).
+func (b *Broker) publishAsync(t *topic, msgs []*message.Message, done func([]PublishResult, error)) {
+	topicName := t.name
+	err := b.validateMessages(msgs)
 	if err != nil {
 		done(nil, err)
 		return
@@ -711,6 +736,9 @@ func (b *Broker) group(topicName, name string) (*group, error) {
 func (b *Broker) Subscribe(topicName, groupName, clientID string) (*Subscription, error) {
 	g, err := b.group(topicName, groupName)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.t.usable(); err != nil {
 		return nil, err
 	}
 	if clientID == "" && g.info.Mode == ModeBroadcast {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -127,7 +126,7 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 			m.Headers, m.ClientMessageID, m.DeliverAtMs = hs, "delay:"+id, 0
 			msgs[i] = &m
 		}
-		if _, err := b.Publish(context.Background(), topicName, msgs); err != nil {
+		if _, err := b.publishInternal(t, msgs); err != nil {
 			b.logger.Error("deliver due delayed messages; retrying in 1s", "topic", topicName, "count", len(msgs), "err", err)
 			return nowMs + 1000, true
 		}
@@ -253,4 +252,16 @@ func (b *Broker) loadDelayed(t *topic) error {
 		b.delays.Schedule(t.name, next)
 	}
 	return nil
+}
+
+// publishInternal stores msgs in t whatever its status and waits.
+func (b *Broker) publishInternal(t *topic, msgs []*message.Message) ([]PublishResult, error) {
+	type outcome struct {
+		rs  []PublishResult
+		err error
+	}
+	ch := make(chan outcome, 1)
+	b.publishAsync(t, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
+	o := <-ch
+	return o.rs, o.err
 }

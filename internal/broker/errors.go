@@ -18,6 +18,7 @@ const (
 	KindPrecondition             // the object's state forbids the call
 	KindExhausted                // a limit was hit or the disk is full
 	KindUnavailable              // the broker is shutting down; retry elsewhere or later
+	KindPermission               // the caller may not do this
 )
 
 // Error is an error with a Kind and a message meant for a person.

@@ -14,8 +14,11 @@ import (
 type topic struct {
 	b    *Broker
 	name string
-	info meta.Topic
 	log  *seglog.Log
+
+	// infoMu guards info, which registry decisions change.
+	infoMu sync.RWMutex
+	info   meta.Topic
 	// dedupe drops retransmitted messages (same client message id).
 	dedupe *dedupeWindow
 	// delayMu serializes delivering due delayed messages with cancels.
@@ -98,8 +101,22 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 	return g.describe(), nil
 }
 
+// snapshot returns the topic's registry record.
+func (t *topic) snapshot() meta.Topic {
+	t.infoMu.RLock()
+	defer t.infoMu.RUnlock()
+	return t.info
+}
+
 func (t *topic) describe() TopicInfo {
+	t.infoMu.RLock()
+	defer t.infoMu.RUnlock()
+	return t.describeLocked()
+}
+
+func (t *topic) describeLocked() TopicInfo {
 	ti := TopicInfo{Topic: t.info, FirstOffset: t.log.First(), NextOffset: t.log.Next(), StoredBytes: t.log.Size()}
+	ti.Status, ti.Environment = status(t.info), environment(t.name)
 	ti.DedupeWindowMs = t.dedupe.window.Milliseconds()
 	ti.DelayedPending = uint64(max(t.delayedPending.Load(), 0))
 	if ti.DelayedPending > 0 {

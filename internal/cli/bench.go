@@ -133,7 +133,7 @@ func runBench(ctx context.Context, addr string, o benchOptions) (BenchResult, er
 	}
 	topic := o.topic
 	if topic == "" {
-		topic = fmt.Sprintf("bench.dmq.run-%d", time.Now().UnixNano())
+		topic = fmt.Sprintf("test.bench.run-%d", time.Now().UnixNano())
 		if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topic, Purpose: "dmq bench"}); err != nil {
 			return BenchResult{}, err
 		}

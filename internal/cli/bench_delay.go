@@ -86,7 +86,7 @@ func runDelayBench(ctx context.Context, addr, topic string, count, size, infligh
 		return DelayBenchResult{}, fmt.Errorf("reach broker at %s: %w", addr, err)
 	}
 	if topic == "" {
-		topic = fmt.Sprintf("bench.dmq.delay-%d", time.Now().UnixNano())
+		topic = fmt.Sprintf("test.bench.delay-%d", time.Now().UnixNano())
 		if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topic, Purpose: "dmq bench delay"}); err != nil {
 			return DelayBenchResult{}, err
 		}

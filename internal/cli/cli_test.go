@@ -148,6 +148,35 @@ func TestDeadLetterAndResetCommands(t *testing.T) {
 	}
 }
 
+// The registry from the command line: a prod topic waits for another
+// person's approval.
+func TestTopicApprovalCommands(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	addr := s.GRPCAddr()
+	if out := mustRun(t, addr, "", "topic", "create", "prod.shop.orders", "--dept", "shop", "--requested-by", "alice"); !strings.Contains(out, "pending") {
+		t.Fatalf("create printed %q, want pending", out)
+	}
+	if _, errOut, code := run(t, addr, "", "pub", "prod.shop.orders", "x"); code == 0 || !strings.Contains(errOut, "FailedPrecondition") {
+		t.Fatalf("pub to pending topic: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := run(t, addr, "", "topic", "approve", "prod.shop.orders", "--by", "alice"); code == 0 || !strings.Contains(errOut, "PermissionDenied") {
+		t.Fatalf("self-approval: exit %d %q", code, errOut)
+	}
+	if list := mustRun(t, addr, "", "topic", "list", "--status", "pending", "--env", "prod"); !strings.Contains(list, "prod.shop.orders") {
+		t.Fatalf("pending list = %q", list)
+	}
+	if out := mustRun(t, addr, "", "topic", "approve", "prod.shop.orders", "--by", "bob", "--reason", "ok"); !strings.Contains(out, "approved (by bob)") {
+		t.Fatalf("approve printed %q", out)
+	}
+	mustRun(t, addr, "", "pub", "prod.shop.orders", "x")
+	if show := mustRun(t, addr, "", "topic", "show", "prod.shop.orders"); !strings.Contains(show, `requested by "alice"; approved by "bob"`) {
+		t.Fatalf("show = %q", show)
+	}
+	if list := mustRun(t, addr, "", "topic", "list", "--status", "pending"); strings.Contains(list, "prod.shop.orders") {
+		t.Fatalf("approved topic still listed as pending: %q", list)
+	}
+}
+
 func TestCommandLineErrorsAreClear(t *testing.T) {
 	s := dmqtest.Start(t, "", nil)
 	addr := s.GRPCAddr()

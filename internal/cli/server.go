@@ -51,6 +51,8 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Int64("retention-bytes", 0, "keep at most this many consumed bytes per topic (0: no limit)")
 	f.Duration("dedupe-window", def.DedupeWindow, "how long topics detect retransmitted duplicates")
 	f.Duration("max-delay", def.MaxDelay, "longest accepted delay of a delayed message")
+	f.StringSlice("auto-approve-envs", def.AutoApproveEnvs, "environments whose topics are approved on creation (others wait for an approval)")
+	f.Bool("allow-self-approval", false, "let a topic's requester approve it")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
 	return cmd
 }

@@ -42,6 +42,11 @@ type Config struct {
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
 	// MaxDelay is the longest accepted delay of a delayed message.
 	MaxDelay time.Duration `yaml:"max_delay"`
+	// AutoApproveEnvs lists the environments (first part of a topic name)
+	// whose topics are approved on creation; others wait for an approval.
+	AutoApproveEnvs []string `yaml:"auto_approve_envs"`
+	// AllowSelfApproval lets a topic's requester approve it.
+	AllowSelfApproval bool `yaml:"allow_self_approval"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -51,16 +56,17 @@ type Config struct {
 // Default returns the embedded single-machine defaults.
 func Default() Config {
 	return Config{
-		DataDir:      "./dmq-data",
-		Listen:       "127.0.0.1:7420",
-		HTTP:         "127.0.0.1:7480",
-		MaxBodyBytes: 4 << 20,
-		SegmentBytes: 64 << 20,
-		AckTimeout:   30 * time.Second,
-		RetentionAge: 72 * time.Hour,
-		DedupeWindow: 2 * time.Minute,
-		MaxDelay:     90 * 24 * time.Hour,
-		LogLevel:     "info",
+		DataDir:         "./dmq-data",
+		Listen:          "127.0.0.1:7420",
+		HTTP:            "127.0.0.1:7480",
+		MaxBodyBytes:    4 << 20,
+		SegmentBytes:    64 << 20,
+		AckTimeout:      30 * time.Second,
+		RetentionAge:    72 * time.Hour,
+		DedupeWindow:    2 * time.Minute,
+		MaxDelay:        90 * 24 * time.Hour,
+		AutoApproveEnvs: []string{"dev", "test"},
+		LogLevel:        "info",
 	}
 }
 
@@ -116,6 +122,16 @@ func SetField(f reflect.Value, s string) error {
 		f.SetInt(int64(d))
 	case f.Kind() == reflect.String:
 		f.SetString(s)
+	case f.Type() == reflect.TypeOf([]string(nil)):
+		// "a,b" from the environment, "[a,b]" from a string-slice flag.
+		s = strings.Trim(s, "[]")
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.Set(reflect.ValueOf(append([]string{}, parts...)))
 	case f.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

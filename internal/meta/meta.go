@@ -42,6 +42,13 @@ type Topic struct {
 	CreatedAtMs int64  `json:"created_at_ms"`
 	// DedupeWindowMs is how long client message ids are remembered.
 	DedupeWindowMs int64 `json:"dedupe_window_ms,omitempty"`
+	// Registry: approval status ("" for topics from before it: approved),
+	// who asked, and the last decision.
+	Status         string `json:"status,omitempty"`
+	RequestedBy    string `json:"requested_by,omitempty"`
+	DecidedBy      string `json:"decided_by,omitempty"`
+	DecidedAtMs    int64  `json:"decided_at_ms,omitempty"`
+	DecisionReason string `json:"decision_reason,omitempty"`
 }
 
 // Group is the stored description of a consumer group.

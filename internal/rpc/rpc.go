@@ -55,6 +55,7 @@ var kindCodes = map[broker.Kind]codes.Code{
 	broker.KindPrecondition: codes.FailedPrecondition,
 	broker.KindExhausted:    codes.ResourceExhausted,
 	broker.KindUnavailable:  codes.Unavailable,
+	broker.KindPermission:   codes.PermissionDenied,
 }
 
 // toStatus maps a broker error to a gRPC status error.
@@ -106,6 +107,8 @@ func topicProto(ti broker.TopicInfo) *dmqv1.Topic {
 	return &dmqv1.Topic{
 		Name: ti.Name, Department: ti.Department, Owner: ti.Owner, Purpose: ti.Purpose,
 		CreatedAtMs: ti.CreatedAtMs, DedupeWindowMs: ti.DedupeWindowMs,
+		Environment: ti.Environment, Status: ti.Status, RequestedBy: ti.RequestedBy,
+		DecidedBy: ti.DecidedBy, DecidedAtMs: ti.DecidedAtMs, DecisionReason: ti.DecisionReason,
 		Stats: &dmqv1.TopicStats{
 			FirstOffset: ti.FirstOffset, NextOffset: ti.NextOffset,
 			StoredBytes: ti.StoredBytes, Segments: int32(ti.Segments),
@@ -137,7 +140,7 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 // CreateTopic implements dmq.v1.Broker.
 func (s *Service) CreateTopic(_ context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
 	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
-		DedupeWindowMs: req.DedupeWindowMs})
+		DedupeWindowMs: req.DedupeWindowMs, RequestedBy: req.RequestedBy})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -154,12 +157,38 @@ func (s *Service) GetTopic(_ context.Context, req *dmqv1.GetTopicRequest) (*dmqv
 }
 
 // ListTopics implements dmq.v1.Broker.
-func (s *Service) ListTopics(context.Context, *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
+func (s *Service) ListTopics(_ context.Context, req *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
 	resp := &dmqv1.ListTopicsResponse{}
-	for _, ti := range s.b.ListTopics() {
+	for _, ti := range s.b.ListTopics(broker.TopicFilter{
+		Department: req.Department, Owner: req.Owner, Environment: req.Environment,
+		Status: req.Status, NameContains: req.NameContains,
+	}) {
 		resp.Topics = append(resp.Topics, topicProto(ti))
 	}
 	return resp, nil
+}
+
+// ApproveTopic implements dmq.v1.Broker.
+func (s *Service) ApproveTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(s.b.ApproveTopic, req)
+}
+
+// RejectTopic implements dmq.v1.Broker.
+func (s *Service) RejectTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(s.b.RejectTopic, req)
+}
+
+// DisableTopic implements dmq.v1.Broker.
+func (s *Service) DisableTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(s.b.DisableTopic, req)
+}
+
+func (s *Service) decide(fn func(broker.Decision) (broker.TopicInfo, error), req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	ti, err := fn(broker.Decision{Topic: req.Name, By: req.By, Reason: req.Reason})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return topicProto(ti), nil
 }
 
 // DeleteTopic implements dmq.v1.Broker.

@@ -71,16 +71,18 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTP, err)
 	}
 	s.b, err = broker.Open(broker.Config{
-		DataDir:        s.cfg.DataDir,
-		NoSync:         s.cfg.NoSync,
-		MaxBodyBytes:   s.cfg.MaxBodyBytes,
-		SegmentBytes:   s.cfg.SegmentBytes,
-		AckTimeout:     s.cfg.AckTimeout,
-		RetentionAge:   s.cfg.RetentionAge,
-		RetentionBytes: s.cfg.RetentionBytes,
-		DedupeWindow:   s.cfg.DedupeWindow,
-		MaxDelay:       s.cfg.MaxDelay,
-		Logger:         s.logger,
+		DataDir:           s.cfg.DataDir,
+		NoSync:            s.cfg.NoSync,
+		MaxBodyBytes:      s.cfg.MaxBodyBytes,
+		SegmentBytes:      s.cfg.SegmentBytes,
+		AckTimeout:        s.cfg.AckTimeout,
+		RetentionAge:      s.cfg.RetentionAge,
+		RetentionBytes:    s.cfg.RetentionBytes,
+		DedupeWindow:      s.cfg.DedupeWindow,
+		MaxDelay:          s.cfg.MaxDelay,
+		AutoApproveEnvs:   s.cfg.AutoApproveEnvs,
+		AllowSelfApproval: s.cfg.AllowSelfApproval,
+		Logger:            s.logger,
 	})
 	if err != nil {
 		s.grpcLis.Close()

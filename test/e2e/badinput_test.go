@@ -97,7 +97,7 @@ func TestBadInputGetsClearErrorAndChangesNothing(t *testing.T) {
 	if tp.Stats.NextOffset != 0 {
 		t.Errorf("failed publishes stored %d messages", tp.Stats.NextOffset)
 	}
-	if ts, _ := c.ListTopics(ctx); len(ts) != 2 {
+	if ts, _ := c.ListTopics(ctx, client.TopicFilter{}); len(ts) != 2 {
 		t.Errorf("failed creates left %d topics, want 2", len(ts))
 	}
 	if g, _ := c.GetGroup(ctx, "test.bad.held", "g"); g.Stats.Backlog != 1 || g.Stats.AckFloor != 0 {
@@ -161,7 +161,7 @@ func TestSecondServerOnSameDataDirAndBusyPortFail(t *testing.T) {
 	}
 	// The first server still works.
 	c := dmqtest.Dial(t, first.GRPCAddr())
-	if _, err := c.ListTopics(context.Background()); err != nil {
+	if _, err := c.ListTopics(context.Background(), client.TopicFilter{}); err != nil {
 		t.Errorf("first server after failed starts: %v", err)
 	}
 }

@@ -198,6 +198,16 @@ type Topic struct {
 	// How long a client message id is remembered to drop retransmitted
 	// duplicates.
 	DedupeWindowMs int64 `protobuf:"varint,7,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
+	// The environment: the first part of the name (dev, test, prod...).
+	Environment string `protobuf:"bytes,8,opt,name=environment,proto3" json:"environment,omitempty"`
+	// "pending", "approved", "rejected" or "disabled". Only approved topics
+	// accept publishes and subscriptions.
+	Status      string `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	RequestedBy string `protobuf:"bytes,10,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// Who decided the status last, when, and why.
+	DecidedBy      string `protobuf:"bytes,11,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	DecidedAtMs    int64  `protobuf:"varint,12,opt,name=decided_at_ms,json=decidedAtMs,proto3" json:"decided_at_ms,omitempty"`
+	DecisionReason string `protobuf:"bytes,13,opt,name=decision_reason,json=decisionReason,proto3" json:"decision_reason,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -279,6 +289,48 @@ func (x *Topic) GetDedupeWindowMs() int64 {
 		return x.DedupeWindowMs
 	}
 	return 0
+}
+
+func (x *Topic) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *Topic) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Topic) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *Topic) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *Topic) GetDecidedAtMs() int64 {
+	if x != nil {
+		return x.DecidedAtMs
+	}
+	return 0
+}
+
+func (x *Topic) GetDecisionReason() string {
+	if x != nil {
+		return x.DecisionReason
+	}
+	return ""
 }
 
 // TopicStats describes what a topic stores.
@@ -380,8 +432,10 @@ type CreateTopicRequest struct {
 	Purpose    string                 `protobuf:"bytes,4,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	// Zero means the broker default (2 minutes).
 	DedupeWindowMs int64 `protobuf:"varint,5,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Who asks for the topic (until authentication lands, as the caller says).
+	RequestedBy   string `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTopicRequest) Reset() {
@@ -449,6 +503,13 @@ func (x *CreateTopicRequest) GetDedupeWindowMs() int64 {
 	return 0
 }
 
+func (x *CreateTopicRequest) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 type GetTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -493,8 +554,15 @@ func (x *GetTopicRequest) GetName() string {
 	return ""
 }
 
+// ListTopicsRequest filters topics; empty fields match everything.
 type ListTopicsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Department  string                 `protobuf:"bytes,1,opt,name=department,proto3" json:"department,omitempty"`
+	Owner       string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Environment string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	Status      string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Part of the name.
+	NameContains  string `protobuf:"bytes,5,opt,name=name_contains,json=nameContains,proto3" json:"name_contains,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +597,103 @@ func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
 	return file_dmq_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *ListTopicsRequest) GetDepartment() string {
+	if x != nil {
+		return x.Department
+	}
+	return ""
+}
+
+func (x *ListTopicsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ListTopicsRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *ListTopicsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListTopicsRequest) GetNameContains() string {
+	if x != nil {
+		return x.NameContains
+	}
+	return ""
+}
+
+// TopicDecision approves, rejects or disables a topic.
+type TopicDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Who decides (until authentication lands, as the caller says).
+	By            string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicDecision) Reset() {
+	*x = TopicDecision{}
+	mi := &file_dmq_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicDecision) ProtoMessage() {}
+
+func (x *TopicDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicDecision.ProtoReflect.Descriptor instead.
+func (*TopicDecision) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TopicDecision) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TopicDecision) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *TopicDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ListTopicsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topics        []*Topic               `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
@@ -538,7 +703,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_dmq_proto_msgTypes[5]
+	mi := &file_dmq_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +715,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[5]
+	mi := &file_dmq_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +728,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{5}
+	return file_dmq_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*Topic {
@@ -582,7 +747,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_dmq_proto_msgTypes[6]
+	mi := &file_dmq_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +759,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[6]
+	mi := &file_dmq_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +772,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{6}
+	return file_dmq_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -625,7 +790,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_dmq_proto_msgTypes[7]
+	mi := &file_dmq_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +802,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[7]
+	mi := &file_dmq_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +815,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{7}
+	return file_dmq_proto_rawDescGZIP(), []int{8}
 }
 
 // OutgoingMessage is a message as a producer publishes it.
@@ -674,7 +839,7 @@ type OutgoingMessage struct {
 
 func (x *OutgoingMessage) Reset() {
 	*x = OutgoingMessage{}
-	mi := &file_dmq_proto_msgTypes[8]
+	mi := &file_dmq_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +851,7 @@ func (x *OutgoingMessage) String() string {
 func (*OutgoingMessage) ProtoMessage() {}
 
 func (x *OutgoingMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[8]
+	mi := &file_dmq_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +864,7 @@ func (x *OutgoingMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutgoingMessage.ProtoReflect.Descriptor instead.
 func (*OutgoingMessage) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{8}
+	return file_dmq_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OutgoingMessage) GetKey() string {
@@ -756,7 +921,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_dmq_proto_msgTypes[9]
+	mi := &file_dmq_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +933,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[9]
+	mi := &file_dmq_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +946,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{9}
+	return file_dmq_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishRequest) GetTopic() string {
@@ -822,7 +987,7 @@ type PublishResult struct {
 
 func (x *PublishResult) Reset() {
 	*x = PublishResult{}
-	mi := &file_dmq_proto_msgTypes[10]
+	mi := &file_dmq_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +999,7 @@ func (x *PublishResult) String() string {
 func (*PublishResult) ProtoMessage() {}
 
 func (x *PublishResult) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[10]
+	mi := &file_dmq_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1012,7 @@ func (x *PublishResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResult.ProtoReflect.Descriptor instead.
 func (*PublishResult) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{10}
+	return file_dmq_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishResult) GetId() string {
@@ -881,7 +1046,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_dmq_proto_msgTypes[11]
+	mi := &file_dmq_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1058,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[11]
+	mi := &file_dmq_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1071,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{11}
+	return file_dmq_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishResponse) GetSequence() uint64 {
@@ -935,7 +1100,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_dmq_proto_msgTypes[12]
+	mi := &file_dmq_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1112,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[12]
+	mi := &file_dmq_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1125,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{12}
+	return file_dmq_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() int32 {
@@ -1001,7 +1166,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_dmq_proto_msgTypes[13]
+	mi := &file_dmq_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1178,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[13]
+	mi := &file_dmq_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1191,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{13}
+	return file_dmq_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Group) GetTopic() string {
@@ -1118,7 +1283,7 @@ type GroupStats struct {
 
 func (x *GroupStats) Reset() {
 	*x = GroupStats{}
-	mi := &file_dmq_proto_msgTypes[14]
+	mi := &file_dmq_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1295,7 @@ func (x *GroupStats) String() string {
 func (*GroupStats) ProtoMessage() {}
 
 func (x *GroupStats) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[14]
+	mi := &file_dmq_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1308,7 @@ func (x *GroupStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStats.ProtoReflect.Descriptor instead.
 func (*GroupStats) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{14}
+	return file_dmq_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GroupStats) GetAckFloor() uint64 {
@@ -1201,7 +1366,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_dmq_proto_msgTypes[15]
+	mi := &file_dmq_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1378,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[15]
+	mi := &file_dmq_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1391,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{15}
+	return file_dmq_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateGroupRequest) GetTopic() string {
@@ -1295,7 +1460,7 @@ type GetGroupRequest struct {
 
 func (x *GetGroupRequest) Reset() {
 	*x = GetGroupRequest{}
-	mi := &file_dmq_proto_msgTypes[16]
+	mi := &file_dmq_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1472,7 @@ func (x *GetGroupRequest) String() string {
 func (*GetGroupRequest) ProtoMessage() {}
 
 func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[16]
+	mi := &file_dmq_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1485,7 @@ func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{16}
+	return file_dmq_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetGroupRequest) GetTopic() string {
@@ -1346,7 +1511,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_dmq_proto_msgTypes[17]
+	mi := &file_dmq_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1523,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[17]
+	mi := &file_dmq_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1536,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{17}
+	return file_dmq_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListGroupsRequest) GetTopic() string {
@@ -1390,7 +1555,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_dmq_proto_msgTypes[18]
+	mi := &file_dmq_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1567,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[18]
+	mi := &file_dmq_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1580,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{18}
+	return file_dmq_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1448,7 +1613,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_dmq_proto_msgTypes[19]
+	mi := &file_dmq_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1625,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[19]
+	mi := &file_dmq_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1638,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{19}
+	return file_dmq_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Message) GetId() string {
@@ -1554,7 +1719,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_dmq_proto_msgTypes[20]
+	mi := &file_dmq_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1731,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[20]
+	mi := &file_dmq_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1744,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{20}
+	return file_dmq_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubscribeRequest) GetRequest() isSubscribeRequest_Request {
@@ -1669,7 +1834,7 @@ type SubscribeStart struct {
 
 func (x *SubscribeStart) Reset() {
 	*x = SubscribeStart{}
-	mi := &file_dmq_proto_msgTypes[21]
+	mi := &file_dmq_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1846,7 @@ func (x *SubscribeStart) String() string {
 func (*SubscribeStart) ProtoMessage() {}
 
 func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[21]
+	mi := &file_dmq_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1859,7 @@ func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
 func (*SubscribeStart) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{21}
+	return file_dmq_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubscribeStart) GetTopic() string {
@@ -1734,7 +1899,7 @@ type AckIds struct {
 
 func (x *AckIds) Reset() {
 	*x = AckIds{}
-	mi := &file_dmq_proto_msgTypes[22]
+	mi := &file_dmq_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1911,7 @@ func (x *AckIds) String() string {
 func (*AckIds) ProtoMessage() {}
 
 func (x *AckIds) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[22]
+	mi := &file_dmq_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1924,7 @@ func (x *AckIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckIds.ProtoReflect.Descriptor instead.
 func (*AckIds) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{22}
+	return file_dmq_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckIds) GetIds() []string {
@@ -1779,7 +1944,7 @@ type NackIds struct {
 
 func (x *NackIds) Reset() {
 	*x = NackIds{}
-	mi := &file_dmq_proto_msgTypes[23]
+	mi := &file_dmq_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1956,7 @@ func (x *NackIds) String() string {
 func (*NackIds) ProtoMessage() {}
 
 func (x *NackIds) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[23]
+	mi := &file_dmq_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1969,7 @@ func (x *NackIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackIds.ProtoReflect.Descriptor instead.
 func (*NackIds) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{23}
+	return file_dmq_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NackIds) GetIds() []string {
@@ -1835,7 +2000,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_dmq_proto_msgTypes[24]
+	mi := &file_dmq_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2012,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[24]
+	mi := &file_dmq_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2025,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{24}
+	return file_dmq_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubscribeResponse) GetResponse() isSubscribeResponse_Response {
@@ -1930,7 +2095,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_dmq_proto_msgTypes[25]
+	mi := &file_dmq_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2107,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[25]
+	mi := &file_dmq_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2120,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{25}
+	return file_dmq_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Subscribed) GetClientId() string {
@@ -1981,7 +2146,7 @@ type Deliveries struct {
 
 func (x *Deliveries) Reset() {
 	*x = Deliveries{}
-	mi := &file_dmq_proto_msgTypes[26]
+	mi := &file_dmq_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2158,7 @@ func (x *Deliveries) String() string {
 func (*Deliveries) ProtoMessage() {}
 
 func (x *Deliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[26]
+	mi := &file_dmq_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2171,7 @@ func (x *Deliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliveries.ProtoReflect.Descriptor instead.
 func (*Deliveries) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{26}
+	return file_dmq_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Deliveries) GetMessages() []*Message {
@@ -2029,7 +2194,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_dmq_proto_msgTypes[27]
+	mi := &file_dmq_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2206,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[27]
+	mi := &file_dmq_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2219,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{27}
+	return file_dmq_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AckRequest) GetTopic() string {
@@ -2093,7 +2258,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_dmq_proto_msgTypes[28]
+	mi := &file_dmq_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2270,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[28]
+	mi := &file_dmq_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2283,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{28}
+	return file_dmq_proto_rawDescGZIP(), []int{29}
 }
 
 type NackRequest struct {
@@ -2134,7 +2299,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_dmq_proto_msgTypes[29]
+	mi := &file_dmq_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2311,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[29]
+	mi := &file_dmq_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2324,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{29}
+	return file_dmq_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NackRequest) GetTopic() string {
@@ -2205,7 +2370,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_dmq_proto_msgTypes[30]
+	mi := &file_dmq_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2382,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[30]
+	mi := &file_dmq_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2395,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{30}
+	return file_dmq_proto_rawDescGZIP(), []int{31}
 }
 
 type ListDelayedRequest struct {
@@ -2251,7 +2416,7 @@ type ListDelayedRequest struct {
 
 func (x *ListDelayedRequest) Reset() {
 	*x = ListDelayedRequest{}
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2428,7 @@ func (x *ListDelayedRequest) String() string {
 func (*ListDelayedRequest) ProtoMessage() {}
 
 func (x *ListDelayedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2441,7 @@ func (x *ListDelayedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDelayedRequest.ProtoReflect.Descriptor instead.
 func (*ListDelayedRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{31}
+	return file_dmq_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDelayedRequest) GetTopic() string {
@@ -2334,7 +2499,7 @@ type DelayedMessage struct {
 
 func (x *DelayedMessage) Reset() {
 	*x = DelayedMessage{}
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2511,7 @@ func (x *DelayedMessage) String() string {
 func (*DelayedMessage) ProtoMessage() {}
 
 func (x *DelayedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2524,7 @@ func (x *DelayedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayedMessage.ProtoReflect.Descriptor instead.
 func (*DelayedMessage) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{32}
+	return file_dmq_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DelayedMessage) GetId() string {
@@ -2395,7 +2560,7 @@ type ListDelayedResponse struct {
 
 func (x *ListDelayedResponse) Reset() {
 	*x = ListDelayedResponse{}
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2572,7 @@ func (x *ListDelayedResponse) String() string {
 func (*ListDelayedResponse) ProtoMessage() {}
 
 func (x *ListDelayedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2585,7 @@ func (x *ListDelayedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDelayedResponse.ProtoReflect.Descriptor instead.
 func (*ListDelayedResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{33}
+	return file_dmq_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDelayedResponse) GetMessages() []*DelayedMessage {
@@ -2454,7 +2619,7 @@ type CancelDelayedRequest struct {
 
 func (x *CancelDelayedRequest) Reset() {
 	*x = CancelDelayedRequest{}
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2631,7 @@ func (x *CancelDelayedRequest) String() string {
 func (*CancelDelayedRequest) ProtoMessage() {}
 
 func (x *CancelDelayedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2644,7 @@ func (x *CancelDelayedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDelayedRequest.ProtoReflect.Descriptor instead.
 func (*CancelDelayedRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{34}
+	return file_dmq_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CancelDelayedRequest) GetTopic() string {
@@ -2504,7 +2669,7 @@ type CancelDelayedResponse struct {
 
 func (x *CancelDelayedResponse) Reset() {
 	*x = CancelDelayedResponse{}
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2681,7 @@ func (x *CancelDelayedResponse) String() string {
 func (*CancelDelayedResponse) ProtoMessage() {}
 
 func (x *CancelDelayedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2694,7 @@ func (x *CancelDelayedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDelayedResponse.ProtoReflect.Descriptor instead.
 func (*CancelDelayedResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{35}
+	return file_dmq_proto_rawDescGZIP(), []int{36}
 }
 
 type ServerInfoRequest struct {
@@ -2540,7 +2705,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2717,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2730,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{36}
+	return file_dmq_proto_rawDescGZIP(), []int{37}
 }
 
 type ServerInfoResponse struct {
@@ -2588,7 +2753,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2765,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2778,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{37}
+	return file_dmq_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ServerInfoResponse) GetVersion() string {
@@ -2681,7 +2846,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2858,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2871,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{38}
+	return file_dmq_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2795,7 +2960,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2972,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2985,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{39}
+	return file_dmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeadLetter) GetMessage() *Message {
@@ -2874,7 +3039,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_dmq_proto_msgTypes[40]
+	mi := &file_dmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +3051,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[40]
+	mi := &file_dmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +3064,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{40}
+	return file_dmq_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDeadLettersRequest) GetTopic() string {
@@ -2948,7 +3113,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_dmq_proto_msgTypes[41]
+	mi := &file_dmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3125,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[41]
+	mi := &file_dmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3138,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{41}
+	return file_dmq_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -3001,7 +3166,7 @@ type GetDeadLetterRequest struct {
 
 func (x *GetDeadLetterRequest) Reset() {
 	*x = GetDeadLetterRequest{}
-	mi := &file_dmq_proto_msgTypes[42]
+	mi := &file_dmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3178,7 @@ func (x *GetDeadLetterRequest) String() string {
 func (*GetDeadLetterRequest) ProtoMessage() {}
 
 func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[42]
+	mi := &file_dmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3191,7 @@ func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{42}
+	return file_dmq_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetDeadLetterRequest) GetTopic() string {
@@ -3065,7 +3230,7 @@ type DeadLetterSelector struct {
 
 func (x *DeadLetterSelector) Reset() {
 	*x = DeadLetterSelector{}
-	mi := &file_dmq_proto_msgTypes[43]
+	mi := &file_dmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3077,7 +3242,7 @@ func (x *DeadLetterSelector) String() string {
 func (*DeadLetterSelector) ProtoMessage() {}
 
 func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[43]
+	mi := &file_dmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3090,7 +3255,7 @@ func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterSelector.ProtoReflect.Descriptor instead.
 func (*DeadLetterSelector) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{43}
+	return file_dmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeadLetterSelector) GetTopic() string {
@@ -3137,7 +3302,7 @@ type DeadLetterCount struct {
 
 func (x *DeadLetterCount) Reset() {
 	*x = DeadLetterCount{}
-	mi := &file_dmq_proto_msgTypes[44]
+	mi := &file_dmq_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3314,7 @@ func (x *DeadLetterCount) String() string {
 func (*DeadLetterCount) ProtoMessage() {}
 
 func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[44]
+	mi := &file_dmq_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3327,7 @@ func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
 func (*DeadLetterCount) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{44}
+	return file_dmq_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeadLetterCount) GetCount() uint64 {
@@ -3176,7 +3341,7 @@ var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
 	"\n" +
-	"\tdmq.proto\x12\x06dmq.v1\"\xe3\x01\n" +
+	"\tdmq.proto\x12\x06dmq.v1\"\xac\x03\n" +
 	"\x05Topic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -3186,7 +3351,15 @@ const file_dmq_proto_rawDesc = "" +
 	"\apurpose\x18\x04 \x01(\tR\apurpose\x12\"\n" +
 	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\x12(\n" +
 	"\x05stats\x18\x06 \x01(\v2\x12.dmq.v1.TopicStatsR\x05stats\x12(\n" +
-	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\xe7\x01\n" +
+	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\x12 \n" +
+	"\venvironment\x18\b \x01(\tR\venvironment\x12\x16\n" +
+	"\x06status\x18\t \x01(\tR\x06status\x12!\n" +
+	"\frequested_by\x18\n" +
+	" \x01(\tR\vrequestedBy\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\v \x01(\tR\tdecidedBy\x12\"\n" +
+	"\rdecided_at_ms\x18\f \x01(\x03R\vdecidedAtMs\x12'\n" +
+	"\x0fdecision_reason\x18\r \x01(\tR\x0edecisionReason\"\xe7\x01\n" +
 	"\n" +
 	"TopicStats\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x1f\n" +
@@ -3195,7 +3368,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\fstored_bytes\x18\x03 \x01(\x03R\vstoredBytes\x12\x1a\n" +
 	"\bsegments\x18\x04 \x01(\x05R\bsegments\x12'\n" +
 	"\x0fdelayed_pending\x18\x05 \x01(\x04R\x0edelayedPending\x12-\n" +
-	"\x13next_delayed_due_ms\x18\x06 \x01(\x03R\x10nextDelayedDueMs\"\xa2\x01\n" +
+	"\x13next_delayed_due_ms\x18\x06 \x01(\x03R\x10nextDelayedDueMs\"\xc5\x01\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -3203,10 +3376,22 @@ const file_dmq_proto_rawDesc = "" +
 	"department\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
 	"\apurpose\x18\x04 \x01(\tR\apurpose\x12(\n" +
-	"\x10dedupe_window_ms\x18\x05 \x01(\x03R\x0ededupeWindowMs\"%\n" +
+	"\x10dedupe_window_ms\x18\x05 \x01(\x03R\x0ededupeWindowMs\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\"%\n" +
 	"\x0fGetTopicRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x13\n" +
-	"\x11ListTopicsRequest\";\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa8\x01\n" +
+	"\x11ListTopicsRequest\x12\x1e\n" +
+	"\n" +
+	"department\x18\x01 \x01(\tR\n" +
+	"department\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12#\n" +
+	"\rname_contains\x18\x05 \x01(\tR\fnameContains\"K\n" +
+	"\rTopicDecision\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\";\n" +
 	"\x12ListTopicsResponse\x12%\n" +
 	"\x06topics\x18\x01 \x03(\v2\r.dmq.v1.TopicR\x06topics\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
@@ -3407,13 +3592,15 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\x9f\n" +
-	"\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\xc0\v\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
 	"\n" +
-	"ListTopics\x12\x19.dmq.v1.ListTopicsRequest\x1a\x1a.dmq.v1.ListTopicsResponse\x12F\n" +
+	"ListTopics\x12\x19.dmq.v1.ListTopicsRequest\x1a\x1a.dmq.v1.ListTopicsResponse\x124\n" +
+	"\fApproveTopic\x12\x15.dmq.v1.TopicDecision\x1a\r.dmq.v1.Topic\x123\n" +
+	"\vRejectTopic\x12\x15.dmq.v1.TopicDecision\x1a\r.dmq.v1.Topic\x124\n" +
+	"\fDisableTopic\x12\x15.dmq.v1.TopicDecision\x1a\r.dmq.v1.Topic\x12F\n" +
 	"\vDeleteTopic\x12\x1a.dmq.v1.DeleteTopicRequest\x1a\x1b.dmq.v1.DeleteTopicResponse\x12:\n" +
 	"\aPublish\x12\x16.dmq.v1.PublishRequest\x1a\x17.dmq.v1.PublishResponse\x12D\n" +
 	"\rPublishStream\x12\x16.dmq.v1.PublishRequest\x1a\x17.dmq.v1.PublishResponse(\x010\x01\x128\n" +
@@ -3448,7 +3635,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -3458,118 +3645,125 @@ var file_dmq_proto_goTypes = []any{
 	(*CreateTopicRequest)(nil),      // 5: dmq.v1.CreateTopicRequest
 	(*GetTopicRequest)(nil),         // 6: dmq.v1.GetTopicRequest
 	(*ListTopicsRequest)(nil),       // 7: dmq.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),      // 8: dmq.v1.ListTopicsResponse
-	(*DeleteTopicRequest)(nil),      // 9: dmq.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),     // 10: dmq.v1.DeleteTopicResponse
-	(*OutgoingMessage)(nil),         // 11: dmq.v1.OutgoingMessage
-	(*PublishRequest)(nil),          // 12: dmq.v1.PublishRequest
-	(*PublishResult)(nil),           // 13: dmq.v1.PublishResult
-	(*PublishResponse)(nil),         // 14: dmq.v1.PublishResponse
-	(*Error)(nil),                   // 15: dmq.v1.Error
-	(*Group)(nil),                   // 16: dmq.v1.Group
-	(*GroupStats)(nil),              // 17: dmq.v1.GroupStats
-	(*CreateGroupRequest)(nil),      // 18: dmq.v1.CreateGroupRequest
-	(*GetGroupRequest)(nil),         // 19: dmq.v1.GetGroupRequest
-	(*ListGroupsRequest)(nil),       // 20: dmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),      // 21: dmq.v1.ListGroupsResponse
-	(*Message)(nil),                 // 22: dmq.v1.Message
-	(*SubscribeRequest)(nil),        // 23: dmq.v1.SubscribeRequest
-	(*SubscribeStart)(nil),          // 24: dmq.v1.SubscribeStart
-	(*AckIds)(nil),                  // 25: dmq.v1.AckIds
-	(*NackIds)(nil),                 // 26: dmq.v1.NackIds
-	(*SubscribeResponse)(nil),       // 27: dmq.v1.SubscribeResponse
-	(*Subscribed)(nil),              // 28: dmq.v1.Subscribed
-	(*Deliveries)(nil),              // 29: dmq.v1.Deliveries
-	(*AckRequest)(nil),              // 30: dmq.v1.AckRequest
-	(*AckResponse)(nil),             // 31: dmq.v1.AckResponse
-	(*NackRequest)(nil),             // 32: dmq.v1.NackRequest
-	(*NackResponse)(nil),            // 33: dmq.v1.NackResponse
-	(*ListDelayedRequest)(nil),      // 34: dmq.v1.ListDelayedRequest
-	(*DelayedMessage)(nil),          // 35: dmq.v1.DelayedMessage
-	(*ListDelayedResponse)(nil),     // 36: dmq.v1.ListDelayedResponse
-	(*CancelDelayedRequest)(nil),    // 37: dmq.v1.CancelDelayedRequest
-	(*CancelDelayedResponse)(nil),   // 38: dmq.v1.CancelDelayedResponse
-	(*ServerInfoRequest)(nil),       // 39: dmq.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),      // 40: dmq.v1.ServerInfoResponse
-	(*ResetGroupRequest)(nil),       // 41: dmq.v1.ResetGroupRequest
-	(*DeadLetter)(nil),              // 42: dmq.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),  // 43: dmq.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil), // 44: dmq.v1.ListDeadLettersResponse
-	(*GetDeadLetterRequest)(nil),    // 45: dmq.v1.GetDeadLetterRequest
-	(*DeadLetterSelector)(nil),      // 46: dmq.v1.DeadLetterSelector
-	(*DeadLetterCount)(nil),         // 47: dmq.v1.DeadLetterCount
-	nil,                             // 48: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 49: dmq.v1.Message.HeadersEntry
+	(*TopicDecision)(nil),           // 8: dmq.v1.TopicDecision
+	(*ListTopicsResponse)(nil),      // 9: dmq.v1.ListTopicsResponse
+	(*DeleteTopicRequest)(nil),      // 10: dmq.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),     // 11: dmq.v1.DeleteTopicResponse
+	(*OutgoingMessage)(nil),         // 12: dmq.v1.OutgoingMessage
+	(*PublishRequest)(nil),          // 13: dmq.v1.PublishRequest
+	(*PublishResult)(nil),           // 14: dmq.v1.PublishResult
+	(*PublishResponse)(nil),         // 15: dmq.v1.PublishResponse
+	(*Error)(nil),                   // 16: dmq.v1.Error
+	(*Group)(nil),                   // 17: dmq.v1.Group
+	(*GroupStats)(nil),              // 18: dmq.v1.GroupStats
+	(*CreateGroupRequest)(nil),      // 19: dmq.v1.CreateGroupRequest
+	(*GetGroupRequest)(nil),         // 20: dmq.v1.GetGroupRequest
+	(*ListGroupsRequest)(nil),       // 21: dmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),      // 22: dmq.v1.ListGroupsResponse
+	(*Message)(nil),                 // 23: dmq.v1.Message
+	(*SubscribeRequest)(nil),        // 24: dmq.v1.SubscribeRequest
+	(*SubscribeStart)(nil),          // 25: dmq.v1.SubscribeStart
+	(*AckIds)(nil),                  // 26: dmq.v1.AckIds
+	(*NackIds)(nil),                 // 27: dmq.v1.NackIds
+	(*SubscribeResponse)(nil),       // 28: dmq.v1.SubscribeResponse
+	(*Subscribed)(nil),              // 29: dmq.v1.Subscribed
+	(*Deliveries)(nil),              // 30: dmq.v1.Deliveries
+	(*AckRequest)(nil),              // 31: dmq.v1.AckRequest
+	(*AckResponse)(nil),             // 32: dmq.v1.AckResponse
+	(*NackRequest)(nil),             // 33: dmq.v1.NackRequest
+	(*NackResponse)(nil),            // 34: dmq.v1.NackResponse
+	(*ListDelayedRequest)(nil),      // 35: dmq.v1.ListDelayedRequest
+	(*DelayedMessage)(nil),          // 36: dmq.v1.DelayedMessage
+	(*ListDelayedResponse)(nil),     // 37: dmq.v1.ListDelayedResponse
+	(*CancelDelayedRequest)(nil),    // 38: dmq.v1.CancelDelayedRequest
+	(*CancelDelayedResponse)(nil),   // 39: dmq.v1.CancelDelayedResponse
+	(*ServerInfoRequest)(nil),       // 40: dmq.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),      // 41: dmq.v1.ServerInfoResponse
+	(*ResetGroupRequest)(nil),       // 42: dmq.v1.ResetGroupRequest
+	(*DeadLetter)(nil),              // 43: dmq.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),  // 44: dmq.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil), // 45: dmq.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),    // 46: dmq.v1.GetDeadLetterRequest
+	(*DeadLetterSelector)(nil),      // 47: dmq.v1.DeadLetterSelector
+	(*DeadLetterCount)(nil),         // 48: dmq.v1.DeadLetterCount
+	nil,                             // 49: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 50: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	48, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
-	11, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
-	15, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
-	13, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
+	49, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
+	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
+	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
 	0,  // 6: dmq.v1.Group.mode:type_name -> dmq.v1.GroupMode
 	1,  // 7: dmq.v1.Group.ack_mode:type_name -> dmq.v1.AckMode
-	17, // 8: dmq.v1.Group.stats:type_name -> dmq.v1.GroupStats
+	18, // 8: dmq.v1.Group.stats:type_name -> dmq.v1.GroupStats
 	0,  // 9: dmq.v1.CreateGroupRequest.mode:type_name -> dmq.v1.GroupMode
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
-	16, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	49, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
-	24, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
-	25, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
-	26, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
-	28, // 17: dmq.v1.SubscribeResponse.subscribed:type_name -> dmq.v1.Subscribed
-	29, // 18: dmq.v1.SubscribeResponse.deliveries:type_name -> dmq.v1.Deliveries
-	15, // 19: dmq.v1.SubscribeResponse.error:type_name -> dmq.v1.Error
-	16, // 20: dmq.v1.Subscribed.group:type_name -> dmq.v1.Group
-	22, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
-	22, // 22: dmq.v1.DelayedMessage.message:type_name -> dmq.v1.Message
-	35, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
-	22, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
-	42, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
+	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
+	50, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
+	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
+	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
+	29, // 17: dmq.v1.SubscribeResponse.subscribed:type_name -> dmq.v1.Subscribed
+	30, // 18: dmq.v1.SubscribeResponse.deliveries:type_name -> dmq.v1.Deliveries
+	16, // 19: dmq.v1.SubscribeResponse.error:type_name -> dmq.v1.Error
+	17, // 20: dmq.v1.Subscribed.group:type_name -> dmq.v1.Group
+	23, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
+	23, // 22: dmq.v1.DelayedMessage.message:type_name -> dmq.v1.Message
+	36, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
+	23, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
+	43, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
 	5,  // 26: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
 	6,  // 27: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
 	7,  // 28: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	9,  // 29: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	12, // 30: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	12, // 31: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	18, // 32: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	19, // 33: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	20, // 34: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	23, // 35: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	30, // 36: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	32, // 37: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	41, // 38: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	43, // 39: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	45, // 40: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	46, // 41: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	46, // 42: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	34, // 43: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	37, // 44: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	39, // 45: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 46: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 47: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	8,  // 48: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	10, // 49: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	14, // 50: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	14, // 51: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	16, // 52: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	16, // 53: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	21, // 54: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	27, // 55: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	31, // 56: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	33, // 57: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	16, // 58: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	44, // 59: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	42, // 60: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	47, // 61: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	47, // 62: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	36, // 63: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	38, // 64: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	40, // 65: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	46, // [46:66] is the sub-list for method output_type
-	26, // [26:46] is the sub-list for method input_type
+	8,  // 29: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 30: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 31: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 32: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 33: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 34: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 35: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 36: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 37: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 38: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 39: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 40: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 41: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 42: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 43: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 44: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 45: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 46: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 47: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	40, // 48: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 49: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 50: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 51: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 52: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 53: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 54: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 55: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 56: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 57: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 58: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 59: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 60: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 61: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 62: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 63: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 64: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 65: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 66: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 67: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 68: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 69: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 70: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	41, // 71: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	49, // [49:72] is the sub-list for method output_type
+	26, // [26:49] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -3580,18 +3774,18 @@ func file_dmq_proto_init() {
 	if File_dmq_proto != nil {
 		return
 	}
-	file_dmq_proto_msgTypes[20].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[21].OneofWrappers = []any{
 		(*SubscribeRequest_Start)(nil),
 		(*SubscribeRequest_Credit)(nil),
 		(*SubscribeRequest_Ack)(nil),
 		(*SubscribeRequest_Nack)(nil),
 	}
-	file_dmq_proto_msgTypes[24].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[25].OneofWrappers = []any{
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Error)(nil),
 	}
-	file_dmq_proto_msgTypes[38].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[39].OneofWrappers = []any{
 		(*ResetGroupRequest_Earliest)(nil),
 		(*ResetGroupRequest_Latest)(nil),
 		(*ResetGroupRequest_TimeMs)(nil),
@@ -3602,7 +3796,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

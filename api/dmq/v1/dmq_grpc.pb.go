@@ -32,6 +32,9 @@ const (
 	Broker_CreateTopic_FullMethodName        = "/dmq.v1.Broker/CreateTopic"
 	Broker_GetTopic_FullMethodName           = "/dmq.v1.Broker/GetTopic"
 	Broker_ListTopics_FullMethodName         = "/dmq.v1.Broker/ListTopics"
+	Broker_ApproveTopic_FullMethodName       = "/dmq.v1.Broker/ApproveTopic"
+	Broker_RejectTopic_FullMethodName        = "/dmq.v1.Broker/RejectTopic"
+	Broker_DisableTopic_FullMethodName       = "/dmq.v1.Broker/DisableTopic"
 	Broker_DeleteTopic_FullMethodName        = "/dmq.v1.Broker/DeleteTopic"
 	Broker_Publish_FullMethodName            = "/dmq.v1.Broker/Publish"
 	Broker_PublishStream_FullMethodName      = "/dmq.v1.Broker/PublishStream"
@@ -62,8 +65,15 @@ type BrokerClient interface {
 	CreateTopic(ctx context.Context, in *CreateTopicRequest, opts ...grpc.CallOption) (*Topic, error)
 	// GetTopic returns one topic with its statistics.
 	GetTopic(ctx context.Context, in *GetTopicRequest, opts ...grpc.CallOption) (*Topic, error)
-	// ListTopics returns every topic, sorted by name.
+	// ListTopics returns the topics that match the filters, sorted by name.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
+	// ApproveTopic lets a pending (or rejected, or disabled) topic be used.
+	ApproveTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error)
+	// RejectTopic refuses a pending topic.
+	RejectTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error)
+	// DisableTopic stops an approved topic: publish and subscribe fail until
+	// it is approved again. Stored messages stay.
+	DisableTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error)
 	// DeleteTopic removes a topic, its groups and its stored messages.
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error)
 	// Publish stores a batch of messages durably and returns one result per
@@ -143,6 +153,36 @@ func (c *brokerClient) ListTopics(ctx context.Context, in *ListTopicsRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListTopicsResponse)
 	err := c.cc.Invoke(ctx, Broker_ListTopics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) ApproveTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Topic)
+	err := c.cc.Invoke(ctx, Broker_ApproveTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) RejectTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Topic)
+	err := c.cc.Invoke(ctx, Broker_RejectTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) DisableTopic(ctx context.Context, in *TopicDecision, opts ...grpc.CallOption) (*Topic, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Topic)
+	err := c.cc.Invoke(ctx, Broker_DisableTopic_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -336,8 +376,15 @@ type BrokerServer interface {
 	CreateTopic(context.Context, *CreateTopicRequest) (*Topic, error)
 	// GetTopic returns one topic with its statistics.
 	GetTopic(context.Context, *GetTopicRequest) (*Topic, error)
-	// ListTopics returns every topic, sorted by name.
+	// ListTopics returns the topics that match the filters, sorted by name.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
+	// ApproveTopic lets a pending (or rejected, or disabled) topic be used.
+	ApproveTopic(context.Context, *TopicDecision) (*Topic, error)
+	// RejectTopic refuses a pending topic.
+	RejectTopic(context.Context, *TopicDecision) (*Topic, error)
+	// DisableTopic stops an approved topic: publish and subscribe fail until
+	// it is approved again. Stored messages stay.
+	DisableTopic(context.Context, *TopicDecision) (*Topic, error)
 	// DeleteTopic removes a topic, its groups and its stored messages.
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error)
 	// Publish stores a batch of messages durably and returns one result per
@@ -401,6 +448,15 @@ func (UnimplementedBrokerServer) GetTopic(context.Context, *GetTopicRequest) (*T
 }
 func (UnimplementedBrokerServer) ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTopics not implemented")
+}
+func (UnimplementedBrokerServer) ApproveTopic(context.Context, *TopicDecision) (*Topic, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveTopic not implemented")
+}
+func (UnimplementedBrokerServer) RejectTopic(context.Context, *TopicDecision) (*Topic, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectTopic not implemented")
+}
+func (UnimplementedBrokerServer) DisableTopic(context.Context, *TopicDecision) (*Topic, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableTopic not implemented")
 }
 func (UnimplementedBrokerServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
@@ -524,6 +580,60 @@ func _Broker_ListTopics_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BrokerServer).ListTopics(ctx, req.(*ListTopicsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_ApproveTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopicDecision)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ApproveTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ApproveTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ApproveTopic(ctx, req.(*TopicDecision))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_RejectTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopicDecision)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).RejectTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_RejectTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).RejectTopic(ctx, req.(*TopicDecision))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_DisableTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopicDecision)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).DisableTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_DisableTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).DisableTopic(ctx, req.(*TopicDecision))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -830,6 +940,18 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTopics",
 			Handler:    _Broker_ListTopics_Handler,
+		},
+		{
+			MethodName: "ApproveTopic",
+			Handler:    _Broker_ApproveTopic_Handler,
+		},
+		{
+			MethodName: "RejectTopic",
+			Handler:    _Broker_RejectTopic_Handler,
+		},
+		{
+			MethodName: "DisableTopic",
+			Handler:    _Broker_DisableTopic_Handler,
 		},
 		{
 			MethodName: "DeleteTopic",
