@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -13,34 +14,71 @@ import (
 // own: the ids are in the log records, and a restart rebuilds the window by
 // reading the records published inside it (rebuildDedupe).
 //
-// Memory is bounded by maxIDs: beyond it the oldest ids are forgotten early
-// (the window shrinks) and the broker logs it.
+// Memory: an id is kept as a 128-bit hash (two independent 64-bit hashes;
+// a false match among a million ids has a probability around 1e-27) with a
+// 40-byte slot, about 100 bytes per id with the expiry queue, whatever the
+// id's length. maxIDs bounds the count: beyond it the oldest ids are
+// forgotten early (the window shrinks) and the broker logs it.
 type dedupeWindow struct {
 	window time.Duration
 	maxIDs int
+	seeds  [2]maphash.Seed
 
 	mu      sync.Mutex
-	ids     map[string]*dedupeEntry
-	order   []dedupeRef // ids in the order they were stored, for expiry
-	head    int         // order[:head] is expired
-	evicted bool        // logged that the window was cut short
+	stored  map[dedupeKey]dedupeSlot
+	pending map[dedupeKey]*pendingID // ids whose first copy is being stored
+	order   []dedupeRef              // stored ids in the order they were stored, for expiry
+	head    int                      // order[:head] is expired
+	evicted bool                     // logged that the window was cut short
 }
 
-type dedupeEntry struct {
-	res     PublishResult // where the first copy went (Duplicate unset)
-	atMs    int64
-	pending bool // its append is in progress; waiters want its outcome
+// dedupeKey is the 128-bit hash of a client message id.
+type dedupeKey [2]uint64
+
+func (d *dedupeWindow) key(id string) dedupeKey {
+	return dedupeKey{maphash.String(d.seeds[0], id), maphash.String(d.seeds[1], id)}
+}
+
+// dedupeSlot says where the first copy of an id went, compactly.
+type dedupeSlot struct {
+	offset  uint64 // log offset, or the sequence of a delayed message
+	dueMs   int64  // due time of a delayed message, 0 for a log offset
+	atMs    int64  // when it was stored
+	delayed bool
+}
+
+func slotOf(r PublishResult, atMs int64) (dedupeSlot, error) {
+	if r.DelayID == "" {
+		return dedupeSlot{offset: r.Offset, atMs: atMs}, nil
+	}
+	due, seq, err := ParseDelayID(r.DelayID)
+	return dedupeSlot{offset: seq, dueMs: due, atMs: atMs, delayed: true}, err
+}
+
+func (s dedupeSlot) result() PublishResult {
+	if s.delayed {
+		return PublishResult{DelayID: FormatDelayID(s.dueMs, s.offset), Duplicate: true}
+	}
+	return PublishResult{Offset: s.offset, Duplicate: true}
+}
+
+// pendingID is an id whose first copy is being stored; later copies wait.
+type pendingID struct {
 	waiters []func(res PublishResult, err error)
 }
 
 type dedupeRef struct {
-	id   string
-	res  PublishResult
+	key  dedupeKey
 	atMs int64
 }
 
 func newDedupeWindow(window time.Duration, maxIDs int) *dedupeWindow {
-	return &dedupeWindow{window: window, maxIDs: maxIDs, ids: make(map[string]*dedupeEntry)}
+	return &dedupeWindow{
+		window: window, maxIDs: maxIDs,
+		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		stored:  make(map[dedupeKey]dedupeSlot),
+		pending: make(map[dedupeKey]*pendingID),
+	}
 }
 
 // expireLocked forgets ids older than the window, or beyond maxIDs.
@@ -55,10 +93,9 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 		if over && r.atMs >= limit && !d.evicted {
 			d.evicted, cutShort = true, true
 		}
-		if e := d.ids[r.id]; e != nil && !e.pending && e.res == r.res {
-			delete(d.ids, r.id)
+		if s, ok := d.stored[r.key]; ok && s.atMs == r.atMs {
+			delete(d.stored, r.key)
 		}
-		d.order[d.head] = dedupeRef{}
 		d.head++
 	}
 	// Compact once half the slice is dead.
@@ -69,9 +106,10 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 	return cutShort
 }
 
-// storedLocked records that id was stored as res.
-func (d *dedupeWindow) storedLocked(id string, res PublishResult, atMs int64) {
-	d.order = append(d.order, dedupeRef{id: id, res: res, atMs: atMs})
+// storeLocked records that the id with key k was stored as s.
+func (d *dedupeWindow) storeLocked(k dedupeKey, s dedupeSlot) {
+	d.stored[k] = s
+	d.order = append(d.order, dedupeRef{key: k, atMs: s.atMs})
 }
 
 // PublishResult is the outcome for one published message.
@@ -127,7 +165,7 @@ func (c *completion) finish(err error) {
 }
 
 // plan classifies msgs against the window, reserves the new ids as
-// pending, and makes comp wait for appends in progress that msgs duplicate.
+// pending, and makes comp wait for stores in progress that msgs duplicate.
 func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completion) (p publishPlan, cutShort bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -145,16 +183,16 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 			p.sameAs[i] = j
 			continue
 		}
-		if e := d.ids[id]; e != nil {
-			if !e.pending {
-				comp.results[i] = e.res
-				comp.results[i].Duplicate = true
-				continue
-			}
+		k := d.key(id)
+		if s, ok := d.stored[k]; ok {
+			comp.results[i] = s.result()
+			continue
+		}
+		if pe := d.pending[k]; pe != nil {
 			comp.mu.Lock()
 			comp.parts++
 			comp.mu.Unlock()
-			e.waiters = append(e.waiters, func(res PublishResult, err error) {
+			pe.waiters = append(pe.waiters, func(res PublishResult, err error) {
 				comp.mu.Lock()
 				comp.results[i] = res
 				comp.results[i].Duplicate = true
@@ -163,7 +201,7 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 			})
 			continue
 		}
-		d.ids[id] = &dedupeEntry{pending: true}
+		d.pending[k] = &pendingID{}
 		if p.firstIdx == nil {
 			p.firstIdx = map[string]int{}
 		}
@@ -184,20 +222,22 @@ func (d *dedupeWindow) settle(msgs []*message.Message, idx []int, res []PublishR
 		if id == "" {
 			continue
 		}
-		e := d.ids[id]
-		if e == nil || !e.pending {
+		key := d.key(id)
+		pe := d.pending[key]
+		if pe == nil {
 			continue
 		}
+		delete(d.pending, key)
 		r := res[k]
-		for _, w := range e.waiters {
+		for _, w := range pe.waiters {
 			notify = append(notify, func() { w(r, err) })
 		}
 		if err != nil {
-			delete(d.ids, id)
 			continue
 		}
-		e.res, e.atMs, e.pending, e.waiters = r, nowMs, false, nil
-		d.storedLocked(id, r, nowMs)
+		if slot, serr := slotOf(r, nowMs); serr == nil {
+			d.storeLocked(key, slot)
+		}
 	}
 	return notify
 }
@@ -235,9 +275,7 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 				return err
 			}
 			if m.ClientMessageID != "" && m.PublishedAtMs >= sinceMs {
-				r := PublishResult{Offset: off + uint64(i)}
-				d.ids[m.ClientMessageID] = &dedupeEntry{res: r, atMs: m.PublishedAtMs}
-				d.storedLocked(m.ClientMessageID, r, m.PublishedAtMs)
+				d.storeLocked(d.key(m.ClientMessageID), dedupeSlot{offset: off + uint64(i), atMs: m.PublishedAtMs})
 			}
 		}
 		off += uint64(len(ps))
