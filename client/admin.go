@@ -238,3 +238,33 @@ func (c *Client) CancelDelayed(ctx context.Context, topic, id string) error {
 	_, err := c.api.CancelDelayed(ctx, &dmqv1.CancelDelayedRequest{Topic: topic, Id: id})
 	return err
 }
+
+// ClientFilter narrows ListClients; Online nil means online and offline.
+type ClientFilter struct {
+	Topic, Group string
+	Online       *bool
+}
+
+// ListClients lists the broker's client registry.
+func (c *Client) ListClients(ctx context.Context, f ClientFilter) ([]*dmqv1.ClientInfo, error) {
+	resp, err := c.api.ListClients(ctx, &dmqv1.ListClientsRequest{Topic: f.Topic, Group: f.Group, Online: f.Online})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Clients, nil
+}
+
+// DeleteClient removes an offline client from the registry.
+func (c *Client) DeleteClient(ctx context.Context, id string) error {
+	_, err := c.api.DeleteClients(ctx, &dmqv1.DeleteClientsRequest{ClientId: id})
+	return err
+}
+
+// DeleteOfflineClients removes every offline client and returns how many.
+func (c *Client) DeleteOfflineClients(ctx context.Context) (int, error) {
+	resp, err := c.api.DeleteClients(ctx, &dmqv1.DeleteClientsRequest{AllOffline: true})
+	if err != nil {
+		return 0, err
+	}
+	return int(resp.Count), nil
+}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,8 @@ type Client struct {
 	clientID string
 	retry    RetryPolicy
 	ids      *idSource
+	presence *presence
+	closed   sync.Once
 }
 
 // RetryPolicy says how often and how fast a publish is retransmitted when
@@ -100,11 +103,22 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return &Client{conn: conn, api: dmqv1.NewBrokerClient(conn), clientID: o.clientID, retry: o.retry, ids: newIDSource()}, nil
+	c := &Client{conn: conn, api: dmqv1.NewBrokerClient(conn), clientID: o.clientID, retry: o.retry, ids: newIDSource()}
+	c.presence = newPresence(c)
+	go c.presence.loop()
+	return c, nil
 }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close tells the broker this client leaves and closes the connection.
+// Close producers and consumers first.
+func (c *Client) Close() error {
+	var err error
+	c.closed.Do(func() {
+		c.presence.stop()
+		err = c.conn.Close()
+	})
+	return err
+}
 
 // ClientID is the id this client subscribes with unless a subscription overrides it.
 func (c *Client) ClientID() string { return c.clientID }
@@ -177,6 +191,7 @@ func fromProto(m *dmqv1.Message) *Message {
 // (see RetryPolicy), so each message is stored once. All messages are
 // stored, or none.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([]PublishResult, error) {
+	c.presence.produce(topic)
 	req := &dmqv1.PublishRequest{Topic: topic, Messages: make([]*dmqv1.OutgoingMessage, len(msgs))}
 	for i, m := range msgs {
 		req.Messages[i] = m.outgoing()

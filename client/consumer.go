@@ -99,6 +99,11 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 		done:    make(chan struct{}),
 		started: make(chan struct{}),
 	}
+	c.presence.consume(topic, group, +1)
+	go func() {
+		<-k.done
+		c.presence.consume(topic, group, -1)
+	}()
 	go k.run()
 	select {
 	case <-k.started:

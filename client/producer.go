@@ -100,6 +100,7 @@ func (c *Client) NewProducer(topic string, opts ...ProducerOption) *Producer {
 	}
 	p.mu.idle = make(chan struct{})
 	close(p.mu.idle)
+	c.presence.produce(topic)
 	go p.sendLoop()
 	return p
 }

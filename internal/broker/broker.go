@@ -75,7 +75,11 @@ type Config struct {
 	// dev and test). AllowSelfApproval lets a topic's requester approve it.
 	AutoApproveEnvs   []string
 	AllowSelfApproval bool
-	Logger            *slog.Logger
+	// HeartbeatInterval is how often SDK clients should announce themselves
+	// (default 10 s); ClientTimeout is how long without one before a client
+	// counts as offline (default 30 s).
+	HeartbeatInterval, ClientTimeout time.Duration
+	Logger                           *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +106,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.AutoApproveEnvs == nil {
 		c.AutoApproveEnvs = []string{"dev", "test"}
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 10 * time.Second
+	}
+	if c.ClientTimeout == 0 {
+		c.ClientTimeout = 3 * c.HeartbeatInterval
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -139,6 +149,8 @@ type Broker struct {
 	meta   *meta.Store
 	lock   *dirLock
 	delays *delay.Scheduler
+	// clients is the registry of SDK clients (heartbeats).
+	clients clientRegistry
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -172,7 +184,11 @@ func Open(cfg Config) (*Broker, error) {
 	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
 	b.delays = delay.New(b.fireDelayed)
 	b.mu.topics = make(map[string]*topic)
-	if err := b.load(); err != nil {
+	err = b.load()
+	if err == nil {
+		err = b.loadClients()
+	}
+	if err != nil {
 		b.closeTopics()
 		ms.Close()
 		lock.release()

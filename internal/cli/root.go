@@ -77,6 +77,7 @@ func newRoot(e *env) *cobra.Command {
 		newBenchCmd(e),
 		newDLQCmd(e),
 		newDelayCmd(e),
+		newClientCmd(e),
 	)
 	return root
 }

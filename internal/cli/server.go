@@ -53,6 +53,8 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("max-delay", def.MaxDelay, "longest accepted delay of a delayed message")
 	f.StringSlice("auto-approve-envs", def.AutoApproveEnvs, "environments whose topics are approved on creation (others wait for an approval)")
 	f.Bool("allow-self-approval", false, "let a topic's requester approve it")
+	f.Duration("heartbeat-interval", def.HeartbeatInterval, "how often SDK clients announce themselves")
+	f.Duration("client-timeout", def.ClientTimeout, "how long without a heartbeat before a client is offline")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
 	return cmd
 }

@@ -47,6 +47,10 @@ type Config struct {
 	AutoApproveEnvs []string `yaml:"auto_approve_envs"`
 	// AllowSelfApproval lets a topic's requester approve it.
 	AllowSelfApproval bool `yaml:"allow_self_approval"`
+	// HeartbeatInterval is how often SDK clients announce themselves;
+	// ClientTimeout how long without one before a client counts as offline.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	ClientTimeout     time.Duration `yaml:"client_timeout"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -56,17 +60,19 @@ type Config struct {
 // Default returns the embedded single-machine defaults.
 func Default() Config {
 	return Config{
-		DataDir:         "./dmq-data",
-		Listen:          "127.0.0.1:7420",
-		HTTP:            "127.0.0.1:7480",
-		MaxBodyBytes:    4 << 20,
-		SegmentBytes:    64 << 20,
-		AckTimeout:      30 * time.Second,
-		RetentionAge:    72 * time.Hour,
-		DedupeWindow:    2 * time.Minute,
-		MaxDelay:        90 * 24 * time.Hour,
-		AutoApproveEnvs: []string{"dev", "test"},
-		LogLevel:        "info",
+		DataDir:           "./dmq-data",
+		Listen:            "127.0.0.1:7420",
+		HTTP:              "127.0.0.1:7480",
+		MaxBodyBytes:      4 << 20,
+		SegmentBytes:      64 << 20,
+		AckTimeout:        30 * time.Second,
+		RetentionAge:      72 * time.Hour,
+		DedupeWindow:      2 * time.Minute,
+		MaxDelay:          90 * 24 * time.Hour,
+		AutoApproveEnvs:   []string{"dev", "test"},
+		HeartbeatInterval: 10 * time.Second,
+		ClientTimeout:     30 * time.Second,
+		LogLevel:          "info",
 	}
 }
 
@@ -174,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDelay <= 0 || c.MaxDelay > 10*365*24*time.Hour {
 		return fmt.Errorf("max_delay: %s is out of range (above 0, at most 10 years)", c.MaxDelay)
+	}
+	if c.HeartbeatInterval < 10*time.Millisecond || c.ClientTimeout < c.HeartbeatInterval {
+		return fmt.Errorf("heartbeat_interval must be at least 10ms and client_timeout at least the interval")
 	}
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")

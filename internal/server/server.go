@@ -82,6 +82,8 @@ func (s *Server) Start() error {
 		MaxDelay:          s.cfg.MaxDelay,
 		AutoApproveEnvs:   s.cfg.AutoApproveEnvs,
 		AllowSelfApproval: s.cfg.AllowSelfApproval,
+		HeartbeatInterval: s.cfg.HeartbeatInterval,
+		ClientTimeout:     s.cfg.ClientTimeout,
 		Logger:            s.logger,
 	})
 	if err != nil {

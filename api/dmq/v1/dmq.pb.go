@@ -3337,6 +3337,528 @@ func (x *DeadLetterCount) GetCount() uint64 {
 	return 0
 }
 
+// Subscription names a group a client consumes from.
+type Subscription struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_dmq_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Subscription) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *Subscription) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type HeartbeatRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ClientId   string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Host       string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Pid        int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	SdkVersion string                 `protobuf:"bytes,4,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	// Topics the client publishes to.
+	Produces []string `protobuf:"bytes,5,rep,name=produces,proto3" json:"produces,omitempty"`
+	// Groups the client consumes from.
+	Consumes []*Subscription `protobuf:"bytes,6,rep,name=consumes,proto3" json:"consumes,omitempty"`
+	// The client is closing: mark it offline now.
+	Leaving       bool `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatRequest) Reset() {
+	*x = HeartbeatRequest{}
+	mi := &file_dmq_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatRequest) ProtoMessage() {}
+
+func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *HeartbeatRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetProduces() []string {
+	if x != nil {
+		return x.Produces
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetConsumes() []*Subscription {
+	if x != nil {
+		return x.Consumes
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
+type HeartbeatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How often the broker expects heartbeats.
+	IntervalMs    int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResponse) Reset() {
+	*x = HeartbeatResponse{}
+	mi := &file_dmq_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResponse) ProtoMessage() {}
+
+func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *HeartbeatResponse) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+type ClientInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Host     string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Network address the broker saw the client at.
+	Address    string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Pid        int32  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	SdkVersion string `protobuf:"bytes,5,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	// "producer", "consumer", or both.
+	Roles            []string        `protobuf:"bytes,6,rep,name=roles,proto3" json:"roles,omitempty"`
+	Produces         []string        `protobuf:"bytes,7,rep,name=produces,proto3" json:"produces,omitempty"`
+	Consumes         []*Subscription `protobuf:"bytes,8,rep,name=consumes,proto3" json:"consumes,omitempty"`
+	Online           bool            `protobuf:"varint,9,opt,name=online,proto3" json:"online,omitempty"`
+	ConnectedSinceMs int64           `protobuf:"varint,10,opt,name=connected_since_ms,json=connectedSinceMs,proto3" json:"connected_since_ms,omitempty"`
+	LastSeenMs       int64           `protobuf:"varint,11,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_dmq_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ClientInfo) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ClientInfo) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ClientInfo) GetProduces() []string {
+	if x != nil {
+		return x.Produces
+	}
+	return nil
+}
+
+func (x *ClientInfo) GetConsumes() []*Subscription {
+	if x != nil {
+		return x.Consumes
+	}
+	return nil
+}
+
+func (x *ClientInfo) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *ClientInfo) GetConnectedSinceMs() int64 {
+	if x != nil {
+		return x.ConnectedSinceMs
+	}
+	return 0
+}
+
+func (x *ClientInfo) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+type ListClientsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only clients producing to or consuming from this topic.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Only clients consuming from this group (with topic).
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Only online (true) or only offline clients; all when unset.
+	Online        *bool `protobuf:"varint,3,opt,name=online,proto3,oneof" json:"online,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsRequest) Reset() {
+	*x = ListClientsRequest{}
+	mi := &file_dmq_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsRequest) ProtoMessage() {}
+
+func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientsRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListClientsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListClientsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ListClientsRequest) GetOnline() bool {
+	if x != nil && x.Online != nil {
+		return *x.Online
+	}
+	return false
+}
+
+type ListClientsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clients       []*ClientInfo          `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsResponse) Reset() {
+	*x = ListClientsResponse{}
+	mi := &file_dmq_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsResponse) ProtoMessage() {}
+
+func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientsResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ListClientsResponse) GetClients() []*ClientInfo {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+type DeleteClientsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	AllOffline    bool                   `protobuf:"varint,2,opt,name=all_offline,json=allOffline,proto3" json:"all_offline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClientsRequest) Reset() {
+	*x = DeleteClientsRequest{}
+	mi := &file_dmq_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClientsRequest) ProtoMessage() {}
+
+func (x *DeleteClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClientsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteClientsRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *DeleteClientsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *DeleteClientsRequest) GetAllOffline() bool {
+	if x != nil {
+		return x.AllOffline
+	}
+	return false
+}
+
+type DeleteClientsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClientsResponse) Reset() {
+	*x = DeleteClientsResponse{}
+	mi := &file_dmq_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClientsResponse) ProtoMessage() {}
+
+func (x *DeleteClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClientsResponse.ProtoReflect.Descriptor instead.
+func (*DeleteClientsResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DeleteClientsResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
@@ -3580,6 +4102,50 @@ const file_dmq_proto_rawDesc = "" +
 	"\x03key\x18\x04 \x01(\tR\x03key\x12\x10\n" +
 	"\x03all\x18\x05 \x01(\bR\x03all\"'\n" +
 	"\x0fDeadLetterCount\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\":\n" +
+	"\fSubscription\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\xde\x01\n" +
+	"\x10HeartbeatRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x1f\n" +
+	"\vsdk_version\x18\x04 \x01(\tR\n" +
+	"sdkVersion\x12\x1a\n" +
+	"\bproduces\x18\x05 \x03(\tR\bproduces\x120\n" +
+	"\bconsumes\x18\x06 \x03(\v2\x14.dmq.v1.SubscriptionR\bconsumes\x12\x18\n" +
+	"\aleaving\x18\a \x01(\bR\aleaving\"4\n" +
+	"\x11HeartbeatResponse\x12\x1f\n" +
+	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
+	"intervalMs\"\xd6\x02\n" +
+	"\n" +
+	"ClientInfo\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12\x1f\n" +
+	"\vsdk_version\x18\x05 \x01(\tR\n" +
+	"sdkVersion\x12\x14\n" +
+	"\x05roles\x18\x06 \x03(\tR\x05roles\x12\x1a\n" +
+	"\bproduces\x18\a \x03(\tR\bproduces\x120\n" +
+	"\bconsumes\x18\b \x03(\v2\x14.dmq.v1.SubscriptionR\bconsumes\x12\x16\n" +
+	"\x06online\x18\t \x01(\bR\x06online\x12,\n" +
+	"\x12connected_since_ms\x18\n" +
+	" \x01(\x03R\x10connectedSinceMs\x12 \n" +
+	"\flast_seen_ms\x18\v \x01(\x03R\n" +
+	"lastSeenMs\"h\n" +
+	"\x12ListClientsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1b\n" +
+	"\x06online\x18\x03 \x01(\bH\x00R\x06online\x88\x01\x01B\t\n" +
+	"\a_online\"C\n" +
+	"\x13ListClientsResponse\x12,\n" +
+	"\aclients\x18\x01 \x03(\v2\x12.dmq.v1.ClientInfoR\aclients\"T\n" +
+	"\x14DeleteClientsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vall_offline\x18\x02 \x01(\bR\n" +
+	"allOffline\"-\n" +
+	"\x15DeleteClientsResponse\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -3592,7 +4158,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xc0\v\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\x98\r\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -3618,7 +4184,10 @@ const file_dmq_proto_rawDesc = "" +
 	"\x12RedriveDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12G\n" +
 	"\x10PurgeDeadLetters\x12\x1a.dmq.v1.DeadLetterSelector\x1a\x17.dmq.v1.DeadLetterCount\x12F\n" +
 	"\vListDelayed\x12\x1a.dmq.v1.ListDelayedRequest\x1a\x1b.dmq.v1.ListDelayedResponse\x12L\n" +
-	"\rCancelDelayed\x12\x1c.dmq.v1.CancelDelayedRequest\x1a\x1d.dmq.v1.CancelDelayedResponse\x12C\n" +
+	"\rCancelDelayed\x12\x1c.dmq.v1.CancelDelayedRequest\x1a\x1d.dmq.v1.CancelDelayedResponse\x12@\n" +
+	"\tHeartbeat\x12\x18.dmq.v1.HeartbeatRequest\x1a\x19.dmq.v1.HeartbeatResponse\x12F\n" +
+	"\vListClients\x12\x1a.dmq.v1.ListClientsRequest\x1a\x1b.dmq.v1.ListClientsResponse\x12L\n" +
+	"\rDeleteClients\x12\x1c.dmq.v1.DeleteClientsRequest\x1a\x1d.dmq.v1.DeleteClientsResponse\x12C\n" +
 	"\n" +
 	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
@@ -3635,7 +4204,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -3686,13 +4255,21 @@ var file_dmq_proto_goTypes = []any{
 	(*GetDeadLetterRequest)(nil),    // 46: dmq.v1.GetDeadLetterRequest
 	(*DeadLetterSelector)(nil),      // 47: dmq.v1.DeadLetterSelector
 	(*DeadLetterCount)(nil),         // 48: dmq.v1.DeadLetterCount
-	nil,                             // 49: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 50: dmq.v1.Message.HeadersEntry
+	(*Subscription)(nil),            // 49: dmq.v1.Subscription
+	(*HeartbeatRequest)(nil),        // 50: dmq.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 51: dmq.v1.HeartbeatResponse
+	(*ClientInfo)(nil),              // 52: dmq.v1.ClientInfo
+	(*ListClientsRequest)(nil),      // 53: dmq.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),     // 54: dmq.v1.ListClientsResponse
+	(*DeleteClientsRequest)(nil),    // 55: dmq.v1.DeleteClientsRequest
+	(*DeleteClientsResponse)(nil),   // 56: dmq.v1.DeleteClientsResponse
+	nil,                             // 57: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 58: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	49, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	57, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -3703,7 +4280,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	50, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	58, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -3716,57 +4293,66 @@ var file_dmq_proto_depIdxs = []int32{
 	36, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
 	23, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
 	43, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
-	5,  // 26: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 27: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 28: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 29: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 30: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 31: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 32: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 33: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 34: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 35: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 36: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 37: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 38: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 39: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 40: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 41: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 42: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 43: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 44: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 45: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 46: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 47: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	40, // 48: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 49: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 50: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 51: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 52: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 53: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 54: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 55: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 56: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 57: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 58: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 59: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 60: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 61: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 62: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 63: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 64: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 65: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 66: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 67: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 68: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 69: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 70: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	41, // 71: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	49, // [49:72] is the sub-list for method output_type
-	26, // [26:49] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	49, // 26: dmq.v1.HeartbeatRequest.consumes:type_name -> dmq.v1.Subscription
+	49, // 27: dmq.v1.ClientInfo.consumes:type_name -> dmq.v1.Subscription
+	52, // 28: dmq.v1.ListClientsResponse.clients:type_name -> dmq.v1.ClientInfo
+	5,  // 29: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 30: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 31: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 32: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 33: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 34: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 35: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 36: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 37: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 38: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 39: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 40: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 41: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 42: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 43: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 44: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 45: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 46: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 47: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 48: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 49: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 50: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 51: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 52: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 53: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	40, // 54: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 55: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 56: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 57: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 58: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 59: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 60: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 61: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 62: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 63: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 64: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 65: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 66: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 67: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 68: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 69: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 70: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 71: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 72: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 73: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 74: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 75: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 76: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 77: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 78: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 79: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	41, // 80: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	55, // [55:81] is the sub-list for method output_type
+	29, // [29:55] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -3790,13 +4376,14 @@ func file_dmq_proto_init() {
 		(*ResetGroupRequest_Latest)(nil),
 		(*ResetGroupRequest_TimeMs)(nil),
 	}
+	file_dmq_proto_msgTypes[50].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   48,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -51,6 +51,9 @@ const (
 	Broker_PurgeDeadLetters_FullMethodName   = "/dmq.v1.Broker/PurgeDeadLetters"
 	Broker_ListDelayed_FullMethodName        = "/dmq.v1.Broker/ListDelayed"
 	Broker_CancelDelayed_FullMethodName      = "/dmq.v1.Broker/CancelDelayed"
+	Broker_Heartbeat_FullMethodName          = "/dmq.v1.Broker/Heartbeat"
+	Broker_ListClients_FullMethodName        = "/dmq.v1.Broker/ListClients"
+	Broker_DeleteClients_FullMethodName      = "/dmq.v1.Broker/DeleteClients"
 	Broker_ServerInfo_FullMethodName         = "/dmq.v1.Broker/ServerInfo"
 )
 
@@ -117,6 +120,15 @@ type BrokerClient interface {
 	// CancelDelayed cancels a pending delayed message: it is never delivered.
 	// NotFound when it was already delivered, cancelled, or never existed.
 	CancelDelayed(ctx context.Context, in *CancelDelayedRequest, opts ...grpc.CallOption) (*CancelDelayedResponse, error)
+	// Heartbeat announces a client and what it does; the SDK sends it on
+	// start, when it starts producing or consuming, and periodically. A client
+	// is online while heartbeats keep coming within the broker's timeout.
+	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// ListClients lists known clients, online and offline.
+	ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error)
+	// DeleteClients removes offline clients from the registry: one by id, or
+	// all offline ones. Online clients cannot be deleted.
+	DeleteClients(ctx context.Context, in *DeleteClientsRequest, opts ...grpc.CallOption) (*DeleteClientsResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
 }
@@ -355,6 +367,36 @@ func (c *brokerClient) CancelDelayed(ctx context.Context, in *CancelDelayedReque
 	return out, nil
 }
 
+func (c *brokerClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeartbeatResponse)
+	err := c.cc.Invoke(ctx, Broker_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) ListClients(ctx context.Context, in *ListClientsRequest, opts ...grpc.CallOption) (*ListClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClientsResponse)
+	err := c.cc.Invoke(ctx, Broker_ListClients_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) DeleteClients(ctx context.Context, in *DeleteClientsRequest, opts ...grpc.CallOption) (*DeleteClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteClientsResponse)
+	err := c.cc.Invoke(ctx, Broker_DeleteClients_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerInfoResponse)
@@ -428,6 +470,15 @@ type BrokerServer interface {
 	// CancelDelayed cancels a pending delayed message: it is never delivered.
 	// NotFound when it was already delivered, cancelled, or never existed.
 	CancelDelayed(context.Context, *CancelDelayedRequest) (*CancelDelayedResponse, error)
+	// Heartbeat announces a client and what it does; the SDK sends it on
+	// start, when it starts producing or consuming, and periodically. A client
+	// is online while heartbeats keep coming within the broker's timeout.
+	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// ListClients lists known clients, online and offline.
+	ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error)
+	// DeleteClients removes offline clients from the registry: one by id, or
+	// all offline ones. Online clients cannot be deleted.
+	DeleteClients(context.Context, *DeleteClientsRequest) (*DeleteClientsResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
 	mustEmbedUnimplementedBrokerServer()
@@ -505,6 +556,15 @@ func (UnimplementedBrokerServer) ListDelayed(context.Context, *ListDelayedReques
 }
 func (UnimplementedBrokerServer) CancelDelayed(context.Context, *CancelDelayedRequest) (*CancelDelayedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDelayed not implemented")
+}
+func (UnimplementedBrokerServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedBrokerServer) ListClients(context.Context, *ListClientsRequest) (*ListClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClients not implemented")
+}
+func (UnimplementedBrokerServer) DeleteClients(context.Context, *DeleteClientsRequest) (*DeleteClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteClients not implemented")
 }
 func (UnimplementedBrokerServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerInfo not implemented")
@@ -904,6 +964,60 @@ func _Broker_CancelDelayed_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeartbeatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).Heartbeat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_Heartbeat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_ListClients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ListClients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ListClients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ListClients(ctx, req.(*ListClientsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_DeleteClients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).DeleteClients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_DeleteClients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).DeleteClients(ctx, req.(*DeleteClientsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerInfoRequest)
 	if err := dec(in); err != nil {
@@ -1008,6 +1122,18 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelDelayed",
 			Handler:    _Broker_CancelDelayed_Handler,
+		},
+		{
+			MethodName: "Heartbeat",
+			Handler:    _Broker_Heartbeat_Handler,
+		},
+		{
+			MethodName: "ListClients",
+			Handler:    _Broker_ListClients_Handler,
+		},
+		{
+			MethodName: "DeleteClients",
+			Handler:    _Broker_DeleteClients_Handler,
 		},
 		{
 			MethodName: "ServerInfo",

@@ -1,0 +1,132 @@
+package broker
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/meta"
+)
+
+// clientRegistry knows the SDK clients that announced themselves with
+// heartbeats: online while they keep coming within the timeout, offline
+// after, until someone deletes them.
+type clientRegistry struct {
+	mu      sync.Mutex
+	clients map[string]*meta.Client
+}
+
+// ClientInfo is a registry entry with its online state.
+type ClientInfo struct {
+	meta.Client
+	Online bool
+}
+
+// ClientFilter narrows ListClients.
+type ClientFilter struct {
+	Topic, Group string
+	Online       *bool
+}
+
+func (b *Broker) loadClients() error {
+	cs, err := b.meta.Clients()
+	if err != nil {
+		return err
+	}
+	b.clients.clients = make(map[string]*meta.Client, len(cs))
+	for i := range cs {
+		b.clients.clients[cs[i].ID] = &cs[i]
+	}
+	return nil
+}
+
+func (b *Broker) online(c *meta.Client, nowMs int64) bool {
+	return !c.Left && nowMs-c.LastSeenMs <= b.cfg.ClientTimeout.Milliseconds()
+}
+
+// Heartbeat records that a client is alive (or, with Left, leaving) and
+// what it produces and consumes. addr is where the broker sees it.
+func (b *Broker) Heartbeat(c meta.Client, addr string) error {
+	if c.ID == "" || len(c.ID) > 256 {
+		return errorf(KindInvalid, "client id must be 1 to 256 bytes")
+	}
+	nowMs := time.Now().UnixMilli()
+	b.clients.mu.Lock()
+	defer b.clients.mu.Unlock()
+	old := b.clients.clients[c.ID]
+	c.Address, c.LastSeenMs = addr, nowMs
+	if old != nil && b.online(old, nowMs) {
+		c.ConnectedSinceMs = old.ConnectedSinceMs
+	} else {
+		c.ConnectedSinceMs = nowMs
+	}
+	sort.Strings(c.Produces)
+	if err := b.meta.PutClient(c); err != nil {
+		return wrap(KindInternal, err, "store client %q", c.ID)
+	}
+	b.clients.clients[c.ID] = &c
+	return nil
+}
+
+// ListClients returns the registry entries that match f, sorted by id.
+func (b *Broker) ListClients(f ClientFilter) []ClientInfo {
+	nowMs := time.Now().UnixMilli()
+	b.clients.mu.Lock()
+	defer b.clients.mu.Unlock()
+	var out []ClientInfo
+	for _, c := range b.clients.clients {
+		ci := ClientInfo{Client: *c, Online: b.online(c, nowMs)}
+		if f.Online != nil && *f.Online != ci.Online {
+			continue
+		}
+		if f.Topic != "" {
+			uses := slices.Contains(c.Produces, f.Topic) && f.Group == ""
+			for _, s := range c.Consumes {
+				uses = uses || (s.Topic == f.Topic && (f.Group == "" || s.Group == f.Group))
+			}
+			if !uses {
+				continue
+			}
+		}
+		out = append(out, ci)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// DeleteClients removes one offline client, or with allOffline every
+// offline one, and returns how many.
+func (b *Broker) DeleteClients(id string, allOffline bool) (int, error) {
+	if (id == "") == !allOffline {
+		return 0, errorf(KindInvalid, "name one client id, or ask for all offline clients")
+	}
+	nowMs := time.Now().UnixMilli()
+	b.clients.mu.Lock()
+	defer b.clients.mu.Unlock()
+	var victims []string
+	if id != "" {
+		c := b.clients.clients[id]
+		if c == nil {
+			return 0, errorf(KindNotFound, "client %q is not in the registry", id)
+		}
+		if b.online(c, nowMs) {
+			return 0, errorf(KindPrecondition, "client %q is online (last seen %s); only offline clients can be deleted",
+				id, time.UnixMilli(c.LastSeenMs).UTC().Format(time.RFC3339))
+		}
+		victims = []string{id}
+	} else {
+		for cid, c := range b.clients.clients {
+			if !b.online(c, nowMs) {
+				victims = append(victims, cid)
+			}
+		}
+	}
+	for _, v := range victims {
+		if err := b.meta.DeleteClient(v); err != nil {
+			return 0, wrap(KindInternal, err, "delete client %q", v)
+		}
+		delete(b.clients.clients, v)
+	}
+	return len(victims), nil
+}
