@@ -268,3 +268,17 @@ func (c *Client) DeleteOfflineClients(ctx context.Context) (int, error) {
 	}
 	return int(resp.Count), nil
 }
+
+// StatsQuery selects a topic's per-minute counters over [From, To),
+// optionally one server's or one client's share.
+type StatsQuery struct {
+	From, To       time.Time
+	Server, Client string
+}
+
+// TopicStats returns a topic's per-minute produced, consumed and failed
+// counts with their totals, maxima and minima.
+func (c *Client) TopicStats(ctx context.Context, topic string, q StatsQuery) (*dmqv1.TopicStatsResponse, error) {
+	return c.api.GetTopicStats(ctx, &dmqv1.TopicStatsRequest{Topic: topic, FromMs: q.From.UnixMilli(), ToMs: q.To.UnixMilli(),
+		Server: q.Server, ClientId: q.Client})
+}

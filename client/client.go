@@ -192,7 +192,7 @@ func fromProto(m *dmqv1.Message) *Message {
 // stored, or none.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([]PublishResult, error) {
 	c.presence.produce(topic)
-	req := &dmqv1.PublishRequest{Topic: topic, Messages: make([]*dmqv1.OutgoingMessage, len(msgs))}
+	req := &dmqv1.PublishRequest{Topic: topic, ClientId: c.clientID, Messages: make([]*dmqv1.OutgoingMessage, len(msgs))}
 	for i, m := range msgs {
 		req.Messages[i] = m.outgoing()
 		if req.Messages[i].ClientMessageId == "" {

@@ -311,7 +311,7 @@ func (p *Producer) openStream() (*publishStream, error) {
 // send transmits one batch; if the stream already broke, the batch goes
 // back for retransmission.
 func (ps *publishStream) send(p *Producer, batch []*pendingPublish) {
-	req := &dmqv1.PublishRequest{Topic: p.topic, Messages: make([]*dmqv1.OutgoingMessage, len(batch))}
+	req := &dmqv1.PublishRequest{Topic: p.topic, ClientId: p.c.clientID, Messages: make([]*dmqv1.OutgoingMessage, len(batch))}
 	for i, pp := range batch {
 		req.Messages[i] = pp.msg
 	}

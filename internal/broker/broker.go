@@ -31,6 +31,7 @@ import (
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
+	"github.com/dmqio/dmq/internal/stats"
 )
 
 // Config configures a broker. Zero values mean the defaults.
@@ -79,7 +80,11 @@ type Config struct {
 	// (default 10 s); ClientTimeout is how long without one before a client
 	// counts as offline (default 30 s).
 	HeartbeatInterval, ClientTimeout time.Duration
-	Logger                           *slog.Logger
+	// ServerName labels this broker's per-minute counters (default: host name).
+	ServerName string
+	// StatsRetention is how long per-minute counters are kept (default 30 days).
+	StatsRetention time.Duration
+	Logger         *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -112,6 +117,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ClientTimeout == 0 {
 		c.ClientTimeout = 3 * c.HeartbeatInterval
+	}
+	if c.ServerName == "" {
+		c.ServerName, _ = os.Hostname()
+	}
+	if c.StatsRetention == 0 {
+		c.StatsRetention = 30 * 24 * time.Hour
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -151,6 +162,8 @@ type Broker struct {
 	delays *delay.Scheduler
 	// clients is the registry of SDK clients (heartbeats).
 	clients clientRegistry
+	// stats counts produced, consumed and failed messages per minute.
+	stats *stats.Recorder
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -183,6 +196,7 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
 	b.delays = delay.New(b.fireDelayed)
+	b.stats = stats.New(cfg.ServerName)
 	b.mu.topics = make(map[string]*topic)
 	err = b.load()
 	if err == nil {
@@ -196,6 +210,7 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b.goFunc(b.retentionLoop)
 	b.goFunc(b.delays.Run)
+	b.goFunc(b.minutesLoop)
 	return b, nil
 }
 
@@ -506,13 +521,13 @@ func encode(msgs []*message.Message, idx []int, nowMs int64) [][]byte {
 // Publish stores msgs durably in topic and returns one result per message:
 // its offset, or the offset of the message it duplicates (same client
 // message id inside the topic's duplicate window).
-func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.Message) ([]PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, topicName, client string, msgs []*message.Message) ([]PublishResult, error) {
 	type outcome struct {
 		rs  []PublishResult
 		err error
 	}
 	ch := make(chan outcome, 1)
-	b.PublishAsync(topicName, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
+	b.PublishAsync(topicName, client, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
 	select {
 	case o := <-ch:
 		return o.rs, o.err
@@ -523,8 +538,8 @@ func (b *Broker) Publish(ctx context.Context, topicName string, msgs []*message.
 
 // PublishAsync is Publish without waiting: done is called once, possibly
 // from another goroutine, when the messages are stored or failed. done must
-// not block.
-func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done func([]PublishResult, error)) {
+// not block. client names the producer in the per-minute counters.
+func (b *Broker) PublishAsync(topicName, client string, msgs []*message.Message, done func([]PublishResult, error)) {
 	t, err := b.topic(topicName)
 	if err == nil {
 		err = t.usable()
@@ -533,7 +548,18 @@ func (b *Broker) PublishAsync(topicName string, msgs []*message.Message, done fu
 		done(nil, err)
 		return
 	}
-	b.publishAsync(t, msgs, done)
+	b.publishAsync(t, msgs, func(rs []PublishResult, err error) {
+		if err == nil {
+			n := 0
+			for _, r := range rs {
+				if !r.Duplicate {
+					n++
+				}
+			}
+			b.stats.Produced(topicName, client, n)
+		}
+		done(rs, err)
+	})
 }
 
 // publishAsync is PublishAsync on a topic whatever its status (due delayed

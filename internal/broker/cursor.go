@@ -76,6 +76,9 @@ type cursor struct {
 	deadLettered  []deadLetter
 	finishedDLQ   []uint64 // redriven dead letters that were acked
 	savedFloor    uint64
+	// failedBy counts failed deliveries per consumer client id, for the
+	// per-minute statistics; drained by the group.
+	failedBy map[string]int
 }
 
 type flight struct {
@@ -243,6 +246,12 @@ func (c *cursor) forget(off uint64) {
 // letters once it used up its attempts; otherwise it is handed out again,
 // after the retry backoff when backoff is set, at once when not.
 func (c *cursor) fail(off uint64, reason string, now int64, backoff bool, p *policy) {
+	if f, ok := c.inflight[off]; ok && f.sess != nil {
+		if c.failedBy == nil {
+			c.failedBy = make(map[string]int)
+		}
+		c.failedBy[f.sess.clientID]++
+	}
 	delete(c.inflight, off)
 	c.reasons[off] = reason
 	c.dirtyFailures[off] = true

@@ -189,6 +189,9 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 		}
 		s.push(batch)
 		sent += len(batch)
+		if g.policy.autoAck {
+			g.t.b.stats.Consumed(g.t.name, s.clientID, len(batch))
+		}
 		if err != nil {
 			return
 		}
@@ -240,6 +243,10 @@ func (g *group) persistLocked() {
 				g.fillDeadLetterLocked(c.member, &u.DeadLetters[i])
 			}
 			g.mu.deadLetters -= min(uint64(len(u.FinishedDeadLetters)), g.mu.deadLetters)
+			for client, n := range c.failedBy {
+				g.t.b.stats.Failed(g.t.name, client, n)
+			}
+			clear(c.failedBy)
 			ups = append(ups, u)
 		}
 	}
@@ -315,6 +322,7 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 		}
 	}
 	g.mu.Lock()
+	client := member // who acks, for the statistics
 	if g.info.Mode == ModeCluster {
 		member = clusterMemberID
 	}
@@ -337,13 +345,16 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 	}
 	var changed bool
 	now := time.Now().UnixNano()
+	acked := 0
 	for _, off := range offs {
 		if nack {
 			changed = c.nack(off, reason, now, &g.policy) || changed
-		} else {
-			changed = c.ack(off) || changed
+		} else if c.ack(off) {
+			changed = true
+			acked++
 		}
 	}
+	g.t.b.stats.Consumed(g.t.name, client, acked)
 	g.persistLocked()
 	g.mu.Unlock()
 	if changed {

@@ -78,6 +78,7 @@ func newRoot(e *env) *cobra.Command {
 		newDLQCmd(e),
 		newDelayCmd(e),
 		newClientCmd(e),
+		newStatsCmd(e),
 	)
 	return root
 }

@@ -51,6 +51,10 @@ type Config struct {
 	// ClientTimeout how long without one before a client counts as offline.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	ClientTimeout     time.Duration `yaml:"client_timeout"`
+	// ServerName labels this broker's per-minute counters (default: host name).
+	ServerName string `yaml:"server_name"`
+	// StatsRetention is how long per-minute counters are kept.
+	StatsRetention time.Duration `yaml:"stats_retention"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -72,6 +76,7 @@ func Default() Config {
 		AutoApproveEnvs:   []string{"dev", "test"},
 		HeartbeatInterval: 10 * time.Second,
 		ClientTimeout:     30 * time.Second,
+		StatsRetention:    30 * 24 * time.Hour,
 		LogLevel:          "info",
 	}
 }
@@ -183,6 +188,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 10*time.Millisecond || c.ClientTimeout < c.HeartbeatInterval {
 		return fmt.Errorf("heartbeat_interval must be at least 10ms and client_timeout at least the interval")
+	}
+	if c.StatsRetention < time.Hour {
+		return fmt.Errorf("stats_retention: %s is below 1h", c.StatsRetention)
 	}
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")

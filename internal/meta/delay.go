@@ -163,16 +163,32 @@ var counterMerger = &pebble.Merger{
 	},
 }
 
-type int64Adder struct{ sum int64 }
+// int64Adder adds values made of one or more big-endian int64s, element
+// by element (the dc/ counters have one, the mm/ minute records three).
+type int64Adder struct{ sum []int64 }
 
 func (a *int64Adder) MergeNewer(v []byte) error {
-	if len(v) != 8 {
+	if len(v) == 0 || len(v)%8 != 0 {
 		return fmt.Errorf("counter operand of %d bytes", len(v))
 	}
-	a.sum += int64(binary.BigEndian.Uint64(v))
+	if a.sum == nil {
+		a.sum = make([]int64, len(v)/8)
+	}
+	if len(a.sum) != len(v)/8 {
+		return fmt.Errorf("counter operands of %d and %d values", len(a.sum), len(v)/8)
+	}
+	for i := range a.sum {
+		a.sum[i] += int64(binary.BigEndian.Uint64(v[8*i:]))
+	}
 	return nil
 }
 
 func (a *int64Adder) MergeOlder(v []byte) error { return a.MergeNewer(v) }
 
-func (a *int64Adder) Finish(bool) ([]byte, io.Closer, error) { return int64Value(a.sum), nil, nil }
+func (a *int64Adder) Finish(bool) ([]byte, io.Closer, error) {
+	out := make([]byte, 0, 8*len(a.sum))
+	for _, v := range a.sum {
+		out = binary.BigEndian.AppendUint64(out, uint64(v))
+	}
+	return out, nil, nil
+}

@@ -198,6 +198,8 @@ func (s *Store) DeleteTopic(topic string) error {
 		append(append([]byte("f/"), topic...), 0),
 		append(append([]byte("q/"), topic...), 0),
 		delayPrefix(topic),
+		minutePrefix("mm", topic),
+		minutePrefix("ms", topic),
 	} {
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			return err

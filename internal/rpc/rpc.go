@@ -243,7 +243,7 @@ func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.b.Publish(ctx, req.Topic, msgs)
+	rs, err := s.b.Publish(ctx, req.Topic, req.ClientId, msgs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -306,7 +306,7 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
 			continue
 		}
-		s.b.PublishAsync(req.Topic, msgs, func(rs []broker.PublishResult, err error) {
+		s.b.PublishAsync(req.Topic, req.ClientId, msgs, func(rs []broker.PublishResult, err error) {
 			resp := &dmqv1.PublishResponse{Sequence: seq}
 			if err != nil {
 				resp.Results = failedResults(err, n)

@@ -84,6 +84,8 @@ func (s *Server) Start() error {
 		AllowSelfApproval: s.cfg.AllowSelfApproval,
 		HeartbeatInterval: s.cfg.HeartbeatInterval,
 		ClientTimeout:     s.cfg.ClientTimeout,
+		ServerName:        s.cfg.ServerName,
+		StatsRetention:    s.cfg.StatsRetention,
 		Logger:            s.logger,
 	})
 	if err != nil {

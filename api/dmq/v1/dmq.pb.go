@@ -914,7 +914,9 @@ type PublishRequest struct {
 	Topic    string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	Messages []*OutgoingMessage     `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Echoed in the response so pipelined clients can match answers to batches.
-	Sequence      uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The producer's client id, for per-client statistics.
+	ClientId      string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -968,6 +970,13 @@ func (x *PublishRequest) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *PublishRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
 }
 
 // PublishResult is the outcome for one published message.
@@ -3859,6 +3868,302 @@ func (x *DeleteClientsResponse) GetCount() uint64 {
 	return 0
 }
 
+type TopicStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The range [from_ms, to_ms), at most 31 days and inside the retention.
+	FromMs int64 `protobuf:"varint,2,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	ToMs   int64 `protobuf:"varint,3,opt,name=to_ms,json=toMs,proto3" json:"to_ms,omitempty"`
+	// Only this server's / client's share; empty: all.
+	Server        string `protobuf:"bytes,4,opt,name=server,proto3" json:"server,omitempty"`
+	ClientId      string `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicStatsRequest) Reset() {
+	*x = TopicStatsRequest{}
+	mi := &file_dmq_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicStatsRequest) ProtoMessage() {}
+
+func (x *TopicStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicStatsRequest.ProtoReflect.Descriptor instead.
+func (*TopicStatsRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *TopicStatsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicStatsRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *TopicStatsRequest) GetToMs() int64 {
+	if x != nil {
+		return x.ToMs
+	}
+	return 0
+}
+
+func (x *TopicStatsRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *TopicStatsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// MinuteStats are the counters of one minute.
+type MinuteStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the minute, Unix milliseconds.
+	MinuteMs int64  `protobuf:"varint,1,opt,name=minute_ms,json=minuteMs,proto3" json:"minute_ms,omitempty"`
+	Produced uint64 `protobuf:"varint,2,opt,name=produced,proto3" json:"produced,omitempty"`
+	Consumed uint64 `protobuf:"varint,3,opt,name=consumed,proto3" json:"consumed,omitempty"`
+	Failures uint64 `protobuf:"varint,4,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Messages stored in the topic at the end of the minute (0 when not recorded).
+	Stored        uint64 `protobuf:"varint,5,opt,name=stored,proto3" json:"stored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MinuteStats) Reset() {
+	*x = MinuteStats{}
+	mi := &file_dmq_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MinuteStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MinuteStats) ProtoMessage() {}
+
+func (x *MinuteStats) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MinuteStats.ProtoReflect.Descriptor instead.
+func (*MinuteStats) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *MinuteStats) GetMinuteMs() int64 {
+	if x != nil {
+		return x.MinuteMs
+	}
+	return 0
+}
+
+func (x *MinuteStats) GetProduced() uint64 {
+	if x != nil {
+		return x.Produced
+	}
+	return 0
+}
+
+func (x *MinuteStats) GetConsumed() uint64 {
+	if x != nil {
+		return x.Consumed
+	}
+	return 0
+}
+
+func (x *MinuteStats) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *MinuteStats) GetStored() uint64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
+// CounterSummary is one counter over the range.
+type CounterSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Total         uint64                 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	Max           uint64                 `protobuf:"varint,2,opt,name=max,proto3" json:"max,omitempty"`
+	Min           uint64                 `protobuf:"varint,3,opt,name=min,proto3" json:"min,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterSummary) Reset() {
+	*x = CounterSummary{}
+	mi := &file_dmq_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterSummary) ProtoMessage() {}
+
+func (x *CounterSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterSummary.ProtoReflect.Descriptor instead.
+func (*CounterSummary) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *CounterSummary) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *CounterSummary) GetMax() uint64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *CounterSummary) GetMin() uint64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+type TopicStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per minute of the range, zeros included.
+	Minutes  []*MinuteStats  `protobuf:"bytes,1,rep,name=minutes,proto3" json:"minutes,omitempty"`
+	Produced *CounterSummary `protobuf:"bytes,2,opt,name=produced,proto3" json:"produced,omitempty"`
+	Consumed *CounterSummary `protobuf:"bytes,3,opt,name=consumed,proto3" json:"consumed,omitempty"`
+	Failures *CounterSummary `protobuf:"bytes,4,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Messages stored now.
+	StoredNow     uint64 `protobuf:"varint,5,opt,name=stored_now,json=storedNow,proto3" json:"stored_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicStatsResponse) Reset() {
+	*x = TopicStatsResponse{}
+	mi := &file_dmq_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicStatsResponse) ProtoMessage() {}
+
+func (x *TopicStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicStatsResponse.ProtoReflect.Descriptor instead.
+func (*TopicStatsResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *TopicStatsResponse) GetMinutes() []*MinuteStats {
+	if x != nil {
+		return x.Minutes
+	}
+	return nil
+}
+
+func (x *TopicStatsResponse) GetProduced() *CounterSummary {
+	if x != nil {
+		return x.Produced
+	}
+	return nil
+}
+
+func (x *TopicStatsResponse) GetConsumed() *CounterSummary {
+	if x != nil {
+		return x.Consumed
+	}
+	return nil
+}
+
+func (x *TopicStatsResponse) GetFailures() *CounterSummary {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+func (x *TopicStatsResponse) GetStoredNow() uint64 {
+	if x != nil {
+		return x.StoredNow
+	}
+	return 0
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
@@ -3928,11 +4233,12 @@ const file_dmq_proto_rawDesc = "" +
 	"\bdelay_ms\x18\x06 \x01(\x03R\adelayMs\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.dmq.v1.OutgoingMessageR\bmessages\x12\x1a\n" +
-	"\bsequence\x18\x03 \x01(\x04R\bsequence\"b\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\"b\n" +
 	"\rPublishResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x05error\x18\x02 \x01(\v2\r.dmq.v1.ErrorR\x05error\x12\x1c\n" +
@@ -4146,7 +4452,30 @@ const file_dmq_proto_rawDesc = "" +
 	"\vall_offline\x18\x02 \x01(\bR\n" +
 	"allOffline\"-\n" +
 	"\x15DeleteClientsResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x04R\x05count*Y\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\"\x8c\x01\n" +
+	"\x11TopicStatsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x17\n" +
+	"\afrom_ms\x18\x02 \x01(\x03R\x06fromMs\x12\x13\n" +
+	"\x05to_ms\x18\x03 \x01(\x03R\x04toMs\x12\x16\n" +
+	"\x06server\x18\x04 \x01(\tR\x06server\x12\x1b\n" +
+	"\tclient_id\x18\x05 \x01(\tR\bclientId\"\x96\x01\n" +
+	"\vMinuteStats\x12\x1b\n" +
+	"\tminute_ms\x18\x01 \x01(\x03R\bminuteMs\x12\x1a\n" +
+	"\bproduced\x18\x02 \x01(\x04R\bproduced\x12\x1a\n" +
+	"\bconsumed\x18\x03 \x01(\x04R\bconsumed\x12\x1a\n" +
+	"\bfailures\x18\x04 \x01(\x04R\bfailures\x12\x16\n" +
+	"\x06stored\x18\x05 \x01(\x04R\x06stored\"J\n" +
+	"\x0eCounterSummary\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x04R\x05total\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\x04R\x03max\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\x04R\x03min\"\xfe\x01\n" +
+	"\x12TopicStatsResponse\x12-\n" +
+	"\aminutes\x18\x01 \x03(\v2\x13.dmq.v1.MinuteStatsR\aminutes\x122\n" +
+	"\bproduced\x18\x02 \x01(\v2\x16.dmq.v1.CounterSummaryR\bproduced\x122\n" +
+	"\bconsumed\x18\x03 \x01(\v2\x16.dmq.v1.CounterSummaryR\bconsumed\x122\n" +
+	"\bfailures\x18\x04 \x01(\v2\x16.dmq.v1.CounterSummaryR\bfailures\x12\x1d\n" +
+	"\n" +
+	"stored_now\x18\x05 \x01(\x04R\tstoredNow*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GROUP_MODE_CLUSTER\x10\x01\x12\x18\n" +
@@ -4158,7 +4487,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\x98\r\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\xe0\r\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -4187,7 +4516,8 @@ const file_dmq_proto_rawDesc = "" +
 	"\rCancelDelayed\x12\x1c.dmq.v1.CancelDelayedRequest\x1a\x1d.dmq.v1.CancelDelayedResponse\x12@\n" +
 	"\tHeartbeat\x12\x18.dmq.v1.HeartbeatRequest\x1a\x19.dmq.v1.HeartbeatResponse\x12F\n" +
 	"\vListClients\x12\x1a.dmq.v1.ListClientsRequest\x1a\x1b.dmq.v1.ListClientsResponse\x12L\n" +
-	"\rDeleteClients\x12\x1c.dmq.v1.DeleteClientsRequest\x1a\x1d.dmq.v1.DeleteClientsResponse\x12C\n" +
+	"\rDeleteClients\x12\x1c.dmq.v1.DeleteClientsRequest\x1a\x1d.dmq.v1.DeleteClientsResponse\x12F\n" +
+	"\rGetTopicStats\x12\x19.dmq.v1.TopicStatsRequest\x1a\x1a.dmq.v1.TopicStatsResponse\x12C\n" +
 	"\n" +
 	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
@@ -4204,7 +4534,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -4263,13 +4593,17 @@ var file_dmq_proto_goTypes = []any{
 	(*ListClientsResponse)(nil),     // 54: dmq.v1.ListClientsResponse
 	(*DeleteClientsRequest)(nil),    // 55: dmq.v1.DeleteClientsRequest
 	(*DeleteClientsResponse)(nil),   // 56: dmq.v1.DeleteClientsResponse
-	nil,                             // 57: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 58: dmq.v1.Message.HeadersEntry
+	(*TopicStatsRequest)(nil),       // 57: dmq.v1.TopicStatsRequest
+	(*MinuteStats)(nil),             // 58: dmq.v1.MinuteStats
+	(*CounterSummary)(nil),          // 59: dmq.v1.CounterSummary
+	(*TopicStatsResponse)(nil),      // 60: dmq.v1.TopicStatsResponse
+	nil,                             // 61: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 62: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	57, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	61, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -4280,7 +4614,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	58, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	62, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -4296,63 +4630,69 @@ var file_dmq_proto_depIdxs = []int32{
 	49, // 26: dmq.v1.HeartbeatRequest.consumes:type_name -> dmq.v1.Subscription
 	49, // 27: dmq.v1.ClientInfo.consumes:type_name -> dmq.v1.Subscription
 	52, // 28: dmq.v1.ListClientsResponse.clients:type_name -> dmq.v1.ClientInfo
-	5,  // 29: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 30: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 31: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 32: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 33: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 34: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 35: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 36: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 37: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 38: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 39: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 40: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 41: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 42: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 43: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 44: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 45: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 46: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 47: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 48: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 49: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 50: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 51: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 52: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 53: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	40, // 54: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 55: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 56: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 57: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 58: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 59: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 60: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 61: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 62: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 63: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 64: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 65: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 66: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 67: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 68: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 69: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 70: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 71: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 72: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 73: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 74: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 75: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 76: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 77: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 78: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 79: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	41, // 80: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	55, // [55:81] is the sub-list for method output_type
-	29, // [29:55] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	58, // 29: dmq.v1.TopicStatsResponse.minutes:type_name -> dmq.v1.MinuteStats
+	59, // 30: dmq.v1.TopicStatsResponse.produced:type_name -> dmq.v1.CounterSummary
+	59, // 31: dmq.v1.TopicStatsResponse.consumed:type_name -> dmq.v1.CounterSummary
+	59, // 32: dmq.v1.TopicStatsResponse.failures:type_name -> dmq.v1.CounterSummary
+	5,  // 33: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 34: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 35: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 36: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 37: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 38: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 39: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 40: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 41: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 42: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 43: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 44: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 45: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 46: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 47: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 48: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 49: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 50: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 51: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 52: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 53: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 54: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 55: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 56: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 57: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	57, // 58: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	40, // 59: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 60: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 61: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 62: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 63: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 64: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 65: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 66: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 67: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 68: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 69: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 70: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 71: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 72: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 73: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 74: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 75: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 76: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 77: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 78: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 79: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 80: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 81: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 82: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 83: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 84: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	60, // 85: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	41, // 86: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	60, // [60:87] is the sub-list for method output_type
+	33, // [33:60] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -4383,7 +4723,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   56,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,7 @@ const (
 	Broker_Heartbeat_FullMethodName          = "/dmq.v1.Broker/Heartbeat"
 	Broker_ListClients_FullMethodName        = "/dmq.v1.Broker/ListClients"
 	Broker_DeleteClients_FullMethodName      = "/dmq.v1.Broker/DeleteClients"
+	Broker_GetTopicStats_FullMethodName      = "/dmq.v1.Broker/GetTopicStats"
 	Broker_ServerInfo_FullMethodName         = "/dmq.v1.Broker/ServerInfo"
 )
 
@@ -129,6 +130,10 @@ type BrokerClient interface {
 	// DeleteClients removes offline clients from the registry: one by id, or
 	// all offline ones. Online clients cannot be deleted.
 	DeleteClients(ctx context.Context, in *DeleteClientsRequest, opts ...grpc.CallOption) (*DeleteClientsResponse, error)
+	// TopicStats returns a topic's per-minute counters over a time range:
+	// produced, consumed (acked) and consume failures, optionally narrowed to
+	// one server or client id, with each counter's total, max and min.
+	GetTopicStats(ctx context.Context, in *TopicStatsRequest, opts ...grpc.CallOption) (*TopicStatsResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
 }
@@ -397,6 +402,16 @@ func (c *brokerClient) DeleteClients(ctx context.Context, in *DeleteClientsReque
 	return out, nil
 }
 
+func (c *brokerClient) GetTopicStats(ctx context.Context, in *TopicStatsRequest, opts ...grpc.CallOption) (*TopicStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TopicStatsResponse)
+	err := c.cc.Invoke(ctx, Broker_GetTopicStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerInfoResponse)
@@ -479,6 +494,10 @@ type BrokerServer interface {
 	// DeleteClients removes offline clients from the registry: one by id, or
 	// all offline ones. Online clients cannot be deleted.
 	DeleteClients(context.Context, *DeleteClientsRequest) (*DeleteClientsResponse, error)
+	// TopicStats returns a topic's per-minute counters over a time range:
+	// produced, consumed (acked) and consume failures, optionally narrowed to
+	// one server or client id, with each counter's total, max and min.
+	GetTopicStats(context.Context, *TopicStatsRequest) (*TopicStatsResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
 	mustEmbedUnimplementedBrokerServer()
@@ -565,6 +584,9 @@ func (UnimplementedBrokerServer) ListClients(context.Context, *ListClientsReques
 }
 func (UnimplementedBrokerServer) DeleteClients(context.Context, *DeleteClientsRequest) (*DeleteClientsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteClients not implemented")
+}
+func (UnimplementedBrokerServer) GetTopicStats(context.Context, *TopicStatsRequest) (*TopicStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTopicStats not implemented")
 }
 func (UnimplementedBrokerServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerInfo not implemented")
@@ -1018,6 +1040,24 @@ func _Broker_DeleteClients_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_GetTopicStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopicStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).GetTopicStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_GetTopicStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).GetTopicStats(ctx, req.(*TopicStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerInfoRequest)
 	if err := dec(in); err != nil {
@@ -1134,6 +1174,10 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteClients",
 			Handler:    _Broker_DeleteClients_Handler,
+		},
+		{
+			MethodName: "GetTopicStats",
+			Handler:    _Broker_GetTopicStats_Handler,
 		},
 		{
 			MethodName: "ServerInfo",

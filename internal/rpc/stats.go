@@ -1,0 +1,41 @@
+package rpc
+
+import (
+	"context"
+	"time"
+
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/broker"
+)
+
+// GetTopicStats implements dmq.v1.Broker.
+func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest) (*dmqv1.TopicStatsResponse, error) {
+	if req.FromMs <= 0 || req.ToMs <= 0 {
+		return nil, invalid("stats need a time range: from_ms and to_ms")
+	}
+	ms, err := s.b.TopicStats(broker.TopicStatsQuery{
+		Topic: req.Topic, From: time.UnixMilli(req.FromMs), To: time.UnixMilli(req.ToMs),
+		Server: req.Server, Client: req.ClientId,
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &dmqv1.TopicStatsResponse{Produced: &dmqv1.CounterSummary{}, Consumed: &dmqv1.CounterSummary{}, Failures: &dmqv1.CounterSummary{}}
+	for i, m := range ms {
+		resp.Minutes = append(resp.Minutes, &dmqv1.MinuteStats{MinuteMs: m.MinuteMs, Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures, Stored: m.Stored})
+		for _, p := range []struct {
+			sum *dmqv1.CounterSummary
+			v   uint64
+		}{{resp.Produced, m.Produced}, {resp.Consumed, m.Consumed}, {resp.Failures, m.Failures}} {
+			p.sum.Total += p.v
+			p.sum.Max = max(p.sum.Max, p.v)
+			if i == 0 || p.v < p.sum.Min {
+				p.sum.Min = p.v
+			}
+		}
+	}
+	if ti, err := s.b.GetTopic(req.Topic); err == nil {
+		resp.StoredNow = ti.NextOffset - ti.FirstOffset
+	}
+	return resp, nil
+}

@@ -1,0 +1,103 @@
+// Package stats counts, per topic and client and per minute, the messages
+// produced, consumed (acked) and failed (nacks, ack timeouts, consumers
+// that went away), and writes each finished minute to the metadata store.
+// Counting is a map update under a mutex per publish batch or ack batch;
+// nothing is written per message.
+package stats
+
+import (
+	"sync"
+	"time"
+
+	"github.com/dmqio/dmq/internal/meta"
+)
+
+// MinuteMs is the length of a minute in milliseconds.
+const MinuteMs = int64(time.Minute / time.Millisecond)
+
+// Truncate returns the start of the minute holding ms.
+func Truncate(ms int64) int64 { return ms - ms%MinuteMs }
+
+type key struct {
+	minute        int64
+	topic, client string
+}
+
+type counts struct{ produced, consumed, failures uint64 }
+
+// Recorder accumulates counters until their minute is over.
+type Recorder struct {
+	server string
+	now    func() time.Time
+
+	mu  sync.Mutex
+	cur map[key]*counts
+}
+
+// New returns a recorder for this server's name.
+func New(server string) *Recorder {
+	return &Recorder{server: server, now: time.Now, cur: make(map[key]*counts)}
+}
+
+// Server is the server name counters are recorded under.
+func (r *Recorder) Server() string { return r.server }
+
+func (r *Recorder) add(topic, client string, produced, consumed, failures int) {
+	if produced == 0 && consumed == 0 && failures == 0 {
+		return
+	}
+	k := key{Truncate(r.now().UnixMilli()), topic, client}
+	r.mu.Lock()
+	c := r.cur[k]
+	if c == nil {
+		c = &counts{}
+		r.cur[k] = c
+	}
+	c.produced += uint64(produced)
+	c.consumed += uint64(consumed)
+	c.failures += uint64(failures)
+	r.mu.Unlock()
+}
+
+// Produced counts n messages stored for client in topic.
+func (r *Recorder) Produced(topic, client string, n int) { r.add(topic, client, n, 0, 0) }
+
+// Consumed counts n messages acked by client in topic.
+func (r *Recorder) Consumed(topic, client string, n int) { r.add(topic, client, 0, n, 0) }
+
+// Failed counts n failed deliveries to client in topic.
+func (r *Recorder) Failed(topic, client string, n int) { r.add(topic, client, 0, 0, n) }
+
+// TakeFinished removes and returns the counters of minutes before the
+// current one, or of every minute with all (at shutdown).
+func (r *Recorder) TakeFinished(all bool) []meta.MinuteCount {
+	now := Truncate(r.now().UnixMilli())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []meta.MinuteCount
+	for k, c := range r.cur {
+		if all || k.minute < now {
+			out = append(out, r.record(k, c))
+			delete(r.cur, k)
+		}
+	}
+	return out
+}
+
+// Pending returns the counters of topic not yet written, for queries.
+func (r *Recorder) Pending(topic string) []meta.MinuteCount {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []meta.MinuteCount
+	for k, c := range r.cur {
+		if k.topic == topic {
+			out = append(out, r.record(k, c))
+		}
+	}
+	return out
+}
+
+func (r *Recorder) record(k key, c *counts) meta.MinuteCount {
+	return meta.MinuteCount{Topic: k.topic, MinuteMs: k.minute, Server: r.server, Client: k.client,
+		Produced: c.produced, Consumed: c.consumed, Failures: c.failures}
+}
