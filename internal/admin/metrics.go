@@ -14,6 +14,7 @@ type collector struct {
 
 	topicMessages, topicBytes, topicSegments, delayedPending *prometheus.Desc
 	backlog, inFlight, deadLetters, members                  *prometheus.Desc
+	produced, consumed, failures                             *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector of b's topics and groups.
@@ -30,12 +31,15 @@ func NewCollector(b *broker.Broker) prometheus.Collector {
 		inFlight:       prometheus.NewDesc("dmq_group_in_flight", "Messages delivered and waiting for their ack.", group, nil),
 		deadLetters:    prometheus.NewDesc("dmq_group_dead_letters", "Messages in the group's dead-letter queue.", group, nil),
 		members:        prometheus.NewDesc("dmq_group_members_online", "Consumers connected to the group.", group, nil),
+		produced:       prometheus.NewDesc("dmq_messages_produced_total", "Messages stored for producers since the broker started.", topic, nil),
+		consumed:       prometheus.NewDesc("dmq_messages_consumed_total", "Messages acked by consumers since the broker started.", topic, nil),
+		failures:       prometheus.NewDesc("dmq_consume_failures_total", "Failed deliveries (nacks, ack timeouts, consumers gone) since the broker started.", topic, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.topicMessages, c.topicBytes, c.topicSegments, c.delayedPending,
-		c.backlog, c.inFlight, c.deadLetters, c.members} {
+		c.backlog, c.inFlight, c.deadLetters, c.members, c.produced, c.consumed, c.failures} {
 		ch <- d
 	}
 }
@@ -43,6 +47,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for topic, n := range c.b.CounterTotals() {
+		ch <- prometheus.MustNewConstMetric(c.produced, prometheus.CounterValue, float64(n[0]), topic)
+		ch <- prometheus.MustNewConstMetric(c.consumed, prometheus.CounterValue, float64(n[1]), topic)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(n[2]), topic)
 	}
 	for _, t := range c.b.ListTopics(broker.TopicFilter{}) {
 		gauge(c.topicMessages, float64(t.NextOffset-t.FirstOffset), t.Name)

@@ -49,6 +49,10 @@ func (b *Broker) flushMinutes(now time.Time, all bool) {
 	}
 }
 
+// CounterTotals returns per-topic produced, consumed and failure counts
+// since the broker started.
+func (b *Broker) CounterTotals() map[string][3]uint64 { return b.stats.Totals() }
+
 // MinuteStats is one minute of a topic's counters.
 type MinuteStats struct {
 	MinuteMs                     int64

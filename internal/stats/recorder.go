@@ -32,11 +32,13 @@ type Recorder struct {
 
 	mu  sync.Mutex
 	cur map[key]*counts
+	// totals are per-topic counts since the broker started, for Prometheus.
+	totals map[string]*counts
 }
 
 // New returns a recorder for this server's name.
 func New(server string) *Recorder {
-	return &Recorder{server: server, now: time.Now, cur: make(map[key]*counts)}
+	return &Recorder{server: server, now: time.Now, cur: make(map[key]*counts), totals: make(map[string]*counts)}
 }
 
 // Server is the server name counters are recorded under.
@@ -56,7 +58,27 @@ func (r *Recorder) add(topic, client string, produced, consumed, failures int) {
 	c.produced += uint64(produced)
 	c.consumed += uint64(consumed)
 	c.failures += uint64(failures)
+	t := r.totals[topic]
+	if t == nil {
+		t = &counts{}
+		r.totals[topic] = t
+	}
+	t.produced += uint64(produced)
+	t.consumed += uint64(consumed)
+	t.failures += uint64(failures)
 	r.mu.Unlock()
+}
+
+// Totals returns per-topic produced, consumed and failure counts since the
+// broker started.
+func (r *Recorder) Totals() map[string][3]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string][3]uint64, len(r.totals))
+	for topic, c := range r.totals {
+		out[topic] = [3]uint64{c.produced, c.consumed, c.failures}
+	}
+	return out
 }
 
 // Produced counts n messages stored for client in topic.

@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/dmqtest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc/codes"
 )
 
@@ -68,6 +71,27 @@ func TestPerMinuteCountersMatchTraffic(t *testing.T) {
 	}
 	q := client.StatsQuery{From: from, To: time.Now().Add(time.Minute)}
 	check(admin, q, 50, 50, 1)
+
+	// The same counters on /metrics, which parses as Prometheus text.
+	resp, err := http.Get("http://" + s.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	for name, want := range map[string]float64{"dmq_messages_produced_total": 50, "dmq_messages_consumed_total": 50, "dmq_consume_failures_total": 1} {
+		f := families[name]
+		if f == nil || len(f.Metric) != 1 || f.Metric[0].GetCounter().GetValue() != want || f.Metric[0].Label[0].GetValue() != topic {
+			t.Errorf("%s = %v, want %v for %s", name, f, want, topic)
+		}
+	}
+	if g := families["dmq_group_backlog"]; g == nil || g.Metric[0].GetGauge().GetValue() != 0 {
+		t.Errorf("dmq_group_backlog = %v, want 0", g)
+	}
 	check(admin, client.StatsQuery{From: q.From, To: q.To, Client: "p1"}, 30, 0, 0)
 	check(admin, client.StatsQuery{From: q.From, To: q.To, Client: "c1"}, 0, 50, 1)
 	check(admin, client.StatsQuery{From: q.From, To: q.To, Server: "no-such-server"}, 0, 0, 0)
