@@ -282,3 +282,18 @@ func (c *Client) TopicStats(ctx context.Context, topic string, q StatsQuery) (*d
 	return c.api.GetTopicStats(ctx, &dmqv1.TopicStatsRequest{Topic: topic, FromMs: q.From.UnixMilli(), ToMs: q.To.UnixMilli(),
 		Server: q.Server, ClientId: q.Client})
 }
+
+// Trace returns the life of one message (by id or delayed id) in time order.
+func (c *Client) Trace(ctx context.Context, topic, id string) (*dmqv1.MessageTrace, error) {
+	return c.api.GetTrace(ctx, &dmqv1.GetTraceRequest{Topic: topic, Id: id})
+}
+
+// SearchTrace finds a topic's messages by business key published in
+// [from, to) (at most 7 days) and returns their traces.
+func (c *Client) SearchTrace(ctx context.Context, topic, key string, from, to time.Time, limit int) ([]*dmqv1.MessageTrace, error) {
+	resp, err := c.api.SearchTrace(ctx, &dmqv1.SearchTraceRequest{Topic: topic, Key: key, FromMs: from.UnixMilli(), ToMs: to.UnixMilli(), Limit: uint32(max(limit, 0))})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Messages, nil
+}

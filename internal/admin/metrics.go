@@ -1,5 +1,6 @@
 // Package admin serves the broker's HTTP side for operators: Prometheus
-// metrics now; the JSON admin API and health endpoints grow here.
+// metrics (NewCollector) and the JSON admin API under /api/v1/ (NewAPI,
+// documented in docs/api.md).
 package admin
 
 import (

@@ -32,6 +32,7 @@ import (
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
 	"github.com/dmqio/dmq/internal/stats"
+	"github.com/dmqio/dmq/internal/trace"
 )
 
 // Config configures a broker. Zero values mean the defaults.
@@ -84,6 +85,10 @@ type Config struct {
 	ServerName string
 	// StatsRetention is how long per-minute counters are kept (default 30 days).
 	StatsRetention time.Duration
+	// NoTrace turns message tracing off; TraceRetention is how long trace
+	// events are kept (default 72 hours).
+	NoTrace        bool
+	TraceRetention time.Duration
 	Logger         *slog.Logger
 }
 
@@ -123,6 +128,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatsRetention == 0 {
 		c.StatsRetention = 30 * 24 * time.Hour
+	}
+	if c.TraceRetention == 0 {
+		c.TraceRetention = 72 * time.Hour
 	}
 	if c.RetentionInterval == 0 {
 		c.RetentionInterval = time.Minute
@@ -164,6 +172,8 @@ type Broker struct {
 	clients clientRegistry
 	// stats counts produced, consumed and failed messages per minute.
 	stats *stats.Recorder
+	// trace records message lives; nil when tracing is off.
+	trace *trace.Recorder
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -197,6 +207,9 @@ func Open(cfg Config) (*Broker, error) {
 	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
 	b.delays = delay.New(b.fireDelayed)
 	b.stats = stats.New(cfg.ServerName)
+	if !cfg.NoTrace {
+		b.trace = trace.New(ms, trace.Config{Logger: cfg.Logger})
+	}
 	b.mu.topics = make(map[string]*topic)
 	err = b.load()
 	if err == nil {
@@ -211,6 +224,9 @@ func Open(cfg Config) (*Broker, error) {
 	b.goFunc(b.retentionLoop)
 	b.goFunc(b.delays.Run)
 	b.goFunc(b.minutesLoop)
+	if b.trace != nil {
+		b.goFunc(b.trace.Run)
+	}
 	return b, nil
 }
 
@@ -314,6 +330,9 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	close(b.quit)
 	b.delays.Stop()
+	if b.trace != nil {
+		b.trace.Stop()
+	}
 	b.wg.Wait()
 	b.closeTopics()
 	err := b.meta.Close()
@@ -521,13 +540,13 @@ func encode(msgs []*message.Message, idx []int, nowMs int64) [][]byte {
 // Publish stores msgs durably in topic and returns one result per message:
 // its offset, or the offset of the message it duplicates (same client
 // message id inside the topic's duplicate window).
-func (b *Broker) Publish(ctx context.Context, topicName, client string, msgs []*message.Message) ([]PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, topicName string, from Origin, msgs []*message.Message) ([]PublishResult, error) {
 	type outcome struct {
 		rs  []PublishResult
 		err error
 	}
 	ch := make(chan outcome, 1)
-	b.PublishAsync(topicName, client, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
+	b.PublishAsync(topicName, from, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
 	select {
 	case o := <-ch:
 		return o.rs, o.err
@@ -538,8 +557,8 @@ func (b *Broker) Publish(ctx context.Context, topicName, client string, msgs []*
 
 // PublishAsync is Publish without waiting: done is called once, possibly
 // from another goroutine, when the messages are stored or failed. done must
-// not block. client names the producer in the per-minute counters.
-func (b *Broker) PublishAsync(topicName, client string, msgs []*message.Message, done func([]PublishResult, error)) {
+// not block. from names the producer in statistics and the trace.
+func (b *Broker) PublishAsync(topicName string, from Origin, msgs []*message.Message, done func([]PublishResult, error)) {
 	t, err := b.topic(topicName)
 	if err == nil {
 		err = t.usable()
@@ -548,6 +567,7 @@ func (b *Broker) PublishAsync(topicName, client string, msgs []*message.Message,
 		done(nil, err)
 		return
 	}
+	startMs := time.Now().UnixMilli() // the trace's publish time: before any delivery
 	b.publishAsync(t, msgs, func(rs []PublishResult, err error) {
 		if err == nil {
 			n := 0
@@ -556,7 +576,8 @@ func (b *Broker) PublishAsync(topicName, client string, msgs []*message.Message,
 					n++
 				}
 			}
-			b.stats.Produced(topicName, client, n)
+			b.stats.Produced(topicName, from.Client, n)
+			b.tracePublished(topicName, from, msgs, rs, startMs)
 		}
 		done(rs, err)
 	})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/trace"
 )
 
 // policy is how a group treats deliveries; every cursor of the group shares it.
@@ -77,8 +78,10 @@ type cursor struct {
 	finishedDLQ   []uint64 // redriven dead letters that were acked
 	savedFloor    uint64
 	// failedBy counts failed deliveries per consumer client id, for the
-	// per-minute statistics; drained by the group.
+	// per-minute statistics; events are failures and dead letters for the
+	// trace. Both are drained by the group.
 	failedBy map[string]int
+	events   []meta.TraceEvent
 }
 
 type flight struct {
@@ -245,19 +248,25 @@ func (c *cursor) forget(off uint64) {
 // fail ends the delivery of off with reason. The message goes to the dead
 // letters once it used up its attempts; otherwise it is handed out again,
 // after the retry backoff when backoff is set, at once when not.
-func (c *cursor) fail(off uint64, reason string, now int64, backoff bool, p *policy) {
+func (c *cursor) fail(off uint64, kind, reason string, now int64, backoff bool, p *policy) {
+	client := ""
 	if f, ok := c.inflight[off]; ok && f.sess != nil {
 		if c.failedBy == nil {
 			c.failedBy = make(map[string]int)
 		}
-		c.failedBy[f.sess.clientID]++
+		client = f.sess.clientID
+		c.failedBy[client]++
 	}
+	c.events = append(c.events, meta.TraceEvent{Kind: kind, Offset: off, Count: 1, TimeMs: now / 1e6,
+		Client: client, Attempt: c.attempts[off], Reason: reason})
 	delete(c.inflight, off)
 	c.reasons[off] = reason
 	c.dirtyFailures[off] = true
 	attempts := c.attempts[off]
 	if p.maxAttempts > 0 && attempts >= p.maxAttempts {
 		redriven := c.redriven[off]
+		c.events = append(c.events, meta.TraceEvent{Kind: trace.DeadLettered, Offset: off, Count: 1, TimeMs: now / 1e6,
+			Attempt: attempts, Reason: reason})
 		c.deadLettered = append(c.deadLettered, deadLetter{off: off, attempts: attempts, reason: reason, redriven: redriven})
 		if redriven {
 			// Back to the dead letters: the record is rewritten, not deleted.
@@ -285,7 +294,7 @@ func (c *cursor) nack(off uint64, reason string, now int64, p *policy) bool {
 	if reason == "" {
 		reason = "nacked"
 	}
-	c.fail(off, reason, now, true, p)
+	c.fail(off, trace.Nacked, reason, now, true, p)
 	return true
 }
 
@@ -334,7 +343,7 @@ func (c *cursor) expire(now int64, p *policy) int {
 		t := c.timeouts[0]
 		c.timeouts = c.timeouts[1:]
 		if f, ok := c.inflight[t.off]; ok && f.attempt == t.attempt {
-			c.fail(t.off, "ack timeout", now, false, p)
+			c.fail(t.off, trace.TimedOut, "ack timeout", now, false, p)
 			n++
 		}
 	}
@@ -368,7 +377,7 @@ func (c *cursor) nextWake() (int64, bool) {
 func (c *cursor) release(sess *Subscription, now int64, p *policy) {
 	for off, f := range c.inflight {
 		if f.sess == sess {
-			c.fail(off, "consumer disconnected", now, false, p)
+			c.fail(off, trace.Disconnected, "consumer disconnected", now, false, p)
 		}
 	}
 }

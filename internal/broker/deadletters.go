@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"time"
+
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/trace"
 )
 
 // DeadLetter is a message that failed a group's max attempts.
@@ -163,7 +166,9 @@ func (b *Broker) RedriveDeadLetters(topicName, groupName string, sel DeadLetterS
 	if err := b.meta.PutDeadLetters(topicName, groupName, todo); err != nil {
 		return 0, wrap(KindInternal, err, "redrive dead letters of group %q", groupName)
 	}
+	nowMs := time.Now().UnixMilli()
 	for _, dl := range todo {
+		b.trace.Add(meta.TraceEvent{Kind: trace.Redriven, Topic: topicName, Group: groupName, Offset: dl.Offset, Count: 1, TimeMs: nowMs, Client: dl.Member})
 		c := g.mu.cursors[dl.Member]
 		if c == nil {
 			// A broadcast member that left: it gets them when it returns.

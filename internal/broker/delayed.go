@@ -9,6 +9,7 @@ import (
 
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/trace"
 )
 
 // Delayed messages are stored in the metadata store by due time (see
@@ -126,7 +127,8 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 			m.Headers, m.ClientMessageID, m.DeliverAtMs = hs, "delay:"+id, 0
 			msgs[i] = &m
 		}
-		if _, err := b.publishInternal(t, msgs); err != nil {
+		rs, err := b.publishInternal(t, msgs)
+		if err != nil {
 			b.logger.Error("deliver due delayed messages; retrying in 1s", "topic", topicName, "count", len(msgs), "err", err)
 			return nowMs + 1000, true
 		}
@@ -135,6 +137,7 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 			return nowMs + 1000, true
 		}
 		t.delayedPending.Add(-int64(len(es)))
+		b.traceDue(t.name, msgs, rs, nowMs)
 		if len(es) < delayFireBatch {
 			break
 		}
@@ -222,6 +225,7 @@ func (b *Broker) CancelDelayed(topicName, id string) error {
 		return errorf(KindNotFound, "delayed message %s is not pending in topic %q: it was delivered, cancelled, or never existed", id, topicName)
 	}
 	t.delayedPending.Add(-1)
+	b.trace.Add(meta.TraceEvent{Kind: trace.Cancelled, Topic: topicName, DelayID: id, TimeMs: time.Now().UnixMilli()})
 	b.logger.Info("delayed message cancelled", "topic", topicName, "id", id)
 	return nil
 }
@@ -264,4 +268,22 @@ func (b *Broker) publishInternal(t *topic, msgs []*message.Message) ([]PublishRe
 	b.publishAsync(t, msgs, func(rs []PublishResult, err error) { ch <- outcome{rs, err} })
 	o := <-ch
 	return o.rs, o.err
+}
+
+// traceDue records that delayed messages became ordinary messages: on the
+// delayed id (pointing to the offset) and on the offset, and indexes keys.
+func (b *Broker) traceDue(topic string, msgs []*message.Message, rs []PublishResult, nowMs int64) {
+	if b.trace == nil {
+		return
+	}
+	for i, r := range rs {
+		id := msgs[i].Headers[HeaderDelayID]
+		b.trace.Add(
+			meta.TraceEvent{Kind: trace.Due, Topic: topic, DelayID: id, Offset: r.Offset, TimeMs: nowMs},
+			meta.TraceEvent{Kind: trace.Due, Topic: topic, DelayID: id, Offset: r.Offset, Count: 1, TimeMs: nowMs},
+		)
+		if msgs[i].Key != "" {
+			b.trace.AddKeys(meta.TraceKeyEntry{Topic: topic, Key: msgs[i].Key, TimeMs: nowMs, Offset: r.Offset})
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
+	"github.com/dmqio/dmq/internal/trace"
 )
 
 // Group modes and ack modes as stored and shown.
@@ -187,6 +188,7 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 			attempt, lastFailure := c.deliver(offs[i], s, nowNs, &g.policy)
 			batch[i] = Delivery{Offset: offs[i], Attempt: attempt, LastFailure: lastFailure, Payload: p}
 		}
+		g.traceDelivered(s.clientID, batch, nowNs/1e6)
 		s.push(batch)
 		sent += len(batch)
 		if g.policy.autoAck {
@@ -227,6 +229,24 @@ func (g *group) readOffsetsLocked(c *cursor, offs []uint64) ([][]byte, error) {
 	return out, nil
 }
 
+// traceDelivered records a delivery batch as runs of consecutive offsets
+// with the same attempt number.
+func (g *group) traceDelivered(client string, batch []Delivery, nowMs int64) {
+	if g.t.b.trace == nil {
+		return
+	}
+	for i := 0; i < len(batch); {
+		j := i
+		var offs []uint64
+		for j < len(batch) && batch[j].Attempt == batch[i].Attempt {
+			offs = append(offs, batch[j].Offset)
+			j++
+		}
+		g.t.b.traceRuns(trace.Delivered, g.t.name, g.info.Name, client, batch[i].Attempt, offs, nowMs)
+		i = j
+	}
+}
+
 // persist writes pending cursor changes.
 func (g *group) persist() {
 	g.mu.Lock()
@@ -247,6 +267,13 @@ func (g *group) persistLocked() {
 				g.t.b.stats.Failed(g.t.name, client, n)
 			}
 			clear(c.failedBy)
+			if len(c.events) > 0 {
+				for i := range c.events {
+					c.events[i].Topic, c.events[i].Group = g.t.name, g.info.Name
+				}
+				g.t.b.trace.Add(c.events...)
+				c.events = c.events[:0]
+			}
 			ups = append(ups, u)
 		}
 	}
@@ -345,16 +372,17 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 	}
 	var changed bool
 	now := time.Now().UnixNano()
-	acked := 0
+	var acked []uint64
 	for _, off := range offs {
 		if nack {
 			changed = c.nack(off, reason, now, &g.policy) || changed
 		} else if c.ack(off) {
 			changed = true
-			acked++
+			acked = append(acked, off)
 		}
 	}
-	g.t.b.stats.Consumed(g.t.name, client, acked)
+	g.t.b.stats.Consumed(g.t.name, client, len(acked))
+	g.t.b.traceRuns(trace.Acked, g.t.name, g.info.Name, client, 0, acked, now/1e6)
 	g.persistLocked()
 	g.mu.Unlock()
 	if changed {

@@ -31,6 +31,9 @@ func (b *Broker) minutesLoop() {
 					b.logger.Error("expire per-minute stats", "topic", t.Name, "err", err)
 				}
 			}
+			if b.trace != nil {
+				b.expireTrace(time.Now())
+			}
 		}
 	}
 }

@@ -29,7 +29,7 @@ func publishBodies(t *testing.T, b *Broker, topic string, n, size int) {
 	for i := 0; i < n; i++ {
 		body := make([]byte, size)
 		copy(body, fmt.Sprint(i))
-		if _, err := b.Publish(context.Background(), topic, "test", []*message.Message{{Body: body}}); err != nil {
+		if _, err := b.Publish(context.Background(), topic, Origin{Client: "test"}, []*message.Message{{Body: body}}); err != nil {
 			t.Fatal(err)
 		}
 	}

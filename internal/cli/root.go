@@ -79,6 +79,7 @@ func newRoot(e *env) *cobra.Command {
 		newDelayCmd(e),
 		newClientCmd(e),
 		newStatsCmd(e),
+		newTraceCmd(e),
 	)
 	return root
 }

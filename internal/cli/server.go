@@ -57,6 +57,8 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("client-timeout", def.ClientTimeout, "how long without a heartbeat before a client is offline")
 	f.String("server-name", "", "name of this broker in per-minute statistics (default: host name)")
 	f.Duration("stats-retention", def.StatsRetention, "how long per-minute statistics are kept")
+	f.Bool("no-trace", false, "do not record message traces")
+	f.Duration("trace-retention", def.TraceRetention, "how long message traces are kept")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
 	return cmd
 }

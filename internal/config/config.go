@@ -55,6 +55,10 @@ type Config struct {
 	ServerName string `yaml:"server_name"`
 	// StatsRetention is how long per-minute counters are kept.
 	StatsRetention time.Duration `yaml:"stats_retention"`
+	// NoTrace turns message tracing off; TraceRetention is how long trace
+	// events are kept.
+	NoTrace        bool          `yaml:"no_trace"`
+	TraceRetention time.Duration `yaml:"trace_retention"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
@@ -77,6 +81,7 @@ func Default() Config {
 		HeartbeatInterval: 10 * time.Second,
 		ClientTimeout:     30 * time.Second,
 		StatsRetention:    30 * 24 * time.Hour,
+		TraceRetention:    72 * time.Hour,
 		LogLevel:          "info",
 	}
 }
@@ -188,6 +193,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 10*time.Millisecond || c.ClientTimeout < c.HeartbeatInterval {
 		return fmt.Errorf("heartbeat_interval must be at least 10ms and client_timeout at least the interval")
+	}
+	if c.TraceRetention < time.Hour {
+		return fmt.Errorf("trace_retention: %s is below 1h", c.TraceRetention)
 	}
 	if c.StatsRetention < time.Hour {
 		return fmt.Errorf("stats_retention: %s is below 1h", c.StatsRetention)

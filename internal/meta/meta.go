@@ -200,6 +200,9 @@ func (s *Store) DeleteTopic(topic string) error {
 		delayPrefix(topic),
 		minutePrefix("mm", topic),
 		minutePrefix("ms", topic),
+		tracePrefix("xr", topic),
+		tracePrefix("xk", topic),
+		tracePrefix("xd", topic),
 	} {
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			return err

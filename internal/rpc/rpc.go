@@ -20,6 +20,7 @@ import (
 	"github.com/dmqio/dmq/internal/meta"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -243,7 +244,7 @@ func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.b.Publish(ctx, req.Topic, req.ClientId, msgs)
+	rs, err := s.b.Publish(ctx, req.Topic, origin(ctx, req.ClientId), msgs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -306,7 +307,7 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
 			continue
 		}
-		s.b.PublishAsync(req.Topic, req.ClientId, msgs, func(rs []broker.PublishResult, err error) {
+		s.b.PublishAsync(req.Topic, origin(ctx, req.ClientId), msgs, func(rs []broker.PublishResult, err error) {
 			resp := &dmqv1.PublishResponse{Sequence: seq}
 			if err != nil {
 				resp.Results = failedResults(err, n)
@@ -441,4 +442,13 @@ func procStatusBytes(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// origin names the caller of a publish: its client id and address.
+func origin(ctx context.Context, client string) broker.Origin {
+	o := broker.Origin{Client: client}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		o.Addr = p.Addr.String()
+	}
+	return o
 }

@@ -86,6 +86,8 @@ func (s *Server) Start() error {
 		ClientTimeout:     s.cfg.ClientTimeout,
 		ServerName:        s.cfg.ServerName,
 		StatsRetention:    s.cfg.StatsRetention,
+		NoTrace:           s.cfg.NoTrace,
+		TraceRetention:    s.cfg.TraceRetention,
 		Logger:            s.logger,
 	})
 	if err != nil {
@@ -111,6 +113,7 @@ func (s *Server) Start() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(admin.NewCollector(s.b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/api/v1/", admin.NewAPI(s.b))
 	// Profiles for performance work; the HTTP side listens on loopback by default.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -4164,6 +4164,363 @@ func (x *TopicStatsResponse) GetStoredNow() uint64 {
 	return 0
 }
 
+// TraceEvent is one step in the life of a message.
+type TraceEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// published, scheduled, due, cancelled, delivered, acked, nacked,
+	// "timed out", "consumer disconnected", dead-lettered, redriven.
+	Kind   string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	TimeMs int64  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Group  string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// Producer or consumer client id.
+	ClientId string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Producer address (published, scheduled).
+	Address string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	Attempt uint32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Reason  string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For events covering a run of messages: the first id and how many.
+	FirstId string `protobuf:"bytes,8,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	Count   uint32 `protobuf:"varint,9,opt,name=count,proto3" json:"count,omitempty"`
+	// The delayed id (scheduled, due, cancelled) and, for due, the id the
+	// message got in the log.
+	DelayedId     string `protobuf:"bytes,10,opt,name=delayed_id,json=delayedId,proto3" json:"delayed_id,omitempty"`
+	MessageId     string `protobuf:"bytes,11,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceEvent) Reset() {
+	*x = TraceEvent{}
+	mi := &file_dmq_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceEvent) ProtoMessage() {}
+
+func (x *TraceEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
+func (*TraceEvent) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *TraceEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *TraceEvent) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TraceEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetFirstId() string {
+	if x != nil {
+		return x.FirstId
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *TraceEvent) GetDelayedId() string {
+	if x != nil {
+		return x.DelayedId
+	}
+	return ""
+}
+
+func (x *TraceEvent) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+type MessageTrace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Events        []*TraceEvent          `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageTrace) Reset() {
+	*x = MessageTrace{}
+	mi := &file_dmq_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageTrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageTrace) ProtoMessage() {}
+
+func (x *MessageTrace) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageTrace.ProtoReflect.Descriptor instead.
+func (*MessageTrace) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *MessageTrace) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MessageTrace) GetEvents() []*TraceEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type GetTraceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTraceRequest) Reset() {
+	*x = GetTraceRequest{}
+	mi := &file_dmq_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTraceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTraceRequest) ProtoMessage() {}
+
+func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTraceRequest.ProtoReflect.Descriptor instead.
+func (*GetTraceRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetTraceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetTraceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type SearchTraceRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Topic  string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Key    string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	FromMs int64                  `protobuf:"varint,3,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	ToMs   int64                  `protobuf:"varint,4,opt,name=to_ms,json=toMs,proto3" json:"to_ms,omitempty"`
+	// At most this many messages (default 20, at most 100).
+	Limit         uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchTraceRequest) Reset() {
+	*x = SearchTraceRequest{}
+	mi := &file_dmq_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchTraceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchTraceRequest) ProtoMessage() {}
+
+func (x *SearchTraceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchTraceRequest.ProtoReflect.Descriptor instead.
+func (*SearchTraceRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *SearchTraceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *SearchTraceRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SearchTraceRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *SearchTraceRequest) GetToMs() int64 {
+	if x != nil {
+		return x.ToMs
+	}
+	return 0
+}
+
+func (x *SearchTraceRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type SearchTraceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*MessageTrace        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchTraceResponse) Reset() {
+	*x = SearchTraceResponse{}
+	mi := &file_dmq_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchTraceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchTraceResponse) ProtoMessage() {}
+
+func (x *SearchTraceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchTraceResponse.ProtoReflect.Descriptor instead.
+func (*SearchTraceResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SearchTraceResponse) GetMessages() []*MessageTrace {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
@@ -4475,7 +4832,37 @@ const file_dmq_proto_rawDesc = "" +
 	"\bconsumed\x18\x03 \x01(\v2\x16.dmq.v1.CounterSummaryR\bconsumed\x122\n" +
 	"\bfailures\x18\x04 \x01(\v2\x16.dmq.v1.CounterSummaryR\bfailures\x12\x1d\n" +
 	"\n" +
-	"stored_now\x18\x05 \x01(\x04R\tstoredNow*Y\n" +
+	"stored_now\x18\x05 \x01(\x04R\tstoredNow\"\xa7\x02\n" +
+	"\n" +
+	"TraceEvent\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x19\n" +
+	"\bfirst_id\x18\b \x01(\tR\afirstId\x12\x14\n" +
+	"\x05count\x18\t \x01(\rR\x05count\x12\x1d\n" +
+	"\n" +
+	"delayed_id\x18\n" +
+	" \x01(\tR\tdelayedId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\v \x01(\tR\tmessageId\"J\n" +
+	"\fMessageTrace\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
+	"\x06events\x18\x02 \x03(\v2\x12.dmq.v1.TraceEventR\x06events\"7\n" +
+	"\x0fGetTraceRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x80\x01\n" +
+	"\x12SearchTraceRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x17\n" +
+	"\afrom_ms\x18\x03 \x01(\x03R\x06fromMs\x12\x13\n" +
+	"\x05to_ms\x18\x04 \x01(\x03R\x04toMs\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"G\n" +
+	"\x13SearchTraceResponse\x120\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.dmq.v1.MessageTraceR\bmessages*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GROUP_MODE_CLUSTER\x10\x01\x12\x18\n" +
@@ -4487,7 +4874,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xe0\r\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\xe3\x0e\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -4517,7 +4904,9 @@ const file_dmq_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x18.dmq.v1.HeartbeatRequest\x1a\x19.dmq.v1.HeartbeatResponse\x12F\n" +
 	"\vListClients\x12\x1a.dmq.v1.ListClientsRequest\x1a\x1b.dmq.v1.ListClientsResponse\x12L\n" +
 	"\rDeleteClients\x12\x1c.dmq.v1.DeleteClientsRequest\x1a\x1d.dmq.v1.DeleteClientsResponse\x12F\n" +
-	"\rGetTopicStats\x12\x19.dmq.v1.TopicStatsRequest\x1a\x1a.dmq.v1.TopicStatsResponse\x12C\n" +
+	"\rGetTopicStats\x12\x19.dmq.v1.TopicStatsRequest\x1a\x1a.dmq.v1.TopicStatsResponse\x129\n" +
+	"\bGetTrace\x12\x17.dmq.v1.GetTraceRequest\x1a\x14.dmq.v1.MessageTrace\x12F\n" +
+	"\vSearchTrace\x12\x1a.dmq.v1.SearchTraceRequest\x1a\x1b.dmq.v1.SearchTraceResponse\x12C\n" +
 	"\n" +
 	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
@@ -4534,7 +4923,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -4597,13 +4986,18 @@ var file_dmq_proto_goTypes = []any{
 	(*MinuteStats)(nil),             // 58: dmq.v1.MinuteStats
 	(*CounterSummary)(nil),          // 59: dmq.v1.CounterSummary
 	(*TopicStatsResponse)(nil),      // 60: dmq.v1.TopicStatsResponse
-	nil,                             // 61: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 62: dmq.v1.Message.HeadersEntry
+	(*TraceEvent)(nil),              // 61: dmq.v1.TraceEvent
+	(*MessageTrace)(nil),            // 62: dmq.v1.MessageTrace
+	(*GetTraceRequest)(nil),         // 63: dmq.v1.GetTraceRequest
+	(*SearchTraceRequest)(nil),      // 64: dmq.v1.SearchTraceRequest
+	(*SearchTraceResponse)(nil),     // 65: dmq.v1.SearchTraceResponse
+	nil,                             // 66: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 67: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	61, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	66, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -4614,7 +5008,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	62, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	67, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -4634,65 +5028,71 @@ var file_dmq_proto_depIdxs = []int32{
 	59, // 30: dmq.v1.TopicStatsResponse.produced:type_name -> dmq.v1.CounterSummary
 	59, // 31: dmq.v1.TopicStatsResponse.consumed:type_name -> dmq.v1.CounterSummary
 	59, // 32: dmq.v1.TopicStatsResponse.failures:type_name -> dmq.v1.CounterSummary
-	5,  // 33: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 34: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 35: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 36: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 37: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 38: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 39: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 40: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 41: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 42: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 43: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 44: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 45: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 46: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 47: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 48: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 49: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 50: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 51: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 52: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 53: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 54: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 55: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 56: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 57: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	57, // 58: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
-	40, // 59: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 60: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 61: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 62: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 63: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 64: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 65: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 66: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 67: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 68: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 69: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 70: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 71: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 72: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 73: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 74: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 75: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 76: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 77: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 78: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 79: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 80: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 81: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 82: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 83: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 84: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	60, // 85: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
-	41, // 86: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	60, // [60:87] is the sub-list for method output_type
-	33, // [33:60] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	61, // 33: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
+	62, // 34: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
+	5,  // 35: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 36: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 37: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 38: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 39: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 40: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 41: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 42: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 43: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 44: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 45: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 46: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 47: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 48: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 49: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 50: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 51: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 52: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 53: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 54: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 55: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 56: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 57: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 58: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 59: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	57, // 60: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	63, // 61: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
+	64, // 62: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
+	40, // 63: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 64: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 65: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 66: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 67: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 68: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 69: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 70: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 71: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 72: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 73: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 74: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 75: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 76: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 77: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 78: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 79: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 80: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 81: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 82: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 83: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 84: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 85: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 86: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 87: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 88: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	60, // 89: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	62, // 90: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
+	65, // 91: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
+	41, // 92: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	64, // [64:93] is the sub-list for method output_type
+	35, // [35:64] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -4723,7 +5123,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   60,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,8 @@ const (
 	Broker_ListClients_FullMethodName        = "/dmq.v1.Broker/ListClients"
 	Broker_DeleteClients_FullMethodName      = "/dmq.v1.Broker/DeleteClients"
 	Broker_GetTopicStats_FullMethodName      = "/dmq.v1.Broker/GetTopicStats"
+	Broker_GetTrace_FullMethodName           = "/dmq.v1.Broker/GetTrace"
+	Broker_SearchTrace_FullMethodName        = "/dmq.v1.Broker/SearchTrace"
 	Broker_ServerInfo_FullMethodName         = "/dmq.v1.Broker/ServerInfo"
 )
 
@@ -134,6 +136,12 @@ type BrokerClient interface {
 	// produced, consumed (acked) and consume failures, optionally narrowed to
 	// one server or client id, with each counter's total, max and min.
 	GetTopicStats(ctx context.Context, in *TopicStatsRequest, opts ...grpc.CallOption) (*TopicStatsResponse, error)
+	// GetTrace returns the life of one message, by id (or delayed id), as
+	// events in time order.
+	GetTrace(ctx context.Context, in *GetTraceRequest, opts ...grpc.CallOption) (*MessageTrace, error)
+	// SearchTrace finds messages by business key in a time range (required,
+	// at most 7 days) and returns their traces.
+	SearchTrace(ctx context.Context, in *SearchTraceRequest, opts ...grpc.CallOption) (*SearchTraceResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error)
 }
@@ -412,6 +420,26 @@ func (c *brokerClient) GetTopicStats(ctx context.Context, in *TopicStatsRequest,
 	return out, nil
 }
 
+func (c *brokerClient) GetTrace(ctx context.Context, in *GetTraceRequest, opts ...grpc.CallOption) (*MessageTrace, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MessageTrace)
+	err := c.cc.Invoke(ctx, Broker_GetTrace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) SearchTrace(ctx context.Context, in *SearchTraceRequest, opts ...grpc.CallOption) (*SearchTraceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchTraceResponse)
+	err := c.cc.Invoke(ctx, Broker_SearchTrace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) ServerInfo(ctx context.Context, in *ServerInfoRequest, opts ...grpc.CallOption) (*ServerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerInfoResponse)
@@ -498,6 +526,12 @@ type BrokerServer interface {
 	// produced, consumed (acked) and consume failures, optionally narrowed to
 	// one server or client id, with each counter's total, max and min.
 	GetTopicStats(context.Context, *TopicStatsRequest) (*TopicStatsResponse, error)
+	// GetTrace returns the life of one message, by id (or delayed id), as
+	// events in time order.
+	GetTrace(context.Context, *GetTraceRequest) (*MessageTrace, error)
+	// SearchTrace finds messages by business key in a time range (required,
+	// at most 7 days) and returns their traces.
+	SearchTrace(context.Context, *SearchTraceRequest) (*SearchTraceResponse, error)
 	// ServerInfo describes the broker: version and durability mode.
 	ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error)
 	mustEmbedUnimplementedBrokerServer()
@@ -587,6 +621,12 @@ func (UnimplementedBrokerServer) DeleteClients(context.Context, *DeleteClientsRe
 }
 func (UnimplementedBrokerServer) GetTopicStats(context.Context, *TopicStatsRequest) (*TopicStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTopicStats not implemented")
+}
+func (UnimplementedBrokerServer) GetTrace(context.Context, *GetTraceRequest) (*MessageTrace, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrace not implemented")
+}
+func (UnimplementedBrokerServer) SearchTrace(context.Context, *SearchTraceRequest) (*SearchTraceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchTrace not implemented")
 }
 func (UnimplementedBrokerServer) ServerInfo(context.Context, *ServerInfoRequest) (*ServerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ServerInfo not implemented")
@@ -1058,6 +1098,42 @@ func _Broker_GetTopicStats_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_GetTrace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTraceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).GetTrace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_GetTrace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).GetTrace(ctx, req.(*GetTraceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_SearchTrace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchTraceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).SearchTrace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_SearchTrace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).SearchTrace(ctx, req.(*SearchTraceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_ServerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerInfoRequest)
 	if err := dec(in); err != nil {
@@ -1178,6 +1254,14 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTopicStats",
 			Handler:    _Broker_GetTopicStats_Handler,
+		},
+		{
+			MethodName: "GetTrace",
+			Handler:    _Broker_GetTrace_Handler,
+		},
+		{
+			MethodName: "SearchTrace",
+			Handler:    _Broker_SearchTrace_Handler,
 		},
 		{
 			MethodName: "ServerInfo",

@@ -1,0 +1,244 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dmqio/dmq/internal/broker"
+)
+
+// maxRequestBytes bounds a request body: every admin request is a small
+// JSON object, so anything larger is a mistake or abuse.
+const maxRequestBytes = 1 << 20
+
+// api serves the JSON admin API under /api/v1/. Handlers only parse,
+// call the broker and convert, like the gRPC handlers in package rpc: no
+// business logic lives here. docs/api.md is the reference.
+type api struct {
+	b   *broker.Broker
+	mux *http.ServeMux
+}
+
+// NewAPI returns the JSON admin API of b, to be mounted at /api/v1/.
+func NewAPI(b *broker.Broker) http.Handler {
+	a := &api{b: b, mux: http.NewServeMux()}
+	a.handle("GET /api/v1/topics", a.listTopics)
+	a.handle("POST /api/v1/topics", a.createTopic)
+	a.handle("GET /api/v1/topics/{topic}", a.getTopic)
+	a.handle("POST /api/v1/topics/{topic}/approve", a.decide(b.ApproveTopic))
+	a.handle("POST /api/v1/topics/{topic}/reject", a.decide(b.RejectTopic))
+	a.handle("POST /api/v1/topics/{topic}/disable", a.decide(b.DisableTopic))
+	a.handle("GET /api/v1/topics/{topic}/stats", a.topicStats)
+	a.handle("GET /api/v1/topics/{topic}/delayed", a.listDelayed)
+	a.handle("DELETE /api/v1/topics/{topic}/delayed/{id}", a.cancelDelayed)
+	a.handle("GET /api/v1/topics/{topic}/groups/{group}", a.getGroup)
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/reset", a.resetGroup)
+	a.handle("GET /api/v1/topics/{topic}/groups/{group}/deadletters", a.listDeadLetters)
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/redrive", a.deadLetterAction(b.RedriveDeadLetters, "redriven"))
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/purge", a.deadLetterAction(b.PurgeDeadLetters, "purged"))
+	a.handle("GET /api/v1/clients", a.listClients)
+	a.handle("DELETE /api/v1/clients/{id}", a.deleteClient)
+	a.handle("POST /api/v1/clients/delete-offline", a.deleteOfflineClients)
+	return a
+}
+
+// handlerFunc is an endpoint: it returns the status and value to send as
+// JSON, or an error that becomes the JSON error body.
+type handlerFunc func(r *http.Request) (int, any, error)
+
+func (a *api) handle(pattern string, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		}
+		code, v, err := h(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, code, v)
+	})
+}
+
+// ServeHTTP answers requests the mux has no endpoint for with a JSON error
+// too (404, or 405 with the Allow header), so clients parse one format.
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody("MethodNotAllowed",
+			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))))
+		return
+	}
+	writeJSON(w, http.StatusNotFound, errorBody("NotFound", fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)))
+}
+
+// statusRecorder captures what the mux's own 404/405 handlers write.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header  { return s.header }
+func (s *statusRecorder) WriteHeader(code int) { s.status = code }
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(p), nil
+}
+
+// apiError is an error of the HTTP layer itself (bad JSON, bad query
+// parameter, body too large), with its own status and code.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, code: "InvalidArgument", msg: fmt.Sprintf(format, args...)}
+}
+
+// kindStatus maps broker error kinds to HTTP statuses and error codes. The
+// codes are the names of the gRPC codes package rpc maps the same kinds to,
+// so a failure reads the same over both APIs. Precondition is 409 (the
+// object's state conflicts with the call; no conditional headers are
+// involved, so 412 would mislead). Exhausted is 507: the only limit it
+// reports is a full disk.
+var kindStatus = map[broker.Kind]struct {
+	status int
+	code   string
+}{
+	broker.KindInternal:     {http.StatusInternalServerError, "Internal"},
+	broker.KindInvalid:      {http.StatusBadRequest, "InvalidArgument"},
+	broker.KindNotFound:     {http.StatusNotFound, "NotFound"},
+	broker.KindExists:       {http.StatusConflict, "AlreadyExists"},
+	broker.KindPrecondition: {http.StatusConflict, "FailedPrecondition"},
+	broker.KindExhausted:    {http.StatusInsufficientStorage, "ResourceExhausted"},
+	broker.KindUnavailable:  {http.StatusServiceUnavailable, "Unavailable"},
+	broker.KindPermission:   {http.StatusForbidden, "PermissionDenied"},
+}
+
+type errorJSON struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func errorBody(code, msg string) errorJSON {
+	var e errorJSON
+	e.Error.Code, e.Error.Message = code, msg
+	return e
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeJSON(w, ae.status, errorBody(ae.code, ae.msg))
+		return
+	}
+	ks, ok := kindStatus[broker.KindOf(err)]
+	if !ok {
+		ks = kindStatus[broker.KindInternal]
+	}
+	writeJSON(w, ks.status, errorBody(ks.code, err.Error()))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		// Only our own response types are encoded; failing is a bug.
+		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"Internal","message":"encode response"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// decodeBody reads the request body as one JSON object into v. Unknown
+// fields are refused so a misspelt field fails loudly instead of being
+// ignored.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.Decode(&struct{}{}) != io.EOF {
+			return badRequest("request body must hold exactly one JSON object")
+		}
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return &apiError{status: http.StatusRequestEntityTooLarge, code: "InvalidArgument",
+			msg: fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit)}
+	case errors.Is(err, io.EOF):
+		return badRequest("request body is empty; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body is not valid JSON: it ends in the middle of a value")
+	case errors.As(err, &syntax):
+		return badRequest("request body is not valid JSON (at byte %d): %v", syntax.Offset, err)
+	case errors.As(err, &typ) && typ.Field == "":
+		return badRequest("request body must be a JSON object, not %s", typ.Value)
+	case errors.As(err, &typ):
+		return badRequest("request body field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+	default:
+		return badRequest("request body: %v", err)
+	}
+}
+
+// timeParam parses an optional RFC 3339 query parameter.
+func timeParam(r *http.Request, name string) (time.Time, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, badRequest("query parameter %s=%q is not an RFC 3339 time such as 2026-11-26T08:00:00Z", name, s)
+	}
+	return t, nil
+}
+
+// limitParam parses the optional page size: 1 to 1000, 100 when absent.
+func limitParam(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, badRequest("query parameter limit=%q must be a number from 1 to 1000", s)
+	}
+	return n, nil
+}
+
+// timeFormat is RFC 3339 with milliseconds, the precision DMQ stores.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// formatMs renders a Unix-millisecond time in UTC; zero stays empty.
+func formatMs(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(timeFormat)
+}

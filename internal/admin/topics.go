@@ -1,0 +1,206 @@
+package admin
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/dmqio/dmq/internal/broker"
+	"github.com/dmqio/dmq/internal/meta"
+)
+
+// topicJSON is a topic in API responses.
+type topicJSON struct {
+	Name             string `json:"name"`
+	Environment      string `json:"env"`
+	Status           string `json:"status"`
+	Department       string `json:"department"`
+	Owner            string `json:"owner"`
+	Purpose          string `json:"purpose"`
+	RequestedBy      string `json:"requested_by"`
+	DecidedBy        string `json:"decided_by"`
+	DecidedAt        string `json:"decided_at,omitempty"`
+	DecidedAtMs      int64  `json:"decided_at_ms,omitempty"`
+	DecisionReason   string `json:"decision_reason"`
+	CreatedAt        string `json:"created_at"`
+	CreatedAtMs      int64  `json:"created_at_ms"`
+	DedupeWindowMs   int64  `json:"dedupe_window_ms"`
+	StoredMessages   uint64 `json:"stored_messages"`
+	FirstOffset      uint64 `json:"first_offset"`
+	NextOffset       uint64 `json:"next_offset"`
+	StoredBytes      int64  `json:"stored_bytes"`
+	Segments         int    `json:"segments"`
+	DelayedPending   uint64 `json:"delayed_pending"`
+	NextDelayedDue   string `json:"next_delayed_due,omitempty"`
+	NextDelayedDueMs int64  `json:"next_delayed_due_ms,omitempty"`
+}
+
+func topicOf(ti broker.TopicInfo) topicJSON {
+	return topicJSON{
+		Name: ti.Name, Environment: ti.Environment, Status: ti.Status,
+		Department: ti.Department, Owner: ti.Owner, Purpose: ti.Purpose,
+		RequestedBy: ti.RequestedBy, DecidedBy: ti.DecidedBy,
+		DecidedAt: formatMs(ti.DecidedAtMs), DecidedAtMs: ti.DecidedAtMs, DecisionReason: ti.DecisionReason,
+		CreatedAt: formatMs(ti.CreatedAtMs), CreatedAtMs: ti.CreatedAtMs, DedupeWindowMs: ti.DedupeWindowMs,
+		StoredMessages: ti.NextOffset - ti.FirstOffset, FirstOffset: ti.FirstOffset, NextOffset: ti.NextOffset,
+		StoredBytes: ti.StoredBytes, Segments: ti.Segments,
+		DelayedPending: ti.DelayedPending, NextDelayedDue: formatMs(ti.NextDelayedDueMs), NextDelayedDueMs: ti.NextDelayedDueMs,
+	}
+}
+
+// groupJSON is a consumer group in API responses.
+type groupJSON struct {
+	Topic          string   `json:"topic"`
+	Name           string   `json:"name"`
+	Mode           string   `json:"mode"`
+	AckMode        string   `json:"ack_mode"`
+	AckTimeout     string   `json:"ack_timeout"`
+	AckTimeoutMs   int64    `json:"ack_timeout_ms"`
+	MaxAttempts    uint32   `json:"max_attempts"`
+	RetryBackoff   []string `json:"retry_backoff"`
+	RetryBackoffMs []int64  `json:"retry_backoff_ms"`
+	CreatedAt      string   `json:"created_at"`
+	CreatedAtMs    int64    `json:"created_at_ms"`
+	StartOffset    uint64   `json:"start_offset"`
+	AckFloor       uint64   `json:"ack_floor"`
+	Backlog        uint64   `json:"backlog"`
+	InFlight       uint64   `json:"in_flight"`
+	DeadLetters    uint64   `json:"dead_letters"`
+	MembersOnline  int      `json:"members_online"`
+}
+
+func groupOf(gi broker.GroupInfo) groupJSON {
+	g := groupJSON{
+		Topic: gi.Topic, Name: gi.Name, Mode: gi.Mode, AckMode: gi.AckMode,
+		AckTimeout: ms(gi.AckTimeoutMs).String(), AckTimeoutMs: gi.AckTimeoutMs,
+		MaxAttempts: gi.MaxAttempts, RetryBackoff: []string{}, RetryBackoffMs: []int64{},
+		CreatedAt: formatMs(gi.CreatedAtMs), CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
+		AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
+		DeadLetters: gi.DeadLetters, MembersOnline: gi.MembersOnline,
+	}
+	for _, d := range gi.RetryBackoffMs {
+		g.RetryBackoff = append(g.RetryBackoff, ms(d).String())
+		g.RetryBackoffMs = append(g.RetryBackoffMs, d)
+	}
+	return g
+}
+
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func (a *api) listTopics(r *http.Request) (int, any, error) {
+	q := r.URL.Query()
+	ts := a.b.ListTopics(broker.TopicFilter{
+		Department: q.Get("dept"), Owner: q.Get("owner"), Environment: q.Get("env"),
+		Status: q.Get("status"), NameContains: q.Get("name"),
+	})
+	out := make([]topicJSON, len(ts))
+	for i, ti := range ts {
+		out[i] = topicOf(ti)
+	}
+	return http.StatusOK, map[string]any{"topics": out}, nil
+}
+
+type createTopicRequest struct {
+	Name           string `json:"name"`
+	Department     string `json:"department"`
+	Owner          string `json:"owner"`
+	Purpose        string `json:"purpose"`
+	RequestedBy    string `json:"requested_by"`
+	DedupeWindowMs int64  `json:"dedupe_window_ms"`
+}
+
+func (a *api) createTopic(r *http.Request) (int, any, error) {
+	var req createTopicRequest
+	if err := decodeBody(r, &req); err != nil {
+		return 0, nil, err
+	}
+	ti, err := a.b.CreateTopic(meta.Topic{
+		Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
+		RequestedBy: req.RequestedBy, DedupeWindowMs: req.DedupeWindowMs,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, topicOf(ti), nil
+}
+
+// topicDetail is one topic with its groups.
+type topicDetail struct {
+	topicJSON
+	Groups []groupJSON `json:"groups"`
+}
+
+func (a *api) getTopic(r *http.Request) (int, any, error) {
+	name := r.PathValue("topic")
+	ti, err := a.b.GetTopic(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	gs, err := a.b.ListGroups(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	d := topicDetail{topicJSON: topicOf(ti), Groups: make([]groupJSON, len(gs))}
+	for i, gi := range gs {
+		d.Groups[i] = groupOf(gi)
+	}
+	return http.StatusOK, d, nil
+}
+
+type decisionRequest struct {
+	By     string `json:"by"`
+	Reason string `json:"reason"`
+}
+
+// decide serves approve, reject and disable, which differ only in the
+// broker call.
+func (a *api) decide(fn func(broker.Decision) (broker.TopicInfo, error)) handlerFunc {
+	return func(r *http.Request) (int, any, error) {
+		var req decisionRequest
+		if err := decodeBody(r, &req); err != nil {
+			return 0, nil, err
+		}
+		ti, err := fn(broker.Decision{Topic: r.PathValue("topic"), By: req.By, Reason: req.Reason})
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, topicOf(ti), nil
+	}
+}
+
+func (a *api) getGroup(r *http.Request) (int, any, error) {
+	gi, err := a.b.GetGroup(r.PathValue("topic"), r.PathValue("group"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, groupOf(gi), nil
+}
+
+type resetRequest struct {
+	// To is "earliest", "latest" or an RFC 3339 time.
+	To string `json:"to"`
+}
+
+func (a *api) resetGroup(r *http.Request) (int, any, error) {
+	var req resetRequest
+	if err := decodeBody(r, &req); err != nil {
+		return 0, nil, err
+	}
+	var to broker.ResetTarget
+	switch req.To {
+	case "earliest":
+		to.Earliest = true
+	case "latest":
+		to.Latest = true
+	default:
+		t, err := time.Parse(time.RFC3339, req.To)
+		if err != nil {
+			return 0, nil, badRequest(`reset "to" is %q; want "earliest", "latest" or an RFC 3339 time such as 2026-11-26T08:00:00Z`, req.To)
+		}
+		to.Time = t
+	}
+	gi, err := a.b.ResetGroup(r.PathValue("topic"), r.PathValue("group"), to)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, groupOf(gi), nil
+}
