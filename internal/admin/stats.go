@@ -87,17 +87,9 @@ func (a *api) topicStats(r *http.Request) (int, any, error) {
 	for i, m := range ms {
 		out.Minutes[i] = minuteJSON{Minute: formatMs(m.MinuteMs), MinuteMs: m.MinuteMs,
 			Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures, Stored: m.Stored}
-		for _, p := range []struct {
-			sum *summaryJSON
-			v   uint64
-		}{{&out.Produced, m.Produced}, {&out.Consumed, m.Consumed}, {&out.Failures, m.Failures}} {
-			p.sum.Total += p.v
-			p.sum.Max = max(p.sum.Max, p.v)
-			if i == 0 || p.v < p.sum.Min {
-				p.sum.Min = p.v
-			}
-		}
 	}
+	p, c, f := broker.Summarize(ms)
+	out.Produced, out.Consumed, out.Failures = summaryJSON(p), summaryJSON(c), summaryJSON(f)
 	if ti, err := a.b.GetTopic(topic); err == nil {
 		out.StoredNow = ti.NextOffset - ti.FirstOffset
 	}

@@ -63,6 +63,27 @@ type MinuteStats struct {
 	Stored                       uint64
 }
 
+// Summary is one counter over a range of minutes.
+type Summary struct{ Total, Max, Min uint64 }
+
+// Summarize returns each counter's total and its largest and smallest
+// per-minute value over ms (quiet minutes count as zero).
+func Summarize(ms []MinuteStats) (produced, consumed, failures Summary) {
+	for i, m := range ms {
+		for _, p := range []struct {
+			sum *Summary
+			v   uint64
+		}{{&produced, m.Produced}, {&consumed, m.Consumed}, {&failures, m.Failures}} {
+			p.sum.Total += p.v
+			p.sum.Max = max(p.sum.Max, p.v)
+			if i == 0 || p.v < p.sum.Min {
+				p.sum.Min = p.v
+			}
+		}
+	}
+	return produced, consumed, failures
+}
+
 // TopicStatsQuery selects a topic's per-minute counters.
 type TopicStatsQuery struct {
 	Topic          string

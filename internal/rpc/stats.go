@@ -20,19 +20,13 @@ func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &dmqv1.TopicStatsResponse{Produced: &dmqv1.CounterSummary{}, Consumed: &dmqv1.CounterSummary{}, Failures: &dmqv1.CounterSummary{}}
-	for i, m := range ms {
+	summary := func(s broker.Summary) *dmqv1.CounterSummary {
+		return &dmqv1.CounterSummary{Total: s.Total, Max: s.Max, Min: s.Min}
+	}
+	p, c, f := broker.Summarize(ms)
+	resp := &dmqv1.TopicStatsResponse{Produced: summary(p), Consumed: summary(c), Failures: summary(f)}
+	for _, m := range ms {
 		resp.Minutes = append(resp.Minutes, &dmqv1.MinuteStats{MinuteMs: m.MinuteMs, Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures, Stored: m.Stored})
-		for _, p := range []struct {
-			sum *dmqv1.CounterSummary
-			v   uint64
-		}{{resp.Produced, m.Produced}, {resp.Consumed, m.Consumed}, {resp.Failures, m.Failures}} {
-			p.sum.Total += p.v
-			p.sum.Max = max(p.sum.Max, p.v)
-			if i == 0 || p.v < p.sum.Min {
-				p.sum.Min = p.v
-			}
-		}
 	}
 	if ti, err := s.b.GetTopic(req.Topic); err == nil {
 		resp.StoredNow = ti.NextOffset - ti.FirstOffset
