@@ -26,13 +26,11 @@ func newClientCmd(e *env) *cobra.Command {
 			if online || offline {
 				f.Online = &online
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			cs, err := c.ListClients(ctx, f)
 			if err != nil {
 				return err
@@ -65,13 +63,11 @@ func newClientCmd(e *env) *cobra.Command {
 		Short: "Remove an offline client from the registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			if err := c.DeleteClient(ctx, args[0]); err != nil {
 				return err
 			}
@@ -84,13 +80,11 @@ func newClientCmd(e *env) *cobra.Command {
 		Short: "Remove every offline client from the registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			n, err := c.DeleteOfflineClients(ctx)
 			if err != nil {
 				return err

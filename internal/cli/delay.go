@@ -32,13 +32,11 @@ func newDelayCmd(e *env) *cobra.Command {
 				}
 				*p.dst = t
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			page, err := c.ListDelayed(ctx, args[0], f)
 			if err != nil {
 				return err
@@ -68,13 +66,11 @@ func newDelayCmd(e *env) *cobra.Command {
 		Short: "Cancel a pending delayed message (it is never delivered)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			if err := c.CancelDelayed(ctx, args[0], args[1]); err != nil {
 				return err
 			}

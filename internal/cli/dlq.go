@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
@@ -20,13 +21,11 @@ func newDLQCmd(e *env) *cobra.Command {
 		Short: "List dead letters, oldest first",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			page, err := c.ListDeadLetters(ctx, args[0], args[1], after, limit, key)
 			if err != nil {
 				return err
@@ -52,13 +51,11 @@ func newDLQCmd(e *env) *cobra.Command {
 		Short: "Show one dead letter as JSON",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			d, err := c.GetDeadLetter(ctx, args[0], args[1], args[2])
 			if err != nil {
 				return err
@@ -74,7 +71,7 @@ func newDLQCmd(e *env) *cobra.Command {
 		cmd.Flags().StringVar(&key, "key", "", "all dead letters with this business key")
 		cmd.Flags().BoolVar(&all, "all", false, "all dead letters of the group")
 	}
-	act := func(verb string, do func(*client.Client, *cobra.Command, string, string, client.DeadLetters) (int, error)) *cobra.Command {
+	act := func(verb string, do func(*client.Client, context.Context, string, string, client.DeadLetters) (int, error)) *cobra.Command {
 		c := &cobra.Command{
 			Use:   verb + " TOPIC GROUP (--id ID... | --key KEY | --all)",
 			Args:  cobra.ExactArgs(2),
@@ -89,33 +86,25 @@ func newDLQCmd(e *env) *cobra.Command {
 				if n != 1 {
 					return fmt.Errorf("choose the dead letters with exactly one of --id, --key or --all")
 				}
-				cl, err := e.dial()
+				c, ctx, done, err := e.connect(cmd)
 				if err != nil {
 					return err
 				}
-				defer cl.Close()
-				count, err := do(cl, cmd, args[0], args[1], client.DeadLetters{IDs: ids, Key: key, All: all})
+				defer done()
+				count, err := do(c, ctx, args[0], args[1], client.DeadLetters{IDs: ids, Key: key, All: all})
 				if err != nil {
 					return err
 				}
-				done := map[string]string{"redrive": "redriven", "purge": "purged"}[verb]
-				fmt.Fprintf(e.stdout, "%s %d dead letters of group %s\n", done, count, args[1])
+				past := map[string]string{"redrive": "redriven", "purge": "purged"}[verb]
+				fmt.Fprintf(e.stdout, "%s %d dead letters of group %s\n", past, count, args[1])
 				return nil
 			},
 		}
 		selection(c)
 		return c
 	}
-	redrive := act("redrive", func(c *client.Client, cmd *cobra.Command, topic, group string, which client.DeadLetters) (int, error) {
-		ctx, cancel := e.rpcContext(cmd.Context())
-		defer cancel()
-		return c.RedriveDeadLetters(ctx, topic, group, which)
-	})
-	purge := act("purge", func(c *client.Client, cmd *cobra.Command, topic, group string, which client.DeadLetters) (int, error) {
-		ctx, cancel := e.rpcContext(cmd.Context())
-		defer cancel()
-		return c.PurgeDeadLetters(ctx, topic, group, which)
-	})
+	redrive := act("redrive", (*client.Client).RedriveDeadLetters)
+	purge := act("purge", (*client.Client).PurgeDeadLetters)
 	cmd.AddCommand(list, show, redrive, purge)
 	return cmd
 }

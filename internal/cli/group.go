@@ -46,13 +46,11 @@ func newGroupCmd(e *env) *cobra.Command {
 			default:
 				return fmt.Errorf("--from %q: want earliest or latest", from)
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			g, err := c.CreateGroup(ctx, spec)
 			if err != nil {
 				return err
@@ -73,13 +71,11 @@ func newGroupCmd(e *env) *cobra.Command {
 		Short: "List the groups of a topic",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			gs, err := c.ListGroups(ctx, args[0])
 			if err != nil {
 				return err
@@ -93,13 +89,11 @@ func newGroupCmd(e *env) *cobra.Command {
 		Short: "Show one group",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			g, err := c.GetGroup(ctx, args[0], args[1])
 			if err != nil {
 				return err
@@ -132,13 +126,11 @@ replays the messages published at or after TIME.`,
 				}
 				target.Time = ts
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			g, err := c.ResetGroup(ctx, args[0], args[1], target)
 			if err != nil {
 				return err

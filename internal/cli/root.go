@@ -92,6 +92,16 @@ func (e *env) rpcContext(parent context.Context) (context.Context, context.Cance
 	return context.WithTimeout(parent, e.timeout)
 }
 
+// connect dials the broker for one command and returns a context bounded by
+// --timeout; done releases both.
+func (e *env) connect(cmd *cobra.Command) (c *client.Client, ctx context.Context, done func(), err error) {
+	if c, err = e.dial(); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := e.rpcContext(cmd.Context())
+	return c, ctx, func() { cancel(); c.Close() }, nil
+}
+
 func newVersionCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

@@ -41,13 +41,11 @@ over the range.`,
 				}
 				q.From, q.To = d, d.Add(24*time.Hour)
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			st, err := c.TopicStats(ctx, args[0], q)
 			if err != nil {
 				return err

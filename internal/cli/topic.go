@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -19,13 +20,11 @@ func newTopicCmd(e *env) *cobra.Command {
 		Short: "Create a topic (name: env.dept.name)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			spec.Name = args[0]
 			t, err := c.CreateTopic(ctx, spec)
 			if err != nil {
@@ -47,13 +46,11 @@ func newTopicCmd(e *env) *cobra.Command {
 		Short: "List topics (filter by department, owner, environment, status, name)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			ts, err := c.ListTopics(ctx, filter)
 			if err != nil {
 				return err
@@ -73,13 +70,11 @@ func newTopicCmd(e *env) *cobra.Command {
 		Short:   "Show one topic",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			t, err := c.GetTopic(ctx, args[0])
 			if err != nil {
 				return err
@@ -89,18 +84,18 @@ func newTopicCmd(e *env) *cobra.Command {
 		},
 	}
 	var by, reason string
-	decide := func(verb, short string, call func(*client.Client, *cobra.Command, string) (*dmqv1.Topic, error)) *cobra.Command {
+	decide := func(verb, short string, call func(*client.Client, context.Context, string, string, string) (*dmqv1.Topic, error)) *cobra.Command {
 		c := &cobra.Command{
 			Use:   verb + " NAME",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				cl, err := e.dial()
+				c, ctx, done, err := e.connect(cmd)
 				if err != nil {
 					return err
 				}
-				defer cl.Close()
-				t, err := call(cl, cmd, args[0])
+				defer done()
+				t, err := call(c, ctx, args[0], by, reason)
 				if err != nil {
 					return err
 				}
@@ -112,33 +107,19 @@ func newTopicCmd(e *env) *cobra.Command {
 		c.Flags().StringVar(&reason, "reason", "", "why")
 		return c
 	}
-	approve := decide("approve", "Approve a topic so it can be used", func(c *client.Client, cmd *cobra.Command, name string) (*dmqv1.Topic, error) {
-		ctx, cancel := e.rpcContext(cmd.Context())
-		defer cancel()
-		return c.ApproveTopic(ctx, name, by, reason)
-	})
-	reject := decide("reject", "Reject a pending topic", func(c *client.Client, cmd *cobra.Command, name string) (*dmqv1.Topic, error) {
-		ctx, cancel := e.rpcContext(cmd.Context())
-		defer cancel()
-		return c.RejectTopic(ctx, name, by, reason)
-	})
-	disable := decide("disable", "Disable an approved topic (publish and subscribe stop; messages stay)", func(c *client.Client, cmd *cobra.Command, name string) (*dmqv1.Topic, error) {
-		ctx, cancel := e.rpcContext(cmd.Context())
-		defer cancel()
-		return c.DisableTopic(ctx, name, by, reason)
-	})
+	approve := decide("approve", "Approve a topic so it can be used", (*client.Client).ApproveTopic)
+	reject := decide("reject", "Reject a pending topic", (*client.Client).RejectTopic)
+	disable := decide("disable", "Disable an approved topic (publish and subscribe stop; messages stay)", (*client.Client).DisableTopic)
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a topic with its groups and messages",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			if err := c.DeleteTopic(ctx, args[0]); err != nil {
 				return err
 			}

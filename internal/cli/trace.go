@@ -23,13 +23,11 @@ func newTraceCmd(e *env) *cobra.Command {
 			if (len(args) == 1) == (key != "") {
 				return fmt.Errorf("give a message id, or --key to search by business key")
 			}
-			c, err := e.dial()
+			c, ctx, done, err := e.connect(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := e.rpcContext(cmd.Context())
-			defer cancel()
+			defer done()
 			if len(args) == 1 {
 				tr, err := c.Trace(ctx, topic, args[0])
 				if err != nil {
