@@ -225,7 +225,8 @@ func Open(cfg Config) (*Broker, error) {
 	b.goFunc(b.delays.Run)
 	b.goFunc(b.minutesLoop)
 	if b.trace != nil {
-		b.goFunc(b.trace.Run)
+		// Not in b.wg: it stops after the topics, to write their last events.
+		go b.trace.Run()
 	}
 	return b, nil
 }
@@ -330,11 +331,11 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	close(b.quit)
 	b.delays.Stop()
+	b.wg.Wait()
+	b.closeTopics()
 	if b.trace != nil {
 		b.trace.Stop()
 	}
-	b.wg.Wait()
-	b.closeTopics()
 	err := b.meta.Close()
 	b.lock.release()
 	return err
