@@ -135,6 +135,7 @@ func (r *Recorder) Flush() {
 	if len(events) == 0 && len(keys) == 0 {
 		return
 	}
+	events = coalesce(events)
 	if err := r.store.PutTrace(events, keys); err != nil {
 		r.cfg.Logger.Error("write trace events", "events", len(events), "err", err)
 	}
@@ -144,4 +145,41 @@ func (r *Recorder) Flush() {
 func (r *Recorder) Stop() {
 	close(r.quit)
 	<-r.done
+}
+
+// coalesce merges runs that continue each other — the same step for the
+// same topic, group and client, offsets adjacent — into one event, so a
+// consumer acking in small batches costs a few records per flush, not one
+// per batch. A merged run keeps a time that leaves every message's events
+// in causal order: the earliest for steps that start something (published,
+// delivered), the latest for acks.
+func coalesce(events []meta.TraceEvent) []meta.TraceEvent {
+	type stream struct {
+		kind, topic, group, client, addr string
+		attempt                          uint32
+	}
+	last := map[stream]int{} // index in out of the stream's last run
+	out := events[:0]
+	for _, e := range events {
+		if e.Count == 0 || (e.Kind != Published && e.Kind != Delivered && e.Kind != Acked) {
+			out = append(out, e)
+			continue
+		}
+		k := stream{e.Kind, e.Topic, e.Group, e.Client, e.Addr, e.Attempt}
+		if i, ok := last[k]; ok {
+			p := &out[i]
+			if p.Offset+uint64(p.Count) == e.Offset && p.Count+e.Count <= meta.MaxTraceRun {
+				p.Count += e.Count
+				if e.Kind == Acked {
+					p.TimeMs = max(p.TimeMs, e.TimeMs)
+				} else {
+					p.TimeMs = min(p.TimeMs, e.TimeMs)
+				}
+				continue
+			}
+		}
+		last[k] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
