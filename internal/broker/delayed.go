@@ -84,6 +84,15 @@ func (b *Broker) scheduleDelayed(t *topic, msgs []*message.Message, idx []int, n
 	if err := b.meta.ScheduleDelayed(t.name, es); err != nil {
 		return nil, wrap(KindUnavailable, err, "store delayed messages of topic %q", t.name)
 	}
+	// A message due before the point the scheduler already passed must
+	// still be found: move that point back. Under delayMu, so that a
+	// delivery in progress, which moves the point forward when done, cannot
+	// move it past this message.
+	t.delayMu.Lock()
+	if earliest < t.delayedFrom.Load() {
+		t.delayedFrom.Store(earliest)
+	}
+	t.delayMu.Unlock()
 	t.delayedPending.Add(int64(len(es)))
 	b.delays.Schedule(t.name, earliest)
 	return ids, nil
@@ -99,9 +108,10 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 	}
 	t.delayMu.Lock()
 	defer t.delayMu.Unlock()
+	from := t.delayedFrom.Load()
 	for {
 		var es []meta.DelayedEntry
-		if err := b.meta.ScanDelayed(topicName, 0, nowMs+1, 0, 0, func(e meta.DelayedEntry) bool {
+		if err := b.meta.ScanDelayed(topicName, from, nowMs+1, 0, 0, func(e meta.DelayedEntry) bool {
 			es = append(es, e)
 			return len(es) < delayFireBatch
 		}); err != nil {
@@ -142,7 +152,10 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 			break
 		}
 	}
-	next, ok, err := b.meta.NextDelayed(topicName)
+	// Everything due up to nowMs is delivered: later scans start after it.
+	// (Publishes move the point back under delayMu, which is held here.)
+	t.delayedFrom.Store(nowMs + 1)
+	next, ok, err := b.meta.NextDelayed(topicName, t.delayedFrom.Load())
 	if err != nil {
 		b.logger.Error("find next delayed message", "topic", topicName, "err", err)
 		return nowMs + 1000, true
@@ -184,7 +197,7 @@ func (b *Broker) ListDelayed(topicName string, f DelayedFilter) ([]DelayedMessag
 	}
 	var out []DelayedMessage
 	var derr error
-	err = b.meta.ScanDelayed(topicName, f.FromMs, f.ToMs, afterDue, afterSeq, func(e meta.DelayedEntry) bool {
+	err = b.meta.ScanDelayed(topicName, max(f.FromMs, t.delayedFrom.Load()), f.ToMs, afterDue, afterSeq, func(e meta.DelayedEntry) bool {
 		m, err := message.Decode(e.Payload)
 		if err != nil {
 			derr = err
@@ -248,7 +261,7 @@ func (b *Broker) loadDelayed(t *topic) error {
 		return fmt.Errorf("count delayed messages of %q: %w", t.name, err)
 	}
 	t.delayedPending.Store(int64(n))
-	next, ok, err := b.meta.NextDelayed(t.name)
+	next, ok, err := b.meta.NextDelayed(t.name, 0)
 	if err != nil {
 		return fmt.Errorf("find next delayed message of %q: %w", t.name, err)
 	}

@@ -24,6 +24,9 @@ type topic struct {
 	// delayMu serializes delivering due delayed messages with cancels.
 	delayMu        sync.Mutex
 	delayedPending atomic.Int64
+	// delayedFrom is a due time (ms) below which no delayed message is
+	// pending: scans of the delay store start there (see fireDelayed).
+	delayedFrom atomic.Int64
 
 	mu     sync.RWMutex
 	groups map[string]*group

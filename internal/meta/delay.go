@@ -48,10 +48,14 @@ func (s *Store) ScheduleDelayed(topic string, es []DelayedEntry) error {
 	return b.Commit(pebble.Sync)
 }
 
-// NextDelayed returns when the topic's next delayed message is due.
-func (s *Store) NextDelayed(topic string) (dueMs int64, ok bool, err error) {
+// NextDelayed returns when the topic's next delayed message due at or
+// after fromMs is due. Callers pass the time up to which everything was
+// delivered: the deletes of delivered messages stay in the LSM until a
+// compaction, and a seek from the start of the range would step over all of
+// them every time.
+func (s *Store) NextDelayed(topic string, fromMs int64) (dueMs int64, ok bool, err error) {
 	p := delayPrefix(topic)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: delayKey(topic, fromMs, 0), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return 0, false, err
 	}
@@ -104,7 +108,9 @@ func (s *Store) RemoveDelayed(topic string, es []DelayedEntry) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, e := range es {
-		if err := b.Delete(delayKey(topic, e.DueMs, e.Seq), nil); err != nil {
+		// Each key is set once and deleted once: a single delete lets
+		// compactions drop both early.
+		if err := b.SingleDelete(delayKey(topic, e.DueMs, e.Seq), nil); err != nil {
 			return err
 		}
 	}
@@ -129,7 +135,7 @@ func (s *Store) CancelDelayed(topic string, dueMs int64, seq uint64) (found bool
 	closer.Close()
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := b.Delete(k, nil); err != nil {
+	if err := b.SingleDelete(k, nil); err != nil {
 		return false, err
 	}
 	if err := b.Merge(delayCountKey(topic), int64Value(-1), nil); err != nil {

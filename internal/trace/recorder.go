@@ -151,8 +151,8 @@ func (r *Recorder) Stop() {
 // same topic, group and client, offsets adjacent — into one event, so a
 // consumer acking in small batches costs a few records per flush, not one
 // per batch. A merged run keeps a time that leaves every message's events
-// in causal order: the earliest for steps that start something (published,
-// delivered), the latest for acks.
+// in causal order: the earliest time (and record order) for steps that
+// start something (published, delivered), the latest for acks.
 func coalesce(events []meta.TraceEvent) []meta.TraceEvent {
 	type stream struct {
 		kind, topic, group, client, addr string
@@ -171,7 +171,7 @@ func coalesce(events []meta.TraceEvent) []meta.TraceEvent {
 			if p.Offset+uint64(p.Count) == e.Offset && p.Count+e.Count <= meta.MaxTraceRun {
 				p.Count += e.Count
 				if e.Kind == Acked {
-					p.TimeMs = max(p.TimeMs, e.TimeMs)
+					p.TimeMs, p.Seq = max(p.TimeMs, e.TimeMs), max(p.Seq, e.Seq)
 				} else {
 					p.TimeMs = min(p.TimeMs, e.TimeMs)
 				}
