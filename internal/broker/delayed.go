@@ -109,9 +109,17 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 	t.delayMu.Lock()
 	defer t.delayMu.Unlock()
 	from := t.delayedFrom.Load()
+	// One scan finds both the due messages and, past them, when the next
+	// one is due: a seek costs a block read, so fires do one, not two.
+	var next int64
+	hasNext := false
 	for {
 		var es []meta.DelayedEntry
-		if err := b.meta.ScanDelayed(topicName, from, nowMs+1, 0, 0, func(e meta.DelayedEntry) bool {
+		if err := b.meta.ScanDelayed(topicName, from, 0, 0, 0, func(e meta.DelayedEntry) bool {
+			if e.DueMs > nowMs {
+				next, hasNext = e.DueMs, true
+				return false
+			}
 			es = append(es, e)
 			return len(es) < delayFireBatch
 		}); err != nil {
@@ -151,16 +159,12 @@ func (b *Broker) fireDelayed(topicName string, nowMs int64) (int64, bool) {
 		if len(es) < delayFireBatch {
 			break
 		}
+		from = es[len(es)-1].DueMs // the next batch: what this one did not reach
 	}
 	// Everything due up to nowMs is delivered: later scans start after it.
 	// (Publishes move the point back under delayMu, which is held here.)
 	t.delayedFrom.Store(nowMs + 1)
-	next, ok, err := b.meta.NextDelayed(topicName, t.delayedFrom.Load())
-	if err != nil {
-		b.logger.Error("find next delayed message", "topic", topicName, "err", err)
-		return nowMs + 1000, true
-	}
-	return next, ok
+	return next, hasNext
 }
 
 // DelayedMessage is a pending delayed message.
