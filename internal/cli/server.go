@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"time"
 
 	"github.com/dmqio/dmq/internal/config"
@@ -59,6 +60,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("stats-retention", def.StatsRetention, "how long per-minute statistics are kept")
 	f.Bool("no-trace", false, "do not record message traces")
 	f.Duration("trace-retention", def.TraceRetention, "how long message traces are kept")
+	f.Int64("memory-limit", def.MemoryLimit, "soft memory limit in bytes for the garbage collector (0: none)")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
 	return cmd
 }
@@ -91,6 +93,13 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config) error {
 }
 
 func runServer(ctx context.Context, e *env, cfg config.Config) error {
+	// A soft memory limit makes the garbage collector work harder only near
+	// the limit, instead of always (GOGC=50 cut the peak RSS of scheduling
+	// 1M delayed messages from 281 to 214 MB but cost about a quarter of the
+	// publish+consume throughput). Off by default; GOMEMLIMIT wins.
+	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))

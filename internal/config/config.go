@@ -59,6 +59,9 @@ type Config struct {
 	// events are kept.
 	NoTrace        bool          `yaml:"no_trace"`
 	TraceRetention time.Duration `yaml:"trace_retention"`
+	// MemoryLimit is a soft limit in bytes for the Go garbage collector (0:
+	// none): it collects harder near the limit rather than always.
+	MemoryLimit int64 `yaml:"memory_limit"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
