@@ -147,7 +147,7 @@ func (a *api) listDeadLetters(r *http.Request) (int, any, error) {
 	}
 	page := deadLetterPageJSON{DeadLetters: make([]deadLetterJSON, len(ds)), Total: total}
 	for i, d := range ds {
-		id := strconv.FormatUint(d.Offset, 10)
+		id := broker.FormatOffset(d.Offset)
 		page.DeadLetters[i] = deadLetterJSON{
 			ID: id, Member: d.Member, Attempts: d.Attempts, LastFailure: d.Reason,
 			DeadAt: formatMs(d.DeadAtMs), DeadAtMs: d.DeadAtMs, Redriven: d.Redriven,

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +100,7 @@ func (b *Broker) TraceOf(topicName, id string) ([]meta.TraceEvent, error) {
 			}
 		}
 	} else {
-		off, err := parseOffset(id)
+		off, err := ParseOffset(id)
 		if err != nil {
 			return nil, err
 		}
@@ -187,15 +186,4 @@ func (b *Broker) expireTrace(now time.Time) {
 			b.logger.Error("expire trace", "topic", ti.Name, "err", err)
 		}
 	}
-}
-
-// FormatOffset is a message id: its offset in the topic's log.
-func FormatOffset(off uint64) string { return strconv.FormatUint(off, 10) }
-
-func parseOffset(id string) (uint64, error) {
-	off, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return 0, errorf(KindInvalid, "message id %q is not a DMQ message id", id)
-	}
-	return off, nil
 }

@@ -107,11 +107,6 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Sync makes every earlier unsynced write durable.
-func (s *Store) Sync() error {
-	return s.db.LogData(nil, pebble.Sync)
-}
-
 func topicKey(topic string) []byte { return append([]byte("t/"), topic...) }
 
 func groupPrefix(topic string) []byte { return append(append([]byte("g/"), topic...), 0) }

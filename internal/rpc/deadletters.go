@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -13,7 +12,7 @@ func deadLetterProto(topic, group string, d broker.DeadLetter) *dmqv1.DeadLetter
 	m := d.Message
 	return &dmqv1.DeadLetter{
 		Message: &dmqv1.Message{
-			Id: FormatID(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
+			Id: broker.FormatOffset(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
 			PublishedAtMs: m.PublishedAtMs, Attempt: d.Attempts, ClientMessageId: m.ClientMessageID,
 			LastFailure: d.Reason,
 		},
@@ -25,9 +24,9 @@ func deadLetterProto(topic, group string, d broker.DeadLetter) *dmqv1.DeadLetter
 func (s *Service) ListDeadLetters(_ context.Context, req *dmqv1.ListDeadLettersRequest) (*dmqv1.ListDeadLettersResponse, error) {
 	var from uint64
 	if req.AfterId != "" {
-		off, err := strconv.ParseUint(req.AfterId, 10, 64)
+		off, err := broker.ParseOffset(req.AfterId)
 		if err != nil {
-			return nil, invalid("after id %q is not a DMQ message id", req.AfterId)
+			return nil, toStatus(err)
 		}
 		from = off + 1
 	}

@@ -85,9 +85,6 @@ func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
-// FormatID turns a stored offset into a message id.
-func FormatID(off uint64) string { return strconv.FormatUint(off, 10) }
-
 // parseIDs turns message ids into offsets.
 func parseIDs(ids []string) ([]uint64, error) {
 	if len(ids) == 0 {
@@ -95,9 +92,9 @@ func parseIDs(ids []string) ([]uint64, error) {
 	}
 	offs := make([]uint64, len(ids))
 	for i, id := range ids {
-		off, err := strconv.ParseUint(id, 10, 64)
+		off, err := broker.ParseOffset(id)
 		if err != nil {
-			return nil, invalid("message id %q is not a DMQ message id", id)
+			return nil, toStatus(err)
 		}
 		offs[i] = off
 	}
@@ -222,7 +219,7 @@ func publishResults(in []broker.PublishResult) []*dmqv1.PublishResult {
 	for i, r := range in {
 		id := r.DelayID
 		if id == "" {
-			id = FormatID(r.Offset)
+			id = broker.FormatOffset(r.Offset)
 		}
 		rs[i] = &dmqv1.PublishResult{Id: id, Duplicate: r.Duplicate}
 	}
@@ -420,7 +417,7 @@ func deliveryProto(topic string, d broker.Delivery) (*dmqv1.Message, error) {
 		return nil, fmt.Errorf("message %d of topic %q: %w", d.Offset, topic, err)
 	}
 	return &dmqv1.Message{
-		Id: FormatID(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
+		Id: broker.FormatOffset(d.Offset), Topic: topic, Key: m.Key, Headers: m.Headers, Body: m.Body,
 		PublishedAtMs: m.PublishedAtMs, Attempt: d.Attempt, ClientMessageId: m.ClientMessageID,
 		LastFailure: d.LastFailure,
 	}, nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/meta"
 )
 
@@ -14,9 +15,9 @@ func traceProto(es []meta.TraceEvent) []*dmqv1.TraceEvent {
 		te := &dmqv1.TraceEvent{Kind: e.Kind, TimeMs: e.TimeMs, Group: e.Group, ClientId: e.Client, Address: e.Addr,
 			Attempt: e.Attempt, Reason: e.Reason, DelayedId: e.DelayID}
 		if e.Count > 0 {
-			te.FirstId, te.Count = FormatID(e.Offset), e.Count
+			te.FirstId, te.Count = broker.FormatOffset(e.Offset), e.Count
 		} else if e.Kind == "due" {
-			te.MessageId = FormatID(e.Offset)
+			te.MessageId = broker.FormatOffset(e.Offset)
 		}
 		out[i] = te
 	}
@@ -43,7 +44,7 @@ func (s *Service) SearchTrace(_ context.Context, req *dmqv1.SearchTraceRequest) 
 	}
 	resp := &dmqv1.SearchTraceResponse{}
 	for _, m := range ms {
-		resp.Messages = append(resp.Messages, &dmqv1.MessageTrace{Id: FormatID(m.Offset), Events: traceProto(m.Events)})
+		resp.Messages = append(resp.Messages, &dmqv1.MessageTrace{Id: broker.FormatOffset(m.Offset), Events: traceProto(m.Events)})
 	}
 	return resp, nil
 }

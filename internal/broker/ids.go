@@ -1,0 +1,18 @@
+package broker
+
+import "strconv"
+
+// Message ids on the wire are decimal log offsets (delayed messages have
+// their own ids, see FormatDelayID). Every API formats and parses them here.
+
+// FormatOffset is the message id of a log offset.
+func FormatOffset(off uint64) string { return strconv.FormatUint(off, 10) }
+
+// ParseOffset turns a message id back into its log offset.
+func ParseOffset(id string) (uint64, error) {
+	off, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return 0, errorf(KindInvalid, "message id %q is not a DMQ message id", id)
+	}
+	return off, nil
+}
