@@ -34,6 +34,8 @@ func NewAPI(b *broker.Broker) http.Handler {
 	a.handle("POST /api/v1/topics/{topic}/reject", a.decide(b.RejectTopic))
 	a.handle("POST /api/v1/topics/{topic}/disable", a.decide(b.DisableTopic))
 	a.handle("GET /api/v1/topics/{topic}/stats", a.topicStats)
+	a.handle("GET /api/v1/topics/{topic}/trace", a.traceByKey)
+	a.handle("GET /api/v1/topics/{topic}/trace/{id}", a.traceMessage)
 	a.handle("GET /api/v1/topics/{topic}/delayed", a.listDelayed)
 	a.handle("DELETE /api/v1/topics/{topic}/delayed/{id}", a.cancelDelayed)
 	a.handle("GET /api/v1/topics/{topic}/groups/{group}", a.getGroup)

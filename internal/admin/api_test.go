@@ -686,3 +686,121 @@ func TestClientsOverHTTP(t *testing.T) {
 		t.Fatalf("delete-offline = %v, registry %v; want 1 deleted and none left", n, list(""))
 	}
 }
+
+// A message published with a business key, nacked once and acked, has
+// exactly those events over HTTP, found by id and by key.
+func TestTraceOverHTTP(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	api := newAPI(t, s)
+	c := dmqtest.Dial(t, s.GRPCAddr(), client.WithClientID("shop-1"))
+	ctx := context.Background()
+	const name = "test.trace.orders"
+	api.call("POST", "/topics", map[string]string{"name": name}, http.StatusCreated, nil)
+	if _, err := c.CreateGroup(ctx, client.GroupSpec{Topic: name, Name: "billing", RetryBackoff: []time.Duration{time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now().Add(-time.Minute)
+	rs, err := c.Publish(ctx, name, &client.Message{Key: "order-77", Body: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rs[0]
+	tries := 0
+	k, err := c.Subscribe(ctx, name, "billing", func(context.Context, *client.Message) error {
+		if tries++; tries == 1 {
+			return fmt.Errorf("stock service down")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	type event struct {
+		Kind, Time, Group, Client, Reason string
+		TimeMs                            int64 `json:"time_ms"`
+		Attempt                           uint32
+	}
+	kinds := func(es []event) string {
+		var ks []string
+		for _, e := range es {
+			ks = append(ks, e.Kind)
+		}
+		return strings.Join(ks, ", ")
+	}
+	const want = "published, delivered, nacked, delivered, acked"
+	var byID struct {
+		Topic     string
+		MessageID string `json:"message_id"`
+		Events    []event
+	}
+	dmqtest.Eventually(t, 10*time.Second, "the trace to end with the ack", func() bool {
+		api.call("GET", "/topics/"+name+"/trace/"+res.ID, nil, http.StatusOK, &byID)
+		return kinds(byID.Events) == want
+	})
+	if e := byID.Events[2]; e.Reason != "stock service down" || e.Group != "billing" || e.Client != "shop-1" || byID.MessageID != res.ID {
+		t.Fatalf("nack event %+v of message %q, want the reason, group billing and client shop-1", e, byID.MessageID)
+	}
+	if e := byID.Events[3]; e.Attempt != 2 {
+		t.Fatalf("redelivery %+v, want attempt 2", e)
+	}
+	var byKey struct {
+		Key      string
+		Messages []struct {
+			MessageID string `json:"message_id"`
+			Events    []event
+		}
+	}
+	q := url.Values{"key": {"order-77"}, "from": {from.Format(time.RFC3339)}, "to": {time.Now().Add(time.Minute).Format(time.RFC3339)}}
+	api.call("GET", "/topics/"+name+"/trace?"+q.Encode(), nil, http.StatusOK, &byKey)
+	if len(byKey.Messages) != 1 || byKey.Messages[0].MessageID != res.ID || kinds(byKey.Messages[0].Events) != want {
+		t.Fatalf("search by key = %+v, want message %s with %s", byKey, res.ID, want)
+	}
+	api.fail("GET", "/topics/"+name+"/trace?key=order-77", nil, http.StatusBadRequest, "InvalidArgument", "time range")
+	api.fail("GET", "/topics/"+name+"/trace?"+url.Values{"from": q["from"], "to": q["to"]}.Encode(), nil, http.StatusBadRequest, "InvalidArgument", "key")
+	api.fail("GET", "/topics/"+name+"/trace/999", nil, http.StatusNotFound, "NotFound", "no trace")
+	api.fail("GET", "/topics/"+name+"/trace/abc", nil, http.StatusBadRequest, "InvalidArgument", "abc")
+	api.fail("GET", "/topics/test.trace.none/trace/0", nil, http.StatusNotFound, "NotFound", "does not exist")
+}
+
+// The topic list pages by name and says how many topics match in all.
+func TestTopicPagesOverHTTP(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	api := newAPI(t, s)
+	for i := 0; i < 25; i++ {
+		api.call("POST", "/topics", map[string]string{"name": fmt.Sprintf("test.page.t%02d", i), "department": []string{"shop", "pay"}[i%2]}, http.StatusCreated, nil)
+	}
+	type page struct {
+		Topics    []topic
+		Total     int
+		NextAfter string `json:"next_after"`
+	}
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 3 {
+			t.Fatalf("more than 3 pages of 10 for 25 topics")
+		}
+		var p page
+		api.call("GET", "/topics?limit=10&after="+after, nil, http.StatusOK, &p)
+		if p.Total != 25 {
+			t.Fatalf("total = %d, want 25", p.Total)
+		}
+		for _, tp := range p.Topics {
+			names = append(names, tp.Name)
+		}
+		if p.NextAfter == "" {
+			break
+		}
+		after = p.NextAfter
+	}
+	if len(names) != 25 || names[0] != "test.page.t00" || names[24] != "test.page.t24" {
+		t.Fatalf("paged names = %v, want t00..t24 once each", names)
+	}
+	var p page
+	api.call("GET", "/topics?dept=pay&limit=5", nil, http.StatusOK, &p)
+	if p.Total != 12 || len(p.Topics) != 5 || p.NextAfter != "test.page.t09" {
+		t.Fatalf("dept=pay: total %d, %d topics, next_after %q; want 12, 5, test.page.t09", p.Total, len(p.Topics), p.NextAfter)
+	}
+	api.fail("GET", "/topics?limit=0", nil, http.StatusBadRequest, "InvalidArgument", "limit")
+}

@@ -36,6 +36,22 @@ type statsJSON struct {
 	Failures  summaryJSON  `json:"failures"`
 	StoredNow uint64       `json:"stored_now"`
 	Minutes   []minuteJSON `json:"minutes"`
+	Groups    []groupStats `json:"groups"`
+}
+
+// groupStats is one group's backlog and oldest unacked age per minute.
+type groupStats struct {
+	Group              string            `json:"group"`
+	Backlog            summaryJSON       `json:"backlog"`
+	OldestUnackedAgeMs summaryJSON       `json:"oldest_unacked_age_ms"`
+	Minutes            []groupMinuteJSON `json:"minutes"`
+}
+
+type groupMinuteJSON struct {
+	Minute             string `json:"minute"`
+	MinuteMs           int64  `json:"minute_ms"`
+	Backlog            uint64 `json:"backlog"`
+	OldestUnackedAgeMs uint64 `json:"oldest_unacked_age_ms"`
 }
 
 // statsRange reads the time range of a stats request: from and to (RFC
@@ -90,6 +106,20 @@ func (a *api) topicStats(r *http.Request) (int, any, error) {
 	}
 	p, c, f := broker.Summarize(ms)
 	out.Produced, out.Consumed, out.Failures = summaryJSON(p), summaryJSON(c), summaryJSON(f)
+	groups, err := a.b.GroupStats(q)
+	if err != nil {
+		return 0, nil, err
+	}
+	out.Groups = make([]groupStats, len(groups))
+	for i, g := range groups {
+		backlog, age := broker.SummarizeGroup(g.Minutes)
+		gs := groupStats{Group: g.Group, Backlog: summaryJSON(backlog), OldestUnackedAgeMs: summaryJSON(age),
+			Minutes: make([]groupMinuteJSON, len(g.Minutes))}
+		for j, m := range g.Minutes {
+			gs.Minutes[j] = groupMinuteJSON{Minute: formatMs(m.MinuteMs), MinuteMs: m.MinuteMs, Backlog: m.Backlog, OldestUnackedAgeMs: m.OldestUnackedAgeMs}
+		}
+		out.Groups[i] = gs
+	}
 	if ti, err := a.b.GetTopic(topic); err == nil {
 		out.StoredNow = ti.NextOffset - ti.FirstOffset
 	}

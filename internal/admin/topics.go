@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/dmqio/dmq/internal/broker"
@@ -66,6 +67,8 @@ type groupJSON struct {
 	InFlight       uint64   `json:"in_flight"`
 	DeadLetters    uint64   `json:"dead_letters"`
 	MembersOnline  int      `json:"members_online"`
+	// OldestUnackedAgeMs is how long the oldest unacked message has waited.
+	OldestUnackedAgeMs int64 `json:"oldest_unacked_age_ms"`
 }
 
 func groupOf(gi broker.GroupInfo) groupJSON {
@@ -76,6 +79,7 @@ func groupOf(gi broker.GroupInfo) groupJSON {
 		CreatedAt: formatMs(gi.CreatedAtMs), CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
 		AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 		DeadLetters: gi.DeadLetters, MembersOnline: gi.MembersOnline,
+		OldestUnackedAgeMs: gi.OldestUnackedAge(time.Now()).Milliseconds(),
 	}
 	for _, d := range gi.RetryBackoffMs {
 		g.RetryBackoff = append(g.RetryBackoff, ms(d).String())
@@ -86,17 +90,35 @@ func groupOf(gi broker.GroupInfo) groupJSON {
 
 func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 
+// listTopics answers one page of the topics matching the filters, sorted
+// by name, with the number of matching topics in all.
 func (a *api) listTopics(r *http.Request) (int, any, error) {
 	q := r.URL.Query()
+	limit, err := limitParam(r)
+	if err != nil {
+		return 0, nil, err
+	}
 	ts := a.b.ListTopics(broker.TopicFilter{
 		Department: q.Get("dept"), Owner: q.Get("owner"), Environment: q.Get("env"),
 		Status: q.Get("status"), NameContains: q.Get("name"),
 	})
+	total := len(ts)
+	after := q.Get("after")
+	start := sort.Search(len(ts), func(i int) bool { return ts[i].Name > after })
+	page := ts[start:min(start+limit, len(ts))]
+	out := map[string]any{"topics": topicsOf(page), "total": total}
+	if start+limit < len(ts) {
+		out["next_after"] = page[len(page)-1].Name
+	}
+	return http.StatusOK, out, nil
+}
+
+func topicsOf(ts []broker.TopicInfo) []topicJSON {
 	out := make([]topicJSON, len(ts))
 	for i, ti := range ts {
 		out[i] = topicOf(ti)
 	}
-	return http.StatusOK, map[string]any{"topics": out}, nil
+	return out
 }
 
 type createTopicRequest struct {

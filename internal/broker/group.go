@@ -413,18 +413,37 @@ type GroupInfo struct {
 	InFlight      uint64
 	MembersOnline int
 	DeadLetters   uint64
+	// OldestUnackedMs is when the oldest message not yet acked by every
+	// member was published (Unix ms; 0 when nothing waits).
+	OldestUnackedMs int64
+}
+
+// OldestUnackedAge is how long the oldest unacked message has waited at
+// now (0 when nothing waits).
+func (gi GroupInfo) OldestUnackedAge(now time.Time) time.Duration {
+	if gi.OldestUnackedMs == 0 {
+		return 0
+	}
+	return max(now.Sub(time.UnixMilli(gi.OldestUnackedMs)), 0)
 }
 
 func (g *group) describe() GroupInfo {
 	end := g.t.log.Next()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	gi := GroupInfo{Group: g.info, AckFloor: g.floorLocked()}
 	gi.DeadLetters = g.mu.deadLetters
 	for _, c := range g.mu.cursors {
 		gi.Backlog = max(gi.Backlog, c.backlog(end))
 		gi.InFlight += uint64(len(c.inflight))
 		gi.MembersOnline += len(c.sessions)
+	}
+	g.mu.Unlock()
+	// Every message below the floor is acked by every member, so the one
+	// at the floor is the oldest still waiting.
+	if gi.Backlog > 0 && gi.AckFloor < end {
+		if ms, err := g.t.publishedAt(gi.AckFloor); err == nil {
+			gi.OldestUnackedMs = ms
+		}
 	}
 	return gi
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sort"
 	"time"
 
 	"github.com/dmqio/dmq/internal/meta"
@@ -44,10 +45,22 @@ func (b *Broker) minutesLoop() {
 func (b *Broker) flushMinutes(now time.Time, all bool) {
 	counts := b.stats.TakeFinished(all)
 	stored := map[string]uint64{}
-	for _, t := range b.ListTopics(TopicFilter{}) {
-		stored[t.Name] = t.NextOffset - t.FirstOffset
+	var groups []meta.GroupMinute
+	b.mu.RLock()
+	ts := make([]*topic, 0, len(b.mu.topics))
+	for _, t := range b.mu.topics {
+		ts = append(ts, t)
 	}
-	if err := b.meta.AddMinuteCounts(counts, stored, stats.Truncate(now.UnixMilli())-stats.MinuteMs); err != nil {
+	b.mu.RUnlock()
+	for _, t := range ts {
+		stored[t.name] = t.log.Next() - t.log.First()
+		for _, g := range t.groupList() {
+			gi := g.describe()
+			groups = append(groups, meta.GroupMinute{Topic: t.name, Group: gi.Name,
+				Backlog: gi.Backlog, OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds()})
+		}
+	}
+	if err := b.meta.AddMinuteCounts(counts, stored, groups, stats.Truncate(now.UnixMilli())-stats.MinuteMs); err != nil {
 		b.logger.Error("write per-minute stats", "err", err)
 	}
 }
@@ -70,18 +83,20 @@ type Summary struct{ Total, Max, Min uint64 }
 // per-minute value over ms (quiet minutes count as zero).
 func Summarize(ms []MinuteStats) (produced, consumed, failures Summary) {
 	for i, m := range ms {
-		for _, p := range []struct {
-			sum *Summary
-			v   uint64
-		}{{&produced, m.Produced}, {&consumed, m.Consumed}, {&failures, m.Failures}} {
-			p.sum.Total += p.v
-			p.sum.Max = max(p.sum.Max, p.v)
-			if i == 0 || p.v < p.sum.Min {
-				p.sum.Min = p.v
-			}
-		}
+		produced.add(i, m.Produced)
+		consumed.add(i, m.Consumed)
+		failures.add(i, m.Failures)
 	}
 	return produced, consumed, failures
+}
+
+// add counts the value of the i-th minute.
+func (s *Summary) add(i int, v uint64) {
+	s.Total += v
+	s.Max = max(s.Max, v)
+	if i == 0 || v < s.Min {
+		s.Min = v
+	}
 }
 
 // TopicStatsQuery selects a topic's per-minute counters.
@@ -91,25 +106,33 @@ type TopicStatsQuery struct {
 	Server, Client string
 }
 
+// minutes checks a stats query and returns its first minute, its end
+// (capped at now) and the number of minutes.
+func (q TopicStatsQuery) minutes(now time.Time, retention time.Duration) (from, to int64, n int, err error) {
+	switch {
+	case q.From.IsZero() || q.To.IsZero() || !q.To.After(q.From):
+		return 0, 0, 0, errorf(KindInvalid, "stats need a time range with from before to")
+	case q.To.Sub(q.From) > 31*24*time.Hour:
+		return 0, 0, 0, errorf(KindInvalid, "stats range of %s is longer than 31 days", q.To.Sub(q.From).Round(time.Hour))
+	case q.From.Before(now.Add(-retention)):
+		return 0, 0, 0, errorf(KindInvalid, "stats start %s is beyond the retention of %s", q.From.UTC().Format(time.RFC3339), retention)
+	}
+	from, to = stats.Truncate(q.From.UnixMilli()), min(q.To.UnixMilli(), now.UnixMilli()+1)
+	n = int((to - from + stats.MinuteMs - 1) / stats.MinuteMs)
+	return from, to, max(n, 0), nil
+}
+
 // TopicStats returns one entry per minute of [From, To) (up to now), with
 // the counters summed over servers and clients unless narrowed.
 func (b *Broker) TopicStats(q TopicStatsQuery) ([]MinuteStats, error) {
 	if _, err := b.topic(q.Topic); err != nil {
 		return nil, err
 	}
-	from, to := stats.Truncate(q.From.UnixMilli()), q.To.UnixMilli()
-	now := time.Now()
-	switch {
-	case q.From.IsZero() || q.To.IsZero() || to <= from:
-		return nil, errorf(KindInvalid, "stats need a time range with from before to")
-	case q.To.Sub(q.From) > 31*24*time.Hour:
-		return nil, errorf(KindInvalid, "stats range of %s is longer than 31 days", q.To.Sub(q.From).Round(time.Hour))
-	case q.From.Before(now.Add(-b.cfg.StatsRetention)):
-		return nil, errorf(KindInvalid, "stats start %s is beyond the retention of %s", q.From.UTC().Format(time.RFC3339), b.cfg.StatsRetention)
+	from, to, n, err := q.minutes(time.Now(), b.cfg.StatsRetention)
+	if err != nil {
+		return nil, err
 	}
-	to = min(to, now.UnixMilli()+1)
-	n := int((to - from + stats.MinuteMs - 1) / stats.MinuteMs)
-	out := make([]MinuteStats, max(n, 0))
+	out := make([]MinuteStats, n)
 	for i := range out {
 		out[i].MinuteMs = from + int64(i)*stats.MinuteMs
 	}
@@ -134,4 +157,77 @@ func (b *Broker) TopicStats(q TopicStatsQuery) ([]MinuteStats, error) {
 		return nil, wrap(KindInternal, err, "read stored counts of %q", q.Topic)
 	}
 	return out, nil
+}
+
+// GroupMinute is a group's backlog and the age of its oldest unacked
+// message at the end of one minute (now, for the current minute).
+type GroupMinute struct {
+	MinuteMs           int64
+	Backlog            uint64
+	OldestUnackedAgeMs uint64
+}
+
+// GroupSeries is one group's state minute by minute.
+type GroupSeries struct {
+	Group   string
+	Minutes []GroupMinute
+}
+
+// GroupStats returns, for each group of the topic (and groups deleted since
+// that still have records), one entry per minute of the query's range;
+// minutes before a group's first record are zero. Server and Client do not
+// apply: a group's backlog belongs to the topic.
+func (b *Broker) GroupStats(q TopicStatsQuery) ([]GroupSeries, error) {
+	if _, err := b.topic(q.Topic); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	from, to, n, err := q.minutes(now, b.cfg.StatsRetention)
+	if err != nil {
+		return nil, err
+	}
+	series := map[string][]GroupMinute{}
+	get := func(group string) []GroupMinute {
+		s, ok := series[group]
+		if !ok {
+			s = make([]GroupMinute, n)
+			for i := range s {
+				s[i].MinuteMs = from + int64(i)*stats.MinuteMs
+			}
+			series[group] = s
+		}
+		return s
+	}
+	if err := b.meta.ScanGroupMinutes(q.Topic, from, to, func(g meta.GroupMinute) {
+		get(g.Group)[(g.MinuteMs-from)/stats.MinuteMs] = GroupMinute{MinuteMs: g.MinuteMs, Backlog: g.Backlog, OldestUnackedAgeMs: uint64(max(g.OldestUnackedAgeMs, 0))}
+	}); err != nil {
+		return nil, wrap(KindInternal, err, "read group stats of %q", q.Topic)
+	}
+	gs, err := b.ListGroups(q.Topic)
+	if err != nil {
+		return nil, err
+	}
+	cur := stats.Truncate(now.UnixMilli())
+	for _, g := range gs {
+		s := get(g.Name)
+		if cur >= from && cur < to {
+			s[(cur-from)/stats.MinuteMs] = GroupMinute{MinuteMs: cur, Backlog: g.Backlog, OldestUnackedAgeMs: uint64(g.OldestUnackedAge(now).Milliseconds())}
+		}
+	}
+	out := make([]GroupSeries, 0, len(series))
+	for name, s := range series {
+		out = append(out, GroupSeries{Group: name, Minutes: s})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out, nil
+}
+
+// SummarizeGroup returns the backlog's and the oldest unacked age's total,
+// max and min over the minutes of one group.
+func SummarizeGroup(ms []GroupMinute) (backlog, oldestAge Summary) {
+	for i, m := range ms {
+		backlog.add(i, m.Backlog)
+		oldestAge.add(i, m.OldestUnackedAgeMs)
+	}
+	return backlog, oldestAge
 }

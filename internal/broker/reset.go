@@ -68,17 +68,7 @@ func (b *Broker) ResetGroup(topicName, groupName string, to ResetTarget) (GroupI
 func (t *topic) offsetAt(ts time.Time) (uint64, error) {
 	want := ts.UnixMilli()
 	first, next := t.log.First(), t.log.Next()
-	at := func(off uint64) (int64, error) {
-		p, err := t.log.Read(off)
-		if err != nil {
-			return 0, wrap(KindInternal, err, "read message %d of topic %q", off, t.name)
-		}
-		m, err := message.Decode(p)
-		if err != nil {
-			return 0, wrap(KindInternal, err, "decode message %d of topic %q", off, t.name)
-		}
-		return m.PublishedAtMs, nil
-	}
+	at := t.publishedAt
 	if first < next && first > 0 {
 		oldest, err := at(first)
 		if err != nil {
@@ -103,4 +93,17 @@ func (t *topic) offsetAt(ts time.Time) (uint64, error) {
 		}
 	}
 	return lo, nil
+}
+
+// publishedAt returns when the message at off was published (Unix ms).
+func (t *topic) publishedAt(off uint64) (int64, error) {
+	p, err := t.log.Read(off)
+	if err != nil {
+		return 0, wrap(KindInternal, err, "read message %d of topic %q", off, t.name)
+	}
+	m, err := message.Decode(p)
+	if err != nil {
+		return 0, wrap(KindInternal, err, "decode message %d of topic %q", off, t.name)
+	}
+	return m.PublishedAtMs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/client"
 	"github.com/spf13/cobra"
 )
@@ -66,6 +67,23 @@ over the range.`,
 			fmt.Fprintf(w, "produced\t%d\t%d\t%d\n", st.Produced.Total, st.Produced.Max, st.Produced.Min)
 			fmt.Fprintf(w, "consumed\t%d\t%d\t%d\n", st.Consumed.Total, st.Consumed.Max, st.Consumed.Min)
 			fmt.Fprintf(w, "failures\t%d\t%d\t%d\n", st.Failures.Total, st.Failures.Max, st.Failures.Min)
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if len(st.Groups) == 0 {
+				return nil
+			}
+			fmt.Fprintln(e.stdout)
+			w = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "GROUP\tBACKLOG LAST\tBACKLOG MAX\tBACKLOG MIN\tOLDEST UNACKED LAST\tOLDEST UNACKED MAX")
+			for _, g := range st.Groups {
+				var now *dmqv1.GroupMinute
+				if n := len(g.Minutes); n > 0 {
+					now = g.Minutes[n-1]
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\n", g.Group, now.GetBacklog(), g.Backlog.GetMax(), g.Backlog.GetMin(),
+					time.Duration(now.GetOldestUnackedAgeMs())*time.Millisecond, time.Duration(g.OldestUnackedAgeMs.GetMax())*time.Millisecond)
+			}
 			return w.Flush()
 		},
 	}

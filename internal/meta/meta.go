@@ -195,6 +195,7 @@ func (s *Store) DeleteTopic(topic string) error {
 		delayPrefix(topic),
 		minutePrefix("mm", topic),
 		minutePrefix("ms", topic),
+		minutePrefix("mg", topic),
 		tracePrefix("xr", topic),
 		tracePrefix("xk", topic),
 		tracePrefix("xd", topic),

@@ -11,6 +11,7 @@ import (
 //
 //	mm/<topic>\x00<minute ms 8 bytes><server>\x00<client> → produced, consumed, failures (uvarints)
 //	ms/<topic>\x00<minute ms 8 bytes>                     → messages stored at the minute's end
+//	mg/<topic>\x00<minute ms 8 bytes><group>              → the group's backlog and oldest unacked age at the minute's end
 //
 // Keys are ordered by minute inside a topic, so a time range is one scan
 // and expiry is one range delete per topic.
@@ -34,8 +35,18 @@ func minuteKey(c MinuteCount) []byte {
 	return append(k, c.Client...)
 }
 
-// AddMinuteCounts adds counts to the stored ones (a merge per record).
-func (s *Store) AddMinuteCounts(counts []MinuteCount, stored map[string]uint64, minuteMs int64) error {
+// GroupMinute is a group's state at the end of a minute.
+type GroupMinute struct {
+	Topic, Group string
+	MinuteMs     int64
+	Backlog      uint64
+	// OldestUnackedAgeMs is how long the oldest unacked message had waited.
+	OldestUnackedAgeMs int64
+}
+
+// AddMinuteCounts adds counts to the stored ones (a merge per record), and
+// sets the stored totals and group states at the end of minuteMs.
+func (s *Store) AddMinuteCounts(counts []MinuteCount, stored map[string]uint64, groups []GroupMinute, minuteMs int64) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, c := range counts {
@@ -54,7 +65,42 @@ func (s *Store) AddMinuteCounts(counts []MinuteCount, stored map[string]uint64, 
 			return err
 		}
 	}
+	for _, g := range groups {
+		k := binary.BigEndian.AppendUint64(minutePrefix("mg", g.Topic), uint64(minuteMs))
+		v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), g.Backlog)
+		v = binary.BigEndian.AppendUint64(v, uint64(g.OldestUnackedAgeMs))
+		if err := b.Set(append(k, g.Group...), v, nil); err != nil {
+			return err
+		}
+	}
 	return b.Commit(pebble.NoSync)
+}
+
+// ScanGroupMinutes calls fn with each group state recorded at the end of a
+// minute in [fromMs, toMs), in minute order.
+func (s *Store) ScanGroupMinutes(topic string, fromMs, toMs int64, fn func(GroupMinute)) error {
+	p := minutePrefix("mg", topic)
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: binary.BigEndian.AppendUint64(p, uint64(fromMs)),
+		UpperBound: binary.BigEndian.AppendUint64(minutePrefix("mg", topic), uint64(toMs)),
+	})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(p):]
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if len(k) < 8 || len(v) != 16 {
+			return fmt.Errorf("group minute record %q: malformed", it.Key())
+		}
+		fn(GroupMinute{Topic: topic, Group: string(k[8:]), MinuteMs: int64(binary.BigEndian.Uint64(k)),
+			Backlog: binary.BigEndian.Uint64(v), OldestUnackedAgeMs: int64(binary.BigEndian.Uint64(v[8:]))})
+	}
+	return it.Error()
 }
 
 // ScanMinuteCounts calls fn for a topic's counters with minutes in
@@ -123,7 +169,7 @@ func (s *Store) ScanStoredByMinute(topic string, fromMs, toMs int64, fn func(min
 func (s *Store) ExpireMinutes(topic string, beforeMs int64) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, kind := range []string{"mm", "ms"} {
+	for _, kind := range []string{"mm", "ms", "mg"} {
 		p := minutePrefix(kind, topic)
 		if err := b.DeleteRange(p, binary.BigEndian.AppendUint64(minutePrefix(kind, topic), uint64(beforeMs)), nil); err != nil {
 			return err

@@ -131,6 +131,7 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 		Stats: &dmqv1.GroupStats{
 			AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 			MembersOnline: int32(gi.MembersOnline), DeadLetters: gi.DeadLetters,
+			OldestUnackedAgeMs: gi.OldestUnackedAge(time.Now()).Milliseconds(),
 		},
 	}
 }

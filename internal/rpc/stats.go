@@ -13,10 +13,15 @@ func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest)
 	if req.FromMs <= 0 || req.ToMs <= 0 {
 		return nil, invalid("stats need a time range: from_ms and to_ms")
 	}
-	ms, err := s.b.TopicStats(broker.TopicStatsQuery{
+	q := broker.TopicStatsQuery{
 		Topic: req.Topic, From: time.UnixMilli(req.FromMs), To: time.UnixMilli(req.ToMs),
 		Server: req.Server, Client: req.ClientId,
-	})
+	}
+	ms, err := s.b.TopicStats(q)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	groups, err := s.b.GroupStats(q)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -27,6 +32,14 @@ func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest)
 	resp := &dmqv1.TopicStatsResponse{Produced: summary(p), Consumed: summary(c), Failures: summary(f)}
 	for _, m := range ms {
 		resp.Minutes = append(resp.Minutes, &dmqv1.MinuteStats{MinuteMs: m.MinuteMs, Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures, Stored: m.Stored})
+	}
+	for _, g := range groups {
+		backlog, age := broker.SummarizeGroup(g.Minutes)
+		gs := &dmqv1.GroupMinuteSeries{Group: g.Group, Backlog: summary(backlog), OldestUnackedAgeMs: summary(age)}
+		for _, m := range g.Minutes {
+			gs.Minutes = append(gs.Minutes, &dmqv1.GroupMinute{MinuteMs: m.MinuteMs, Backlog: m.Backlog, OldestUnackedAgeMs: m.OldestUnackedAgeMs})
+		}
+		resp.Groups = append(resp.Groups, gs)
 	}
 	if ti, err := s.b.GetTopic(req.Topic); err == nil {
 		resp.StoredNow = ti.NextOffset - ti.FirstOffset

@@ -109,3 +109,56 @@ func TestPerMinuteCountersMatchTraffic(t *testing.T) {
 		t.Errorf("stats without a range: %v, want InvalidArgument", err)
 	}
 }
+
+// A group's backlog and the age of its oldest unacked message show in the
+// group and, minute by minute, in the topic's stats; the value at the end
+// of a minute is kept across a restart.
+func TestGroupBacklogAndOldestUnackedAgePerMinute(t *testing.T) {
+	dir := t.TempDir()
+	s := dmqtest.Start(t, dir, nil)
+	admin := dmqtest.Dial(t, s.GRPCAddr())
+	ctx := context.Background()
+	const topic = "test.stats.backlog"
+	setupTopic(t, admin, topic, client.GroupSpec{Name: "slow"})
+	from := time.Now().Add(-2 * time.Minute)
+	published := time.Now()
+	publishN(t, admin, topic, 10)
+
+	// Nobody consumes: the backlog is 10 and the oldest waits longer and longer.
+	const waited = 300 * time.Millisecond
+	dmqtest.Eventually(t, 5*time.Second, "backlog 10 with the oldest unacked waiting 300 ms", func() bool {
+		g, err := admin.GetGroup(ctx, topic, "slow")
+		return err == nil && g.Stats.Backlog == 10 && g.Stats.OldestUnackedAgeMs >= waited.Milliseconds()
+	})
+	groupSeries := func(c *client.Client) (backlog, age []uint64, max uint64) {
+		t.Helper()
+		st, err := c.TopicStats(ctx, topic, client.StatsQuery{From: from, To: time.Now().Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Groups) != 1 || st.Groups[0].Group != "slow" {
+			t.Fatalf("stats groups = %v, want one series for group slow", st.Groups)
+		}
+		for _, m := range st.Groups[0].Minutes {
+			backlog, age = append(backlog, m.Backlog), append(age, m.OldestUnackedAgeMs)
+		}
+		return backlog, age, st.Groups[0].Backlog.Max
+	}
+	backlog, age, _ := groupSeries(admin)
+	if last := len(backlog) - 1; backlog[last] != 10 || age[last] < uint64(waited.Milliseconds()) || age[last] > uint64(time.Since(published).Milliseconds()) {
+		t.Fatalf("current minute: backlog %d, oldest unacked age %d ms; want 10 and between %d and %d ms",
+			backlog[last], age[last], waited.Milliseconds(), time.Since(published).Milliseconds())
+	}
+
+	// The shutdown writes the minute's state; after the restart the group
+	// drains, and the range still shows the backlog it had.
+	s.Stop(t)
+	s = dmqtest.Start(t, dir, nil)
+	again := dmqtest.Dial(t, s.GRPCAddr())
+	subscribe(t, again, topic, "slow", "c1", func(context.Context, *client.Message) error { return nil })
+	waitAcked(t, again, topic, "slow", 10)
+	backlog, age, maxBacklog := groupSeries(again)
+	if last := len(backlog) - 1; backlog[last] != 0 || age[last] != 0 || maxBacklog != 10 {
+		t.Fatalf("after draining: current minute backlog %d age %d ms, max backlog over the range %d; want 0, 0, 10 (series %v)", backlog[last], age[last], maxBacklog, backlog)
+	}
+}

@@ -1285,9 +1285,11 @@ type GroupStats struct {
 	// Members connected now.
 	MembersOnline int32 `protobuf:"varint,4,opt,name=members_online,json=membersOnline,proto3" json:"members_online,omitempty"`
 	// Messages in the group's dead-letter queue.
-	DeadLetters   uint64 `protobuf:"varint,5,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeadLetters uint64 `protobuf:"varint,5,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// How long the oldest message not yet acked has waited (0: none waits).
+	OldestUnackedAgeMs int64 `protobuf:"varint,6,opt,name=oldest_unacked_age_ms,json=oldestUnackedAgeMs,proto3" json:"oldest_unacked_age_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GroupStats) Reset() {
@@ -1351,6 +1353,13 @@ func (x *GroupStats) GetMembersOnline() int32 {
 func (x *GroupStats) GetDeadLetters() uint64 {
 	if x != nil {
 		return x.DeadLetters
+	}
+	return 0
+}
+
+func (x *GroupStats) GetOldestUnackedAgeMs() int64 {
+	if x != nil {
+		return x.OldestUnackedAgeMs
 	}
 	return 0
 }
@@ -4094,7 +4103,9 @@ type TopicStatsResponse struct {
 	Consumed *CounterSummary `protobuf:"bytes,3,opt,name=consumed,proto3" json:"consumed,omitempty"`
 	Failures *CounterSummary `protobuf:"bytes,4,opt,name=failures,proto3" json:"failures,omitempty"`
 	// Messages stored now.
-	StoredNow     uint64 `protobuf:"varint,5,opt,name=stored_now,json=storedNow,proto3" json:"stored_now,omitempty"`
+	StoredNow uint64 `protobuf:"varint,5,opt,name=stored_now,json=storedNow,proto3" json:"stored_now,omitempty"`
+	// Per group: backlog and oldest unacked age at the end of each minute.
+	Groups        []*GroupMinuteSeries `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4164,6 +4175,144 @@ func (x *TopicStatsResponse) GetStoredNow() uint64 {
 	return 0
 }
 
+func (x *TopicStatsResponse) GetGroups() []*GroupMinuteSeries {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupMinute is a group's state at the end of one minute (now, for the
+// current minute).
+type GroupMinute struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	MinuteMs           int64                  `protobuf:"varint,1,opt,name=minute_ms,json=minuteMs,proto3" json:"minute_ms,omitempty"`
+	Backlog            uint64                 `protobuf:"varint,2,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	OldestUnackedAgeMs uint64                 `protobuf:"varint,3,opt,name=oldest_unacked_age_ms,json=oldestUnackedAgeMs,proto3" json:"oldest_unacked_age_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *GroupMinute) Reset() {
+	*x = GroupMinute{}
+	mi := &file_dmq_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMinute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMinute) ProtoMessage() {}
+
+func (x *GroupMinute) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMinute.ProtoReflect.Descriptor instead.
+func (*GroupMinute) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GroupMinute) GetMinuteMs() int64 {
+	if x != nil {
+		return x.MinuteMs
+	}
+	return 0
+}
+
+func (x *GroupMinute) GetBacklog() uint64 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *GroupMinute) GetOldestUnackedAgeMs() uint64 {
+	if x != nil {
+		return x.OldestUnackedAgeMs
+	}
+	return 0
+}
+
+type GroupMinuteSeries struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// One entry per minute of the range, zeros included.
+	Minutes            []*GroupMinute  `protobuf:"bytes,2,rep,name=minutes,proto3" json:"minutes,omitempty"`
+	Backlog            *CounterSummary `protobuf:"bytes,3,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	OldestUnackedAgeMs *CounterSummary `protobuf:"bytes,4,opt,name=oldest_unacked_age_ms,json=oldestUnackedAgeMs,proto3" json:"oldest_unacked_age_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *GroupMinuteSeries) Reset() {
+	*x = GroupMinuteSeries{}
+	mi := &file_dmq_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMinuteSeries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMinuteSeries) ProtoMessage() {}
+
+func (x *GroupMinuteSeries) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMinuteSeries.ProtoReflect.Descriptor instead.
+func (*GroupMinuteSeries) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GroupMinuteSeries) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupMinuteSeries) GetMinutes() []*GroupMinute {
+	if x != nil {
+		return x.Minutes
+	}
+	return nil
+}
+
+func (x *GroupMinuteSeries) GetBacklog() *CounterSummary {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
+func (x *GroupMinuteSeries) GetOldestUnackedAgeMs() *CounterSummary {
+	if x != nil {
+		return x.OldestUnackedAgeMs
+	}
+	return nil
+}
+
 // TraceEvent is one step in the life of a message.
 type TraceEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4191,7 +4340,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_dmq_proto_msgTypes[58]
+	mi := &file_dmq_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4203,7 +4352,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[58]
+	mi := &file_dmq_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4216,7 +4365,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{58}
+	return file_dmq_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TraceEvent) GetKind() string {
@@ -4306,7 +4455,7 @@ type MessageTrace struct {
 
 func (x *MessageTrace) Reset() {
 	*x = MessageTrace{}
-	mi := &file_dmq_proto_msgTypes[59]
+	mi := &file_dmq_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4318,7 +4467,7 @@ func (x *MessageTrace) String() string {
 func (*MessageTrace) ProtoMessage() {}
 
 func (x *MessageTrace) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[59]
+	mi := &file_dmq_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4331,7 +4480,7 @@ func (x *MessageTrace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageTrace.ProtoReflect.Descriptor instead.
 func (*MessageTrace) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{59}
+	return file_dmq_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MessageTrace) GetId() string {
@@ -4358,7 +4507,7 @@ type GetTraceRequest struct {
 
 func (x *GetTraceRequest) Reset() {
 	*x = GetTraceRequest{}
-	mi := &file_dmq_proto_msgTypes[60]
+	mi := &file_dmq_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4370,7 +4519,7 @@ func (x *GetTraceRequest) String() string {
 func (*GetTraceRequest) ProtoMessage() {}
 
 func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[60]
+	mi := &file_dmq_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4383,7 +4532,7 @@ func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTraceRequest.ProtoReflect.Descriptor instead.
 func (*GetTraceRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{60}
+	return file_dmq_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetTraceRequest) GetTopic() string {
@@ -4414,7 +4563,7 @@ type SearchTraceRequest struct {
 
 func (x *SearchTraceRequest) Reset() {
 	*x = SearchTraceRequest{}
-	mi := &file_dmq_proto_msgTypes[61]
+	mi := &file_dmq_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4426,7 +4575,7 @@ func (x *SearchTraceRequest) String() string {
 func (*SearchTraceRequest) ProtoMessage() {}
 
 func (x *SearchTraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[61]
+	mi := &file_dmq_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4439,7 +4588,7 @@ func (x *SearchTraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTraceRequest.ProtoReflect.Descriptor instead.
 func (*SearchTraceRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{61}
+	return file_dmq_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SearchTraceRequest) GetTopic() string {
@@ -4486,7 +4635,7 @@ type SearchTraceResponse struct {
 
 func (x *SearchTraceResponse) Reset() {
 	*x = SearchTraceResponse{}
-	mi := &file_dmq_proto_msgTypes[62]
+	mi := &file_dmq_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4647,7 @@ func (x *SearchTraceResponse) String() string {
 func (*SearchTraceResponse) ProtoMessage() {}
 
 func (x *SearchTraceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[62]
+	mi := &file_dmq_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4660,7 @@ func (x *SearchTraceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTraceResponse.ProtoReflect.Descriptor instead.
 func (*SearchTraceResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{62}
+	return file_dmq_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SearchTraceResponse) GetMessages() []*MessageTrace {
@@ -4617,14 +4766,15 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05stats\x18\b \x01(\v2\x12.dmq.v1.GroupStatsR\x05stats\x12(\n" +
 	"\x10retry_backoff_ms\x18\t \x03(\x03R\x0eretryBackoffMs\x12!\n" +
 	"\fmax_attempts\x18\n" +
-	" \x01(\rR\vmaxAttempts\"\xaa\x01\n" +
+	" \x01(\rR\vmaxAttempts\"\xdd\x01\n" +
 	"\n" +
 	"GroupStats\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x04R\backFloor\x12\x18\n" +
 	"\abacklog\x18\x02 \x01(\x04R\abacklog\x12\x1b\n" +
 	"\tin_flight\x18\x03 \x01(\x04R\binFlight\x12%\n" +
 	"\x0emembers_online\x18\x04 \x01(\x05R\rmembersOnline\x12!\n" +
-	"\fdead_letters\x18\x05 \x01(\x04R\vdeadLetters\"\xb1\x02\n" +
+	"\fdead_letters\x18\x05 \x01(\x04R\vdeadLetters\x121\n" +
+	"\x15oldest_unacked_age_ms\x18\x06 \x01(\x03R\x12oldestUnackedAgeMs\"\xb1\x02\n" +
 	"\x12CreateGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -4825,14 +4975,24 @@ const file_dmq_proto_rawDesc = "" +
 	"\x0eCounterSummary\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x04R\x05total\x12\x10\n" +
 	"\x03max\x18\x02 \x01(\x04R\x03max\x12\x10\n" +
-	"\x03min\x18\x03 \x01(\x04R\x03min\"\xfe\x01\n" +
+	"\x03min\x18\x03 \x01(\x04R\x03min\"\xb1\x02\n" +
 	"\x12TopicStatsResponse\x12-\n" +
 	"\aminutes\x18\x01 \x03(\v2\x13.dmq.v1.MinuteStatsR\aminutes\x122\n" +
 	"\bproduced\x18\x02 \x01(\v2\x16.dmq.v1.CounterSummaryR\bproduced\x122\n" +
 	"\bconsumed\x18\x03 \x01(\v2\x16.dmq.v1.CounterSummaryR\bconsumed\x122\n" +
 	"\bfailures\x18\x04 \x01(\v2\x16.dmq.v1.CounterSummaryR\bfailures\x12\x1d\n" +
 	"\n" +
-	"stored_now\x18\x05 \x01(\x04R\tstoredNow\"\xa7\x02\n" +
+	"stored_now\x18\x05 \x01(\x04R\tstoredNow\x121\n" +
+	"\x06groups\x18\x06 \x03(\v2\x19.dmq.v1.GroupMinuteSeriesR\x06groups\"w\n" +
+	"\vGroupMinute\x12\x1b\n" +
+	"\tminute_ms\x18\x01 \x01(\x03R\bminuteMs\x12\x18\n" +
+	"\abacklog\x18\x02 \x01(\x04R\abacklog\x121\n" +
+	"\x15oldest_unacked_age_ms\x18\x03 \x01(\x04R\x12oldestUnackedAgeMs\"\xd5\x01\n" +
+	"\x11GroupMinuteSeries\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12-\n" +
+	"\aminutes\x18\x02 \x03(\v2\x13.dmq.v1.GroupMinuteR\aminutes\x120\n" +
+	"\abacklog\x18\x03 \x01(\v2\x16.dmq.v1.CounterSummaryR\abacklog\x12I\n" +
+	"\x15oldest_unacked_age_ms\x18\x04 \x01(\v2\x16.dmq.v1.CounterSummaryR\x12oldestUnackedAgeMs\"\xa7\x02\n" +
 	"\n" +
 	"TraceEvent\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x17\n" +
@@ -4923,7 +5083,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -4986,18 +5146,20 @@ var file_dmq_proto_goTypes = []any{
 	(*MinuteStats)(nil),             // 58: dmq.v1.MinuteStats
 	(*CounterSummary)(nil),          // 59: dmq.v1.CounterSummary
 	(*TopicStatsResponse)(nil),      // 60: dmq.v1.TopicStatsResponse
-	(*TraceEvent)(nil),              // 61: dmq.v1.TraceEvent
-	(*MessageTrace)(nil),            // 62: dmq.v1.MessageTrace
-	(*GetTraceRequest)(nil),         // 63: dmq.v1.GetTraceRequest
-	(*SearchTraceRequest)(nil),      // 64: dmq.v1.SearchTraceRequest
-	(*SearchTraceResponse)(nil),     // 65: dmq.v1.SearchTraceResponse
-	nil,                             // 66: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 67: dmq.v1.Message.HeadersEntry
+	(*GroupMinute)(nil),             // 61: dmq.v1.GroupMinute
+	(*GroupMinuteSeries)(nil),       // 62: dmq.v1.GroupMinuteSeries
+	(*TraceEvent)(nil),              // 63: dmq.v1.TraceEvent
+	(*MessageTrace)(nil),            // 64: dmq.v1.MessageTrace
+	(*GetTraceRequest)(nil),         // 65: dmq.v1.GetTraceRequest
+	(*SearchTraceRequest)(nil),      // 66: dmq.v1.SearchTraceRequest
+	(*SearchTraceResponse)(nil),     // 67: dmq.v1.SearchTraceResponse
+	nil,                             // 68: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 69: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	66, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	68, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -5008,7 +5170,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	67, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	69, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -5028,71 +5190,75 @@ var file_dmq_proto_depIdxs = []int32{
 	59, // 30: dmq.v1.TopicStatsResponse.produced:type_name -> dmq.v1.CounterSummary
 	59, // 31: dmq.v1.TopicStatsResponse.consumed:type_name -> dmq.v1.CounterSummary
 	59, // 32: dmq.v1.TopicStatsResponse.failures:type_name -> dmq.v1.CounterSummary
-	61, // 33: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
-	62, // 34: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
-	5,  // 35: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 36: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 37: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 38: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 39: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 40: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 41: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 42: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 43: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 44: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 45: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 46: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 47: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 48: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 49: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 50: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 51: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 52: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 53: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 54: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 55: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 56: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 57: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 58: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 59: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	57, // 60: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
-	63, // 61: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
-	64, // 62: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
-	40, // 63: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 64: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 65: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 66: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 67: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 68: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 69: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 70: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 71: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 72: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 73: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 74: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 75: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 76: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 77: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 78: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 79: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 80: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 81: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 82: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 83: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 84: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 85: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 86: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 87: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 88: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	60, // 89: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
-	62, // 90: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
-	65, // 91: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
-	41, // 92: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	64, // [64:93] is the sub-list for method output_type
-	35, // [35:64] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	62, // 33: dmq.v1.TopicStatsResponse.groups:type_name -> dmq.v1.GroupMinuteSeries
+	61, // 34: dmq.v1.GroupMinuteSeries.minutes:type_name -> dmq.v1.GroupMinute
+	59, // 35: dmq.v1.GroupMinuteSeries.backlog:type_name -> dmq.v1.CounterSummary
+	59, // 36: dmq.v1.GroupMinuteSeries.oldest_unacked_age_ms:type_name -> dmq.v1.CounterSummary
+	63, // 37: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
+	64, // 38: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
+	5,  // 39: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 40: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 41: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 42: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 43: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 44: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 45: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 46: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 47: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 48: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 49: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 50: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 51: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 52: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 53: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 54: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 55: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 56: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 57: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 58: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 59: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 60: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 61: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 62: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 63: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	57, // 64: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	65, // 65: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
+	66, // 66: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
+	40, // 67: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	3,  // 68: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 69: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 70: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 71: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 72: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 73: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 74: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 75: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 76: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 77: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 78: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 79: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 80: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 81: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 82: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 83: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 84: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 85: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 86: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 87: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 88: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 89: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 90: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 91: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 92: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	60, // 93: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	64, // 94: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
+	67, // 95: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
+	41, // 96: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	68, // [68:97] is the sub-list for method output_type
+	39, // [39:68] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -5123,7 +5289,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   65,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
