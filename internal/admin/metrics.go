@@ -4,6 +4,8 @@
 package admin
 
 import (
+	"time"
+
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,7 +16,7 @@ type collector struct {
 	b *broker.Broker
 
 	topicMessages, topicBytes, topicSegments, delayedPending *prometheus.Desc
-	backlog, inFlight, deadLetters, members                  *prometheus.Desc
+	backlog, inFlight, deadLetters, members, oldestUnacked   *prometheus.Desc
 	produced, consumed, failures                             *prometheus.Desc
 }
 
@@ -32,6 +34,7 @@ func NewCollector(b *broker.Broker) prometheus.Collector {
 		inFlight:       prometheus.NewDesc("dmq_group_in_flight", "Messages delivered and waiting for their ack.", group, nil),
 		deadLetters:    prometheus.NewDesc("dmq_group_dead_letters", "Messages in the group's dead-letter queue.", group, nil),
 		members:        prometheus.NewDesc("dmq_group_members_online", "Consumers connected to the group.", group, nil),
+		oldestUnacked:  prometheus.NewDesc("dmq_group_oldest_unacked_age_seconds", "How long the group's oldest unacked message has waited since it was published (0: caught up).", group, nil),
 		produced:       prometheus.NewDesc("dmq_messages_produced_total", "Messages stored for producers since the broker started.", topic, nil),
 		consumed:       prometheus.NewDesc("dmq_messages_consumed_total", "Messages acked by consumers since the broker started.", topic, nil),
 		failures:       prometheus.NewDesc("dmq_consume_failures_total", "Failed deliveries (nacks, ack timeouts, consumers gone) since the broker started.", topic, nil),
@@ -40,7 +43,7 @@ func NewCollector(b *broker.Broker) prometheus.Collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.topicMessages, c.topicBytes, c.topicSegments, c.delayedPending,
-		c.backlog, c.inFlight, c.deadLetters, c.members, c.produced, c.consumed, c.failures} {
+		c.backlog, c.inFlight, c.deadLetters, c.members, c.oldestUnacked, c.produced, c.consumed, c.failures} {
 		ch <- d
 	}
 }
@@ -49,6 +52,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	now := time.Now()
 	for topic, n := range c.b.CounterTotals() {
 		ch <- prometheus.MustNewConstMetric(c.produced, prometheus.CounterValue, float64(n[0]), topic)
 		ch <- prometheus.MustNewConstMetric(c.consumed, prometheus.CounterValue, float64(n[1]), topic)
@@ -68,6 +72,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.inFlight, float64(g.InFlight), t.Name, g.Name)
 			gauge(c.deadLetters, float64(g.DeadLetters), t.Name, g.Name)
 			gauge(c.members, float64(g.MembersOnline), t.Name, g.Name)
+			gauge(c.oldestUnacked, g.OldestUnackedAge(now).Seconds(), t.Name, g.Name)
 		}
 	}
 }

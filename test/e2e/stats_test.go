@@ -150,6 +150,20 @@ func TestGroupBacklogAndOldestUnackedAgePerMinute(t *testing.T) {
 			backlog[last], age[last], waited.Milliseconds(), time.Since(published).Milliseconds())
 	}
 
+	resp, err := http.Get("http://" + s.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	if f := families["dmq_group_oldest_unacked_age_seconds"]; f == nil || len(f.Metric) != 1 || f.Metric[0].GetGauge().GetValue() < waited.Seconds() {
+		t.Errorf("dmq_group_oldest_unacked_age_seconds = %v, want one series of at least %v", f, waited.Seconds())
+	}
+
 	// The shutdown writes the minute's state; after the restart the group
 	// drains, and the range still shows the backlog it had.
 	s.Stop(t)
