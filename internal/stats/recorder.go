@@ -18,9 +18,24 @@ const MinuteMs = int64(time.Minute / time.Millisecond)
 // Truncate returns the start of the minute holding ms.
 func Truncate(ms int64) int64 { return ms - ms%MinuteMs }
 
+// MaxClientsPerMinute bounds the client ids counted separately per topic
+// and minute, so the store stays bounded however many clients come and go
+// (ids made of host and pid change at every restart). Further clients of
+// that minute are counted together under OtherClients.
+const MaxClientsPerMinute = 1000
+
+// OtherClients is the client id that counts clients beyond
+// MaxClientsPerMinute in one topic and minute.
+const OtherClients = "(other clients)"
+
 type key struct {
 	minute        int64
 	topic, client string
+}
+
+type topicMinute struct {
+	minute int64
+	topic  string
 }
 
 type counts struct{ produced, consumed, failures uint64 }
@@ -32,13 +47,15 @@ type Recorder struct {
 
 	mu  sync.Mutex
 	cur map[key]*counts
+	// clients counts the client ids in cur per topic and minute.
+	clients map[topicMinute]int
 	// totals are per-topic counts since the broker started, for Prometheus.
 	totals map[string]*counts
 }
 
 // New returns a recorder for this server's name.
 func New(server string) *Recorder {
-	return &Recorder{server: server, now: time.Now, cur: make(map[key]*counts), totals: make(map[string]*counts)}
+	return &Recorder{server: server, now: time.Now, cur: make(map[key]*counts), clients: make(map[topicMinute]int), totals: make(map[string]*counts)}
 }
 
 // Server is the server name counters are recorded under.
@@ -52,8 +69,16 @@ func (r *Recorder) add(topic, client string, produced, consumed, failures int) {
 	r.mu.Lock()
 	c := r.cur[k]
 	if c == nil {
-		c = &counts{}
-		r.cur[k] = c
+		tm := topicMinute{k.minute, topic}
+		if r.clients[tm] >= MaxClientsPerMinute {
+			k.client = OtherClients
+			c = r.cur[k]
+		}
+		if c == nil {
+			c = &counts{}
+			r.cur[k] = c
+			r.clients[tm]++
+		}
 	}
 	c.produced += uint64(produced)
 	c.consumed += uint64(consumed)
@@ -101,6 +126,7 @@ func (r *Recorder) TakeFinished(all bool) []meta.MinuteCount {
 		if all || k.minute < now {
 			out = append(out, r.record(k, c))
 			delete(r.cur, k)
+			delete(r.clients, topicMinute{k.minute, k.topic})
 		}
 	}
 	return out
