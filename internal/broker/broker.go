@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/delay"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
@@ -40,6 +41,13 @@ type Config struct {
 	// DataDir holds the lock file, the metadata store and one log directory
 	// per topic.
 	DataDir string
+	// LogFS and MetaFS are the file systems of the message logs and of the
+	// metadata store; nil means the operating system's (and the data
+	// directory is locked against a second broker). Fault tests put them
+	// on file systems that can lose power (package faultfs, Pebble's
+	// crashable vfs.MemFS).
+	LogFS  seglog.FS
+	MetaFS vfs.FS
 	// NoSync skips fsync before acking a publish: faster, but a power loss
 	// (not a process crash) can lose acked messages.
 	NoSync bool
@@ -93,6 +101,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.LogFS == nil {
+		c.LogFS = seglog.OSFS
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
 	}
@@ -192,14 +203,17 @@ func Open(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "topics"), 0o755); err != nil {
+	if err := seglog.MkdirAllDurable(cfg.LogFS, filepath.Join(cfg.DataDir, "topics")); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := lockDir(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	var lock *dirLock
+	if cfg.LogFS == seglog.OSFS {
+		var err error
+		if lock, err = lockDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
-	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger)
+	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger, cfg.MetaFS)
 	if err != nil {
 		lock.release()
 		return nil, err
@@ -282,6 +296,7 @@ func (b *Broker) load() error {
 func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
 	dir := b.topicDir(ti.Name)
 	l, err := seglog.Open(seglog.Options{
+		FS:           b.cfg.LogFS,
 		Dir:          dir,
 		SegmentBytes: b.cfg.SegmentBytes,
 		NoSync:       b.cfg.NoSync,
@@ -422,7 +437,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	}
 	// A directory left by a deleted topic or an interrupted creation holds
 	// nothing acked, so it is cleared.
-	if err := os.RemoveAll(b.topicDir(ti.Name)); err != nil {
+	if err := b.cfg.LogFS.RemoveAll(b.topicDir(ti.Name)); err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "clear directory of topic %q", ti.Name)
 	}
 	if ti.DedupeWindowMs < 0 || ti.DedupeWindowMs > (7*24*time.Hour).Milliseconds() {
@@ -436,7 +451,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	}
 	if err := b.meta.PutTopic(ti); err != nil {
 		t.close(ErrClosed)
-		os.RemoveAll(b.topicDir(ti.Name))
+		b.cfg.LogFS.RemoveAll(b.topicDir(ti.Name))
 		return TopicInfo{}, wrap(KindInternal, err, "store topic %q", ti.Name)
 	}
 	b.mu.topics[ti.Name] = t
@@ -489,7 +504,7 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err := b.meta.DeleteTopic(name); err != nil {
 		return wrap(KindInternal, err, "delete topic %q", name)
 	}
-	if err := os.RemoveAll(b.topicDir(name)); err != nil {
+	if err := b.cfg.LogFS.RemoveAll(b.topicDir(name)); err != nil {
 		return wrap(KindInternal, err, "remove log of topic %q", name)
 	}
 	b.logger.Info("topic deleted", "topic", name)

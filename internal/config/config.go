@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/seglog"
 	"gopkg.in/yaml.v3"
 )
 
@@ -66,6 +68,11 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
+	// LogFS and MetaFS replace the operating system's file system for the
+	// message logs and the metadata store; set by fault tests only, not a
+	// setting (see broker.Config).
+	LogFS  seglog.FS `yaml:"-"`
+	MetaFS vfs.FS    `yaml:"-"`
 }
 
 // Default returns the embedded single-machine defaults.

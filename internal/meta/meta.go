@@ -28,6 +28,7 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrNotFound is returned when a requested record does not exist.
@@ -88,9 +89,10 @@ type Store struct {
 	db *pebble.DB
 }
 
-// Open opens (or creates) the store in dir.
-func Open(dir string, logger *slog.Logger) (*Store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{logger}, Merger: counterMerger}
+// Open opens (or creates) the store in dir on fs (nil: the operating
+// system's file system).
+func Open(dir string, logger *slog.Logger, fs vfs.FS) (*Store, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{logger}, Merger: counterMerger, FS: fs}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)

@@ -7,7 +7,7 @@ import (
 
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, nil)
+	s, err := Open(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,8 +123,8 @@ func decodeIndexFile(b []byte) (*indexFile, error) {
 }
 
 // readIndexFile reads and decodes the .idx file at path.
-func readIndexFile(path string) (*indexFile, error) {
-	b, err := os.ReadFile(path)
+func readIndexFile(fs FS, path string) (*indexFile, error) {
+	b, err := readFile(fs, path)
 	if err != nil {
 		return nil, err
 	}
@@ -133,9 +133,9 @@ func readIndexFile(path string) (*indexFile, error) {
 
 // writeIndexFile durably writes x to path: it writes path+".tmp", fsyncs
 // it and renames it over path. The caller fsyncs the directory.
-func writeIndexFile(path string, x *indexFile) error {
+func writeIndexFile(fs FS, path string, x *indexFile) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
@@ -147,10 +147,10 @@ func writeIndexFile(path string, x *indexFile) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fs.Rename(tmp, path)
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = fs.Remove(tmp)
 		return fmt.Errorf("seglog: write index %s: %w", path, err)
 	}
 	return nil

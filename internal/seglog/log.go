@@ -92,24 +92,23 @@ func Open(opts Options) (*Log, error) {
 // load lists the directory, opens every segment and recovers the active
 // one.
 func (l *Log) load() error {
-	dir := l.opts.Dir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, fs := l.opts.Dir, l.opts.FS
+	if err := MkdirAllDurable(fs, dir); err != nil {
 		return fmt.Errorf("seglog: %w", err)
 	}
-	entries, err := os.ReadDir(dir)
+	names, err := fs.ListFiles(dir)
 	if err != nil {
 		return fmt.Errorf("seglog: %w", err)
 	}
 	var bases, idxs []uint64
 	dirty := false // the directory changed and needs an fsync
-	for _, e := range entries {
-		name := e.Name()
-		if base, ok := parseName(name, ".log"); ok && e.Type().IsRegular() {
+	for _, name := range names {
+		if base, ok := parseName(name, ".log"); ok {
 			bases = append(bases, base)
 		} else if base, ok := parseName(name, ".idx"); ok {
 			idxs = append(idxs, base)
 		} else if _, ok := parseName(name, ".idx.tmp"); ok {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			if err := fs.Remove(filepath.Join(dir, name)); err != nil {
 				return fmt.Errorf("seglog: %w", err)
 			}
 			dirty = true
@@ -118,7 +117,7 @@ func (l *Log) load() error {
 	slices.Sort(bases)
 	for _, base := range idxs {
 		if _, found := slices.BinarySearch(bases, base); !found {
-			if err := os.Remove(filepath.Join(dir, indexName(base))); err != nil {
+			if err := fs.Remove(filepath.Join(dir, indexName(base))); err != nil {
 				return fmt.Errorf("seglog: remove orphan index: %w", err)
 			}
 			dirty = true
@@ -126,7 +125,7 @@ func (l *Log) load() error {
 	}
 	if len(bases) == 0 {
 		bases = append(bases, 0)
-		f, err := os.OpenFile(filepath.Join(dir, segmentName(0)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := fs.OpenFile(filepath.Join(dir, segmentName(0)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return fmt.Errorf("seglog: create segment: %w", err)
 		}
@@ -149,7 +148,7 @@ func (l *Log) load() error {
 	}
 	l.segs = append(l.segs, s)
 	if dirty {
-		return syncDir(dir)
+		return l.syncDir()
 	}
 	return nil
 }
@@ -161,7 +160,7 @@ func (l *Log) load() error {
 // a *CorruptionError.
 func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) {
 	path := filepath.Join(l.opts.Dir, segmentName(base))
-	f, err := os.Open(path)
+	f, err := l.opts.FS.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("seglog: open segment: %w", err)
 	}
@@ -171,17 +170,17 @@ func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) 
 			_ = s.release()
 		}
 	}()
-	st, err := f.Stat()
+	size, modTime, err := sizeAndTime(f)
 	if err != nil {
 		return nil, false, fmt.Errorf("seglog: %w", err)
 	}
-	if st.Size() > maxSegmentFileBytes {
+	if size > maxSegmentFileBytes {
 		return nil, false, fmt.Errorf("seglog: segment %s is larger than 4 GiB", path)
 	}
-	s.next, s.size, s.modTime = next, st.Size(), st.ModTime()
+	s.next, s.size, s.modTime = next, size, modTime
 
 	idxPath := filepath.Join(l.opts.Dir, indexName(base))
-	x, err := readIndexFile(idxPath)
+	x, err := readIndexFile(l.opts.FS, idxPath)
 	switch {
 	case err != nil:
 	case x.base != base || x.next != next || x.size != s.size:
@@ -209,7 +208,7 @@ func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) 
 		return s, false, nil
 	}
 	x = &indexFile{base: base, next: next, size: s.size, interval: indexIntervalField(l.opts), entries: s.index}
-	if err := writeIndexFile(idxPath, x); err != nil {
+	if err := writeIndexFile(l.opts.FS, idxPath, x); err != nil {
 		return nil, false, err
 	}
 	return s, true, nil
@@ -219,7 +218,7 @@ func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) 
 // truncates it at the first torn or invalid record.
 func (l *Log) openActive(base uint64) (s *segment, err error) {
 	path := filepath.Join(l.opts.Dir, segmentName(base))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := l.opts.FS.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: open segment: %w", err)
 	}
@@ -229,19 +228,19 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 			_ = s.release()
 		}
 	}()
-	st, err := f.Stat()
+	size, modTime, err := sizeAndTime(f)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: %w", err)
 	}
-	res, err := scanSegment(f, path, base, st.Size(), int64(l.opts.IndexIntervalBytes))
+	res, err := scanSegment(f, path, base, size, int64(l.opts.IndexIntervalBytes))
 	if err != nil {
 		return nil, err
 	}
-	s.next, s.size, s.modTime, s.index = res.next, res.end, st.ModTime(), res.index
+	s.next, s.size, s.modTime, s.index = res.next, res.end, modTime, res.index
 	if res.corrupt == nil {
 		return s, nil
 	}
-	dropped := st.Size() - res.end
+	dropped := size - res.end
 	if err := f.Truncate(res.end); err != nil {
 		return nil, fmt.Errorf("seglog: truncate %s: %w", path, err)
 	}
@@ -381,18 +380,18 @@ func (l *Log) DeleteSegmentsBefore(offset uint64) (int, error) {
 	// Oldest first, so that a crash leaves a contiguous log behind.
 	var errs []error
 	for _, s := range victims {
-		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.opts.FS.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 		idx := strings.TrimSuffix(s.path, ".log") + ".idx"
-		if err := os.Remove(idx); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.opts.FS.Remove(idx); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 		if err := s.release(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := syncDir(l.opts.Dir); err != nil {
+	if err := l.syncDir(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -426,19 +425,21 @@ func (l *Log) Close() error {
 	return l.closeErr
 }
 
-// syncDir fsyncs a directory so that file creations, renames and removals
-// in it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("seglog: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("seglog: fsync directory %s: %w", dir, err)
+// syncDir fsyncs the log's directory so that file creations, renames and
+// removals in it are durable.
+func (l *Log) syncDir() error {
+	if err := l.opts.FS.SyncDir(l.opts.Dir); err != nil {
+		return fmt.Errorf("seglog: fsync directory %s: %w", l.opts.Dir, err)
 	}
 	return nil
+}
+
+// sizeAndTime returns a file's size and modification time.
+func sizeAndTime(f File) (int64, time.Time, error) {
+	size, err := f.Size()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	modTime, err := f.ModTime()
+	return size, modTime, err
 }

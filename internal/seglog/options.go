@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 )
 
 // Defaults and limits of Options.
@@ -46,8 +45,11 @@ type Options struct {
 	// Logger receives recovery warnings and write failures; nil discards.
 	Logger *slog.Logger
 
-	// fsync replaces (*os.File).Sync for data files in tests.
-	fsync func(*os.File) error
+	// FS is the file system of the log; nil means OSFS.
+	FS FS
+
+	// fsync replaces File.Sync for data files in tests.
+	fsync func(File) error
 }
 
 // withDefaults validates o and fills in defaults.
@@ -76,8 +78,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.FS == nil {
+		o.FS = OSFS
+	}
 	if o.fsync == nil {
-		o.fsync = (*os.File).Sync
+		o.fsync = File.Sync
 	}
 	return o, nil
 }

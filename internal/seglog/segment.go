@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +28,7 @@ const maxSegmentFileBytes = math.MaxUint32
 type segment struct {
 	base uint64
 	path string
-	f    *os.File
+	f    File
 	refs atomic.Int32
 
 	// The fields below are guarded by Log.mu. Only the writer goroutine
@@ -41,7 +40,7 @@ type segment struct {
 	index   []indexEntry // sparse index of the durable records
 }
 
-func newSegment(base uint64, path string, f *os.File) *segment {
+func newSegment(base uint64, path string, f File) *segment {
 	s := &segment{base: base, path: path, f: f, next: base}
 	s.refs.Store(1)
 	return s
@@ -90,7 +89,7 @@ type scanResult struct {
 // validating every record (length, offset, CRC) and building its sparse
 // index, up to the end or the first invalid record. I/O errors are
 // returned as err; invalid data is reported in scanResult.corrupt.
-func scanSegment(f *os.File, path string, base uint64, size int64, interval int64) (scanResult, error) {
+func scanSegment(f File, path string, base uint64, size int64, interval int64) (scanResult, error) {
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
 	res := scanResult{next: base}
 	ib := indexBuilder{interval: interval}
@@ -140,7 +139,7 @@ func scanSegment(f *os.File, path string, base uint64, size int64, interval int6
 // span is an immutable snapshot, taken under Log.mu, of the durable part
 // of one segment. Reads through it need no lock.
 type span struct {
-	f        *os.File
+	f        File
 	path     string
 	base     uint64
 	next     uint64 // one past the last durable record

@@ -228,17 +228,17 @@ func (w *writer) roll() error {
 	}
 	x := &indexFile{base: old.base, next: old.next, size: old.size,
 		interval: indexIntervalField(l.opts), entries: old.index}
-	if err := writeIndexFile(filepath.Join(l.opts.Dir, indexName(old.base)), x); err != nil {
+	if err := writeIndexFile(l.opts.FS, filepath.Join(l.opts.Dir, indexName(old.base)), x); err != nil {
 		return err
 	}
 	path := filepath.Join(l.opts.Dir, segmentName(w.next))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := l.opts.FS.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("seglog: create segment: %w", err)
 	}
 	s := newSegment(w.next, path, f)
 	s.modTime = time.Now()
-	if err := syncDir(l.opts.Dir); err != nil {
+	if err := l.syncDir(); err != nil {
 		_ = s.release()
 		return err
 	}

@@ -72,6 +72,8 @@ func (s *Server) Start() error {
 	}
 	s.b, err = broker.Open(broker.Config{
 		DataDir:           s.cfg.DataDir,
+		LogFS:             s.cfg.LogFS,
+		MetaFS:            s.cfg.MetaFS,
 		NoSync:            s.cfg.NoSync,
 		MaxBodyBytes:      s.cfg.MaxBodyBytes,
 		SegmentBytes:      s.cfg.SegmentBytes,
