@@ -19,6 +19,7 @@ import (
 	"github.com/dmqio/dmq/internal/admin"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/console"
 	"github.com/dmqio/dmq/internal/rpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -120,6 +121,7 @@ func (s *Server) Start() error {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", console.Handler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	s.goFunc(func() {
