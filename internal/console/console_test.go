@@ -122,7 +122,7 @@ func TestEveryLabelHasEnglishAndChinese(t *testing.T) {
 		"mode.":   {"cluster", "broadcast"},
 		"ack.":    {"business", "auto"},
 		"role.":   {"producer", "consumer"},
-		"kind.":   {"published", "stored", "scheduled", "due", "delivered", "acked", "nacked", "timed_out", "dead_lettered", "redriven", "cancelled"},
+		"kind.":   {"published", "scheduled", "due", "delivered", "acked", "nacked", "timed_out", "consumer_disconnected", "dead_lettered", "redriven", "cancelled"},
 		"nav.":    {"topics", "monitor", "trace", "clients", "deadletters", "delays", "notfound"},
 		"decision.": {"approve", "reject", "disable", "approve.title", "reject.title", "disable.title",
 			"approve.text", "reject.text", "disable.text", "approve.done", "reject.done", "disable.done"},

@@ -180,6 +180,9 @@ func TestConsoleRegisterApprovePublishTraceAndClients(t *testing.T) {
 	b.click("#lang-toggle")
 	b.waitText("#header nav", "消息轨迹")
 	b.waitText("#trace-results", "已确认")
+	if untranslated := eval[[]string](b, `[...document.querySelectorAll('#trace-results .badge')].map((e) => e.textContent).filter((s) => !/[\u4e00-\u9fff]/.test(s))`); len(untranslated) > 0 {
+		t.Errorf("trace events without a Chinese label: %q", untranslated)
+	}
 	b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#trace-by-key")))
 	b.waitText("main h1", "消息轨迹")
 	if lang := eval[string](b, `document.documentElement.lang`); lang != "zh-CN" {
@@ -197,6 +200,24 @@ func TestConsoleRegisterApprovePublishTraceAndClients(t *testing.T) {
 	b.click("dialog [data-action=confirm]")
 	b.waitText("#notice", fmt.Sprintf("%d dead letter(s) purged", published+1)) // the live mode's publish too
 	b.waitText("#dl-table", "No dead letters")
+
+	// Reset mailer past its backlog. A time left empty is refused by the
+	// API, which the dialog shows next to the time field.
+	b.open("/topics/"+topic, "#groups-table")
+	b.click(`#groups-table tr:nth-child(2) [data-action="reset"]`)
+	b.do("choose a time", chromedp.SetValue(chromedp.CSS("dialog select[name=to]"), "time"))
+	b.click("dialog [data-action=confirm]")
+	b.waitJS("the API's error next to the time", `document.querySelector('dialog [data-field="at"] .field-error').textContent.length > 0`)
+	b.do("choose latest", chromedp.SetValue(chromedp.CSS("dialog select[name=to]"), "latest"))
+	b.click("dialog [data-action=confirm]")
+	b.waitText("#notice", "Group mailer reset")
+	var mg struct {
+		AckFloor uint64 `json:"ack_floor"`
+	}
+	getJSON(t, s, "/api/v1/topics/"+topic+"/groups/mailer", &mg)
+	if mg.AckFloor != published+1 {
+		t.Errorf("mailer's ack floor after a reset to latest = %d, want %d", mg.AckFloor, published+1)
+	}
 
 	// Delayed messages: listed, cancelled from the page.
 	b.open("/delays?topic="+topic, "#delay-table")

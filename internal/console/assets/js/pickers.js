@@ -10,7 +10,7 @@ let lists = 0;
 export function topicInput(value, attrs = {}) {
   const id = 'topics-' + ++lists;
   const list = h('datalist', { id });
-  const input = h('input', { type: 'text', name: 'topic', list: id, value: value || '', autocomplete: 'off', placeholder: 'prod.shop.orders', ...attrs });
+  const input = h('input', { type: 'text', name: 'topic', list: id, value: value || '', autocomplete: 'off', placeholder: 'env.dept.name', ...attrs });
   let timer = 0;
   const suggest = async () => {
     const page = await get('/topics', { name: input.value.trim(), limit: 20 }).catch(() => null);

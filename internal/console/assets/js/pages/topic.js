@@ -61,11 +61,17 @@ function groupsTable(tp, changed) {
     { label: t('group.inFlight'), cell: (g) => num(g.in_flight), class: 'num' },
     { label: t('group.oldestUnacked'), cell: (g) => (g.oldest_unacked_age_ms ? age(g.oldest_unacked_age_ms) : '—'), class: 'num' },
     { label: t('group.deadLetters'), cell: (g) => h('a', { href: link('/deadletters', q(g)) }, num(g.dead_letters)), class: 'num' },
-    { label: t('group.retry'), cell: (g) => `${g.ack_timeout} · ${g.max_attempts}× · ${(g.retry_backoff || []).join(', ')}`, class: 'nowrap' },
+    { label: t('group.retry'), cell: (g) => h('span', { title: (g.retry_backoff || []).join(', ') }, `${age(g.ack_timeout_ms)} · ${g.max_attempts}× · ${schedule(g.retry_backoff_ms)}`), class: 'nowrap' },
     { label: t('common.actions'), cell: (g) => h('div', { class: 'row-actions' },
       h('button', { type: 'button', class: 'small secondary', 'data-action': 'reset', onclick: () => reset(tp.name, g.name, changed) }, t('group.reset')),
-      h('a', { class: 'small', href: link('/monitor', { topic: tp.name }) }, t('nav.monitor'))) },
+      h('a', { class: 'small', href: link('/deadletters', q(g)) }, t('nav.deadletters'))) },
   ], tp.groups || [], t('topic.noGroups'), { id: 'groups-table' });
+}
+
+// schedule shortens a retry schedule to its first steps and its last.
+function schedule(steps = []) {
+  const shown = steps.length > 4 ? [...steps.slice(0, 3).map(age), '…', age(steps[steps.length - 1])] : steps.map(age);
+  return shown.join(', ');
 }
 
 async function reset(topic, group, changed) {

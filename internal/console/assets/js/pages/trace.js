@@ -70,16 +70,21 @@ function timeline(topic, m) {
     m.events.length === 0 ? h('p', { class: 'empty' }, t('trace.noEvents')) : h('ol', { class: 'timeline' }, m.events.map(event)));
 }
 
+// kindKey names a trace event kind as a label key and a CSS class:
+// "timed out" is kind.timed_out, "dead-lettered" kind.dead_lettered.
+const kindKey = (kind) => kind.replace(/[^a-z]+/g, '_');
+
 function event(e) {
+  const k = kindKey(e.kind);
   const facts = [
     ['trace.group', e.group], ['trace.client', e.client], ['trace.addr', e.addr],
     ['trace.attempt', e.attempt], ['trace.reason', e.reason],
     ['trace.offset', e.kind === 'due' || e.kind === 'redriven' ? e.offset : ''], ['trace.delayId', e.delay_id],
   ].filter(([, v]) => v !== undefined && v !== '' && v !== 0 && v !== null);
-  return h('li', { class: 'event kind-' + e.kind, 'data-kind': e.kind },
+  return h('li', { class: 'event kind-' + k, 'data-kind': e.kind },
     h('span', { class: 'dot' }),
     h('div', {},
-      h('span', { class: 'badge kind-' + e.kind }, has('kind.' + e.kind) ? t('kind.' + e.kind) : e.kind),
+      h('span', { class: 'badge kind-' + k }, has('kind.' + k) ? t('kind.' + k) : e.kind),
       h('time', { datetime: e.time }, timeMs(e.time_ms)),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, String(v))]))));
 }
