@@ -56,7 +56,11 @@ producer, and report messages/s, MB/s and publish-ack latency. With --consume,
 one cluster group of --consumers consumers acks every message and the run
 lasts until all were consumed; end-to-end latency is reported too.
 --embedded runs a broker in this process on a temporary directory instead of
-using --server.`,
+using --server.
+
+The subcommands w1, w2, w3, w4 and all run the workloads of the peers'
+harness (issue 9) under its names and parameters; delay measures delayed
+messages.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.size < 8 || o.count < 1 || o.inflight < 1 || o.producers < 1 || o.consumers < 1 {
@@ -83,6 +87,7 @@ using --server.`,
 		},
 	}
 	cmd.AddCommand(newBenchDelayCmd(e))
+	cmd.AddCommand(newBenchSuiteCmds(e)...)
 	f := cmd.Flags()
 	f.IntVar(&o.size, "size", 1024, "message body bytes")
 	f.IntVar(&o.count, "count", 200_000, "messages to publish (in total)")
