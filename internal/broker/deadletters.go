@@ -163,6 +163,9 @@ func (b *Broker) RedriveDeadLetters(topicName, groupName string, sel DeadLetterS
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.mu.closed {
+		return 0, ErrClosed
+	}
 	if err := b.meta.PutDeadLetters(topicName, groupName, todo); err != nil {
 		return 0, wrap(KindInternal, err, "redrive dead letters of group %q", groupName)
 	}
@@ -197,6 +200,9 @@ func (b *Broker) PurgeDeadLetters(topicName, groupName string, sel DeadLetterSel
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.mu.closed {
+		return 0, ErrClosed
+	}
 	if err := b.meta.DeleteDeadLetters(topicName, groupName, dls); err != nil {
 		return 0, wrap(KindInternal, err, "purge dead letters of group %q", groupName)
 	}

@@ -39,7 +39,11 @@ type group struct {
 		sync.Mutex
 		cursors     map[string]*cursor // by member; "" for cluster groups
 		deadLetters uint64             // dead letters stored, redriven ones included
-		closed      bool
+		// closed is set when the group stops; final once stop persisted
+		// the cursors for the last time, after which nothing is written:
+		// requests still arriving (a consumer's ack racing the shutdown)
+		// fail with ErrClosed and change nothing.
+		closed, final bool
 	}
 }
 
@@ -112,7 +116,10 @@ func (g *group) stop(reason error) {
 	for _, s := range subs {
 		s.end(reason)
 	}
-	g.persist()
+	g.mu.Lock()
+	g.persistLocked()
+	g.mu.final = true
+	g.mu.Unlock()
 }
 
 // dispatch expires overdue deliveries and hands out messages to every
@@ -247,14 +254,11 @@ func (g *group) traceDelivered(client string, batch []Delivery, nowMs int64) {
 	}
 }
 
-// persist writes pending cursor changes.
-func (g *group) persist() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.persistLocked()
-}
-
+// persistLocked writes pending cursor changes.
 func (g *group) persistLocked() {
+	if g.mu.final {
+		return
+	}
 	var ups []meta.CursorUpdate
 	nowMs := time.Now().UnixMilli()
 	for _, c := range g.mu.cursors {
@@ -349,6 +353,10 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 		}
 	}
 	g.mu.Lock()
+	if g.mu.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
 	client := member // who acks, for the statistics
 	if g.info.Mode == ModeCluster {
 		member = clusterMemberID

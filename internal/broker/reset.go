@@ -44,6 +44,10 @@ func (b *Broker) ResetGroup(topicName, groupName string, to ResetTarget) (GroupI
 		}
 	}
 	g.mu.Lock()
+	if g.mu.closed {
+		g.mu.Unlock()
+		return GroupInfo{}, ErrClosed
+	}
 	members := make([]string, 0, len(g.mu.cursors))
 	for m := range g.mu.cursors {
 		members = append(members, m)
