@@ -2,9 +2,9 @@
 // chromedp, against a real server (gRPC and HTTP on loopback) driven by the
 // SDK. A page that throws or logs console.error fails the test.
 //
-// Chromium is /usr/bin/chromium (Debian's package) or DMQ_CHROMIUM. When it
-// is missing the tests skip, unless DMQ_REQUIRE_BROWSER=1 (set by .ci/run),
-// where they fail.
+// Chromium is DMQ_CHROMIUM if set, else /usr/bin/chromium (Debian's
+// package) or one on the PATH. When it is missing the tests skip, unless
+// DMQ_REQUIRE_BROWSER=1 (set by .ci/run), where they fail.
 package browser_test
 
 import (
@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -31,17 +32,17 @@ const screenshots = "screenshots"
 
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	candidates := []string{os.Getenv("DMQ_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"}
+	candidates := []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"}
+	if c := os.Getenv("DMQ_CHROMIUM"); c != "" {
+		candidates = []string{c} // an explicit choice is the only one
+	}
 	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
 		if p, err := exec.LookPath(c); err == nil {
 			return p
 		}
 	}
-	msg := "Chromium not found (looked for $DMQ_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser, google-chrome); " +
-		"install it with `sudo apt-get install -y chromium` to run the console's browser tests"
+	msg := fmt.Sprintf("Chromium not found (looked for %s); install it with `sudo apt-get install -y chromium` "+
+		"(or set DMQ_CHROMIUM to a Chrome binary) to run the console's browser tests", strings.Join(candidates, ", "))
 	if os.Getenv("DMQ_REQUIRE_BROWSER") == "1" {
 		t.Fatal(msg + " (DMQ_REQUIRE_BROWSER=1 makes this a failure)")
 	}
@@ -163,6 +164,18 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 func (b *browser) open(path, ready string) {
 	b.t.Helper()
 	b.do("open "+path, chromedp.Navigate(b.base+path), chromedp.WaitVisible(chromedp.CSS(ready)))
+	b.check()
+}
+
+// follow clicks the link sel and waits for the new page's ready selector.
+func (b *browser) follow(sel, ready string) {
+	b.t.Helper()
+	b.do("follow "+sel,
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))(ctx, t)
+			return err
+		}),
+		chromedp.WaitVisible(chromedp.CSS(ready)))
 	b.check()
 }
 

@@ -163,6 +163,7 @@ func TestConsoleRegisterApprovePublishTraceAndClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitText(`[data-metric="produced"] [data-stat="total"]`, fmt.Sprint(produced+1))
+	b.screenshot("monitor-live")
 
 	// Trace by business key: delivered to billing-1, then acked.
 	b.open("/trace?topic="+topic, "#trace-by-key")
@@ -196,6 +197,12 @@ func TestConsoleRegisterApprovePublishTraceAndClients(t *testing.T) {
 	b.screenshot("deadletters-zh")
 	b.click("#lang-toggle")
 	b.waitText("#header nav", "Dead letters")
+	// A dead letter's trace, by message id, ends in its dead-lettering.
+	b.follow(`#dl-table tbody tr:first-child a[href^="/trace"]`, "#trace-by-id")
+	b.waitJS("the dead-lettered event", `!!document.querySelector('#trace-results [data-kind="dead-lettered"]')`)
+	b.waitText(`#trace-results [data-kind="dead-lettered"]`, "smtp: connection refused")
+	b.open("/deadletters?topic="+topic+"&group=mailer", "#dl-table")
+	b.waitText("#dl-table", "smtp: connection refused")
 	b.click(`#dl-list [data-action="purge-all"]`)
 	b.click("dialog [data-action=confirm]")
 	b.waitText("#notice", fmt.Sprintf("%d dead letter(s) purged", published+1)) // the live mode's publish too

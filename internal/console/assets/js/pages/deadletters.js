@@ -1,6 +1,6 @@
 // Dead letters of a group: list (paged, by key), inspect a message,
 // redrive or purge the selected ones, one key, or all.
-import { h, query, replace, setQuery } from '../dom.js';
+import { h, link, query, replace, setQuery } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, seg } from '../api.js';
 import { clearErrors, field, formError, required, select, showError, values } from '../form.js';
@@ -44,7 +44,7 @@ export function render(main) {
     if (!required(form, ['topic', 'group'])) return;
     try {
       page = await get(path(), { key: v.key.trim(), limit: pageSize, after });
-      replace(list, actionsBar(), lettersTable(page.dead_letters), pager.view(page.dead_letters.length, page.total, page.next_after));
+      replace(list, actionsBar(), lettersTable(v.topic.trim(), page.dead_letters), pager.view(page.dead_letters.length, page.total, page.next_after));
     } catch (err) {
       if (!err.code) throw err;
       replace(list);
@@ -88,7 +88,7 @@ export function render(main) {
   return fillGroups(q.get('group')).then(() => (q.get('topic') ? pager.first() : null)).then(() => null);
 }
 
-function lettersTable(rows) {
+function lettersTable(topic, rows) {
   return table([
     { label: '', cell: (d) => h('input', { type: 'checkbox', name: 'dl', value: d.id, 'aria-label': d.id }) },
     { label: t('dl.id'), cell: (d) => h('span', { class: 'mono' }, d.id) },
@@ -99,5 +99,6 @@ function lettersTable(rows) {
     { label: t('dl.deadAt'), cell: (d) => time(d.dead_at_ms), class: 'nowrap' },
     { label: t('dl.redriven'), cell: (d) => (d.redriven ? t('common.yes') : '') },
     { label: t('dl.message'), cell: (d) => h('details', { class: 'inspect' }, h('summary', {}, t('dl.inspect')), messageView(d.message)) },
+    { label: '', cell: (d) => h('a', { class: 'small', href: link('/trace', { topic, id: d.id }) }, t('nav.trace')) },
   ], rows, t('dl.none'), { id: 'dl-table' });
 }

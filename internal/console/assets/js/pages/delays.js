@@ -1,6 +1,6 @@
 // Delayed messages of a topic: pending ones, soonest first, filtered by key
 // and due time, paged; cancel one.
-import { h, query, replace, setQuery } from '../dom.js';
+import { h, link, query, replace, setQuery } from '../dom.js';
 import { t } from '../i18n.js';
 import { del, get, seg } from '../api.js';
 import { clearErrors, field, formError, required, showError, values } from '../form.js';
@@ -55,7 +55,9 @@ export function render(main) {
     { label: t('trace.key'), cell: (d) => d.message.key },
     { label: t('msg.published'), cell: (d) => time(d.message.published_at_ms), class: 'nowrap' },
     { label: t('dl.message'), cell: (d) => h('details', { class: 'inspect' }, h('summary', {}, t('dl.inspect')), messageView(d.message)) },
-    { label: t('common.actions'), cell: (d) => h('button', { type: 'button', class: 'small danger', 'data-action': 'cancel', onclick: () => cancel(d.id) }, t('delay.cancel')) },
+    { label: t('common.actions'), cell: (d) => h('div', { class: 'row-actions' },
+      h('button', { type: 'button', class: 'small danger', 'data-action': 'cancel', onclick: () => cancel(d.id) }, t('delay.cancel')),
+      h('a', { class: 'small', href: link('/trace', { topic: topic(), id: d.id }) }, t('nav.trace'))) },
   ], rows, t('delay.none'), { id: 'delay-table' });
 
   form.addEventListener('submit', (e) => { e.preventDefault(); pager.first(); });

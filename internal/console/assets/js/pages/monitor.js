@@ -123,7 +123,16 @@ class Board {
     stored.chart.update(xs, storedSeries);
     summary(stored.aside, [[t('monitor.storedNow'), num(st.stored_now), 'now']]);
     minutesTable(stored.data, xs, storedSeries);
-    if (st.groups) this.groups(xs, st);
+    if (st.groups && st.groups.length) this.groups(xs, st);
+    else for (const id of ['backlog', 'oldest']) this.drop(id);
+  }
+
+  drop(id) {
+    const c = this.cards.get(id);
+    if (!c) return;
+    c.chart.destroy();
+    c.el.remove();
+    this.cards.delete(id);
   }
 
   // groups draws one chart of backlog and one of oldest unacked age, a
