@@ -651,6 +651,9 @@ func (b *Broker) publishAsync(t *topic, msgs []*message.Message, done func([]Pub
 		return
 	}
 	t.log.AppendAsync(encode(msgs, now, nowMs), func(first uint64, err error) {
+		if errors.Is(err, seglog.ErrFailed) {
+			t.recoverLog()
+		}
 		if err != nil {
 			err = appendError(topicName, err)
 		}

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,9 @@ type topic struct {
 	// delayedFrom is a due time (ms) below which no delayed message is
 	// pending: scans of the delay store start there (see fireDelayed).
 	delayedFrom atomic.Int64
+	// recoverAt is when the last attempt to recover the failed log began
+	// (Unix ns); see recoverLog.
+	recoverAt atomic.Int64
 
 	mu     sync.RWMutex
 	groups map[string]*group
@@ -148,4 +153,27 @@ func (t *topic) close(reason error) {
 	if err := t.log.Close(); err != nil {
 		t.b.logger.Error("close topic log", "topic", t.name, "err", err)
 	}
+}
+
+// recoverInterval spaces the attempts to bring a failed log back.
+const recoverInterval = time.Second
+
+// recoverLog starts, at most once per recoverInterval, an attempt to bring
+// the topic's log back after a write or fsync failure (a full disk, a
+// failing device): appends fail until it succeeds, and producers retry.
+func (t *topic) recoverLog() {
+	now := time.Now().UnixNano()
+	last := t.recoverAt.Load()
+	if now-last < int64(recoverInterval) || !t.recoverAt.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		if err := t.log.Recover(context.Background()); errors.Is(err, seglog.ErrClosed) {
+			return
+		} else if err != nil {
+			t.b.logger.Warn("topic log still failing; publishes are refused", "topic", t.name, "err", err)
+			return
+		}
+		t.b.logger.Info("topic log recovered; publishes resume", "topic", t.name)
+	}()
 }

@@ -17,6 +17,7 @@ const (
 // request is one queued Append or AppendAsync call.
 type request struct {
 	payloads [][]byte
+	recover  bool         // a Recover call, not an append
 	bytes    int64        // framed size of the batch
 	state    atomic.Int32 // reqQueued, then reqTaken (writer) or reqCanceled (caller)
 	first    uint64       // set by the writer when it encodes the batch
@@ -45,7 +46,7 @@ func (r *request) complete(first uint64, err error) {
 // recycle clears r and puts it back in the pool. The caller must be the
 // last holder of r.
 func (r *request) recycle() {
-	r.payloads, r.cb, r.err = nil, nil, nil
+	r.payloads, r.cb, r.err, r.recover = nil, nil, nil, false
 	requestPool.Put(r)
 }
 
@@ -132,4 +133,32 @@ func (l *Log) batchBytes(payloads [][]byte) (int64, error) {
 		return 0, l.q.refusal()
 	}
 	return n, nil
+}
+
+// Recover makes a failed log accept appends again, once the cause (a full
+// disk, a failing device) may have gone: it drops what failed writes left
+// after the last durable record and fsyncs the active segment. Nothing
+// that failed is ever made durable by it: those appends were reported as
+// failed and their callers must send them again. It returns nil at once
+// on a healthy log, ErrClosed on a closed one, and the error of the
+// attempt if the log is still failed.
+func (l *Log) Recover(ctx context.Context) error {
+	r := requestPool.Get().(*request)
+	r.recover = true
+	r.state.Store(reqQueued)
+	if err := l.q.push(r); err != nil {
+		r.recycle()
+		return err
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqCanceled) {
+			return ctx.Err()
+		}
+		<-r.done
+	}
+	err := r.err
+	r.recycle()
+	return err
 }

@@ -20,10 +20,15 @@ type queue struct {
 	wake chan struct{}
 }
 
-// push queues r, unless the log is closed or failed.
+// push queues r, unless the log is closed, or failed and r is not a
+// recovery.
 func (q *queue) push(r *request) error {
 	q.mu.Lock()
-	if err := q.refusalLocked(); err != nil {
+	err := q.refusalLocked()
+	if r.recover && err != ErrClosed {
+		err = nil
+	}
+	if err != nil {
 		q.mu.Unlock()
 		return err
 	}

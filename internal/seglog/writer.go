@@ -109,6 +109,10 @@ func (w *writer) commit(batch []*request) {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
 			continue // canceled by its caller
 		}
+		if r.recover {
+			r.complete(0, w.recover())
+			continue
+		}
 		if err := w.l.q.failure(); err != nil {
 			r.complete(0, err)
 			continue
@@ -240,12 +244,43 @@ func (w *writer) roll() error {
 	s.modTime = time.Now()
 	if err := l.syncDir(); err != nil {
 		_ = s.release()
+		_ = l.opts.FS.Remove(path) // so that a roll after Recover can create it again
 		return err
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, s)
 	l.mu.Unlock()
 	w.setActive(s)
+	return nil
+}
+
+// recover brings a failed log back: once the syncer has failed every
+// group in flight, it cuts the active segment back to its durable size
+// (dropping whatever a failed write or fsync left behind, which was never
+// acknowledged and is never trusted), fsyncs it, and clears the failure.
+// If the cut or the fsync fails, the log stays failed.
+func (w *writer) recover() error {
+	if w.l.q.failure() == nil {
+		return nil
+	}
+	if err := w.submit(); err != nil {
+		w.fail(err)
+	}
+	w.barrier()
+	s := w.active
+	w.l.mu.RLock()
+	size := s.size
+	w.l.mu.RUnlock()
+	if err := s.f.Truncate(size); err != nil {
+		return fmt.Errorf("seglog: recover %s: truncate to %d bytes: %w", s.path, size, err)
+	}
+	if err := w.l.fsync(s); err != nil {
+		return fmt.Errorf("seglog: recover: %w", err)
+	}
+	w.buf = w.buf[:0]
+	w.setActive(s)
+	w.l.q.failed.Store(nil)
+	w.l.logger.Info("seglog: recovered from a failure; appends resume", "segment", s.path, "durable_bytes", size)
 	return nil
 }
 

@@ -1,0 +1,97 @@
+package seglog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+
+	"github.com/dmqio/dmq/internal/faultfs"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+func appendOne(l *seglog.Log, body string) (uint64, error) {
+	return l.Append(context.Background(), [][]byte{[]byte(body)})
+}
+
+func readAll(t *testing.T, l *seglog.Log) []string {
+	t.Helper()
+	var out []string
+	for off := l.First(); off < l.Next(); off++ {
+		p, err := l.Read(off)
+		if err != nil {
+			t.Fatalf("Read(%d): %v", off, err)
+		}
+		out = append(out, string(p))
+	}
+	return out
+}
+
+// A failed fsync fails the append and the log; Recover fails while the
+// device does, then brings the log back without the failed record, which
+// never turns durable, not even after a later successful fsync or a power
+// cut. A full disk is the same, with ENOSPC.
+func TestRecoverAfterIOErrors(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		inject, heal func(*faultfs.FS)
+		cause        error
+	}{
+		{"fsync EIO", func(fs *faultfs.FS) { fs.FailSyncs(syscall.EIO) }, func(fs *faultfs.FS) { fs.FailSyncs(nil) }, syscall.EIO},
+		{"write EIO", func(fs *faultfs.FS) { fs.FailWrites(syscall.EIO) }, func(fs *faultfs.FS) { fs.FailWrites(nil) }, syscall.EIO},
+		{"disk full", func(fs *faultfs.FS) { fs.SetCapacity(fs.Used() + 10) }, func(fs *faultfs.FS) { fs.SetCapacity(0) }, syscall.ENOSPC},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := faultfs.New()
+			l, err := seglog.Open(seglog.Options{FS: fs, Dir: "/log"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			for i := 0; i < 5; i++ {
+				if _, err := appendOne(l, fmt.Sprint("ok-", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.inject(fs)
+			if _, err := appendOne(l, "failed-record-with-a-body-longer-than-ten-bytes"); !errors.Is(err, seglog.ErrFailed) || !errors.Is(err, c.cause) {
+				t.Fatalf("append on a failing disk: %v, want ErrFailed and %v", err, c.cause)
+			}
+			if _, err := appendOne(l, "refused"); !errors.Is(err, seglog.ErrFailed) {
+				t.Fatalf("append on a failed log: %v, want ErrFailed", err)
+			}
+			if c.name == "fsync EIO" {
+				if err := l.Recover(context.Background()); !errors.Is(err, syscall.EIO) {
+					t.Fatalf("Recover while fsync fails: %v, want EIO", err)
+				}
+			}
+			c.heal(fs)
+			if err := l.Recover(context.Background()); err != nil {
+				t.Fatalf("Recover once the disk is back: %v", err)
+			}
+			if err := l.Recover(context.Background()); err != nil {
+				t.Fatalf("Recover of a healthy log: %v", err)
+			}
+			off, err := appendOne(l, "after")
+			if err != nil || off != 5 {
+				t.Fatalf("append after Recover = %d, %v; want offset 5", off, err)
+			}
+			want := fmt.Sprint([]string{"ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "after"})
+			if got := fmt.Sprint(readAll(t, l)); got != want {
+				t.Fatalf("log = %s, want %s", got, want)
+			}
+			// And after a power cut: the same, nothing of the failed record.
+			fs.CutPower()
+			again, err := seglog.Open(seglog.Options{FS: fs.Crash(rand.New(rand.NewPCG(1, 2))), Dir: "/log"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			if got := fmt.Sprint(readAll(t, again)); got != want {
+				t.Fatalf("after a power cut: %s, want %s", got, want)
+			}
+		})
+	}
+}
