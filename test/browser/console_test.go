@@ -136,7 +136,11 @@ func TestConsoleRegisterApprovePublishTraceAndClients(t *testing.T) {
 	b.screenshot("topic")
 
 	// Monitoring: the produced counter and a chart point for the minute.
-	b.open("/monitor?topic="+topic, `[data-metric="produced"] [data-stat="total"]`)
+	// A range around the publishes (in the browser's local time, the
+	// form's), so the test does not depend on the day it runs.
+	local := func(t time.Time) string { return t.Local().Format("2006-01-02T15:04") }
+	b.open(fmt.Sprintf("/monitor?topic=%s&from=%s&to=%s", topic, local(firstMinute.Add(-time.Hour)), local(lastMinute.Add(time.Hour))),
+		`[data-metric="produced"] [data-stat="total"]`)
 	b.waitText(`[data-metric="produced"] [data-stat="total"]`, fmt.Sprint(produced))
 	b.waitJS("the produced chart drawn", `!!document.querySelector('[data-metric="produced"] .uplot canvas')`)
 	rows := eval[map[string]string](b, `Object.fromEntries([...document.querySelectorAll('[data-metric="produced"] tr[data-minute-ms]')].map((r) => [r.dataset.minuteMs, r.cells[1].textContent]))`)
