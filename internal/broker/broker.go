@@ -213,6 +213,10 @@ func Open(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 	}
+	if err := checkMetaPresent(cfg); err != nil {
+		lock.release()
+		return nil, err
+	}
 	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger, cfg.MetaFS)
 	if err != nil {
 		lock.release()
@@ -887,4 +891,28 @@ func (b *Broker) EndSubscriptions() {
 			g.mu.Unlock()
 		}
 	}
+}
+
+// checkMetaPresent refuses to start on topic logs without the metadata
+// store that describes them (deleted, or a wrong data directory): a new
+// empty store would hide every topic, and their groups' positions would be
+// lost for good once new topics were created over them.
+func checkMetaPresent(cfg Config) error {
+	fs := cfg.MetaFS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	dir := filepath.Join(cfg.DataDir, "meta")
+	if _, err := fs.Stat(dir); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return nil // present, or a problem Pebble will report
+	}
+	topics, err := cfg.LogFS.ListDirs(filepath.Join(cfg.DataDir, "topics"))
+	if err != nil || len(topics) == 0 {
+		return nil
+	}
+	if len(topics) > 5 {
+		topics = append(topics[:5], "...")
+	}
+	return fmt.Errorf("metadata store %s is missing but topic logs exist in %s (%s): restore the store from a backup, or move the topic directories away to start empty",
+		dir, filepath.Join(cfg.DataDir, "topics"), strings.Join(topics, ", "))
 }

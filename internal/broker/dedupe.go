@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -263,6 +264,16 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 	defer d.mu.Unlock()
 	for off := max(from, t.log.First()); off < t.log.Next(); {
 		ps, err := t.log.ReadBatch(off, 1024, 4<<20)
+		if errors.Is(err, seglog.ErrCorrupt) {
+			// A damaged record must not keep the broker from starting: its
+			// readers get the error (naming the file and position) instead.
+			// Only duplicates of the ids it held go undetected.
+			t.b.logger.Warn("duplicate window: skipping a damaged segment; reading its damaged records fails", "topic", t.name, "err", err)
+			if off = nextSegmentBase(t.log.Segments(), off); off == 0 {
+				break
+			}
+			continue
+		}
 		if err != nil {
 			if err == seglog.ErrOutOfRange {
 				return nil
@@ -282,4 +293,15 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 	}
 	d.expireLocked(now.UnixMilli())
 	return nil
+}
+
+// nextSegmentBase returns the base of the segment after the one holding
+// off, or 0 when there is none.
+func nextSegmentBase(segs []seglog.SegmentInfo, off uint64) uint64 {
+	for _, s := range segs {
+		if s.Base > off {
+			return s.Base
+		}
+	}
+	return 0
 }

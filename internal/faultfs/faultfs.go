@@ -204,7 +204,12 @@ func (fs *FS) OpenFile(name string, flag int, perm os.FileMode) (seglog.File, er
 }
 
 // ListFiles implements seglog.FS.
-func (fs *FS) ListFiles(dir string) ([]string, error) {
+func (fs *FS) ListFiles(dir string) ([]string, error) { return fs.list(dir, false) }
+
+// ListDirs implements seglog.FS.
+func (fs *FS) ListDirs(dir string) ([]string, error) { return fs.list(dir, true) }
+
+func (fs *FS) list(dir string, dirs bool) ([]string, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	d := clean(dir)
@@ -216,7 +221,7 @@ func (fs *FS) ListFiles(dir string) ([]string, error) {
 	}
 	var names []string
 	for p, ino := range fs.cur {
-		if !ino.dir && filepath.Dir(p) == d {
+		if ino.dir == dirs && p != d && filepath.Dir(p) == d {
 			names = append(names, filepath.Base(p))
 		}
 	}

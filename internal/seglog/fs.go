@@ -17,6 +17,8 @@ type FS interface {
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	// ListFiles returns the names of the regular files in dir.
 	ListFiles(dir string) ([]string, error)
+	// ListDirs returns the names of the directories in dir.
+	ListDirs(dir string) ([]string, error)
 	Remove(name string) error
 	RemoveAll(path string) error
 	Rename(oldpath, newpath string) error
@@ -69,14 +71,17 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	return osFile{f}, nil
 }
 
-func (osFS) ListFiles(dir string) ([]string, error) {
+func (osFS) ListFiles(dir string) ([]string, error) { return listOS(dir, false) }
+func (osFS) ListDirs(dir string) ([]string, error)  { return listOS(dir, true) }
+
+func listOS(dir string, dirs bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
 	for _, e := range entries {
-		if e.Type().IsRegular() {
+		if (dirs && e.IsDir()) || (!dirs && e.Type().IsRegular()) {
 			names = append(names, e.Name())
 		}
 	}
