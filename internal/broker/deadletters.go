@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/dmqio/dmq/internal/crashpoint"
 	"time"
 
 	"github.com/dmqio/dmq/internal/message"
@@ -169,6 +170,7 @@ func (b *Broker) RedriveDeadLetters(topicName, groupName string, sel DeadLetterS
 	if err := b.meta.PutDeadLetters(topicName, groupName, todo); err != nil {
 		return 0, wrap(KindInternal, err, "redrive dead letters of group %q", groupName)
 	}
+	crashpoint.Hit(crashpoint.RedriveStored)
 	nowMs := time.Now().UnixMilli()
 	for _, dl := range todo {
 		b.trace.Add(meta.TraceEvent{Kind: trace.Redriven, Topic: topicName, Group: groupName, Offset: dl.Offset, Count: 1, TimeMs: nowMs, Client: dl.Member})

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/dmqio/dmq/internal/crashpoint"
 	"time"
 
 	"github.com/dmqio/dmq/internal/message"
@@ -56,6 +57,7 @@ func (b *Broker) ResetGroup(topicName, groupName string, to ResetTarget) (GroupI
 		g.mu.Unlock()
 		return GroupInfo{}, wrap(KindInternal, err, "reset group %q", groupName)
 	}
+	crashpoint.Hit(crashpoint.ResetStored)
 	for _, c := range g.mu.cursors {
 		c.reset(off)
 	}

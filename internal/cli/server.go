@@ -50,6 +50,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("ack-timeout", def.AckTimeout, "default redelivery timeout of new groups")
 	f.Duration("retention-age", def.RetentionAge, "keep consumed messages this long")
 	f.Int64("retention-bytes", 0, "keep at most this many consumed bytes per topic (0: no limit)")
+	f.Duration("retention-interval", def.RetentionInterval, "how often retention removes old segments")
 	f.Duration("dedupe-window", def.DedupeWindow, "how long topics detect retransmitted duplicates")
 	f.Duration("max-delay", def.MaxDelay, "longest accepted delay of a delayed message")
 	f.StringSlice("auto-approve-envs", def.AutoApproveEnvs, "environments whose topics are approved on creation (others wait for an approval)")

@@ -39,6 +39,8 @@ type Config struct {
 	// groups have consumed it; RetentionBytes 0 means no size bound.
 	RetentionAge   time.Duration `yaml:"retention_age"`
 	RetentionBytes int64         `yaml:"retention_bytes"`
+	// RetentionInterval is how often retention looks for segments to remove.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
 	// DedupeWindow is how long a topic remembers client message ids to drop
 	// retransmitted duplicates (topics may set their own).
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
@@ -85,6 +87,7 @@ func Default() Config {
 		SegmentBytes:      64 << 20,
 		AckTimeout:        30 * time.Second,
 		RetentionAge:      72 * time.Hour,
+		RetentionInterval: time.Minute,
 		DedupeWindow:      2 * time.Minute,
 		MaxDelay:          90 * 24 * time.Hour,
 		AutoApproveEnvs:   []string{"dev", "test"},
@@ -209,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StatsRetention < time.Hour {
 		return fmt.Errorf("stats_retention: %s is below 1h", c.StatsRetention)
+	}
+	if c.RetentionInterval < 100*time.Millisecond {
+		return fmt.Errorf("retention_interval: %s is below 100ms", c.RetentionInterval)
 	}
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")

@@ -144,8 +144,16 @@ var listenRE = regexp.MustCompile(`listening: gRPC (\S+), HTTP http://([^/]+)/`)
 // end of the test if still running.
 func StartProcess(t testing.TB, dir string, extra ...string) *Process {
 	t.Helper()
+	return StartProcessEnv(t, dir, nil, extra...)
+}
+
+// StartProcessEnv is StartProcess with env added to the server's
+// environment (for example to arm crash points).
+func StartProcessEnv(t testing.TB, dir string, env []string, extra ...string) *Process {
+	t.Helper()
 	args := append([]string{"server", "--data", dir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

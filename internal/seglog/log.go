@@ -3,6 +3,7 @@ package seglog
 import (
 	"errors"
 	"fmt"
+	"github.com/dmqio/dmq/internal/crashpoint"
 	"log/slog"
 	"math"
 	"os"
@@ -383,6 +384,7 @@ func (l *Log) DeleteSegmentsBefore(offset uint64) (int, error) {
 		if err := l.opts.FS.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+		crashpoint.Hit(crashpoint.RetentionRemoved)
 		idx := strings.TrimSuffix(s.path, ".log") + ".idx"
 		if err := l.opts.FS.Remove(idx); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dmqio/dmq/internal/crashpoint"
 )
 
 const (
@@ -230,11 +232,13 @@ func (w *writer) roll() error {
 			return err
 		}
 	}
+	crashpoint.Hit(crashpoint.RollSealed)
 	x := &indexFile{base: old.base, next: old.next, size: old.size,
 		interval: indexIntervalField(l.opts), entries: old.index}
 	if err := writeIndexFile(l.opts.FS, filepath.Join(l.opts.Dir, indexName(old.base)), x); err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.RollIndexed)
 	path := filepath.Join(l.opts.Dir, segmentName(w.next))
 	f, err := l.opts.FS.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -242,6 +246,7 @@ func (w *writer) roll() error {
 	}
 	s := newSegment(w.next, path, f)
 	s.modTime = time.Now()
+	crashpoint.Hit(crashpoint.RollCreated)
 	if err := l.syncDir(); err != nil {
 		_ = s.release()
 		_ = l.opts.FS.Remove(path) // so that a roll after Recover can create it again

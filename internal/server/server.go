@@ -81,6 +81,7 @@ func (s *Server) Start() error {
 		AckTimeout:        s.cfg.AckTimeout,
 		RetentionAge:      s.cfg.RetentionAge,
 		RetentionBytes:    s.cfg.RetentionBytes,
+		RetentionInterval: s.cfg.RetentionInterval,
 		DedupeWindow:      s.cfg.DedupeWindow,
 		MaxDelay:          s.cfg.MaxDelay,
 		AutoApproveEnvs:   s.cfg.AutoApproveEnvs,
