@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -55,6 +57,10 @@ type handlerFunc func(r *http.Request) (int, any, error)
 
 func (a *api) handle(pattern string, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := refuseCrossSite(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		}
@@ -243,4 +249,35 @@ func formatMs(ms int64) string {
 		return ""
 	}
 	return time.UnixMilli(ms).UTC().Format(timeFormat)
+}
+
+// refuseCrossSite stops other web sites from changing anything through a
+// browser that can reach the API (cross-site request forgery). Browsers
+// mark their requests with Origin and Sec-Fetch-Site: a state-changing
+// request so marked must come from the API's own origin (the console) and
+// carry JSON, which a page of another origin cannot send without the CORS
+// preflight this API never grants. Programs such as curl send neither
+// header and are not affected.
+func refuseCrossSite(r *http.Request) error {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	site, origin := r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Origin")
+	if site == "" && origin == "" {
+		return nil
+	}
+	if site != "" && site != "same-origin" && site != "none" {
+		return &apiError{status: http.StatusForbidden, code: "PermissionDenied", msg: "requests from other sites may not change anything (Sec-Fetch-Site: " + site + ")"}
+	}
+	if origin != "" {
+		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+			return &apiError{status: http.StatusForbidden, code: "PermissionDenied", msg: fmt.Sprintf("requests from origin %q may not change anything on %s", origin, r.Host)}
+		}
+	}
+	if r.ContentLength != 0 {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			return &apiError{status: http.StatusUnsupportedMediaType, code: "InvalidArgument", msg: fmt.Sprintf("request body must be JSON with Content-Type: application/json, not %q", r.Header.Get("Content-Type"))}
+		}
+	}
+	return nil
 }

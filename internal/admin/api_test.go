@@ -804,3 +804,55 @@ func TestTopicPagesOverHTTP(t *testing.T) {
 	}
 	api.fail("GET", "/topics?limit=0", nil, http.StatusBadRequest, "InvalidArgument", "limit")
 }
+
+// A page of another web site cannot change anything through a browser
+// (cross-site request forgery); the console's own requests and programs
+// without browser headers can.
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	base := "http://" + s.HTTPAddr()
+	send := func(body, contentType string, headers map[string]string) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", base+"/api/v1/topics", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		name, contentType string
+		headers           map[string]string
+		want              int
+	}{
+		{"form post from another site", "text/plain", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"JSON from another origin", "application/json", map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+		{"from a sibling site", "application/json", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"text/plain from the console's origin", "text/plain", map[string]string{"Origin": base, "Sec-Fetch-Site": "same-origin"}, http.StatusUnsupportedMediaType},
+	} {
+		if got := send(`{"name": "test.csrf.x"}`, c.contentType, c.headers); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	var resp struct{ Total int }
+	newAPI(t, s).call("GET", "/topics", nil, http.StatusOK, &resp)
+	if resp.Total != 0 {
+		t.Fatalf("%d topics created by refused requests", resp.Total)
+	}
+	if got := send(`{"name": "test.csrf.console"}`, "application/json", map[string]string{"Origin": base, "Sec-Fetch-Site": "same-origin"}); got != http.StatusCreated {
+		t.Fatalf("the console's own request: %d, want 201", got)
+	}
+	if got := send(`{"name": "test.csrf.curl"}`, "", nil); got != http.StatusCreated {
+		t.Fatalf("a program's request without browser headers: %d, want 201", got)
+	}
+}
