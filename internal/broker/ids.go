@@ -8,10 +8,12 @@ import "strconv"
 // FormatOffset is the message id of a log offset.
 func FormatOffset(off uint64) string { return strconv.FormatUint(off, 10) }
 
-// ParseOffset turns a message id back into its log offset.
+// ParseOffset turns a message id back into its log offset. Only the form
+// FormatOffset gives is accepted (no leading zeros), so one message has
+// one id.
 func ParseOffset(id string) (uint64, error) {
 	off, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
+	if err != nil || (len(id) > 1 && id[0] == '0') {
 		return 0, errorf(KindInvalid, "message id %q is not a DMQ message id", id)
 	}
 	return off, nil
