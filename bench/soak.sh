@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Soak test: starts a dmq server (fsync on, fresh data directory, free loopback ports), runs
+# bench/soak against it for --duration, prints the per-minute table, then stops the server.
+# Outside CI.
+#
+#   bench/soak.sh [--duration 30m] [--out /tmp/soak] [-- extra bench/soak flags]
+set -euo pipefail
+
+duration=30m
+out=/tmp/soak
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--duration) duration=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--) shift; break ;;
+	-h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "soak: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+go build -o "$out/dmq" ./cmd/dmq
+go build -o "$out/soak" ./bench/soak
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+grpc=$(free_port)
+http=$(free_port)
+rm -rf "$out/data"
+"$out/dmq" server --data "$out/data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+	curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+"$out/soak" --server "127.0.0.1:$grpc" --http "127.0.0.1:$http" --pid "$pid" --duration "$duration" "$@" | tee "$out/soak.md"
