@@ -348,6 +348,7 @@ func TestStatsOverHTTP(t *testing.T) {
 			Minute             string
 			MinuteMs           int64 `json:"minute_ms"`
 			Produced, Consumed uint64
+			Stored             *uint64
 		}
 	}
 	q := url.Values{"from": {from.Format(time.RFC3339)}, "to": {time.Now().Add(time.Minute).Format(time.RFC3339)}}
@@ -367,6 +368,10 @@ func TestStatsOverHTTP(t *testing.T) {
 	}
 	if sum != n || st.Produced.Max != maxP || st.Produced.Min != minP || minP != 0 {
 		t.Fatalf("produced: sum %d, max/min %d/%d; summary %+v (quiet minutes count as 0)", sum, maxP, minP, st.Produced)
+	}
+	// Stored: unknown before the topic existed, the count now for this minute.
+	if first, last := st.Minutes[0], st.Minutes[len(st.Minutes)-1]; first.Stored != nil || last.Stored == nil || *last.Stored != n {
+		t.Fatalf("stored: first minute %v, current minute %v; want null and %d", first.Stored, last.Stored, n)
 	}
 	// Narrowed to a client that did not publish.
 	q.Set("client", "nobody")

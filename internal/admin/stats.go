@@ -13,7 +13,8 @@ type minuteJSON struct {
 	Produced uint64 `json:"produced"`
 	Consumed uint64 `json:"consumed"`
 	Failures uint64 `json:"failures"`
-	Stored   uint64 `json:"stored"`
+	// Stored is null for minutes without a record.
+	Stored *uint64 `json:"stored"`
 }
 
 // summaryJSON sums one counter over the minutes of a stats answer.
@@ -102,7 +103,10 @@ func (a *api) topicStats(r *http.Request) (int, any, error) {
 	}
 	for i, m := range ms {
 		out.Minutes[i] = minuteJSON{Minute: formatMs(m.MinuteMs), MinuteMs: m.MinuteMs,
-			Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures, Stored: m.Stored}
+			Produced: m.Produced, Consumed: m.Consumed, Failures: m.Failures}
+		if m.StoredKnown {
+			out.Minutes[i].Stored = &m.Stored
+		}
 	}
 	p, c, f := broker.Summarize(ms)
 	out.Produced, out.Consumed, out.Failures = summaryJSON(p), summaryJSON(c), summaryJSON(f)

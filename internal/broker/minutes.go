@@ -73,7 +73,11 @@ func (b *Broker) CounterTotals() map[string][3]uint64 { return b.stats.Totals() 
 type MinuteStats struct {
 	MinuteMs                     int64
 	Produced, Consumed, Failures uint64
-	Stored                       uint64
+	// Stored is the topic's stored messages at the end of the minute (now,
+	// for the current minute); StoredKnown is false for minutes without a
+	// record (the broker was down, or the topic did not exist yet).
+	Stored      uint64
+	StoredKnown bool
 }
 
 // Summary is one counter over a range of minutes.
@@ -152,9 +156,16 @@ func (b *Broker) TopicStats(q TopicStatsQuery) ([]MinuteStats, error) {
 		add(c)
 	}
 	if err := b.meta.ScanStoredByMinute(q.Topic, from, to, func(minuteMs int64, stored uint64) {
-		out[(minuteMs-from)/stats.MinuteMs].Stored = stored
+		m := &out[(minuteMs-from)/stats.MinuteMs]
+		m.Stored, m.StoredKnown = stored, true
 	}); err != nil {
 		return nil, wrap(KindInternal, err, "read stored counts of %q", q.Topic)
+	}
+	if cur := stats.Truncate(time.Now().UnixMilli()); cur >= from && cur < to {
+		if ti, err := b.GetTopic(q.Topic); err == nil {
+			m := &out[(cur-from)/stats.MinuteMs]
+			m.Stored, m.StoredKnown = ti.NextOffset-ti.FirstOffset, true
+		}
 	}
 	return out, nil
 }
