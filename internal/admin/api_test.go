@@ -861,3 +861,14 @@ func TestCrossSiteRequestsAreRefused(t *testing.T) {
 		t.Fatalf("a program's request without browser headers: %d, want 201", got)
 	}
 }
+
+// A topic that waits for an approval must name its owner; auto-approved
+// environments need not.
+func TestPendingTopicsNeedAnOwner(t *testing.T) {
+	s := dmqtest.Start(t, "", nil)
+	api := newAPI(t, s)
+	api.fail("POST", "/topics", map[string]string{"name": "prod.shop.orders", "department": "shop"}, http.StatusBadRequest, "InvalidArgument", "needs an owner")
+	api.fail("GET", "/topics/prod.shop.orders", nil, http.StatusNotFound, "NotFound", "does not exist")
+	api.call("POST", "/topics", map[string]string{"name": "prod.shop.orders", "owner": "alice"}, http.StatusCreated, nil)
+	api.call("POST", "/topics", map[string]string{"name": "test.shop.orders"}, http.StatusCreated, nil)
+}

@@ -449,6 +449,9 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	}
 	ti.CreatedAtMs = time.Now().UnixMilli()
 	b.admissionStatus(&ti)
+	if ti.Status == StatusPending && strings.TrimSpace(ti.Owner) == "" {
+		return TopicInfo{}, errorf(KindInvalid, "topic %q needs an owner: topics of environment %q wait for an approval, and the approver must know who owns them", ti.Name, environment(ti.Name))
+	}
 	t, err := b.openTopic(ti)
 	if err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "create topic %q", ti.Name)

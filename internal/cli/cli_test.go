@@ -153,7 +153,7 @@ func TestDeadLetterAndResetCommands(t *testing.T) {
 func TestTopicApprovalCommands(t *testing.T) {
 	s := dmqtest.Start(t, "", nil)
 	addr := s.GRPCAddr()
-	if out := mustRun(t, addr, "", "topic", "create", "prod.shop.orders", "--dept", "shop", "--requested-by", "alice"); !strings.Contains(out, "pending") {
+	if out := mustRun(t, addr, "", "topic", "create", "prod.shop.orders", "--dept", "shop", "--owner", "alice", "--requested-by", "alice"); !strings.Contains(out, "pending") {
 		t.Fatalf("create printed %q, want pending", out)
 	}
 	if _, errOut, code := run(t, addr, "", "pub", "prod.shop.orders", "x"); code == 0 || !strings.Contains(errOut, "FailedPrecondition") {
