@@ -1,0 +1,24 @@
+package meta
+
+import "github.com/cockroachdb/pebble/v2"
+
+// Applications and their hashed tokens (package auth), as JSON:
+//
+//	au/<name> → auth.App
+
+func appKey(name string) []byte { return append([]byte("au/"), name...) }
+
+// PutApp stores an application record durably.
+func (s *Store) PutApp(name string, record []byte) error {
+	return s.db.Set(appKey(name), record, pebble.Sync)
+}
+
+// DeleteApp removes an application record durably.
+func (s *Store) DeleteApp(name string) error {
+	return s.db.Delete(appKey(name), pebble.Sync)
+}
+
+// Apps calls fn with every application record.
+func (s *Store) Apps(fn func(record []byte) error) error {
+	return s.scan([]byte("au/"), func(_, v []byte) error { return fn(v) })
+}
