@@ -38,10 +38,10 @@ const (
 type Grant struct {
 	// Pattern is a topic name whose segments may be "*" (any one segment);
 	// a last "*" matches one or more segments, and "*" alone every topic.
-	Pattern   string   `json:"pattern"`
-	Publish   bool     `json:"publish,omitempty"`
-	Subscribe bool     `json:"subscribe,omitempty"`
-	Manage    bool     `json:"manage,omitempty"`
+	Pattern   string `json:"pattern"`
+	Publish   bool   `json:"publish,omitempty"`
+	Subscribe bool   `json:"subscribe,omitempty"`
+	Manage    bool   `json:"manage,omitempty"`
 	// Groups limits Subscribe to these consumer groups (empty: any).
 	Groups []string `json:"groups,omitempty"`
 }
