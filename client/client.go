@@ -13,6 +13,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ import (
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -71,6 +73,8 @@ type Option func(*dialOptions)
 type dialOptions struct {
 	clientID string
 	retry    RetryPolicy
+	token    string
+	tls      *tls.Config
 }
 
 // WithRetry sets how publishes are retransmitted (default DefaultRetry).
@@ -96,10 +100,18 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		host, _ := os.Hostname()
 		o.clientID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	transport := insecure.NewCredentials()
+	if o.tls != nil {
+		transport = credentials.NewTLS(o.tls)
+	}
+	grpcOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
-	)
+	}
+	if o.token != "" {
+		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
+	}
+	conn, err := grpc.NewClient(addr, grpcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

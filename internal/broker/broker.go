@@ -252,6 +252,13 @@ func Open(cfg Config) (*Broker, error) {
 // Config returns the effective configuration (defaults filled in).
 func (b *Broker) Config() Config { return b.cfg }
 
+// Logger is the broker's logger.
+func (b *Broker) Logger() *slog.Logger { return b.logger }
+
+// Store is the metadata store, for the parts of the server that keep
+// their own records in it (package auth).
+func (b *Broker) Store() *meta.Store { return b.meta }
+
 // load opens every stored topic with its groups.
 func (b *Broker) load() error {
 	topics, err := b.meta.Topics()

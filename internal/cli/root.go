@@ -27,6 +27,9 @@ type env struct {
 	stdout, stderr io.Writer
 	server         string
 	timeout        time.Duration
+	// Credentials: a token and TLS files (see security.go).
+	token                  string
+	tlsCA, tlsCert, tlsKey string
 }
 
 // Main runs the dmq command line and returns the exit code.
@@ -67,6 +70,10 @@ func newRoot(e *env) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&e.server, "server", def, "broker gRPC address (env DMQ_SERVER)")
 	root.PersistentFlags().DurationVar(&e.timeout, "timeout", 10*time.Second, "timeout of each request to the broker")
+	root.PersistentFlags().StringVar(&e.token, "token", os.Getenv("DMQ_TOKEN"), "application token when the broker requires one (env DMQ_TOKEN)")
+	root.PersistentFlags().StringVar(&e.tlsCA, "tls-ca", os.Getenv("DMQ_TLS_CA"), "connect over TLS, trusting this PEM CA (env DMQ_TLS_CA)")
+	root.PersistentFlags().StringVar(&e.tlsCert, "tls-cert", os.Getenv("DMQ_TLS_CERT"), "client certificate (PEM) for mutual TLS (env DMQ_TLS_CERT)")
+	root.PersistentFlags().StringVar(&e.tlsKey, "tls-key", os.Getenv("DMQ_TLS_KEY"), "private key (PEM) of --tls-cert (env DMQ_TLS_KEY)")
 	root.AddCommand(
 		newServerCmd(e),
 		newVersionCmd(e),
@@ -80,12 +87,17 @@ func newRoot(e *env) *cobra.Command {
 		newClientCmd(e),
 		newStatsCmd(e),
 		newTraceCmd(e),
+		newTokenCmd(e),
 	)
 	return root
 }
 
 func (e *env) dial() (*client.Client, error) {
-	return client.Dial(e.server)
+	opts, err := e.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(e.server, opts...)
 }
 
 func (e *env) rpcContext(parent context.Context) (context.Context, context.CancelFunc) {

@@ -39,7 +39,10 @@ redelivers them to other members, and on exit they go back to the group.`,
 			if count < 0 {
 				return fmt.Errorf("--count %d is negative", count)
 			}
-			var opts []client.Option
+			opts, err := e.dialOptions()
+			if err != nil {
+				return err
+			}
 			if clientID != "" {
 				opts = append(opts, client.WithClientID(clientID))
 			}

@@ -68,6 +68,15 @@ type Config struct {
 	MemoryLimit int64 `yaml:"memory_limit"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// Auth requires a token on every gRPC call (see package auth).
+	Auth bool `yaml:"auth"`
+	// Insecure allows listening beyond loopback without authentication.
+	Insecure bool `yaml:"insecure"`
+	// TLSCert and TLSKey are PEM files that turn on TLS for both ports;
+	// TLSClientCA (PEM) also requires client certificates signed by it.
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+	TLSClientCA string `yaml:"tls_client_ca"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
 	// LogFS and MetaFS replace the operating system's file system for the
@@ -188,6 +197,15 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %q is not a host:port address", name, addr)
 		}
+		if !c.Auth && !c.Insecure && !Loopback(addr) {
+			return fmt.Errorf("%s: %s is reachable beyond this machine and authentication is off: turn it on (auth: true, --auth) or accept the risk with insecure: true (--insecure)", name, addr)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls_cert and tls_key: give both or neither")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("tls_client_ca: client certificates need TLS (tls_cert and tls_key)")
 	}
 	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > 64<<20 {
 		return fmt.Errorf("max_body_bytes: %d is out of range (1 to 67108864)", c.MaxBodyBytes)
@@ -225,4 +243,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// Loopback reports whether a listen address is reachable only from this
+// machine: a loopback IP or localhost (an empty host listens everywhere).
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

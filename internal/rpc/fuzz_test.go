@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/faultfs"
 	"google.golang.org/grpc/codes"
@@ -58,6 +59,9 @@ var unaries = []unary{
 	method("GetTrace", func() *dmqv1.GetTraceRequest { return &dmqv1.GetTraceRequest{} }, (*Service).GetTrace),
 	method("SearchTrace", func() *dmqv1.SearchTraceRequest { return &dmqv1.SearchTraceRequest{} }, (*Service).SearchTrace),
 	method("ServerInfo", func() *dmqv1.ServerInfoRequest { return &dmqv1.ServerInfoRequest{} }, (*Service).ServerInfo),
+	method("CreateToken", func() *dmqv1.CreateTokenRequest { return &dmqv1.CreateTokenRequest{} }, (*Service).CreateToken),
+	method("RevokeToken", func() *dmqv1.RevokeTokenRequest { return &dmqv1.RevokeTokenRequest{} }, (*Service).RevokeToken),
+	method("ListTokens", func() *dmqv1.ListTokensRequest { return &dmqv1.ListTokensRequest{} }, (*Service).ListTokens),
 }
 
 var (
@@ -74,7 +78,11 @@ func service(t *testing.T) *Service {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fuzzService = &Service{b: b, version: "fuzz", started: time.Now()}
+		reg, err := auth.Open(b.Store())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuzzService = &Service{b: b, reg: reg, version: "fuzz", started: time.Now()}
 		ctx := context.Background()
 		if _, err := fuzzService.CreateTopic(ctx, &dmqv1.CreateTopicRequest{Name: "test.fuzz.t"}); err != nil {
 			t.Fatal(err)

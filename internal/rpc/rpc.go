@@ -15,6 +15,7 @@ import (
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
@@ -28,13 +29,15 @@ import (
 type Service struct {
 	dmqv1.UnimplementedBrokerServer
 	b       *broker.Broker
+	reg     *auth.Registry
 	version string
 	started time.Time
 }
 
-// Register adds the DMQ service for b to gs; version is reported by ServerInfo.
-func Register(gs *grpc.Server, b *broker.Broker, version string) {
-	dmqv1.RegisterBrokerServer(gs, &Service{b: b, version: version, started: time.Now()})
+// Register adds the DMQ service for b to gs, with reg managing tokens;
+// version is reported by ServerInfo.
+func Register(gs *grpc.Server, b *broker.Broker, reg *auth.Registry, version string) {
+	dmqv1.RegisterBrokerServer(gs, &Service{b: b, reg: reg, version: version, started: time.Now()})
 }
 
 // ServerInfo implements dmq.v1.Broker.

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dmqio/dmq/internal/admin"
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/console"
@@ -61,7 +63,10 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 // Start opens the broker and begins serving on both addresses. On error
 // nothing is left running.
 func (s *Server) Start() error {
-	var err error
+	tc, err := tlsConfig(s.cfg)
+	if err != nil {
+		return err
+	}
 	s.grpcLis, err = net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -100,12 +105,22 @@ func (s *Server) Start() error {
 		return err
 	}
 
-	s.grpc = grpc.NewServer(
+	apps, err := auth.Open(s.b.Store())
+	if err == nil {
+		err = s.announceSecurity(apps)
+	}
+	if err != nil {
+		s.b.Close()
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return err
+	}
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		// A record carries the body plus key and headers: allow a full batch.
-		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes+(16<<20)),
-		grpc.MaxSendMsgSize(s.cfg.MaxBodyBytes+(16<<20)),
-	)
-	rpc.Register(s.grpc, s.b, s.cfg.Version)
+		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
+		grpc.MaxSendMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
+	}, grpcSecurity(tc, apps, s.cfg.Auth)...)...)
+	rpc.Register(s.grpc, s.b, apps, s.cfg.Version)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
@@ -123,7 +138,10 @@ func (s *Server) Start() error {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("/", console.Handler())
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
+	if tc != nil {
+		s.httpLis = tls.NewListener(s.httpLis, tc)
+	}
 
 	s.goFunc(func() {
 		if err := s.grpc.Serve(s.grpcLis); err != nil {

@@ -636,7 +636,8 @@ func (x *ListTopicsRequest) GetNameContains() string {
 type TopicDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Who decides (until authentication lands, as the caller says).
+	// Who decides. With authentication on, the broker uses the caller's
+	// application name instead.
 	By            string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
 	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -4670,6 +4671,448 @@ func (x *SearchTraceResponse) GetMessages() []*MessageTrace {
 	return nil
 }
 
+// TokenGrant allows actions on the topics a pattern matches: segments may
+// be "*" (any one segment; a last "*" matches the rest), "*" alone is
+// every topic.
+type TokenGrant struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Pattern   string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	Publish   bool                   `protobuf:"varint,2,opt,name=publish,proto3" json:"publish,omitempty"`
+	Subscribe bool                   `protobuf:"varint,3,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
+	// Register topics, manage their groups, dead letters and delayed messages.
+	Manage bool `protobuf:"varint,4,opt,name=manage,proto3" json:"manage,omitempty"`
+	// Limits subscribe to these groups; empty: any group.
+	Groups        []string `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenGrant) Reset() {
+	*x = TokenGrant{}
+	mi := &file_dmq_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenGrant) ProtoMessage() {}
+
+func (x *TokenGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenGrant.ProtoReflect.Descriptor instead.
+func (*TokenGrant) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *TokenGrant) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *TokenGrant) GetPublish() bool {
+	if x != nil {
+		return x.Publish
+	}
+	return false
+}
+
+func (x *TokenGrant) GetSubscribe() bool {
+	if x != nil {
+		return x.Subscribe
+	}
+	return false
+}
+
+func (x *TokenGrant) GetManage() bool {
+	if x != nil {
+		return x.Manage
+	}
+	return false
+}
+
+func (x *TokenGrant) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// Application is what a token may do.
+type Application struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Administrators may do everything, including approving topics and
+	// managing tokens.
+	Admin  bool          `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	Grants []*TokenGrant `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"`
+	// The first characters of the token, to tell tokens apart.
+	TokenPrefix   string `protobuf:"bytes,4,opt,name=token_prefix,json=tokenPrefix,proto3" json:"token_prefix,omitempty"`
+	CreatedAtMs   int64  `protobuf:"varint,5,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	CreatedBy     string `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Application) Reset() {
+	*x = Application{}
+	mi := &file_dmq_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Application) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Application) ProtoMessage() {}
+
+func (x *Application) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Application.ProtoReflect.Descriptor instead.
+func (*Application) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *Application) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Application) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *Application) GetGrants() []*TokenGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *Application) GetTokenPrefix() string {
+	if x != nil {
+		return x.TokenPrefix
+	}
+	return ""
+}
+
+func (x *Application) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
+func (x *Application) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Admin         bool                   `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	Grants        []*TokenGrant          `protobuf:"bytes,3,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_dmq_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *CreateTokenRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *CreateTokenRequest) GetGrants() []*TokenGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+type CreateTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   *Application           `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// The token; shown only here.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_dmq_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *CreateTokenResponse) GetApp() *Application {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_dmq_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *RevokeTokenRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_dmq_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{70}
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_dmq_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{71}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Apps          []*Application         `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_dmq_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListTokensResponse) GetApps() []*Application {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
@@ -5022,7 +5465,35 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05to_ms\x18\x04 \x01(\x03R\x04toMs\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\"G\n" +
 	"\x13SearchTraceResponse\x120\n" +
-	"\bmessages\x18\x01 \x03(\v2\x14.dmq.v1.MessageTraceR\bmessages*Y\n" +
+	"\bmessages\x18\x01 \x03(\v2\x14.dmq.v1.MessageTraceR\bmessages\"\x8e\x01\n" +
+	"\n" +
+	"TokenGrant\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\x12\x18\n" +
+	"\apublish\x18\x02 \x01(\bR\apublish\x12\x1c\n" +
+	"\tsubscribe\x18\x03 \x01(\bR\tsubscribe\x12\x16\n" +
+	"\x06manage\x18\x04 \x01(\bR\x06manage\x12\x16\n" +
+	"\x06groups\x18\x05 \x03(\tR\x06groups\"\xc9\x01\n" +
+	"\vApplication\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12*\n" +
+	"\x06grants\x18\x03 \x03(\v2\x12.dmq.v1.TokenGrantR\x06grants\x12!\n" +
+	"\ftoken_prefix\x18\x04 \x01(\tR\vtokenPrefix\x12\"\n" +
+	"\rcreated_at_ms\x18\x05 \x01(\x03R\vcreatedAtMs\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\"h\n" +
+	"\x12CreateTokenRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12*\n" +
+	"\x06grants\x18\x03 \x03(\v2\x12.dmq.v1.TokenGrantR\x06grants\"R\n" +
+	"\x13CreateTokenResponse\x12%\n" +
+	"\x03app\x18\x01 \x01(\v2\x13.dmq.v1.ApplicationR\x03app\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"&\n" +
+	"\x12RevokeTokenRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"\x15\n" +
+	"\x13RevokeTokenResponse\"\x13\n" +
+	"\x11ListTokensRequest\"=\n" +
+	"\x12ListTokensResponse\x12'\n" +
+	"\x04apps\x18\x01 \x03(\v2\x13.dmq.v1.ApplicationR\x04apps*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GROUP_MODE_CLUSTER\x10\x01\x12\x18\n" +
@@ -5034,7 +5505,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xe3\x0e\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\xb8\x10\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -5068,7 +5539,11 @@ const file_dmq_proto_rawDesc = "" +
 	"\bGetTrace\x12\x17.dmq.v1.GetTraceRequest\x1a\x14.dmq.v1.MessageTrace\x12F\n" +
 	"\vSearchTrace\x12\x1a.dmq.v1.SearchTraceRequest\x1a\x1b.dmq.v1.SearchTraceResponse\x12C\n" +
 	"\n" +
-	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
+	"ServerInfo\x12\x19.dmq.v1.ServerInfoRequest\x1a\x1a.dmq.v1.ServerInfoResponse\x12F\n" +
+	"\vCreateToken\x12\x1a.dmq.v1.CreateTokenRequest\x1a\x1b.dmq.v1.CreateTokenResponse\x12F\n" +
+	"\vRevokeToken\x12\x1a.dmq.v1.RevokeTokenRequest\x1a\x1b.dmq.v1.RevokeTokenResponse\x12C\n" +
+	"\n" +
+	"ListTokens\x12\x19.dmq.v1.ListTokensRequest\x1a\x1a.dmq.v1.ListTokensResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
 var (
 	file_dmq_proto_rawDescOnce sync.Once
@@ -5083,7 +5558,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -5153,13 +5628,21 @@ var file_dmq_proto_goTypes = []any{
 	(*GetTraceRequest)(nil),         // 65: dmq.v1.GetTraceRequest
 	(*SearchTraceRequest)(nil),      // 66: dmq.v1.SearchTraceRequest
 	(*SearchTraceResponse)(nil),     // 67: dmq.v1.SearchTraceResponse
-	nil,                             // 68: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 69: dmq.v1.Message.HeadersEntry
+	(*TokenGrant)(nil),              // 68: dmq.v1.TokenGrant
+	(*Application)(nil),             // 69: dmq.v1.Application
+	(*CreateTokenRequest)(nil),      // 70: dmq.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),     // 71: dmq.v1.CreateTokenResponse
+	(*RevokeTokenRequest)(nil),      // 72: dmq.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),     // 73: dmq.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),       // 74: dmq.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),      // 75: dmq.v1.ListTokensResponse
+	nil,                             // 76: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 77: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	68, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	76, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -5170,7 +5653,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	69, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	77, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -5196,69 +5679,79 @@ var file_dmq_proto_depIdxs = []int32{
 	59, // 36: dmq.v1.GroupMinuteSeries.oldest_unacked_age_ms:type_name -> dmq.v1.CounterSummary
 	63, // 37: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
 	64, // 38: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
-	5,  // 39: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 40: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 41: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 42: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 43: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 44: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 45: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 46: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 47: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 48: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 49: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 50: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 51: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 52: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 53: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 54: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 55: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 56: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 57: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 58: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 59: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 60: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 61: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 62: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 63: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	57, // 64: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
-	65, // 65: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
-	66, // 66: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
-	40, // 67: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	3,  // 68: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 69: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 70: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 71: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 72: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 73: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 74: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 75: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 76: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 77: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 78: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 79: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 80: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 81: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 82: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 83: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 84: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 85: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 86: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 87: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 88: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 89: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 90: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 91: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 92: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	60, // 93: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
-	64, // 94: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
-	67, // 95: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
-	41, // 96: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	68, // [68:97] is the sub-list for method output_type
-	39, // [39:68] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	68, // 39: dmq.v1.Application.grants:type_name -> dmq.v1.TokenGrant
+	68, // 40: dmq.v1.CreateTokenRequest.grants:type_name -> dmq.v1.TokenGrant
+	69, // 41: dmq.v1.CreateTokenResponse.app:type_name -> dmq.v1.Application
+	69, // 42: dmq.v1.ListTokensResponse.apps:type_name -> dmq.v1.Application
+	5,  // 43: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 44: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 45: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 46: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 47: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 48: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 49: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 50: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 51: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 52: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 53: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 54: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 55: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 56: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 57: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 58: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 59: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 60: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 61: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 62: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 63: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 64: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 65: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 66: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 67: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	57, // 68: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	65, // 69: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
+	66, // 70: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
+	40, // 71: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	70, // 72: dmq.v1.Broker.CreateToken:input_type -> dmq.v1.CreateTokenRequest
+	72, // 73: dmq.v1.Broker.RevokeToken:input_type -> dmq.v1.RevokeTokenRequest
+	74, // 74: dmq.v1.Broker.ListTokens:input_type -> dmq.v1.ListTokensRequest
+	3,  // 75: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 76: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 77: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 78: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 79: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 80: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 81: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 82: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 83: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 84: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 85: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 86: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 87: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 88: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 89: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 90: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 91: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 92: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 93: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 94: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 95: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 96: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 97: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 98: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 99: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	60, // 100: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	64, // 101: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
+	67, // 102: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
+	41, // 103: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	71, // 104: dmq.v1.Broker.CreateToken:output_type -> dmq.v1.CreateTokenResponse
+	73, // 105: dmq.v1.Broker.RevokeToken:output_type -> dmq.v1.RevokeTokenResponse
+	75, // 106: dmq.v1.Broker.ListTokens:output_type -> dmq.v1.ListTokensResponse
+	75, // [75:107] is the sub-list for method output_type
+	43, // [43:75] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -5289,7 +5782,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   67,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

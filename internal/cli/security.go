@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/dmqio/dmq/client"
+)
+
+// dialOptions turns --token and the --tls-* flags into SDK options.
+func (e *env) dialOptions() ([]client.Option, error) {
+	var opts []client.Option
+	if e.token != "" {
+		opts = append(opts, client.WithToken(e.token))
+	}
+	if e.tlsCA == "" && e.tlsCert == "" {
+		return opts, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.tlsCA != "" {
+		pem, err := os.ReadFile(e.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", e.tlsCA)
+		}
+	}
+	if e.tlsCert != "" || e.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(e.tlsCert, e.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return append(opts, client.WithTLS(tc)), nil
+}

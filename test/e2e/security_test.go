@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/client"
+	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/dmqtest"
+	"github.com/dmqio/dmq/internal/server"
+	"google.golang.org/grpc/codes"
+)
+
+// authServer starts a broker with authentication on and returns it with
+// an administrator token, created while authentication was still off (a
+// restart proves tokens persist).
+func authServer(t *testing.T) (*dmqtest.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s := dmqtest.Start(t, dir, nil)
+	c := dmqtest.Dial(t, s.GRPCAddr())
+	resp, err := c.API().CreateToken(context.Background(), &dmqv1.CreateTokenRequest{App: "ops", Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	s.Stop(t)
+	s = dmqtest.Start(t, dir, func(cfg *config.Config) { cfg.Auth = true })
+	return s, resp.Token
+}
+
+func createToken(t *testing.T, admin *client.Client, req *dmqv1.CreateTokenRequest) string {
+	t.Helper()
+	resp, err := admin.API().CreateToken(context.Background(), req)
+	if err != nil {
+		t.Fatalf("create token %s: %v", req.App, err)
+	}
+	return resp.Token
+}
+
+// A token with publish on test.a.* publishes to test.a.x only and may not
+// subscribe; a missing or unknown token is refused; only administrators
+// approve; a revoked token is refused at once, also on an open stream.
+func TestTokensAndPermissions(t *testing.T) {
+	s, adminToken := authServer(t)
+	ctx := context.Background()
+	admin := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(adminToken))
+	for _, name := range []string{"test.a.x", "test.b.x"} {
+		if _, err := admin.CreateTopic(ctx, client.TopicSpec{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.CreateGroup(ctx, client.GroupSpec{Topic: name, Name: "g"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pubTok := createToken(t, admin, &dmqv1.CreateTokenRequest{App: "shop", Grants: []*dmqv1.TokenGrant{{Pattern: "test.a.*", Publish: true}}})
+	shop := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(pubTok), client.WithRetry(client.RetryPolicy{Attempts: 1}))
+	if _, err := shop.Publish(ctx, "test.a.x", &client.Message{Body: []byte("ok")}); err != nil {
+		t.Fatalf("publish with the grant: %v", err)
+	}
+	_, err := shop.Publish(ctx, "test.b.x", &client.Message{Body: []byte("no")})
+	if client.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "test.b.x") || !strings.Contains(err.Error(), "publish") {
+		t.Fatalf("publish outside the grant: %v, want PermissionDenied naming the topic and the permission", err)
+	}
+	k, err := shop.Subscribe(ctx, "test.a.x", "g", func(context.Context, *client.Message) error { return nil })
+	if err == nil {
+		k.Close()
+		t.Fatal("subscribe without a subscribe grant was accepted")
+	} else if client.Code(err) != codes.PermissionDenied {
+		t.Fatalf("subscribe without a grant: %v, want PermissionDenied", err)
+	}
+	if _, err := shop.ApproveTopic(ctx, "test.a.x", "shop", ""); client.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a non-administrator approving: %v, want PermissionDenied", err)
+	}
+	if topics, err := shop.ListTopics(ctx, client.TopicFilter{}); err != nil || len(topics) != 1 || topics[0].Name != "test.a.x" {
+		t.Fatalf("topics seen by shop = %v, %v; want only test.a.x", topics, err)
+	}
+
+	for label, opts := range map[string][]client.Option{"no token": nil, "unknown token": {client.WithToken("dmq_forged")}} {
+		c := dmqtest.Dial(t, s.GRPCAddr(), append(opts, client.WithRetry(client.RetryPolicy{Attempts: 1}))...)
+		if _, err := c.Publish(ctx, "test.a.x", &client.Message{Body: []byte("x")}); client.Code(err) != codes.Unauthenticated {
+			t.Fatalf("%s: %v, want Unauthenticated", label, err)
+		}
+	}
+
+	// An open subscription ends as soon as its token is revoked.
+	subTok := createToken(t, admin, &dmqv1.CreateTokenRequest{App: "billing", Grants: []*dmqv1.TokenGrant{{Pattern: "test.a.x", Subscribe: true, Groups: []string{"g"}}}})
+	billing := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(subTok), client.WithRetry(client.RetryPolicy{Attempts: 1}))
+	got := make(chan string, 10)
+	ended := make(chan error, 1)
+	k, err = billing.Subscribe(ctx, "test.a.x", "g", func(_ context.Context, m *client.Message) error {
+		got <- string(m.Body)
+		return nil
+	}, client.OnError(func(err error) {
+		select {
+		case ended <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatalf("subscribe with the grant: %v", err)
+	}
+	defer k.Close()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscriber got nothing")
+	}
+	if _, err := billing.Subscribe(ctx, "test.a.x", "other", func(context.Context, *client.Message) error { return nil }); client.Code(err) != codes.PermissionDenied {
+		t.Fatalf("subscribe with a group outside the grant: %v, want PermissionDenied", err)
+	}
+	if _, err := admin.API().RevokeToken(ctx, &dmqv1.RevokeTokenRequest{App: "billing"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if client.Code(err) != codes.Unauthenticated {
+			t.Fatalf("the open stream ended with %v, want Unauthenticated", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the open subscription of a revoked token did not end")
+	}
+	if _, err := billing.GetTopic(ctx, "test.a.x"); client.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a call with the revoked token: %v, want Unauthenticated", err)
+	}
+	// Who requests and who decides are the authenticated applications.
+	manager := createToken(t, admin, &dmqv1.CreateTokenRequest{App: "shop-team", Grants: []*dmqv1.TokenGrant{{Pattern: "prod.shop.*", Manage: true}}})
+	mc := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(manager))
+	if _, err := mc.CreateTopic(ctx, client.TopicSpec{Name: "prod.shop.orders", Owner: "alice", RequestedBy: "someone-else"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.CreateTopic(ctx, client.TopicSpec{Name: "prod.pay.charges", Owner: "alice"}); client.Code(err) != codes.PermissionDenied {
+		t.Fatalf("registering a topic outside the grant: %v, want PermissionDenied", err)
+	}
+	tp, err := admin.ApproveTopic(ctx, "prod.shop.orders", "whoever", "")
+	if err != nil || tp.RequestedBy != "shop-team" || tp.DecidedBy != "ops" {
+		t.Fatalf("approved topic %v, %v; want requested by shop-team and decided by ops", tp, err)
+	}
+}
+
+// With authentication on and no administrator, the first start prints a
+// one-time setup token that works until an administrator token exists.
+func TestSetupToken(t *testing.T) {
+	dir := t.TempDir()
+	p := dmqtest.StartProcess(t, dir, "--auth")
+	m := regexp.MustCompile(`setup_token=(dmq_[A-Za-z0-9_-]+)`).FindStringSubmatch(p.Logs())
+	if m == nil {
+		t.Fatalf("no setup token in the log:\n%s", p.Logs())
+	}
+	ctx := context.Background()
+	setup := dmqtest.Dial(t, p.Addr, client.WithToken(m[1]))
+	resp, err := setup.API().CreateToken(ctx, &dmqv1.CreateTokenRequest{App: "ops", Admin: true})
+	if err != nil {
+		t.Fatalf("create the first administrator with the setup token: %v", err)
+	}
+	if _, err := setup.API().ListTokens(ctx, &dmqv1.ListTokensRequest{}); client.Code(err) != codes.Unauthenticated {
+		t.Fatalf("the setup token after an administrator exists: %v, want Unauthenticated", err)
+	}
+	ops := dmqtest.Dial(t, p.Addr, client.WithToken(resp.Token))
+	if list, err := ops.API().ListTokens(ctx, &dmqv1.ListTokensRequest{}); err != nil || len(list.Apps) != 1 || list.Apps[0].Name != "ops" {
+		t.Fatalf("tokens = %v, %v; want only ops", list, err)
+	}
+	p.Stop(t)
+	p = dmqtest.StartProcess(t, dir, "--auth")
+	if strings.Contains(p.Logs(), "setup_token") {
+		t.Fatalf("a setup token printed although an administrator exists:\n%s", p.Logs())
+	}
+}
+
+// Without authentication the broker listens on loopback only unless told
+// --insecure.
+func TestNoAuthBeyondLoopbackIsRefused(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir, cfg.Listen, cfg.HTTP = t.TempDir(), "0.0.0.0:0", "127.0.0.1:0"
+	if _, err := server.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("listening on 0.0.0.0 without auth: %v, want a refusal that mentions --insecure", err)
+	}
+	cfg.Insecure = true
+	if _, err := server.New(cfg, nil); err != nil {
+		t.Fatalf("with insecure: %v", err)
+	}
+	cfg.Insecure, cfg.Auth = false, true
+	if _, err := server.New(cfg, nil); err != nil {
+		t.Fatalf("with auth: %v", err)
+	}
+}
+
+// certs writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate, all signed by the CA, and returns their file names.
+func certs(t *testing.T) (ca, serverCert, serverKey, clientCert, clientKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dmq test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: ips,
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(key)
+		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "EC PRIVATE KEY", kder)
+	}
+	serverCert, serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	clientCert, clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth, nil)
+	return write("ca.crt", "CERTIFICATE", caDER), serverCert, serverKey, clientCert, clientKey
+}
+
+// TLS: a client that does not trust the CA is refused, one that does
+// works, and with mutual TLS a client without a certificate is refused.
+func TestTLSAndMutualTLS(t *testing.T) {
+	ca, serverCert, serverKey, clientCert, clientKey := certs(t)
+	pool := x509.NewCertPool()
+	pemCA, _ := os.ReadFile(ca)
+	pool.AppendCertsFromPEM(pemCA)
+	clientPair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	try := func(addr string, tc *tls.Config) error {
+		c, err := client.Dial(addr, client.WithTLS(tc), client.WithRetry(client.RetryPolicy{Attempts: 1}))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err = c.ListTopics(cctx, client.TopicFilter{})
+		return err
+	}
+
+	s := dmqtest.Start(t, "", func(cfg *config.Config) { cfg.TLSCert, cfg.TLSKey = serverCert, serverKey })
+	if err := try(s.GRPCAddr(), &tls.Config{}); client.Code(err) != codes.Unavailable {
+		t.Fatalf("a client without the CA: %v, want a refused handshake (Unavailable)", err)
+	}
+	if err := try(s.GRPCAddr(), &tls.Config{RootCAs: pool}); err != nil {
+		t.Fatalf("a client with the CA: %v", err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := hc.Get("https://" + s.HTTPAddr() + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HTTPS health check: %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	m := dmqtest.Start(t, "", func(cfg *config.Config) {
+		cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA = serverCert, serverKey, ca
+	})
+	if err := try(m.GRPCAddr(), &tls.Config{RootCAs: pool}); client.Code(err) != codes.Unavailable {
+		t.Fatalf("mutual TLS, a client without a certificate: %v, want refused (Unavailable)", err)
+	}
+	if err := try(m.GRPCAddr(), &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientPair}}); err != nil {
+		t.Fatalf("mutual TLS, a client with a certificate: %v", err)
+	}
+}
