@@ -63,6 +63,11 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("trace-retention", def.TraceRetention, "how long message traces are kept")
 	f.Int64("memory-limit", def.MemoryLimit, "soft memory limit in bytes for the garbage collector (0: none)")
 	f.String("log-level", def.LogLevel, "debug, info, warn or error")
+	f.Bool("auth", false, "require a token on every gRPC call (dmq token create)")
+	f.Bool("insecure", false, "allow listening beyond loopback without authentication")
+	f.String("tls-cert", "", "PEM certificate: serve both ports over TLS")
+	f.String("tls-key", "", "PEM private key of --tls-cert")
+	f.String("tls-client-ca", "", "PEM CA: require client certificates it signed (mutual TLS)")
 	return cmd
 }
 
