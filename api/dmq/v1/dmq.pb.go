@@ -5113,6 +5113,531 @@ func (x *ListTokensResponse) GetApps() []*Application {
 	return nil
 }
 
+// User is a person who logs in to the console. Roles: "admin" (everything),
+// "owner" (registers and manages the topics of their department,
+// env.<department>.*, and sees every topic), "viewer" (sees everything,
+// changes nothing).
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role  string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The department an owner manages.
+	Department    string `protobuf:"bytes,3,opt,name=department,proto3" json:"department,omitempty"`
+	CreatedAtMs   int64  `protobuf:"varint,4,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	CreatedBy     string `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_dmq_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *User) GetDepartment() string {
+	if x != nil {
+		return x.Department
+	}
+	return ""
+}
+
+func (x *User) GetCreatedAtMs() int64 {
+	if x != nil {
+		return x.CreatedAtMs
+	}
+	return 0
+}
+
+func (x *User) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateUserRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role       string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Department string                 `protobuf:"bytes,3,opt,name=department,proto3" json:"department,omitempty"`
+	// At least 8 characters.
+	Password      string `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_dmq_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *CreateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetDepartment() string {
+	if x != nil {
+		return x.Department
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type DeleteUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_dmq_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *DeleteUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_dmq_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{76}
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_dmq_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{77}
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_dmq_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// AuditEntry is one administrative action.
+type AuditEntry struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TimeMs int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	// The application or user who acted ("user:alice", "app:ops").
+	Who string `protobuf:"bytes,2,opt,name=who,proto3" json:"who,omitempty"`
+	// What was done: topic.approve, topic.reject, topic.disable, topic.create,
+	// topic.delete, group.reset, deadletters.redrive, deadletters.purge,
+	// token.create, token.revoke, user.create, user.delete, clients.delete,
+	// delayed.cancel, login.failed.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// What it was done to (a topic, "topic/group", an application, a user).
+	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	// The caller's network address.
+	From          string `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_dmq_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *AuditEntry) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Range [from_ms, to_ms); zero: unbounded.
+	FromMs int64 `protobuf:"varint,1,opt,name=from_ms,json=fromMs,proto3" json:"from_ms,omitempty"`
+	ToMs   int64 `protobuf:"varint,2,opt,name=to_ms,json=toMs,proto3" json:"to_ms,omitempty"`
+	// At most this many entries (1 to 1000; default 100).
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only this actor / action.
+	Who           string `protobuf:"bytes,4,opt,name=who,proto3" json:"who,omitempty"`
+	Action        string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_dmq_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ListAuditRequest) GetFromMs() int64 {
+	if x != nil {
+		return x.FromMs
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetToMs() int64 {
+	if x != nil {
+		return x.ToMs
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+type ListAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_dmq_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_dmq_proto protoreflect.FileDescriptor
 
 const file_dmq_proto_rawDesc = "" +
@@ -5493,7 +6018,45 @@ const file_dmq_proto_rawDesc = "" +
 	"\x13RevokeTokenResponse\"\x13\n" +
 	"\x11ListTokensRequest\"=\n" +
 	"\x12ListTokensResponse\x12'\n" +
-	"\x04apps\x18\x01 \x03(\v2\x13.dmq.v1.ApplicationR\x04apps*Y\n" +
+	"\x04apps\x18\x01 \x03(\v2\x13.dmq.v1.ApplicationR\x04apps\"\x91\x01\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1e\n" +
+	"\n" +
+	"department\x18\x03 \x01(\tR\n" +
+	"department\x12\"\n" +
+	"\rcreated_at_ms\x18\x04 \x01(\x03R\vcreatedAtMs\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\"w\n" +
+	"\x11CreateUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1e\n" +
+	"\n" +
+	"department\x18\x03 \x01(\tR\n" +
+	"department\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\"'\n" +
+	"\x11DeleteUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteUserResponse\"\x12\n" +
+	"\x10ListUsersRequest\"7\n" +
+	"\x11ListUsersResponse\x12\"\n" +
+	"\x05users\x18\x01 \x03(\v2\f.dmq.v1.UserR\x05users\"\x93\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x17\n" +
+	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x10\n" +
+	"\x03who\x18\x02 \x01(\tR\x03who\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\tR\x04from\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x80\x01\n" +
+	"\x10ListAuditRequest\x12\x17\n" +
+	"\afrom_ms\x18\x01 \x01(\x03R\x06fromMs\x12\x13\n" +
+	"\x05to_ms\x18\x02 \x01(\x03R\x04toMs\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x10\n" +
+	"\x03who\x18\x04 \x01(\tR\x03who\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\"A\n" +
+	"\x11ListAuditResponse\x12,\n" +
+	"\aentries\x18\x01 \x03(\v2\x12.dmq.v1.AuditEntryR\aentries*Y\n" +
 	"\tGroupMode\x12\x1a\n" +
 	"\x16GROUP_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GROUP_MODE_CLUSTER\x10\x01\x12\x18\n" +
@@ -5505,7 +6068,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xb8\x10\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\xb8\x12\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -5543,7 +6106,13 @@ const file_dmq_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1a.dmq.v1.CreateTokenRequest\x1a\x1b.dmq.v1.CreateTokenResponse\x12F\n" +
 	"\vRevokeToken\x12\x1a.dmq.v1.RevokeTokenRequest\x1a\x1b.dmq.v1.RevokeTokenResponse\x12C\n" +
 	"\n" +
-	"ListTokens\x12\x19.dmq.v1.ListTokensRequest\x1a\x1a.dmq.v1.ListTokensResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
+	"ListTokens\x12\x19.dmq.v1.ListTokensRequest\x1a\x1a.dmq.v1.ListTokensResponse\x125\n" +
+	"\n" +
+	"CreateUser\x12\x19.dmq.v1.CreateUserRequest\x1a\f.dmq.v1.User\x12C\n" +
+	"\n" +
+	"DeleteUser\x12\x19.dmq.v1.DeleteUserRequest\x1a\x1a.dmq.v1.DeleteUserResponse\x12@\n" +
+	"\tListUsers\x12\x18.dmq.v1.ListUsersRequest\x1a\x19.dmq.v1.ListUsersResponse\x12@\n" +
+	"\tListAudit\x12\x18.dmq.v1.ListAuditRequest\x1a\x19.dmq.v1.ListAuditResponseB'Z%github.com/dmqio/dmq/api/dmq/v1;dmqv1b\x06proto3"
 
 var (
 	file_dmq_proto_rawDescOnce sync.Once
@@ -5558,7 +6127,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -5636,13 +6205,22 @@ var file_dmq_proto_goTypes = []any{
 	(*RevokeTokenResponse)(nil),     // 73: dmq.v1.RevokeTokenResponse
 	(*ListTokensRequest)(nil),       // 74: dmq.v1.ListTokensRequest
 	(*ListTokensResponse)(nil),      // 75: dmq.v1.ListTokensResponse
-	nil,                             // 76: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 77: dmq.v1.Message.HeadersEntry
+	(*User)(nil),                    // 76: dmq.v1.User
+	(*CreateUserRequest)(nil),       // 77: dmq.v1.CreateUserRequest
+	(*DeleteUserRequest)(nil),       // 78: dmq.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),      // 79: dmq.v1.DeleteUserResponse
+	(*ListUsersRequest)(nil),        // 80: dmq.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),       // 81: dmq.v1.ListUsersResponse
+	(*AuditEntry)(nil),              // 82: dmq.v1.AuditEntry
+	(*ListAuditRequest)(nil),        // 83: dmq.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 84: dmq.v1.ListAuditResponse
+	nil,                             // 85: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 86: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	76, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	85, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -5653,7 +6231,7 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	77, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	86, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
 	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
 	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
 	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
@@ -5683,75 +6261,85 @@ var file_dmq_proto_depIdxs = []int32{
 	68, // 40: dmq.v1.CreateTokenRequest.grants:type_name -> dmq.v1.TokenGrant
 	69, // 41: dmq.v1.CreateTokenResponse.app:type_name -> dmq.v1.Application
 	69, // 42: dmq.v1.ListTokensResponse.apps:type_name -> dmq.v1.Application
-	5,  // 43: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
-	6,  // 44: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
-	7,  // 45: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
-	8,  // 46: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 47: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
-	8,  // 48: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
-	10, // 49: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
-	13, // 50: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
-	13, // 51: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
-	19, // 52: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
-	20, // 53: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
-	21, // 54: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 55: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 56: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 57: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 58: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 59: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 60: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 61: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 62: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 63: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 64: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 65: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 66: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 67: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	57, // 68: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
-	65, // 69: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
-	66, // 70: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
-	40, // 71: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	70, // 72: dmq.v1.Broker.CreateToken:input_type -> dmq.v1.CreateTokenRequest
-	72, // 73: dmq.v1.Broker.RevokeToken:input_type -> dmq.v1.RevokeTokenRequest
-	74, // 74: dmq.v1.Broker.ListTokens:input_type -> dmq.v1.ListTokensRequest
-	3,  // 75: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 76: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 77: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 78: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 79: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 80: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 81: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 82: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 83: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 84: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 85: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 86: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 87: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 88: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 89: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 90: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 91: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 92: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 93: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 94: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 95: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 96: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 97: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 98: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 99: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	60, // 100: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
-	64, // 101: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
-	67, // 102: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
-	41, // 103: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	71, // 104: dmq.v1.Broker.CreateToken:output_type -> dmq.v1.CreateTokenResponse
-	73, // 105: dmq.v1.Broker.RevokeToken:output_type -> dmq.v1.RevokeTokenResponse
-	75, // 106: dmq.v1.Broker.ListTokens:output_type -> dmq.v1.ListTokensResponse
-	75, // [75:107] is the sub-list for method output_type
-	43, // [43:75] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	76, // 43: dmq.v1.ListUsersResponse.users:type_name -> dmq.v1.User
+	82, // 44: dmq.v1.ListAuditResponse.entries:type_name -> dmq.v1.AuditEntry
+	5,  // 45: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
+	6,  // 46: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
+	7,  // 47: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
+	8,  // 48: dmq.v1.Broker.ApproveTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 49: dmq.v1.Broker.RejectTopic:input_type -> dmq.v1.TopicDecision
+	8,  // 50: dmq.v1.Broker.DisableTopic:input_type -> dmq.v1.TopicDecision
+	10, // 51: dmq.v1.Broker.DeleteTopic:input_type -> dmq.v1.DeleteTopicRequest
+	13, // 52: dmq.v1.Broker.Publish:input_type -> dmq.v1.PublishRequest
+	13, // 53: dmq.v1.Broker.PublishStream:input_type -> dmq.v1.PublishRequest
+	19, // 54: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
+	20, // 55: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
+	21, // 56: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
+	24, // 57: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	31, // 58: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	33, // 59: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	42, // 60: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	44, // 61: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	46, // 62: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	47, // 63: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	47, // 64: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	35, // 65: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	38, // 66: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	50, // 67: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	53, // 68: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	55, // 69: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	57, // 70: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	65, // 71: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
+	66, // 72: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
+	40, // 73: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	70, // 74: dmq.v1.Broker.CreateToken:input_type -> dmq.v1.CreateTokenRequest
+	72, // 75: dmq.v1.Broker.RevokeToken:input_type -> dmq.v1.RevokeTokenRequest
+	74, // 76: dmq.v1.Broker.ListTokens:input_type -> dmq.v1.ListTokensRequest
+	77, // 77: dmq.v1.Broker.CreateUser:input_type -> dmq.v1.CreateUserRequest
+	78, // 78: dmq.v1.Broker.DeleteUser:input_type -> dmq.v1.DeleteUserRequest
+	80, // 79: dmq.v1.Broker.ListUsers:input_type -> dmq.v1.ListUsersRequest
+	83, // 80: dmq.v1.Broker.ListAudit:input_type -> dmq.v1.ListAuditRequest
+	3,  // 81: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 82: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 83: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 84: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 85: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 86: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 87: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 88: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 89: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 90: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 91: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	22, // 92: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	28, // 93: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	32, // 94: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	34, // 95: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 96: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	45, // 97: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	43, // 98: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	48, // 99: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	48, // 100: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	37, // 101: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	39, // 102: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	51, // 103: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	54, // 104: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	56, // 105: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	60, // 106: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	64, // 107: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
+	67, // 108: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
+	41, // 109: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	71, // 110: dmq.v1.Broker.CreateToken:output_type -> dmq.v1.CreateTokenResponse
+	73, // 111: dmq.v1.Broker.RevokeToken:output_type -> dmq.v1.RevokeTokenResponse
+	75, // 112: dmq.v1.Broker.ListTokens:output_type -> dmq.v1.ListTokensResponse
+	76, // 113: dmq.v1.Broker.CreateUser:output_type -> dmq.v1.User
+	79, // 114: dmq.v1.Broker.DeleteUser:output_type -> dmq.v1.DeleteUserResponse
+	81, // 115: dmq.v1.Broker.ListUsers:output_type -> dmq.v1.ListUsersResponse
+	84, // 116: dmq.v1.Broker.ListAudit:output_type -> dmq.v1.ListAuditResponse
+	81, // [81:117] is the sub-list for method output_type
+	45, // [45:81] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_dmq_proto_init() }
@@ -5782,7 +6370,7 @@ func file_dmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   75,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
