@@ -23,31 +23,42 @@ const maxRequestBytes = 1 << 20
 // business logic lives here. docs/api.md is the reference.
 type api struct {
 	b   *broker.Broker
+	sec Security
 	mux *http.ServeMux
 }
 
-// NewAPI returns the JSON admin API of b, to be mounted at /api/v1/.
-func NewAPI(b *broker.Broker) http.Handler {
-	a := &api{b: b, mux: http.NewServeMux()}
-	a.handle("GET /api/v1/topics", a.listTopics)
-	a.handle("POST /api/v1/topics", a.createTopic)
-	a.handle("GET /api/v1/topics/{topic}", a.getTopic)
-	a.handle("POST /api/v1/topics/{topic}/approve", a.decide(b.ApproveTopic))
-	a.handle("POST /api/v1/topics/{topic}/reject", a.decide(b.RejectTopic))
-	a.handle("POST /api/v1/topics/{topic}/disable", a.decide(b.DisableTopic))
-	a.handle("GET /api/v1/topics/{topic}/stats", a.topicStats)
-	a.handle("GET /api/v1/topics/{topic}/trace", a.traceByKey)
-	a.handle("GET /api/v1/topics/{topic}/trace/{id}", a.traceMessage)
-	a.handle("GET /api/v1/topics/{topic}/delayed", a.listDelayed)
-	a.handle("DELETE /api/v1/topics/{topic}/delayed/{id}", a.cancelDelayed)
-	a.handle("GET /api/v1/topics/{topic}/groups/{group}", a.getGroup)
-	a.handle("POST /api/v1/topics/{topic}/groups/{group}/reset", a.resetGroup)
-	a.handle("GET /api/v1/topics/{topic}/groups/{group}/deadletters", a.listDeadLetters)
-	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/redrive", a.deadLetterAction(b.RedriveDeadLetters, "redriven"))
-	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/purge", a.deadLetterAction(b.PurgeDeadLetters, "purged"))
-	a.handle("GET /api/v1/clients", a.listClients)
-	a.handle("DELETE /api/v1/clients/{id}", a.deleteClient)
-	a.handle("POST /api/v1/clients/delete-offline", a.deleteOfflineClients)
+// NewAPI returns the JSON admin API of b, to be mounted at /api/v1/, with
+// sec deciding who may use it.
+func NewAPI(b *broker.Broker, sec Security) http.Handler {
+	a := &api{b: b, sec: sec, mux: http.NewServeMux()}
+	a.handleW("POST /api/v1/login", a.login)
+	a.handleW("POST /api/v1/logout", a.logout)
+	a.handleW("GET /api/v1/session", a.session)
+	a.handle("GET /api/v1/topics", authenticated, a.listTopics)
+	a.handle("POST /api/v1/topics", authenticated, a.createTopic) // the handler checks the name
+	a.handle("GET /api/v1/topics/{topic}", seesTopic, a.getTopic)
+	a.handle("POST /api/v1/topics/{topic}/approve", adminOnly, a.decide("topic.approve", b.ApproveTopic))
+	a.handle("POST /api/v1/topics/{topic}/reject", adminOnly, a.decide("topic.reject", b.RejectTopic))
+	a.handle("POST /api/v1/topics/{topic}/disable", adminOnly, a.decide("topic.disable", b.DisableTopic))
+	a.handle("GET /api/v1/topics/{topic}/stats", seesTopic, a.topicStats)
+	a.handle("GET /api/v1/topics/{topic}/trace", seesTopic, a.traceByKey)
+	a.handle("GET /api/v1/topics/{topic}/trace/{id}", seesTopic, a.traceMessage)
+	a.handle("GET /api/v1/topics/{topic}/delayed", seesTopic, a.listDelayed)
+	a.handle("DELETE /api/v1/topics/{topic}/delayed/{id}", publishesOrManages, a.cancelDelayed)
+	a.handle("GET /api/v1/topics/{topic}/groups/{group}", seesTopic, a.getGroup)
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/reset", managesTopic, a.resetGroup)
+	a.handle("GET /api/v1/topics/{topic}/groups/{group}/deadletters", seesTopic, a.listDeadLetters)
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/redrive", managesTopic, a.deadLetterAction("deadletters.redrive", b.RedriveDeadLetters, "redriven"))
+	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/purge", managesTopic, a.deadLetterAction("deadletters.purge", b.PurgeDeadLetters, "purged"))
+	a.handle("GET /api/v1/clients", authenticated, a.listClients)
+	a.handle("DELETE /api/v1/clients/{id}", adminOnly, a.deleteClient)
+	a.handle("POST /api/v1/clients/delete-offline", adminOnly, a.deleteOfflineClients)
+	if sec.Registry != nil {
+		a.handle("GET /api/v1/users", adminOnly, a.listUsers)
+		a.handle("POST /api/v1/users", adminOnly, a.createUser)
+		a.handle("DELETE /api/v1/users/{name}", adminOnly, a.deleteUser)
+	}
+	a.handle("GET /api/v1/audit", adminOnly, a.listAudit)
 	return a
 }
 
@@ -55,16 +66,31 @@ func NewAPI(b *broker.Broker) http.Handler {
 // JSON, or an error that becomes the JSON error body.
 type handlerFunc func(r *http.Request) (int, any, error)
 
-func (a *api) handle(pattern string, h handlerFunc) {
+func (a *api) handle(pattern string, check rule, h handlerFunc) {
+	a.serve(pattern, check, func(_ http.ResponseWriter, r *http.Request) (int, any, error) { return h(r) })
+}
+
+// handleW serves an endpoint that sets headers of its own (cookies); it
+// needs no authentication.
+func (a *api) handleW(pattern string, h func(http.ResponseWriter, *http.Request) (int, any, error)) {
+	a.serve(pattern, public, h)
+}
+
+func (a *api) serve(pattern string, check rule, h func(http.ResponseWriter, *http.Request) (int, any, error)) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := refuseCrossSite(r); err != nil {
 			writeError(w, err)
 			return
 		}
+		r, err := a.authorize(r, check)
+		if err != nil {
+			writeError(w, authError(err))
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		}
-		code, v, err := h(r)
+		code, v, err := h(w, r)
 		if err != nil {
 			writeError(w, err)
 			return

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -75,13 +76,15 @@ func (a *api) deleteClient(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, "clients.delete", r.PathValue("id"), "")
 	return http.StatusOK, map[string]int{"deleted": n}, nil
 }
 
-func (a *api) deleteOfflineClients(*http.Request) (int, any, error) {
+func (a *api) deleteOfflineClients(r *http.Request) (int, any, error) {
 	n, err := a.b.DeleteClients("", true)
 	if err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, "clients.delete", "all offline", fmt.Sprintf("%d deleted", n))
 	return http.StatusOK, map[string]int{"deleted": n}, nil
 }

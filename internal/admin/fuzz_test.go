@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/faultfs"
 	"github.com/dmqio/dmq/internal/meta"
@@ -34,7 +35,11 @@ func fuzzHandler(t *testing.T) http.Handler {
 		if _, err := b.CreateGroup(broker.GroupSpec{Topic: "test.fuzz.t", Name: "g"}); err != nil {
 			t.Fatal(err)
 		}
-		fuzzAPI = NewAPI(b)
+		reg, err := auth.Open(b.Store())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuzzAPI = NewAPI(b, Security{Registry: reg})
 	})
 	return fuzzAPI
 }
@@ -57,6 +62,9 @@ func FuzzAdminAPI(f *testing.F) {
 		{"GET", "/api/v1/clients?topic=test.fuzz.t&online=maybe", ""},
 		{"POST", "/api/v1/clients/delete-offline", `[]`},
 		{"PATCH", "/api/v1/topics", `{`},
+		{"POST", "/api/v1/login", `{"user":"root","password":"secret-password"}`},
+		{"POST", "/api/v1/users", `{"name":"bob","role":"owner","department":"shop","password":"12345678"}`},
+		{"GET", "/api/v1/audit?from=2026-11-26T00:00:00Z&who=user:bob&limit=3", ""},
 	} {
 		f.Add(s.method, s.target, s.body)
 	}
@@ -71,7 +79,7 @@ func FuzzAdminAPI(f *testing.F) {
 		w := httptest.NewRecorder()
 		fuzzHandler(t).ServeHTTP(w, req)
 		switch w.Code {
-		case 200, 201, 400, 403, 404, 405, 409, 413, 415:
+		case 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429:
 		default:
 			t.Fatalf("%s %s %q: status %d %s", method, target, body, w.Code, w.Body)
 		}

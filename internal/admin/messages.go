@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"unicode/utf8"
@@ -98,6 +99,7 @@ func (a *api) cancelDelayed(r *http.Request) (int, any, error) {
 	if err := a.b.CancelDelayed(r.PathValue("topic"), id); err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, "delayed.cancel", r.PathValue("topic")+"/"+id, "")
 	return http.StatusOK, map[string]string{"cancelled": id}, nil
 }
 
@@ -181,7 +183,7 @@ func (req selectorRequest) selector() (broker.DeadLetterSelector, error) {
 
 // deadLetterAction serves redrive and purge, which differ only in the
 // broker call and the name of the count in the answer.
-func (a *api) deadLetterAction(fn func(topic, group string, sel broker.DeadLetterSelector) (int, error), counted string) handlerFunc {
+func (a *api) deadLetterAction(action string, fn func(topic, group string, sel broker.DeadLetterSelector) (int, error), counted string) handlerFunc {
 	return func(r *http.Request) (int, any, error) {
 		var req selectorRequest
 		if err := decodeBody(r, &req); err != nil {
@@ -195,6 +197,7 @@ func (a *api) deadLetterAction(fn func(topic, group string, sel broker.DeadLette
 		if err != nil {
 			return 0, nil, err
 		}
+		a.audit(r, action, r.PathValue("topic")+"/"+r.PathValue("group"), fmt.Sprintf("%d %s", n, counted))
 		return http.StatusOK, map[string]int{counted: n}, nil
 	}
 }

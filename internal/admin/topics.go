@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/meta"
 )
@@ -102,6 +103,15 @@ func (a *api) listTopics(r *http.Request) (int, any, error) {
 		Department: q.Get("dept"), Owner: q.Get("owner"), Environment: q.Get("env"),
 		Status: q.Get("status"), NameContains: q.Get("name"),
 	})
+	if p := principal(r); p != nil { // only what the caller may see
+		visible := ts[:0]
+		for _, t := range ts {
+			if p.Sees(t.Name) {
+				visible = append(visible, t)
+			}
+		}
+		ts = visible
+	}
 	total := len(ts)
 	after := q.Get("after")
 	start := sort.Search(len(ts), func(i int) bool { return ts[i].Name > after })
@@ -135,6 +145,12 @@ func (a *api) createTopic(r *http.Request) (int, any, error) {
 	if err := decodeBody(r, &req); err != nil {
 		return 0, nil, err
 	}
+	if p := principal(r); p != nil {
+		if err := p.Allowed(auth.Manage, req.Name, ""); err != nil {
+			return 0, nil, authError(err)
+		}
+		req.RequestedBy = who(r) // the authenticated caller, not what it says
+	}
 	ti, err := a.b.CreateTopic(meta.Topic{
 		Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
 		RequestedBy: req.RequestedBy, DedupeWindowMs: req.DedupeWindowMs,
@@ -142,6 +158,7 @@ func (a *api) createTopic(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, "topic.create", ti.Name, "status "+ti.Status)
 	return http.StatusCreated, topicOf(ti), nil
 }
 
@@ -175,16 +192,20 @@ type decisionRequest struct {
 
 // decide serves approve, reject and disable, which differ only in the
 // broker call.
-func (a *api) decide(fn func(broker.Decision) (broker.TopicInfo, error)) handlerFunc {
+func (a *api) decide(action string, fn func(broker.Decision) (broker.TopicInfo, error)) handlerFunc {
 	return func(r *http.Request) (int, any, error) {
 		var req decisionRequest
 		if err := decodeBody(r, &req); err != nil {
 			return 0, nil, err
 		}
+		if principal(r) != nil {
+			req.By = who(r) // the authenticated caller, not what it says
+		}
 		ti, err := fn(broker.Decision{Topic: r.PathValue("topic"), By: req.By, Reason: req.Reason})
 		if err != nil {
 			return 0, nil, err
 		}
+		a.audit(r, action, ti.Name, req.Reason)
 		return http.StatusOK, topicOf(ti), nil
 	}
 }
@@ -224,5 +245,6 @@ func (a *api) resetGroup(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	a.audit(r, "group.reset", gi.Topic+"/"+gi.Name, "to "+req.To)
 	return http.StatusOK, groupOf(gi), nil
 }

@@ -11,6 +11,7 @@ package auth
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -83,12 +84,18 @@ var (
 	segmentRE = regexp.MustCompile(`^([a-z0-9_-]+|\*)$`)
 )
 
-// Registry holds the applications and checks tokens and permissions.
+// Registry holds the applications and console users, checks tokens,
+// passwords and permissions, and keeps console sessions.
 type Registry struct {
-	store Store
+	store     Store
+	userStore UserStore
+	sessions  sessions
+	// Limiter slows password guessing on logins.
+	Limiter *LoginLimiter
 
 	mu      sync.RWMutex
 	apps    map[string]*App // by name
+	users   map[string]*User
 	byToken map[string]*App // by token hash
 	// revoked is closed and replaced when an application's token is
 	// revoked, so open streams of that token end at once.
@@ -96,9 +103,24 @@ type Registry struct {
 }
 
 // Open loads the registry from store.
-func Open(store Store) (*Registry, error) {
-	r := &Registry{store: store, apps: map[string]*App{}, byToken: map[string]*App{}, revoked: map[string]chan struct{}{}}
-	err := store.Apps(func(b []byte) error {
+func Open(store interface {
+	Store
+	UserStore
+}) (*Registry, error) {
+	r := &Registry{store: store, userStore: store, Limiter: NewLoginLimiter(),
+		apps: map[string]*App{}, users: map[string]*User{}, byToken: map[string]*App{}, revoked: map[string]chan struct{}{}}
+	err := store.Users(func(b []byte) error {
+		var u User
+		if err := json.Unmarshal(b, &u); err != nil || u.Name == "" {
+			return fmt.Errorf("user record %q: %v", b, err)
+		}
+		r.users[u.Name] = &u
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load users: %w", err)
+	}
+	err = store.Apps(func(b []byte) error {
 		a, err := decodeApp(b)
 		if err != nil {
 			return err
@@ -246,6 +268,12 @@ func (r *Registry) EnsureAdmin() (string, error) {
 	r.mu.RLock()
 	for _, a := range r.apps {
 		if a.Admin && !a.Setup {
+			r.mu.RUnlock()
+			return "", nil
+		}
+	}
+	for _, u := range r.users {
+		if u.Role == RoleAdmin {
 			r.mu.RUnlock()
 			return "", nil
 		}

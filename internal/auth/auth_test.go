@@ -7,8 +7,31 @@ import (
 )
 
 type memStore struct {
-	mu   sync.Mutex
-	apps map[string][]byte
+	mu          sync.Mutex
+	apps, users map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{apps: map[string][]byte{}, users: map[string][]byte{}} }
+
+func (m *memStore) PutUser(name string, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[name] = b
+	return nil
+}
+func (m *memStore) DeleteUser(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.users, name)
+	return nil
+}
+func (m *memStore) Users(fn func([]byte) error) error {
+	for _, b := range m.users {
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *memStore) PutApp(name string, b []byte) error {
@@ -62,7 +85,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestGrantsTokensAndRevocation(t *testing.T) {
-	store := &memStore{apps: map[string][]byte{}}
+	store := newMemStore()
 	r, err := Open(store)
 	if err != nil {
 		t.Fatal(err)

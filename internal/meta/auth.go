@@ -22,3 +22,24 @@ func (s *Store) DeleteApp(name string) error {
 func (s *Store) Apps(fn func(record []byte) error) error {
 	return s.scan([]byte("au/"), func(_, v []byte) error { return fn(v) })
 }
+
+// Console users (package auth), as JSON with bcrypt password hashes:
+//
+//	uu/<name> → auth.User
+
+func userKey(name string) []byte { return append([]byte("uu/"), name...) }
+
+// PutUser stores a user record durably.
+func (s *Store) PutUser(name string, record []byte) error {
+	return s.db.Set(userKey(name), record, pebble.Sync)
+}
+
+// DeleteUser removes a user record durably.
+func (s *Store) DeleteUser(name string) error {
+	return s.db.Delete(userKey(name), pebble.Sync)
+}
+
+// Users calls fn with every user record.
+func (s *Store) Users(fn func(record []byte) error) error {
+	return s.scan([]byte("uu/"), func(_, v []byte) error { return fn(v) })
+}

@@ -161,7 +161,7 @@ func check(app *auth.App, method string, req any) error {
 	}
 	switch r := req.(type) {
 	case *dmqv1.CreateTopicRequest:
-		r.RequestedBy = app.Name
+		r.RequestedBy = "app:" + app.Name
 		return app.Allowed(auth.Manage, r.Name, "")
 	case *dmqv1.DeleteTopicRequest:
 		return app.Allowed(auth.Manage, r.Name, "")
@@ -170,7 +170,7 @@ func check(app *auth.App, method string, req any) error {
 	case *dmqv1.ListTopicsRequest, *dmqv1.HeartbeatRequest, *dmqv1.ServerInfoRequest:
 		return nil // topic lists are filtered to what the caller sees
 	case *dmqv1.TopicDecision:
-		r.By = app.Name
+		r.By = "app:" + app.Name
 		return app.RequireAdmin(strings.ToLower(strings.TrimPrefix(method, "/dmq.v1.Broker/")) + " topics")
 	case *dmqv1.PublishRequest:
 		return app.Allowed(auth.Publish, r.Topic, "")
@@ -216,6 +216,10 @@ func check(app *auth.App, method string, req any) error {
 		return sees(r.Topic)
 	case *dmqv1.CreateTokenRequest, *dmqv1.RevokeTokenRequest, *dmqv1.ListTokensRequest:
 		return app.RequireAdmin("manage tokens")
+	case *dmqv1.CreateUserRequest, *dmqv1.DeleteUserRequest, *dmqv1.ListUsersRequest:
+		return app.RequireAdmin("manage users")
+	case *dmqv1.ListAuditRequest:
+		return app.RequireAdmin("read the audit log")
 	}
 	return app.RequireAdmin("call " + method) // a method added without a rule: administrators only
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/internal/broker"
@@ -55,10 +56,15 @@ func clientProto(c broker.ClientInfo) *dmqv1.ClientInfo {
 }
 
 // DeleteClients implements dmq.v1.Broker.
-func (s *Service) DeleteClients(_ context.Context, req *dmqv1.DeleteClientsRequest) (*dmqv1.DeleteClientsResponse, error) {
+func (s *Service) DeleteClients(ctx context.Context, req *dmqv1.DeleteClientsRequest) (*dmqv1.DeleteClientsResponse, error) {
 	n, err := s.b.DeleteClients(req.ClientId, req.AllOffline)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	target := req.ClientId
+	if req.AllOffline {
+		target = "all offline"
+	}
+	s.audit(ctx, "clients.delete", target, fmt.Sprintf("%d deleted", n))
 	return &dmqv1.DeleteClientsResponse{Count: uint64(n)}, nil
 }

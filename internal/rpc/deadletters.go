@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -67,7 +68,7 @@ func selector(req *dmqv1.DeadLetterSelector) (broker.DeadLetterSelector, error) 
 }
 
 // RedriveDeadLetters implements dmq.v1.Broker.
-func (s *Service) RedriveDeadLetters(_ context.Context, req *dmqv1.DeadLetterSelector) (*dmqv1.DeadLetterCount, error) {
+func (s *Service) RedriveDeadLetters(ctx context.Context, req *dmqv1.DeadLetterSelector) (*dmqv1.DeadLetterCount, error) {
 	sel, err := selector(req)
 	if err != nil {
 		return nil, err
@@ -76,11 +77,12 @@ func (s *Service) RedriveDeadLetters(_ context.Context, req *dmqv1.DeadLetterSel
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "deadletters.redrive", req.Topic+"/"+req.Group, fmt.Sprintf("%d redriven", n))
 	return &dmqv1.DeadLetterCount{Count: uint64(n)}, nil
 }
 
 // PurgeDeadLetters implements dmq.v1.Broker.
-func (s *Service) PurgeDeadLetters(_ context.Context, req *dmqv1.DeadLetterSelector) (*dmqv1.DeadLetterCount, error) {
+func (s *Service) PurgeDeadLetters(ctx context.Context, req *dmqv1.DeadLetterSelector) (*dmqv1.DeadLetterCount, error) {
 	sel, err := selector(req)
 	if err != nil {
 		return nil, err
@@ -89,11 +91,12 @@ func (s *Service) PurgeDeadLetters(_ context.Context, req *dmqv1.DeadLetterSelec
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "deadletters.purge", req.Topic+"/"+req.Group, fmt.Sprintf("%d purged", n))
 	return &dmqv1.DeadLetterCount{Count: uint64(n)}, nil
 }
 
 // ResetGroup implements dmq.v1.Broker.
-func (s *Service) ResetGroup(_ context.Context, req *dmqv1.ResetGroupRequest) (*dmqv1.Group, error) {
+func (s *Service) ResetGroup(ctx context.Context, req *dmqv1.ResetGroupRequest) (*dmqv1.Group, error) {
 	var to broker.ResetTarget
 	switch t := req.To.(type) {
 	case *dmqv1.ResetGroupRequest_Earliest:
@@ -110,5 +113,6 @@ func (s *Service) ResetGroup(_ context.Context, req *dmqv1.ResetGroupRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "group.reset", req.Topic+"/"+req.Group, fmt.Sprintf("to offset %d", gi.AckFloor))
 	return groupProto(gi), nil
 }

@@ -30,9 +30,10 @@ func (s *Service) ListDelayed(_ context.Context, req *dmqv1.ListDelayedRequest) 
 }
 
 // CancelDelayed implements dmq.v1.Broker.
-func (s *Service) CancelDelayed(_ context.Context, req *dmqv1.CancelDelayedRequest) (*dmqv1.CancelDelayedResponse, error) {
+func (s *Service) CancelDelayed(ctx context.Context, req *dmqv1.CancelDelayedRequest) (*dmqv1.CancelDelayedResponse, error) {
 	if err := s.b.CancelDelayed(req.Topic, req.Id); err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "delayed.cancel", req.Topic+"/"+req.Id, "")
 	return &dmqv1.CancelDelayedResponse{}, nil
 }

@@ -140,12 +140,13 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 }
 
 // CreateTopic implements dmq.v1.Broker.
-func (s *Service) CreateTopic(_ context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
+func (s *Service) CreateTopic(ctx context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
 	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
 		DedupeWindowMs: req.DedupeWindowMs, RequestedBy: req.RequestedBy})
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "topic.create", ti.Name, "status "+ti.Status)
 	return topicProto(ti), nil
 }
 
@@ -171,33 +172,35 @@ func (s *Service) ListTopics(_ context.Context, req *dmqv1.ListTopicsRequest) (*
 }
 
 // ApproveTopic implements dmq.v1.Broker.
-func (s *Service) ApproveTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(s.b.ApproveTopic, req)
+func (s *Service) ApproveTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(ctx, "topic.approve", s.b.ApproveTopic, req)
 }
 
 // RejectTopic implements dmq.v1.Broker.
-func (s *Service) RejectTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(s.b.RejectTopic, req)
+func (s *Service) RejectTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(ctx, "topic.reject", s.b.RejectTopic, req)
 }
 
 // DisableTopic implements dmq.v1.Broker.
-func (s *Service) DisableTopic(_ context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(s.b.DisableTopic, req)
+func (s *Service) DisableTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+	return s.decide(ctx, "topic.disable", s.b.DisableTopic, req)
 }
 
-func (s *Service) decide(fn func(broker.Decision) (broker.TopicInfo, error), req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
+func (s *Service) decide(ctx context.Context, action string, fn func(broker.Decision) (broker.TopicInfo, error), req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
 	ti, err := fn(broker.Decision{Topic: req.Name, By: req.By, Reason: req.Reason})
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, action, ti.Name, req.Reason)
 	return topicProto(ti), nil
 }
 
 // DeleteTopic implements dmq.v1.Broker.
-func (s *Service) DeleteTopic(_ context.Context, req *dmqv1.DeleteTopicRequest) (*dmqv1.DeleteTopicResponse, error) {
+func (s *Service) DeleteTopic(ctx context.Context, req *dmqv1.DeleteTopicRequest) (*dmqv1.DeleteTopicResponse, error) {
 	if err := s.b.DeleteTopic(req.Name); err != nil {
 		return nil, toStatus(err)
 	}
+	s.audit(ctx, "topic.delete", req.Name, "")
 	return &dmqv1.DeleteTopicResponse{}, nil
 }
 

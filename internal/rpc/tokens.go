@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"strings"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/internal/auth"
@@ -38,6 +39,7 @@ func (s *Service) CreateToken(ctx context.Context, req *dmqv1.CreateTokenRequest
 		return nil, authStatus(err)
 	}
 	s.b.Logger().Info("token created", "app", created.Name, "admin", created.Admin, "by", created.CreatedBy)
+	s.audit(ctx, "token.create", created.Name, describeGrants(created))
 	return &dmqv1.CreateTokenResponse{App: appProto(created), Token: token}, nil
 }
 
@@ -47,6 +49,7 @@ func (s *Service) RevokeToken(ctx context.Context, req *dmqv1.RevokeTokenRequest
 		return nil, authStatus(err)
 	}
 	s.b.Logger().Info("token revoked", "app", req.App, "by", caller(ctx))
+	s.audit(ctx, "token.revoke", req.App, "")
 	return &dmqv1.RevokeTokenResponse{}, nil
 }
 
@@ -57,4 +60,25 @@ func (s *Service) ListTokens(context.Context, *dmqv1.ListTokensRequest) (*dmqv1.
 		resp.Apps = append(resp.Apps, appProto(a))
 	}
 	return resp, nil
+}
+
+// describeGrants says what an application may do, for the audit log.
+func describeGrants(a auth.App) string {
+	if a.Admin {
+		return "administrator"
+	}
+	var parts []string
+	for _, g := range a.Grants {
+		acts := []string{}
+		for _, x := range []struct {
+			on   bool
+			name string
+		}{{g.Publish, "publish"}, {g.Subscribe, "subscribe"}, {g.Manage, "manage"}} {
+			if x.on {
+				acts = append(acts, x.name)
+			}
+		}
+		parts = append(parts, g.Pattern+": "+strings.Join(acts, "+"))
+	}
+	return strings.Join(parts, "; ")
 }

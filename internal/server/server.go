@@ -132,7 +132,7 @@ func (s *Server) Start() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(admin.NewCollector(s.b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/api/v1/", admin.NewAPI(s.b))
+	mux.Handle("/api/v1/", admin.NewAPI(s.b, admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}))
 	// Profiles for performance work; the HTTP side listens on loopback by default.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

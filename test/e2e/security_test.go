@@ -8,7 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -149,7 +152,7 @@ func TestTokensAndPermissions(t *testing.T) {
 		t.Fatalf("registering a topic outside the grant: %v, want PermissionDenied", err)
 	}
 	tp, err := admin.ApproveTopic(ctx, "prod.shop.orders", "whoever", "")
-	if err != nil || tp.RequestedBy != "shop-team" || tp.DecidedBy != "ops" {
+	if err != nil || tp.RequestedBy != "app:shop-team" || tp.DecidedBy != "app:ops" {
 		t.Fatalf("approved topic %v, %v; want requested by shop-team and decided by ops", tp, err)
 	}
 }
@@ -285,5 +288,124 @@ func TestTLSAndMutualTLS(t *testing.T) {
 	}
 	if err := try(m.GRPCAddr(), &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientPair}}); err != nil {
 		t.Fatalf("mutual TLS, a client with a certificate: %v", err)
+	}
+}
+
+// The admin API and console with authentication on: users log in with a
+// password, sessions are cookies whose changes need the CSRF token, a
+// viewer cannot approve, failed logins are slowed down, logout ends the
+// session, and administrative actions land in the audit log.
+func TestConsoleLoginOverHTTP(t *testing.T) {
+	s, adminToken := authServer(t)
+	ctx := context.Background()
+	admin := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(adminToken))
+	for _, u := range []*dmqv1.CreateUserRequest{
+		{Name: "root", Role: "admin", Password: "correct horse"},
+		{Name: "vera", Role: "viewer", Password: "viewer-pass"},
+	} {
+		if _, err := admin.API().CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.CreateTopic(ctx, client.TopicSpec{Name: "prod.shop.orders", Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + s.HTTPAddr() + "/api/v1"
+	type answer struct {
+		status int
+		body   string
+		header http.Header
+	}
+	call := func(method, path, body string, headers map[string]string, cookies ...*http.Cookie) answer {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, string(b), resp.Header}
+	}
+	login := func(user, password string) (*http.Cookie, string, answer) {
+		t.Helper()
+		a := call("POST", "/login", fmt.Sprintf(`{"user":%q,"password":%q}`, user, password), nil)
+		if a.status != 200 {
+			return nil, "", a
+		}
+		var s struct {
+			CSRF string `json:"csrf_token"`
+		}
+		json.Unmarshal([]byte(a.body), &s)
+		for _, c := range (&http.Response{Header: a.header}).Cookies() {
+			if c.Name == "dmq_session" {
+				if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+					t.Fatalf("session cookie %+v: want HttpOnly and SameSite=Strict", c)
+				}
+				return c, s.CSRF, a
+			}
+		}
+		t.Fatalf("login answered without a session cookie: %+v", a)
+		return nil, "", a
+	}
+
+	if a := call("GET", "/topics", "", nil); a.status != 401 {
+		t.Fatalf("the API without a session: %d %s, want 401", a.status, a.body)
+	}
+	if _, _, a := login("root", "wrong password"); a.status != 401 {
+		t.Fatalf("a wrong password: %d, want 401", a.status)
+	}
+	cookie, csrf, _ := login("root", "correct horse")
+	if a := call("GET", "/topics", "", nil, cookie); a.status != 200 || !strings.Contains(a.body, "prod.shop.orders") {
+		t.Fatalf("topics with a session: %d %s", a.status, a.body)
+	}
+	approve := `{"by":"someone","reason":"reviewed"}`
+	if a := call("POST", "/topics/prod.shop.orders/approve", approve, nil, cookie); a.status != 403 || !strings.Contains(a.body, "CSRF") {
+		t.Fatalf("a change without the CSRF token: %d %s, want 403", a.status, a.body)
+	}
+	vcookie, vcsrf, _ := login("vera", "viewer-pass")
+	if a := call("POST", "/topics/prod.shop.orders/approve", approve, map[string]string{"X-CSRF-Token": vcsrf}, vcookie); a.status != 403 || !strings.Contains(a.body, "PermissionDenied") {
+		t.Fatalf("a viewer approving: %d %s, want 403 PermissionDenied", a.status, a.body)
+	}
+	if a := call("POST", "/topics/prod.shop.orders/approve", approve, map[string]string{"X-CSRF-Token": csrf}, cookie); a.status != 200 || !strings.Contains(a.body, `"decided_by": "user:root"`) {
+		t.Fatalf("the administrator approving: %d %s", a.status, a.body)
+	}
+	if a := call("GET", "/audit?action=topic.approve", "", nil, cookie); a.status != 200 || !strings.Contains(a.body, `"who": "user:root"`) || !strings.Contains(a.body, "prod.shop.orders") {
+		t.Fatalf("audit log: %d %s", a.status, a.body)
+	}
+	if a := call("GET", "/audit", "", nil, vcookie); a.status != 403 {
+		t.Fatalf("a viewer reading the audit log: %d", a.status)
+	}
+	if a := call("GET", "/topics", "", map[string]string{"Authorization": "Bearer " + adminToken}); a.status != 200 {
+		t.Fatalf("an application token on the API: %d %s", a.status, a.body)
+	}
+	call("POST", "/logout", "", nil, cookie)
+	if a := call("GET", "/topics", "", nil, cookie); a.status != 401 {
+		t.Fatalf("after logout: %d, want 401", a.status)
+	}
+
+	// Ten failed logins slow the next.
+	var last answer
+	for i := 0; i < 10; i++ {
+		_, _, last = login("root", fmt.Sprint("guess ", i))
+	}
+	if last.status != 429 || last.header.Get("Retry-After") == "" {
+		t.Fatalf("after ten failed logins: %d %s (Retry-After %q), want 429 with Retry-After", last.status, last.body, last.header.Get("Retry-After"))
+	}
+	if _, _, a := login("root", "correct horse"); a.status != 429 {
+		t.Fatalf("the right password while slowed down: %d, want 429 until the wait is over", a.status)
+	}
+	entries, err := admin.API().ListAudit(ctx, &dmqv1.ListAuditRequest{Action: "login.failed"})
+	if err != nil || len(entries.Entries) < 5 {
+		t.Fatalf("failed logins in the audit log: %v, %v", entries, err)
 	}
 }
