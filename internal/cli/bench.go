@@ -75,7 +75,7 @@ messages.`,
 				defer stop()
 				addr = a
 			}
-			r, err := runBench(cmd.Context(), addr, o)
+			r, err := runBench(cmd.Context(), e, addr, o)
 			if err != nil {
 				return err
 			}
@@ -126,8 +126,8 @@ func startEmbedded(noSync bool) (stop func(), addr string, err error) {
 	}, s.GRPCAddr(), nil
 }
 
-func runBench(ctx context.Context, addr string, o benchOptions) (BenchResult, error) {
-	c, err := client.Dial(addr)
+func runBench(ctx context.Context, e *env, addr string, o benchOptions) (BenchResult, error) {
+	c, err := e.dialAddr(addr)
 	if err != nil {
 		return BenchResult{}, err
 	}

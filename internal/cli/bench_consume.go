@@ -110,7 +110,7 @@ func (s *suite) e2e(ctx context.Context, sp e2eSpec) SuiteResult {
 	for ti, t := range topics {
 		for g, group := range groups {
 			for k := range sp.perGroup {
-				c, err := client.Dial(s.addr)
+				c, err := s.e.dialAddr(s.addr)
 				if err != nil {
 					r.Err = errString(err)
 					return r

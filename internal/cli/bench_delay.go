@@ -48,7 +48,7 @@ they arrived (none may be early). Prints the broker's peak RSS.`,
 			if size < 8 || count < 1 || span <= 0 {
 				return fmt.Errorf("--size must be at least 8, --count at least 1, --span positive")
 			}
-			r, err := runDelayBench(cmd.Context(), e.server, topic, count, size, inflight, span, wait)
+			r, err := runDelayBench(cmd.Context(), e, e.server, topic, count, size, inflight, span, wait)
 			if err != nil {
 				return err
 			}
@@ -75,8 +75,8 @@ they arrived (none may be early). Prints the broker's peak RSS.`,
 	return cmd
 }
 
-func runDelayBench(ctx context.Context, addr, topic string, count, size, inflight int, span time.Duration, wait bool) (DelayBenchResult, error) {
-	c, err := client.Dial(addr)
+func runDelayBench(ctx context.Context, e *env, addr, topic string, count, size, inflight int, span time.Duration, wait bool) (DelayBenchResult, error) {
+	c, err := e.dialAddr(addr)
 	if err != nil {
 		return DelayBenchResult{}, err
 	}

@@ -79,7 +79,7 @@ func (s *suite) pipelined(ctx context.Context, topics []string, n, size int, due
 	np := s.o.producers
 	clients := make([]*client.Client, np)
 	for p := range np {
-		c, err := client.Dial(s.addr)
+		c, err := s.e.dialAddr(s.addr)
 		if err != nil {
 			for _, c := range clients[:p] {
 				c.Close()

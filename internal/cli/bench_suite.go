@@ -157,6 +157,7 @@ func newBenchSuiteCmds(e *env) []*cobra.Command {
 // suite runs workloads against one broker.
 type suite struct {
 	o     suiteOptions
+	e     *env // credentials for every connection
 	addr  string
 	c     *client.Client // topics, groups and W2's publishes
 	label string
@@ -182,7 +183,7 @@ func runSuite(ctx context.Context, e *env, o suiteOptions, workloads []string) e
 		defer stop()
 		addr = a
 	}
-	c, err := client.Dial(addr)
+	c, err := e.dialAddr(addr)
 	if err != nil {
 		return err
 	}
@@ -191,7 +192,7 @@ func runSuite(ctx context.Context, e *env, o suiteOptions, workloads []string) e
 	if err != nil {
 		return fmt.Errorf("reach broker at %s: %w", addr, err)
 	}
-	s := &suite{o: o, addr: addr, c: c, fsync: info.Fsync, label: o.label}
+	s := &suite{o: o, e: e, addr: addr, c: c, fsync: info.Fsync, label: o.label}
 	if s.label == "" {
 		s.label = "dmq-fsync"
 		if !s.fsync {

@@ -9,6 +9,16 @@ import (
 	"github.com/dmqio/dmq/client"
 )
 
+// dialAddr dials addr (which may differ from --server, as for a broker a
+// benchmark starts itself) with the credentials of the flags.
+func (e *env) dialAddr(addr string, extra ...client.Option) (*client.Client, error) {
+	opts, err := e.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(addr, append(opts, extra...)...)
+}
+
 // dialOptions turns --token and the --tls-* flags into SDK options.
 func (e *env) dialOptions() ([]client.Option, error) {
 	var opts []client.Option
