@@ -11,9 +11,9 @@ package auth
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
