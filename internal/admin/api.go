@@ -57,6 +57,9 @@ func NewAPI(b *broker.Broker, sec Security) http.Handler {
 		a.handle("GET /api/v1/users", adminOnly, a.listUsers)
 		a.handle("POST /api/v1/users", adminOnly, a.createUser)
 		a.handle("DELETE /api/v1/users/{name}", adminOnly, a.deleteUser)
+		a.handle("GET /api/v1/tokens", adminOnly, a.listTokens)
+		a.handle("POST /api/v1/tokens", adminOnly, a.createToken)
+		a.handle("DELETE /api/v1/tokens/{app}", adminOnly, a.revokeToken)
 	}
 	a.handle("GET /api/v1/audit", adminOnly, a.listAudit)
 	return a

@@ -388,6 +388,20 @@ func TestConsoleLoginOverHTTP(t *testing.T) {
 	if a := call("GET", "/topics", "", map[string]string{"Authorization": "Bearer " + adminToken}); a.status != 200 {
 		t.Fatalf("an application token on the API: %d %s", a.status, a.body)
 	}
+	// Tokens over HTTP, for the console: the token is shown once, then only its prefix.
+	tok := call("POST", "/tokens", `{"app":"mailer","grants":[{"pattern":"prod.mail.*","subscribe":true,"groups":["sender"]}]}`, map[string]string{"X-CSRF-Token": csrf}, cookie)
+	if tok.status != 201 || !strings.Contains(tok.body, `"token": "dmq_`) {
+		t.Fatalf("create a token over HTTP: %d %s", tok.status, tok.body)
+	}
+	if a := call("GET", "/tokens", "", nil, cookie); a.status != 200 || !strings.Contains(a.body, `"mailer"`) || strings.Contains(a.body, `"token": "dmq_`) {
+		t.Fatalf("list tokens over HTTP: %d %s", a.status, a.body)
+	}
+	if a := call("DELETE", "/tokens/mailer", "", map[string]string{"X-CSRF-Token": csrf}, cookie); a.status != 200 {
+		t.Fatalf("revoke over HTTP: %d %s", a.status, a.body)
+	}
+	if a := call("GET", "/tokens", "", nil, vcookie); a.status != 403 {
+		t.Fatalf("a viewer listing tokens: %d", a.status)
+	}
 	call("POST", "/logout", "", nil, cookie)
 	if a := call("GET", "/topics", "", nil, cookie); a.status != 401 {
 		t.Fatalf("after logout: %d, want 401", a.status)
