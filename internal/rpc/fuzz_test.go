@@ -62,6 +62,10 @@ var unaries = []unary{
 	method("CreateToken", func() *dmqv1.CreateTokenRequest { return &dmqv1.CreateTokenRequest{} }, (*Service).CreateToken),
 	method("RevokeToken", func() *dmqv1.RevokeTokenRequest { return &dmqv1.RevokeTokenRequest{} }, (*Service).RevokeToken),
 	method("ListTokens", func() *dmqv1.ListTokensRequest { return &dmqv1.ListTokensRequest{} }, (*Service).ListTokens),
+	method("CreateUser", func() *dmqv1.CreateUserRequest { return &dmqv1.CreateUserRequest{} }, (*Service).CreateUser),
+	method("DeleteUser", func() *dmqv1.DeleteUserRequest { return &dmqv1.DeleteUserRequest{} }, (*Service).DeleteUser),
+	method("ListUsers", func() *dmqv1.ListUsersRequest { return &dmqv1.ListUsersRequest{} }, (*Service).ListUsers),
+	method("ListAudit", func() *dmqv1.ListAuditRequest { return &dmqv1.ListAuditRequest{} }, (*Service).ListAudit),
 }
 
 var (
