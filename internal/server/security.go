@@ -56,7 +56,7 @@ func grpcSecurity(tc *tls.Config, reg *auth.Registry, authOn bool) []grpc.Server
 func (s *Server) announceSecurity(reg *auth.Registry) error {
 	switch {
 	case !s.cfg.Auth && config.Loopback(s.cfg.Listen) && config.Loopback(s.cfg.HTTP):
-		s.logger.Warn("authentication is off: anyone on this machine may use the broker; it listens on loopback only (start with --auth to require tokens)")
+		s.logger.Info("authentication is off: anyone on this machine may use the broker; it listens on loopback only (start with --auth to require tokens)")
 	case !s.cfg.Auth:
 		s.logger.Warn("authentication is off and the broker listens beyond loopback (--insecure): anyone who reaches it may do anything")
 	}
