@@ -40,7 +40,8 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// On a real file system that fills up, a real broker process refuses
+// On a real file system that fills up (the log, and the metadata store
+// with its trace records, on the same disk), a real broker process refuses
 // publishes with ResourceExhausted and stays up; once space is freed,
 // publishing resumes by itself, and after a restart every acked message
 // is there.
@@ -51,7 +52,7 @@ func TestRealDiskFullAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(disk, "data")
-	p := dmqtest.StartProcess(t, data, "--segment-bytes", "1048576", "--no-trace")
+	p := dmqtest.StartProcess(t, data, "--segment-bytes", "1048576")
 	c := dmqtest.Dial(t, p.Addr, client.WithRetry(client.RetryPolicy{Attempts: 1}))
 	ctx := context.Background()
 	if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topicName}); err != nil {
@@ -87,7 +88,7 @@ func TestRealDiskFullAndBack(t *testing.T) {
 	t.Logf("%d messages of 64 KiB acked around a full disk", acked)
 
 	p.Stop(t)
-	p = dmqtest.StartProcess(t, data, "--segment-bytes", "1048576", "--no-trace")
+	p = dmqtest.StartProcess(t, data, "--segment-bytes", "1048576")
 	c = dmqtest.Dial(t, p.Addr)
 	tp, err := c.GetTopic(ctx, topicName)
 	if err != nil {
