@@ -484,12 +484,7 @@ func (b *Broker) GetTopic(name string) (TopicInfo, error) {
 
 // ListTopics describes the topics that match f, sorted by name.
 func (b *Broker) ListTopics(f TopicFilter) []TopicInfo {
-	b.mu.RLock()
-	ts := make([]*topic, 0, len(b.mu.topics))
-	for _, t := range b.mu.topics {
-		ts = append(ts, t)
-	}
-	b.mu.RUnlock()
+	ts := b.topicList()
 	out := make([]TopicInfo, 0, len(ts))
 	for _, t := range ts {
 		if ti := t.describe(); f.match(ti) {

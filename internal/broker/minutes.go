@@ -46,12 +46,7 @@ func (b *Broker) flushMinutes(now time.Time, all bool) {
 	counts := b.stats.TakeFinished(all)
 	stored := map[string]uint64{}
 	var groups []meta.GroupMinute
-	b.mu.RLock()
-	ts := make([]*topic, 0, len(b.mu.topics))
-	for _, t := range b.mu.topics {
-		ts = append(ts, t)
-	}
-	b.mu.RUnlock()
+	ts := b.topicList()
 	for _, t := range ts {
 		stored[t.name] = t.log.Next() - t.log.First()
 		for _, g := range t.groupList() {

@@ -4,8 +4,9 @@ import (
 	"time"
 )
 
-// retentionLoop removes old segments every RetentionInterval until the
-// broker closes. Woken only by its ticker and by quit.
+// retentionLoop removes old segments, and closes the files of segments
+// nobody read lately, every RetentionInterval until the broker closes.
+// Woken only by its ticker and by quit.
 func (b *Broker) retentionLoop() {
 	tick := time.NewTicker(b.cfg.RetentionInterval)
 	defer tick.Stop()
@@ -15,6 +16,7 @@ func (b *Broker) retentionLoop() {
 			return
 		case now := <-tick.C:
 			b.applyRetention(now)
+			b.closeIdleFiles()
 		}
 	}
 }
@@ -23,12 +25,7 @@ func (b *Broker) retentionLoop() {
 // retention age or beyond the retention size, and that every group has
 // acked entirely. It returns how many segments it removed.
 func (b *Broker) applyRetention(now time.Time) int {
-	b.mu.RLock()
-	ts := make([]*topic, 0, len(b.mu.topics))
-	for _, t := range b.mu.topics {
-		ts = append(ts, t)
-	}
-	b.mu.RUnlock()
+	ts := b.topicList()
 	removed := 0
 	for _, t := range ts {
 		segs := t.log.Segments()
@@ -64,4 +61,16 @@ func (b *Broker) applyRetention(now time.Time) int {
 		removed += n
 	}
 	return removed
+}
+
+// idleFileAge is how long a sealed segment's file stays open unread.
+const idleFileAge = 2 * time.Minute
+
+// closeIdleFiles closes the files of sealed segments nobody read lately,
+// so that open files stay bounded however much a topic keeps.
+func (b *Broker) closeIdleFiles() {
+	ts := b.topicList()
+	for _, t := range ts {
+		t.log.CloseIdleFiles(idleFileAge)
+	}
 }

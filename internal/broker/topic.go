@@ -177,3 +177,14 @@ func (t *topic) recoverLog() {
 		t.b.logger.Info("topic log recovered; publishes resume", "topic", t.name)
 	}()
 }
+
+// topicList returns the broker's topics, in no order.
+func (b *Broker) topicList() []*topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	ts := make([]*topic, 0, len(b.mu.topics))
+	for _, t := range b.mu.topics {
+		ts = append(ts, t)
+	}
+	return ts
+}

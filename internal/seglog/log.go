@@ -345,10 +345,36 @@ func (l *Log) reader(offset uint64) (spanReader, *segment, error) {
 	s := l.segs[i]
 	rel, pos := lookupIndex(s.index, uint32(min(offset-s.base, math.MaxUint32)))
 	s.acquire()
+	f, err := s.file(l.opts.FS)
+	if err != nil {
+		s.release()
+		return spanReader{}, nil, err
+	}
 	return spanReader{span: span{
-		f: s.f, path: s.path, base: s.base, next: s.next, end: s.size,
+		f: f, path: s.path, base: s.base, next: s.next, end: s.size,
 		startRel: rel, startPos: pos,
 	}}, s, nil
+}
+
+// CloseIdleFiles closes the files of sealed segments nobody read for idle;
+// the next read reopens them. It returns how many it closed. The broker
+// calls it periodically so that open files stay bounded however many
+// segments a topic keeps.
+func (l *Log) CloseIdleFiles(idle time.Duration) int {
+	l.mu.RLock()
+	if l.closed || len(l.segs) < 2 {
+		l.mu.RUnlock()
+		return 0
+	}
+	sealed := slices.Clone(l.segs[:len(l.segs)-1])
+	l.mu.RUnlock()
+	cutoff, n := time.Now().Add(-idle).UnixNano(), 0
+	for _, s := range sealed {
+		if s.closeIfIdle(cutoff) {
+			n++
+		}
+	}
+	return n
 }
 
 // DeleteSegmentsBefore removes the oldest sealed segments whose every

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dmqio/dmq/internal/faultfs"
 	"github.com/dmqio/dmq/internal/seglog"
@@ -94,4 +96,62 @@ func TestRecoverAfterIOErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Sealed segments nobody reads close their files and reopen on the next
+// read, also while readers and the janitor race.
+func TestIdleSegmentFilesCloseAndReopen(t *testing.T) {
+	fs := faultfs.New()
+	l, err := seglog.Open(seglog.Options{FS: fs, Dir: "/log", SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 200; i++ {
+		if _, err := appendOne(l, fmt.Sprintf("record %03d %s", i, string(make([]byte, 100)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := len(l.Segments())
+	if segs < 5 {
+		t.Fatalf("%d segments, want several", segs)
+	}
+	if n := l.CloseIdleFiles(0); n != segs-1 {
+		t.Fatalf("closed %d files, want every sealed one (%d)", n, segs-1)
+	}
+	if n := l.CloseIdleFiles(0); n != 0 {
+		t.Fatalf("closed %d files twice", n)
+	}
+	check := func() {
+		for off := l.First(); off < l.Next(); off++ {
+			p, err := l.Read(off)
+			if err != nil || string(p[:10]) != fmt.Sprintf("record %03d", off) {
+				t.Errorf("Read(%d) = %.10q, %v", off, p, err)
+				return
+			}
+		}
+	}
+	check() // reopens
+	if n := l.CloseIdleFiles(time.Hour); n != 0 {
+		t.Fatalf("closed %d files read just now", n)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				l.CloseIdleFiles(0)
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		check()
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,11 +26,20 @@ const maxSegmentFileBytes = math.MaxUint32
 // that DeleteSegmentsBefore and Close can drop the segment from the log
 // without closing the file under a reader's feet; the last release closes
 // the file.
+//
+// A sealed segment nobody read for a while closes its file
+// (Log.CloseIdleFiles) and reopens it on the next read, so open files do
+// not grow with the number of segments a topic keeps.
 type segment struct {
 	base uint64
 	path string
-	f    File
 	refs atomic.Int32
+	// fmu guards f: nil while a sealed segment's file is closed for being
+	// idle. The writer and syncer use the active segment's f, which is
+	// never closed that way, without it.
+	fmu     sync.Mutex
+	f       File
+	lastUse atomic.Int64 // Unix ns of the last read
 
 	// The fields below are guarded by Log.mu. Only the writer goroutine
 	// changes them after Open, and only for the active segment, so the
@@ -52,10 +62,46 @@ func (s *segment) acquire() { s.refs.Add(1) }
 
 // release drops a reference and closes the file with the last one.
 func (s *segment) release() error {
-	if s.refs.Add(-1) == 0 {
-		return s.f.Close()
+	if s.refs.Add(-1) != 0 {
+		return nil
 	}
-	return nil
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+// file returns the open file for a reader holding a reference, reopening
+// it if it was closed for being idle.
+func (s *segment) file(fs FS) (File, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.f == nil {
+		f, err := fs.OpenFile(s.path, os.O_RDONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("seglog: reopen segment: %w", err)
+		}
+		s.f = f
+	}
+	s.lastUse.Store(time.Now().UnixNano())
+	return s.f, nil
+}
+
+// closeIfIdle closes the file of a sealed segment that only the log
+// references and nobody read since cutoff (Unix ns).
+func (s *segment) closeIfIdle(cutoff int64) bool {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.f == nil || s.refs.Load() != 1 || s.lastUse.Load() >= cutoff {
+		return false
+	}
+	s.f.Close()
+	s.f = nil
+	return true
 }
 
 // info describes the segment; the caller holds Log.mu.
