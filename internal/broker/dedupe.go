@@ -260,9 +260,16 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 	if !found {
 		return nil
 	}
+	// The window never holds more than maxIDs ids, so older records need
+	// not be read: this bounds a restart's time and memory whatever the
+	// log holds.
+	start := max(from, t.log.First())
+	if next := t.log.Next(); next-start > uint64(d.maxIDs) {
+		start = next - uint64(d.maxIDs)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for off := max(from, t.log.First()); off < t.log.Next(); {
+	for off := start; off < t.log.Next(); {
 		ps, err := t.log.ReadBatch(off, 1024, 4<<20)
 		if errors.Is(err, seglog.ErrCorrupt) {
 			// A damaged record must not keep the broker from starting: its
@@ -290,6 +297,7 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 			}
 		}
 		off += uint64(len(ps))
+		d.expireLocked(now.UnixMilli())
 	}
 	d.expireLocked(now.UnixMilli())
 	return nil
