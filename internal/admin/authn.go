@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dmqio/dmq/internal/auth"
+	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/meta"
 )
 
@@ -106,7 +108,7 @@ func (a *api) authorize(r *http.Request, check rule) (*http.Request, error) {
 		if err != nil {
 			return r, unauthenticated("%v", err)
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get("X-CSRF-Token") != s.CSRF {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(s.CSRF)) != 1 {
 			return r, &apiError{status: http.StatusForbidden, code: "PermissionDenied", msg: "missing or wrong CSRF token (send the X-CSRF-Token header given at login)"}
 		}
 		p = user
@@ -307,4 +309,21 @@ func (a *api) listAudit(r *http.Request) (int, any, error) {
 		out[i] = auditJSON{Time: formatMs(e.TimeMs), TimeMs: e.TimeMs, Who: e.Who, Action: e.Action, Target: e.Target, From: e.From, Detail: e.Detail}
 	}
 	return http.StatusOK, map[string]any{"entries": out}, nil
+}
+
+// AdminOnly guards a handler outside the JSON API (profiles) with the
+// API's authentication when it is on: administrators only.
+func AdminOnly(b *broker.Broker, sec Security, h http.Handler) http.Handler {
+	if !sec.On {
+		return h
+	}
+	a := &api{b: b, sec: sec}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, err := a.authorize(r, adminOnly)
+		if err != nil {
+			writeError(w, authError(err))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

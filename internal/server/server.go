@@ -132,11 +132,12 @@ func (s *Server) Start() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(admin.NewCollector(s.b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/api/v1/", admin.NewAPI(s.b, admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}))
-	// Profiles for performance work; the HTTP side listens on loopback by default.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	sec := admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}
+	mux.Handle("/api/v1/", admin.NewAPI(s.b, sec))
+	// Profiles for performance work; with --auth, for administrators only.
+	mux.Handle("GET /debug/pprof/", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Trace)))
 	mux.Handle("/", console.Handler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
 	if tc != nil {

@@ -385,6 +385,24 @@ func TestConsoleLoginOverHTTP(t *testing.T) {
 	if a := call("GET", "/audit", "", nil, vcookie); a.status != 403 {
 		t.Fatalf("a viewer reading the audit log: %d", a.status)
 	}
+	for label, h := range map[string]map[string]string{"a viewer": nil, "no one": {}} {
+		req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr()+"/debug/pprof/", nil)
+		if h == nil {
+			req.AddCookie(vcookie)
+		}
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode == 200 {
+			t.Fatalf("profiles for %s under --auth: %v %v, want refused", label, resp, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr()+"/debug/pprof/", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("profiles for an administrator: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if a := call("GET", "/topics", "", map[string]string{"Authorization": "Bearer " + adminToken}); a.status != 200 {
 		t.Fatalf("an application token on the API: %d %s", a.status, a.body)
 	}
