@@ -66,9 +66,14 @@ type cursor struct {
 	// redriven holds dead letters handed back for delivery.
 	redriven map[uint64]bool
 
-	// sessions attached to this position, served round-robin.
+	// sessions attached to this position, served round-robin: rr is the
+	// session served last, and moves only when one is served.
 	sessions []*Subscription
 	rr       int
+	// failedOn remembers the session a redelivered message failed on (ack
+	// timeout, nack, disconnect), so that another session gets it when
+	// there is one: a stuck consumer must not burn a message's attempts.
+	failedOn map[uint64]*Subscription
 
 	// Changes not yet persisted.
 	dirtyAcked    []uint64
@@ -156,22 +161,29 @@ func (c *cursor) isAcked(off uint64) bool {
 // take returns the next offset to deliver: first a message waiting for
 // redelivery whose backoff passed, then the next fresh one below end (the
 // log's end) inside the window. ok is false when nothing is deliverable now.
-func (c *cursor) take(now int64, end, window uint64) (off uint64, ok bool) {
+//
+// For session s, a redelivery that failed on s is left for another session
+// when others (another session has credit).
+func (c *cursor) take(now int64, end, window uint64, s *Subscription, others bool) (off uint64, ok bool) {
 	for c.later.Len() > 0 && c.later[0].due <= now {
 		c.ready = append(c.ready, heap.Pop(&c.later).(retryAt).off)
 	}
-	for len(c.ready) > 0 {
-		off = c.ready[0]
-		c.ready = c.ready[1:]
-		if c.isAcked(off) {
-			continue
+	for i := 0; i < len(c.ready); i++ {
+		off = c.ready[i]
+		_, busy := c.inflight[off]
+		if !c.isAcked(off) && !busy && others && c.failedOn[off] == s {
+			continue // for another session
 		}
-		if _, busy := c.inflight[off]; busy {
+		c.ready = append(c.ready[:i], c.ready[i+1:]...)
+		i--
+		if c.isAcked(off) || busy {
 			continue
 		}
 		return off, true
 	}
-	c.ready = nil // let the backing array go
+	if len(c.ready) == 0 {
+		c.ready = nil // let the backing array go
+	}
 	for c.next < end && c.next < c.floor+window {
 		off = c.next
 		c.next++
@@ -211,6 +223,7 @@ func (c *cursor) deliver(off uint64, sess *Subscription, now int64, p *policy) (
 		return attempt, lastFailure
 	}
 	c.attempts[off] = attempt
+	delete(c.failedOn, off)
 	d := now + p.ackTimeout
 	c.inflight[off] = flight{sess: sess, deadline: d, attempt: attempt}
 	c.timeouts = append(c.timeouts, timeout{off: off, attempt: attempt, deadline: d})
@@ -237,6 +250,7 @@ func (c *cursor) ack(off uint64) bool {
 
 // forget drops the delivery state of off.
 func (c *cursor) forget(off uint64) {
+	delete(c.failedOn, off)
 	delete(c.inflight, off)
 	delete(c.attempts, off)
 	if _, ok := c.reasons[off]; ok {
@@ -256,6 +270,10 @@ func (c *cursor) fail(off uint64, kind, reason string, now int64, backoff bool, 
 		}
 		client = f.sess.clientID
 		c.failedBy[client]++
+		if c.failedOn == nil {
+			c.failedOn = make(map[uint64]*Subscription)
+		}
+		c.failedOn[off] = f.sess
 	}
 	c.events = append(c.events, meta.TraceEvent{Kind: kind, Offset: off, Count: 1, TimeMs: now / 1e6,
 		Client: client, Attempt: c.attempts[off], Reason: reason})
@@ -382,15 +400,21 @@ func (c *cursor) release(sess *Subscription, now int64, p *policy) {
 	}
 }
 
-// pickSession returns the next attached session with credit, round-robin.
-func (c *cursor) pickSession() *Subscription {
-	for i := 0; i < len(c.sessions); i++ {
-		c.rr = (c.rr + 1) % len(c.sessions)
-		if s := c.sessions[c.rr]; s.credit > 0 {
-			return s
+// pickSession returns the next attached session with credit after the
+// one served last, round-robin, and whether another session has credit
+// too. served moves the turn on once it got messages.
+func (c *cursor) pickSession() (s *Subscription, others bool, served func()) {
+	n := len(c.sessions)
+	for i := 1; i <= n; i++ {
+		k := (c.rr + i) % n
+		if s := c.sessions[k]; s.credit > 0 {
+			for j := i + 1; j <= n && !others; j++ {
+				others = c.sessions[(c.rr+j)%n].credit > 0
+			}
+			return s, others, func() { c.rr = k }
 		}
 	}
-	return nil
+	return nil, false, nil
 }
 
 // detach removes sess from the cursor and releases its deliveries.

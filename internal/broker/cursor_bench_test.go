@@ -49,7 +49,7 @@ func BenchmarkCursor(b *testing.B) {
 				for i, s := range sessions {
 					batches[i] = batches[i][:0]
 					for len(batches[i]) < min(maxPickBatch, b.N-done) {
-						off, ok := c.take(now, end, window)
+						off, ok := c.take(now, end, window, nil, false)
 						if !ok {
 							b.Fatalf("take found nothing after %d messages", done)
 						}

@@ -14,7 +14,7 @@ var testPolicy = policy{ackTimeout: 100, backoff: []int64{10, 20, 30}, maxAttemp
 func takeAll(c *cursor, now int64, end, window uint64) []uint64 {
 	var out []uint64
 	for {
-		off, ok := c.take(now, end, window)
+		off, ok := c.take(now, end, window, nil, false)
 		if !ok {
 			return out
 		}
@@ -65,7 +65,7 @@ func TestCursorTimeoutRedeliversAtOnceNackAfterBackoff(t *testing.T) {
 	if n := c.expire(100, &testPolicy); n != 2 {
 		t.Fatalf("expire at deadline expired %d, want 2 (0 was acked)", n)
 	}
-	off, ok := c.take(100, 3, 100)
+	off, ok := c.take(100, 3, 100, nil, false)
 	if !ok || off != 1 {
 		t.Fatalf("take after expiry = %d ok=%v, want redelivery of 1 at once", off, ok)
 	}
@@ -117,7 +117,7 @@ func TestCursorDeadLettersAfterMaxAttemptsAndRedrives(t *testing.T) {
 
 	// Redrive: delivered again below the floor with a fresh count; ack ends it.
 	c.redrive(0)
-	off, ok := c.take(now, 2, 100)
+	off, ok := c.take(now, 2, 100, nil, false)
 	if !ok || off != 0 {
 		t.Fatalf("take after redrive = %d, %v; want 0", off, ok)
 	}
@@ -231,5 +231,50 @@ func TestCursorResetForgetsAcksAndDeliveries(t *testing.T) {
 	}
 	if a, _ := c.deliver(1, &Subscription{}, 0, &testPolicy); a != 1 {
 		t.Fatalf("attempt after reset = %d, want 1", a)
+	}
+}
+
+// A message that timed out on one session goes to another session with
+// credit, not back to the one that held it; with no other session, it
+// goes back to the same one.
+func TestRedeliveryAvoidsTheSessionItFailedOn(t *testing.T) {
+	p := &policy{ackTimeout: 10, maxAttempts: 16}
+	c := newCursor(meta.Cursor{})
+	stuck, fine := &Subscription{clientID: "stuck", credit: 10}, &Subscription{clientID: "fine", credit: 10}
+	c.sessions = []*Subscription{stuck, fine}
+	off, ok := c.take(0, 1, 100, stuck, true)
+	if !ok || off != 0 {
+		t.Fatalf("take = %d, %v", off, ok)
+	}
+	c.deliver(0, stuck, 0, p)
+	if n := c.expire(100, p); n != 1 {
+		t.Fatalf("expired %d, want 1", n)
+	}
+	if off, ok := c.take(100, 1, 100, stuck, true); ok {
+		t.Fatalf("the stuck session got its own timed-out message %d back while another session had credit", off)
+	}
+	if off, ok := c.take(100, 1, 100, fine, true); !ok || off != 0 {
+		t.Fatalf("the other session: take = %d, %v; want the redelivery of 0", off, ok)
+	}
+	c.deliver(0, fine, 100, p)
+	c.expire(200, p)
+	if off, ok := c.take(200, 1, 100, stuck, false); !ok || off != 0 {
+		t.Fatalf("alone, the session that did not fail it last: take = %d, %v", off, ok)
+	}
+}
+
+// Round-robin moves on only when a session was served.
+func TestPickSessionTakesTurnsByDeliveries(t *testing.T) {
+	c := newCursor(meta.Cursor{})
+	a, b := &Subscription{credit: 1}, &Subscription{credit: 1}
+	c.sessions = []*Subscription{a, b}
+	s1, others, _ := c.pickSession()
+	s2, _, served := c.pickSession()
+	if s1 != s2 || !others {
+		t.Fatal("picking without serving moved the turn")
+	}
+	served()
+	if s3, _, _ := c.pickSession(); s3 == s1 {
+		t.Fatal("the turn did not move after a session was served")
 	}
 }

@@ -163,22 +163,30 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 	c.skipTo(log.First())
 	window := uint64(g.t.b.cfg.MaxUnacked)
 	var offs []uint64
+	idle := 0 // sessions in a row that had nothing to take
 	for sent := 0; sent < maxDispatchBatch; {
-		s := c.pickSession()
+		s, others, served := c.pickSession()
 		if s == nil {
 			return
 		}
 		offs = offs[:0]
 		for len(offs) < min(s.credit, maxPickBatch, maxDispatchBatch-sent) {
-			off, ok := c.take(nowNs, end, window)
+			off, ok := c.take(nowNs, end, window, s, others)
 			if !ok {
 				break
 			}
 			offs = append(offs, off)
 		}
 		if len(offs) == 0 {
-			return
+			// Nothing for s; what is left may be meant for another session.
+			if idle++; !others || idle >= len(c.sessions) {
+				return
+			}
+			served()
+			continue
 		}
+		idle = 0
+		served()
 		payloads, err := g.readOffsetsLocked(c, offs)
 		if err != nil {
 			// Give back what was not delivered; it is retried at the next wake.

@@ -94,7 +94,7 @@ func TestSubNoAckLetsAnotherConsumerSeeTheRedelivery(t *testing.T) {
 		g, err := c.GetGroup(context.Background(), "test.cli.redeliver", "slow")
 		return err == nil && g.Stats.InFlight == 1
 	})
-	out := mustRun(t, addr, "", "sub", "test.cli.redeliver", "--group", "slow", "--count", "1", "--json")
+	out := mustRun(t, addr, "", "sub", "test.cli.redeliver", "--group", "slow", "--count", "1", "--idle", "10s", "--json")
 	var m jsonMessage
 	if err := json.Unmarshal([]byte(out), &m); err != nil || m.Body != "again" || m.Attempt != 2 {
 		t.Fatalf("second consumer got %q (%v), want the message again with attempt 2", out, err)
