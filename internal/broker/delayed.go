@@ -51,7 +51,9 @@ func FormatDelayID(dueMs int64, seq uint64) string {
 	return "d" + strconv.FormatInt(dueMs, 10) + "-" + strconv.FormatUint(seq, 36)
 }
 
-// ParseDelayID splits a delayed message id.
+// ParseDelayID splits a delayed message id. Only the form FormatDelayID
+// gives is accepted (no upper case, no leading zeros, no '+'), so one
+// delayed message has one id.
 func ParseDelayID(id string) (dueMs int64, seq uint64, err error) {
 	due, sq, ok := strings.Cut(strings.TrimPrefix(id, "d"), "-")
 	if !strings.HasPrefix(id, "d") || !ok {
@@ -60,7 +62,7 @@ func ParseDelayID(id string) (dueMs int64, seq uint64, err error) {
 	if dueMs, err = strconv.ParseInt(due, 10, 64); err == nil {
 		seq, err = strconv.ParseUint(sq, 36, 64)
 	}
-	if err != nil {
+	if err != nil || FormatDelayID(dueMs, seq) != id { // only the form FormatDelayID gives
 		return 0, 0, errorf(KindInvalid, "%q is not a delayed message id (they look like d1764151200000-k3x9)", id)
 	}
 	return dueMs, seq, nil
