@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,9 @@ func FuzzAdminAPI(f *testing.F) {
 		}
 		w := httptest.NewRecorder()
 		fuzzHandler(t).ServeHTTP(w, req)
+		if p := req.URL.Path; path.Clean(p) != p && (w.Code == 301 || w.Code == 307 || w.Code == 308) {
+			return // net/http redirects an unclean path to its clean form
+		}
 		switch w.Code {
 		case 200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429:
 		default:
