@@ -88,6 +88,8 @@ func newRoot(e *env) *cobra.Command {
 		newStatsCmd(e),
 		newTraceCmd(e),
 		newTokenCmd(e),
+		newUserCmd(e),
+		newAuditCmd(e),
 	)
 	return root
 }

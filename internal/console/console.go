@@ -34,6 +34,9 @@ var pages = []string{
 	"/clients",
 	"/deadletters",
 	"/delays",
+	"/audit",
+	"/users",
+	"/login",
 }
 
 // Handler returns the console, to be mounted at "/" next to the API.

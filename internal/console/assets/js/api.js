@@ -1,11 +1,16 @@
 // The admin API client: every call goes to /api/v1/ and either returns the
 // decoded JSON or throws an ApiError with the API's code and message.
+// Changes carry the session's CSRF token; a 401 (no session, or it ended)
+// sends the browser to the login page.
+import { csrfToken, toLogin } from './session.js';
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = 0) {
     super(message);
     this.status = status;
     this.code = code;
+    // retryAfter is the Retry-After header in seconds (429), else 0.
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -18,6 +23,7 @@ export async function api(method, path, body) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  if (method !== 'GET' && csrfToken()) init.headers['X-CSRF-Token'] = csrfToken();
   let resp;
   try {
     resp = await fetch('/api/v1' + path, init);
@@ -31,8 +37,11 @@ export async function api(method, path, body) {
     // A proxy's HTML error page, for example: reported below by status.
   }
   if (!resp.ok) {
+    // The login page handles its own 401s (a wrong password, no session yet).
+    if (resp.status === 401) toLogin();
     const e = data && data.error;
-    throw new ApiError(resp.status, e ? e.code : 'HTTP' + resp.status, e ? e.message : resp.status + ' ' + resp.statusText);
+    throw new ApiError(resp.status, e ? e.code : 'HTTP' + resp.status, e ? e.message : resp.status + ' ' + resp.statusText,
+      Number(resp.headers.get('Retry-After')) || 0);
   }
   return data;
 }

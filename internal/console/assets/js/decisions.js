@@ -1,12 +1,14 @@
 // Approve, reject and disable buttons for a topic, each asking for
-// confirmation with the operator's name (remembered per browser) and a
-// reason.
+// confirmation with a reason and, without --auth, the operator's name
+// (remembered per browser); with --auth the server records the logged-in
+// user.
 import { h } from './dom.js';
 import { t } from './i18n.js';
 import { post, seg } from './api.js';
 import { field } from './form.js';
 import { confirmAction } from './dialog.js';
 import { notice } from './notice.js';
+import { authOn } from './session.js';
 
 const operatorKey = 'dmq.operator';
 
@@ -23,7 +25,7 @@ const allowed = {
 export function decisionButtons(topic, done) {
   return (allowed[topic.status] || []).map((d) =>
     h('button', {
-      type: 'button', class: d === 'approve' ? 'small primary' : 'small danger', 'data-action': d,
+      type: 'button', class: d === 'approve' ? 'small primary' : 'small danger', 'data-action': d, 'data-topic': topic.name,
       onclick: () => decide(topic.name, d, done),
     }, t('decision.' + d)));
 }
@@ -35,11 +37,12 @@ async function decide(name, decision, done) {
     danger: decision !== 'approve',
     confirm: t('decision.' + decision),
     fields: [
-      field('by', t('decision.by'), { value: localStorage.getItem(operatorKey) || '', required: true, autocomplete: 'username' }),
+      authOn() ? null : field('by', t('decision.by'), { value: localStorage.getItem(operatorKey) || '', required: true, autocomplete: 'username' }),
       field('reason', t('decision.reason'), {}),
     ],
     guess: (msg) => (/"by"|\bby\b|requested|approve it/.test(msg) ? 'by' : null),
     run: (v) => {
+      if (authOn()) return post(`/topics/${seg(name)}/${decision}`, { reason: v.reason.trim() });
       localStorage.setItem(operatorKey, v.by.trim());
       return post(`/topics/${seg(name)}/${decision}`, { by: v.by.trim(), reason: v.reason.trim() });
     },

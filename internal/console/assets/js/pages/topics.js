@@ -10,6 +10,7 @@ import { notice } from '../notice.js';
 import { num, time } from '../format.js';
 import { decisionButtons } from '../decisions.js';
 import { statusBadge } from '../badges.js';
+import { authOn } from '../session.js';
 
 const pageSize = 50;
 
@@ -86,7 +87,8 @@ function registerForm(created) {
     field('name', t('topic.name'), { placeholder: 'prod.shop.orders', hint: t('register.nameHint'), autocomplete: 'off' }),
     field('department', t('topic.department'), {}),
     field('owner', t('topic.owner'), {}),
-    field('requested_by', t('topic.requestedBy'), { value: localStorage.getItem('dmq.operator') || '' }),
+    // With --auth the server records the logged-in user as the requester.
+    authOn() ? null : field('requested_by', t('topic.requestedBy'), { value: localStorage.getItem('dmq.operator') || '' }),
     field('purpose', t('topic.purpose'), { control: h('textarea', { rows: 2 }) }),
     formError(),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('register.submit'))));
@@ -95,7 +97,7 @@ function registerForm(created) {
     clearErrors(form);
     if (!required(form, ['name', 'owner'])) return;
     const v = values(form);
-    const body = { name: v.name.trim(), department: v.department.trim(), owner: v.owner.trim(), purpose: v.purpose.trim(), requested_by: v.requested_by.trim() };
+    const body = { name: v.name.trim(), department: v.department.trim(), owner: v.owner.trim(), purpose: v.purpose.trim(), requested_by: (v.requested_by || '').trim() };
     try {
       const topic = await busy(form, () => post('/topics', body));
       form.reset();
