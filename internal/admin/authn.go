@@ -40,11 +40,11 @@ var (
 	// anyone authenticated
 	authenticated rule = func(*auth.App, *http.Request) error { return nil }
 	adminOnly     rule = func(p *auth.App, r *http.Request) error {
-		return p.RequireAdmin(strings.ToLower(r.Method) + " " + strings.TrimPrefix(r.URL.Path, "/api/v1"))
+		return p.RequireAdmin("use " + r.Method + " " + r.URL.Path)
 	}
 	seesTopic rule = func(p *auth.App, r *http.Request) error {
 		if t := r.PathValue("topic"); !p.Sees(t) {
-			return fmt.Errorf("%w: %s has no grant on topic %q", auth.ErrDenied, p.Name, t)
+			return fmt.Errorf("%w: %s has no grant on topic %q", auth.ErrDenied, p.Describe(), t)
 		}
 		return nil
 	}
@@ -163,7 +163,8 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	s, err := a.sec.Registry.Login(req.User, req.Password)
 	if err != nil {
 		a.sec.Registry.Limiter.Failed(req.User, host)
-		e := meta.AuditEntry{TimeMs: time.Now().UnixMilli(), Who: "user:" + req.User, Action: "login.failed", Target: req.User, From: r.RemoteAddr}
+		// who is not the typed name: anyone can type any name.
+		e := meta.AuditEntry{TimeMs: time.Now().UnixMilli(), Who: "anonymous", Action: "login.failed", Target: "user:" + req.User, From: r.RemoteAddr}
 		if aerr := a.b.Store().AddAudit(e); aerr != nil {
 			a.b.Logger().Error("write audit entry", "err", aerr)
 		}

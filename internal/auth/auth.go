@@ -366,7 +366,7 @@ func (a *App) Allowed(action Action, topic, group string) error {
 	if action == Subscribe && group != "" {
 		what = fmt.Sprintf("subscribe with group %q", group)
 	}
-	return fmt.Errorf("%w: application %q may not %s on topic %q", ErrDenied, a.Name, what, topic)
+	return fmt.Errorf("%w: %s may not %s on topic %q", ErrDenied, a.Describe(), what, topic)
 }
 
 // Sees reports whether the application has any grant on the topic (it
@@ -388,5 +388,13 @@ func (a *App) RequireAdmin(what string) error {
 	if a.Admin {
 		return nil
 	}
-	return fmt.Errorf("%w: application %q may not %s: only administrators may", ErrDenied, a.Name, what)
+	return fmt.Errorf("%w: %s may not %s: only administrators may", ErrDenied, a.Describe(), what)
+}
+
+// Describe names the caller for people: user "alice" or application "shop".
+func (a *App) Describe() string {
+	if name, ok := strings.CutPrefix(a.Name, "user:"); ok {
+		return fmt.Sprintf("user %q", name)
+	}
+	return fmt.Sprintf("application %q", a.Name)
 }

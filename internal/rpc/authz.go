@@ -151,7 +151,7 @@ func check(app *auth.App, method string, req any) error {
 		if app.Sees(topic) {
 			return nil
 		}
-		return fmt.Errorf("%w: application %q has no grant on topic %q", auth.ErrDenied, app.Name, topic)
+		return fmt.Errorf("%w: %s has no grant on topic %q", auth.ErrDenied, app.Describe(), topic)
 	}
 	manageOr := func(topic string, action auth.Action, group string) error {
 		if app.Allowed(auth.Manage, topic, "") == nil {
