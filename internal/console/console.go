@@ -36,6 +36,7 @@ var pages = []string{
 	"/delays",
 	"/audit",
 	"/users",
+	"/tokens",
 	"/login",
 }
 

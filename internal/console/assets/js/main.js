@@ -24,6 +24,7 @@ const routes = [
   [/^\/delays$/, 'delays'],
   [/^\/audit$/, 'audit'],
   [/^\/users$/, 'users'],
+  [/^\/tokens$/, 'tokens'],
   [/^\/login$/, 'login'],
 ];
 
@@ -41,6 +42,7 @@ const nav = [
 const adminNav = [
   ['/audit', 'nav.audit', ['audit']],
   ['/users', 'nav.users', ['users']],
+  ['/tokens', 'nav.tokens', ['tokens']],
 ];
 
 function route() {
