@@ -63,13 +63,20 @@ func publishUntilError(t *testing.T, c *client.Client, from, limit int) []string
 // message and returns the bodies, waiting until want are there.
 func consumeAll(t *testing.T, c *client.Client, group string, want int) map[string]int {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := c.CreateGroup(ctx, client.GroupSpec{Topic: topicName, Name: group, FromEarliest: true}); err != nil {
+	if _, err := c.CreateGroup(context.Background(), client.GroupSpec{Topic: topicName, Name: group, FromEarliest: true}); err != nil {
 		t.Fatal(err)
 	}
+	return received(t, c, group, want, 0)
+}
+
+// received consumes with group, acking everything, until want distinct
+// bodies arrived and then settle longer (room for unwanted deliveries to
+// show), and returns how often each body was delivered.
+func received(t *testing.T, c *client.Client, group string, want int, settle time.Duration) map[string]int {
+	t.Helper()
 	var mu sync.Mutex
 	got := map[string]int{}
-	k, err := c.Subscribe(ctx, topicName, group, func(_ context.Context, m *client.Message) error {
+	k, err := c.Subscribe(context.Background(), topicName, group, func(_ context.Context, m *client.Message) error {
 		mu.Lock()
 		got[string(m.Body)]++
 		mu.Unlock()
@@ -84,6 +91,7 @@ func consumeAll(t *testing.T, c *client.Client, group string, want int) map[stri
 		defer mu.Unlock()
 		return len(got) >= want
 	})
+	time.Sleep(settle)
 	mu.Lock()
 	defer mu.Unlock()
 	out := make(map[string]int, len(got))
@@ -226,25 +234,10 @@ func TestCrashDuringGroupReset(t *testing.T) {
 	if err != nil || g.Stats.AckFloor != 0 {
 		t.Fatalf("group after the restart: %v, %v; want the stored reset (position 0)", g, err)
 	}
-	var mu sync.Mutex
-	got := map[string]int{}
-	k, err = c.Subscribe(ctx, topicName, groupName, func(_ context.Context, m *client.Message) error {
-		mu.Lock()
-		got[string(m.Body)]++
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	got := received(t, c, groupName, 100, 0)
+	if len(got) != 100 {
+		t.Fatalf("the replay delivered %d distinct messages, want 100", len(got))
 	}
-	defer k.Close()
-	dmqtest.Eventually(t, 10*time.Second, "the replay of all 100", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) == 100
-	})
-	mu.Lock()
-	defer mu.Unlock()
 	wantAll(t, got, acked)
 }
 
@@ -288,26 +281,7 @@ func TestCrashDuringRedrive(t *testing.T) {
 
 	p = dmqtest.StartProcess(t, dir, flags...)
 	c = dmqtest.Dial(t, p.Addr)
-	var mu sync.Mutex
-	got := map[string]int{}
-	k, err = c.Subscribe(ctx, topicName, groupName, func(_ context.Context, m *client.Message) error {
-		mu.Lock()
-		got[string(m.Body)]++
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	dmqtest.Eventually(t, 10*time.Second, "the 10 redriven dead letters delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) >= 10
-	})
-	time.Sleep(300 * time.Millisecond) // room for anything else to come back
-	mu.Lock()
-	defer mu.Unlock()
+	got := received(t, c, groupName, 10, 300*time.Millisecond)
 	for b, n := range got {
 		if !failing[b] || n != 1 {
 			t.Fatalf("after the restart %.20q was delivered %d times; want each of the 10 redriven dead letters once and nothing else (%d delivered)", b, n, len(got))
