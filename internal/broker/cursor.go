@@ -158,6 +158,10 @@ func (c *cursor) isAcked(off uint64) bool {
 	return ok
 }
 
+// maxReadyScan bounds how far take looks past redeliveries left for other
+// sessions.
+const maxReadyScan = 64
+
 // take returns the next offset to deliver: first a message waiting for
 // redelivery whose backoff passed, then the next fresh one below end (the
 // log's end) inside the window. ok is false when nothing is deliverable now.
@@ -168,15 +172,22 @@ func (c *cursor) take(now int64, end, window uint64, s *Subscription, others boo
 	for c.later.Len() > 0 && c.later[0].due <= now {
 		c.ready = append(c.ready, heap.Pop(&c.later).(retryAt).off)
 	}
-	for i := 0; i < len(c.ready); i++ {
+	// Look a bounded way past redeliveries left for other sessions, so a
+	// take stays cheap however many wait.
+	for i := 0; i < len(c.ready) && i < maxReadyScan; i++ {
 		off = c.ready[i]
 		_, busy := c.inflight[off]
-		if !c.isAcked(off) && !busy && others && c.failedOn[off] == s {
+		gone := c.isAcked(off) || busy
+		if !gone && others && c.failedOn[off] == s {
 			continue // for another session
 		}
-		c.ready = append(c.ready[:i], c.ready[i+1:]...)
+		if i == 0 {
+			c.ready = c.ready[1:]
+		} else {
+			c.ready = append(c.ready[:i], c.ready[i+1:]...)
+		}
 		i--
-		if c.isAcked(off) || busy {
+		if gone {
 			continue
 		}
 		return off, true

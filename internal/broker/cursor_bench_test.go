@@ -82,3 +82,26 @@ func BenchmarkCursor(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedeliverMany times handing out again 10,000 deliveries that
+// timed out at once (a consumer gone with a full window): each take must
+// stay O(1), not scan or shift the whole waiting list.
+func BenchmarkRedeliverMany(b *testing.B) {
+	p := &policy{ackTimeout: 10, maxAttempts: 1 << 20}
+	a, other := &Subscription{clientID: "a", credit: 1 << 30}, &Subscription{clientID: "b", credit: 1 << 30}
+	const n = 10_000
+	for b.Loop() {
+		c := newCursor(meta.Cursor{})
+		c.sessions = []*Subscription{a, other}
+		for off := uint64(0); off < n; off++ {
+			c.take(0, n, n, a, false)
+			c.deliver(off, a, 0, p)
+		}
+		c.expire(100, p)
+		for k := 0; k < n; k++ {
+			if _, ok := c.take(100, n, n, other, true); !ok {
+				b.Fatalf("redelivery %d missing", k)
+			}
+		}
+	}
+}
