@@ -128,7 +128,7 @@ fi
 # ---------------------------------------------------------------- dmq
 log "dmq: building"
 (cd "$repo" && go build -o "$out/dmq" ./cmd/dmq)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$repo/bench/lib.sh"
 server_pid=
 stop_server() {
 	if [ -n "$server_pid" ]; then
@@ -144,10 +144,7 @@ grpc=$(free_port)
 http=$(free_port)
 "$out/dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+wait_ready "$http"
 log "dmq: server pid $server_pid on 127.0.0.1:$grpc, data $data; load:$(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086 # dmq_flags is a list of flags
 "$out/dmq" bench all --server "127.0.0.1:$grpc" --broker-pid "$server_pid" --reps "$reps" --scale "$scale" \

@@ -40,7 +40,7 @@ mkdir -p "$out"
 go build -o "$out/dmq" ./cmd/dmq
 dmq=$out/dmq
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh # the script runs from the repository root
 server_pid=
 stop_server() {
 	if [ -n "$server_pid" ]; then
@@ -57,10 +57,7 @@ grpc=$(free_port)
 http=$(free_port)
 "$dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+wait_ready "$http"
 
 # memstat NAME FILE: one runtime.MemStats counter from a debug=1 allocs profile.
 memstat() { awk -v k="# $1 = " 'index($0, k) == 1 { print substr($0, length(k) + 1) }' "$2"; }

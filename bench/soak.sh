@@ -22,15 +22,12 @@ cd "$(dirname "$0")/.."
 mkdir -p "$out"
 go build -o "$out/dmq" ./cmd/dmq
 go build -o "$out/soak" ./bench/soak
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh # the script runs from the repository root
 grpc=$(free_port)
 http=$(free_port)
 rm -rf "$out/data"
 "$out/dmq" server --data "$out/data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+wait_ready "$http"
 "$out/soak" --server "127.0.0.1:$grpc" --http "127.0.0.1:$http" --pid "$pid" --duration "$duration" "$@" | tee "$out/soak.md"

@@ -32,7 +32,7 @@ mkdir -p "$out"
 go build -o "$out/dmq" ./cmd/dmq
 dmq=$out/dmq
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh # the script runs from the repository root
 
 server_pid=
 stop_server() {
@@ -55,10 +55,7 @@ run() {
 	http=$(free_port)
 	"$dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" "${flags[@]}" >"$out/server-$mode-$workload-$n.log" 2>&1 &
 	server_pid=$!
-	for _ in $(seq 100); do
-		curl -sf "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break
-		sleep 0.1
-	done
+	wait_ready "$http"
 	"$dmq" bench --server "127.0.0.1:$grpc" --count "$count" --size "$size" "${bflags[@]}" --json | tee -a "$out/$mode-$workload.jsonl"
 	stop_server
 	rm -rf "$data"

@@ -43,10 +43,7 @@ var (
 		return p.RequireAdmin("use " + r.Method + " " + r.URL.Path)
 	}
 	seesTopic rule = func(p *auth.App, r *http.Request) error {
-		if t := r.PathValue("topic"); !p.Sees(t) {
-			return fmt.Errorf("%w: %s has no grant on topic %q", auth.ErrDenied, p.Describe(), t)
-		}
-		return nil
+		return p.RequireSees(r.PathValue("topic"))
 	}
 	managesTopic rule = func(p *auth.App, r *http.Request) error {
 		return p.Allowed(auth.Manage, r.PathValue("topic"), "")

@@ -3,7 +3,6 @@ package admin
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/dmqio/dmq/internal/broker"
@@ -123,7 +122,7 @@ type deadLetterPageJSON struct {
 
 // parseID turns a message id (a decimal offset) into an offset.
 func parseID(what, id string) (uint64, error) {
-	off, err := strconv.ParseUint(id, 10, 64)
+	off, err := broker.ParseOffset(id)
 	if err != nil {
 		return 0, badRequest("%s %q is not a DMQ message id (a decimal number)", what, id)
 	}

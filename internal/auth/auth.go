@@ -152,6 +152,9 @@ func (a *App) Validate() error {
 	if !appNameRE.MatchString(a.Name) {
 		return fmt.Errorf("%w: application name %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, a.Name)
 	}
+	if !a.Admin && len(a.Grants) == 0 {
+		return fmt.Errorf("%w: application %q would be allowed nothing: give grants or make it an administrator", ErrInvalid, a.Name)
+	}
 	for _, g := range a.Grants {
 		if err := ValidatePattern(g.Pattern); err != nil {
 			return err
@@ -381,6 +384,14 @@ func (a *App) Sees(topic string) bool {
 		}
 	}
 	return false
+}
+
+// RequireSees fails unless the application has a grant on the topic.
+func (a *App) RequireSees(topic string) error {
+	if a.Sees(topic) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has no grant on topic %q", ErrDenied, a.Describe(), topic)
 }
 
 // RequireAdmin fails unless the application is an administrator.

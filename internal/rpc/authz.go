@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -147,12 +146,7 @@ func (s *authStream) RecvMsg(m any) error {
 // check decides whether app may make the request; with authentication on,
 // the names of who requests and who decides are the caller's.
 func check(app *auth.App, method string, req any) error {
-	sees := func(topic string) error {
-		if app.Sees(topic) {
-			return nil
-		}
-		return fmt.Errorf("%w: %s has no grant on topic %q", auth.ErrDenied, app.Describe(), topic)
-	}
+	sees := app.RequireSees
 	manageOr := func(topic string, action auth.Action, group string) error {
 		if app.Allowed(auth.Manage, topic, "") == nil {
 			return nil

@@ -129,6 +129,21 @@ func copyDir(t *testing.T, from string) string {
 	return to
 }
 
+// recovered starts a server on a damaged data directory, which must
+// start, and reads every stored message, which must all read.
+func recovered(t *testing.T, dir string) (*logBuffer, []string) {
+	t.Helper()
+	s, logs, err := startDir(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs, got
+}
+
 // readAll reads every stored message; it returns the bodies read and the
 // first error.
 func readAll(s *server.Server) ([]string, error) {
@@ -173,14 +188,7 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		if err := os.Remove(idx); err != nil {
 			t.Fatal(err)
 		}
-		s, logs, err := startDir(t, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := readAll(s)
-		if err != nil {
-			t.Fatal(err)
-		}
+		logs, got := recovered(t, dir)
 		wantBodies(t, got, n)
 		if _, err := os.Stat(idx); err != nil || !strings.Contains(logs.String(), "rebuilding segment index") {
 			t.Fatalf("index not rebuilt (%v); log:\n%s", err, logs)
@@ -193,14 +201,7 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		if err := os.WriteFile(idx, []byte("garbage, not an index"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, _, err := startDir(t, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := readAll(s)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, got := recovered(t, dir)
 		wantBodies(t, got, n)
 	})
 
@@ -208,14 +209,7 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		dir := copyDir(t, clean)
 		segs := segments(t, dir)
 		appendFile(t, segs[len(segs)-1], make([]byte, 8192))
-		s, logs, err := startDir(t, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := readAll(s)
-		if err != nil {
-			t.Fatal(err)
-		}
+		logs, got := recovered(t, dir)
 		wantBodies(t, got, n)
 		if !strings.Contains(logs.String(), "truncated torn or corrupt tail") {
 			t.Fatalf("the cut tail is not reported; log:\n%s", logs)
@@ -230,14 +224,7 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		if err := os.Truncate(last, st.Size()-500); err != nil { // inside the last record
 			t.Fatal(err)
 		}
-		s, logs, err := startDir(t, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := readAll(s)
-		if err != nil {
-			t.Fatal(err)
-		}
+		logs, got := recovered(t, dir)
 		wantBodies(t, got, n-1)
 		if !strings.Contains(logs.String(), "truncated torn or corrupt tail") {
 			t.Fatalf("the cut record is not reported; log:\n%s", logs)
@@ -275,35 +262,16 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		if _, err := c.CreateGroup(ctx, client.GroupSpec{Topic: topicName, Name: "reader", FromEarliest: true}); err != nil {
 			t.Fatal(err)
 		}
-		var mu sync.Mutex
-		var delivered []string
-		k, err := c.Subscribe(ctx, topicName, "reader", func(_ context.Context, m *client.Message) error {
-			mu.Lock()
-			delivered = append(delivered, string(m.Body))
-			mu.Unlock()
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer k.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			mu.Lock()
-			d := len(delivered)
-			mu.Unlock()
-			if d >= len(got) || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		time.Sleep(200 * time.Millisecond) // room for a wrong delivery to show up
-		mu.Lock()
-		defer mu.Unlock()
+		// Room for a wrong delivery to show up after the good ones.
+		delivered := received(t, c, "reader", len(got), 200*time.Millisecond)
 		if len(delivered) != len(got) {
 			t.Fatalf("consumer got %d messages, want the %d before the damage and nothing after", len(delivered), len(got))
 		}
-		wantBodies(t, delivered, len(got))
+		for i := range got {
+			if delivered[body(i)] == 0 {
+				t.Fatalf("message %d before the damage was not delivered", i)
+			}
+		}
 		if !strings.Contains(logs.String(), seg) {
 			t.Fatalf("the damage is not in the server log:\n%s", logs)
 		}
