@@ -23,10 +23,12 @@ import (
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/bufpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 )
 
@@ -106,7 +108,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	grpcOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20),
+			grpc.ForceCodecV2(bufpool.Codec{Pool: sharedBufferPool})),
+		experimental.WithBufferPool(sharedBufferPool), // buffers gRPC does not zero: see package bufpool
 	}
 	if o.token != "" {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
@@ -255,3 +259,6 @@ func newIDSource() *idSource {
 func (s *idSource) next() string {
 	return s.prefix + strconv.FormatUint(s.n.Add(1), 36)
 }
+
+// sharedBufferPool lends gRPC the buffers of every client in the process.
+var sharedBufferPool = bufpool.New()

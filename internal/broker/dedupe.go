@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,11 +16,14 @@ import (
 // own: the ids are in the log records, and a restart rebuilds the window by
 // reading the records published inside it (rebuildDedupe).
 //
-// Memory: an id is kept as a 128-bit hash (two independent 64-bit hashes;
-// a false match among a million ids has a probability around 1e-27) with a
-// 40-byte slot, about 100 bytes per id with the expiry queue, whatever the
-// id's length. maxIDs bounds the count: beyond it the oldest ids are
-// forgotten early (the window shrinks) and the broker logs it.
+// Memory: ids of the SDK's shape ("<prefix>-<counter>", see producerID) are
+// kept as runs per producer, about 40 bytes per run of consecutive messages
+// whatever their number. Other ids are kept one by one as a 128-bit hash
+// (two independent 64-bit hashes; a false match among a million ids has a
+// probability around 1e-27) with a 40-byte slot, about 100 bytes per id with
+// the expiry queue, whatever the id's length. maxIDs bounds both the ids
+// kept one by one and the runs: beyond it the oldest are forgotten early
+// (the window shrinks) and the broker logs it.
 type dedupeWindow struct {
 	window time.Duration
 	maxIDs int
@@ -31,6 +35,11 @@ type dedupeWindow struct {
 	order   []dedupeRef              // stored ids in the order they were stored, for expiry
 	head    int                      // order[:head] is expired
 	evicted bool                     // logged that the window was cut short
+
+	producers   map[string]*producerIDs // by id prefix
+	runs        int                     // runs in producers
+	sweptMs     int64                   // when the runs were last expired
+	waitingRuns map[string]*pendingID   // copies of ids reserved in producers, by id
 }
 
 // dedupeKey is the 128-bit hash of a client message id.
@@ -76,10 +85,17 @@ type dedupeRef struct {
 func newDedupeWindow(window time.Duration, maxIDs int) *dedupeWindow {
 	return &dedupeWindow{
 		window: window, maxIDs: maxIDs,
-		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		stored:  make(map[dedupeKey]dedupeSlot),
-		pending: make(map[dedupeKey]*pendingID),
+		seeds:       [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		stored:      make(map[dedupeKey]dedupeSlot),
+		pending:     make(map[dedupeKey]*pendingID),
+		producers:   make(map[string]*producerIDs),
+		waitingRuns: make(map[string]*pendingID),
 	}
+}
+
+// entries is how many ids are kept one by one plus how many runs.
+func (d *dedupeWindow) entries() int {
+	return len(d.stored) + d.runs
 }
 
 // expireLocked forgets ids older than the window, or beyond maxIDs.
@@ -103,6 +119,42 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 	if d.head > 1024 && d.head > len(d.order)/2 {
 		d.order = append(d.order[:0:0], d.order[d.head:]...)
 		d.head = 0
+	}
+	// Runs are swept about once a second, or at once when there are too many.
+	if nowMs-d.sweptMs >= 1000 || d.runs > d.maxIDs {
+		if d.sweepRunsLocked(limit) {
+			cutShort = true
+		}
+		d.sweptMs = nowMs
+	}
+	return cutShort
+}
+
+// sweepRunsLocked drops the runs older than limitMs and, beyond maxIDs, the
+// oldest runs; it forgets producers with nothing left.
+func (d *dedupeWindow) sweepRunsLocked(limitMs int64) (cutShort bool) {
+	if d.runs > d.maxIDs {
+		// Raise the limit to the lastMs of the run that brings the count
+		// under the bound.
+		last := make([]int64, 0, d.runs)
+		for _, p := range d.producers {
+			for _, r := range p.runs {
+				last = append(last, r.lastMs)
+			}
+		}
+		slices.Sort(last)
+		if cut := last[d.runs-d.maxIDs-1] + 1; cut > limitMs {
+			limitMs = cut
+			if !d.evicted {
+				d.evicted, cutShort = true, true
+			}
+		}
+	}
+	for prefix, p := range d.producers {
+		d.runs -= p.expire(limitMs)
+		if len(p.runs) == 0 && len(p.pending) == 0 {
+			delete(d.producers, prefix)
+		}
 	}
 	return cutShort
 }
@@ -177,6 +229,20 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 			p.store = append(p.store, i)
 			continue
 		}
+		prefix, n, isRun := producerID(id)
+		var prod *producerIDs
+		if isRun {
+			if prod = d.producers[prefix]; prod != nil {
+				if off, ok := prod.find(n); ok {
+					comp.results[i] = PublishResult{Offset: off, Duplicate: true}
+					continue
+				}
+				if prod.isPending(n) { // also a copy earlier in this batch
+					waitLocked(d.waitingRuns, id, comp, i)
+					continue
+				}
+			}
+		}
 		if j, ok := p.firstIdx[id]; ok {
 			if p.sameAs == nil {
 				p.sameAs = map[int]int{}
@@ -184,23 +250,33 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 			p.sameAs[i] = j
 			continue
 		}
-		k := d.key(id)
-		if s, ok := d.stored[k]; ok {
-			comp.results[i] = s.result()
-			continue
+		var k dedupeKey
+		hashed := len(d.stored) > 0 || len(d.pending) > 0
+		if hashed {
+			k = d.key(id)
+			if s, ok := d.stored[k]; ok {
+				comp.results[i] = s.result()
+				continue
+			}
+			if d.pending[k] != nil {
+				waitLocked(d.pending, k, comp, i)
+				continue
+			}
 		}
-		if pe := d.pending[k]; pe != nil {
-			comp.mu.Lock()
-			comp.parts++
-			comp.mu.Unlock()
-			pe.waiters = append(pe.waiters, func(res PublishResult, err error) {
-				comp.mu.Lock()
-				comp.results[i] = res
-				comp.results[i].Duplicate = true
-				comp.mu.Unlock()
-				comp.finish(err)
-			})
-			continue
+		// New: a producer's message due now joins its runs; any other id
+		// is kept one by one.
+		if isRun && m.DeliverAtMs <= nowMs {
+			if prod == nil {
+				prod = &producerIDs{}
+				d.producers[prefix] = prod
+			}
+			if prod.reserve(n) {
+				p.store = append(p.store, i)
+				continue
+			}
+		}
+		if !hashed {
+			k = d.key(id)
 		}
 		d.pending[k] = &pendingID{}
 		if p.firstIdx == nil {
@@ -212,10 +288,35 @@ func (d *dedupeWindow) plan(msgs []*message.Message, nowMs int64, comp *completi
 	return p, cutShort
 }
 
+// waitLocked makes msgs[i] of comp a duplicate of the copy of its id being
+// stored: comp finishes once that copy is stored or failed.
+func waitLocked[K comparable](pending map[K]*pendingID, k K, comp *completion, i int) {
+	comp.mu.Lock()
+	comp.parts++
+	comp.mu.Unlock()
+	pe := pending[k]
+	if pe == nil {
+		pe = &pendingID{}
+		pending[k] = pe
+	}
+	pe.waiters = append(pe.waiters, func(res PublishResult, err error) {
+		comp.mu.Lock()
+		comp.results[i] = res
+		comp.results[i].Duplicate = true
+		comp.mu.Unlock()
+		comp.finish(err)
+	})
+}
+
 // settle records the outcome of storing msgs[idx[k]] as res[k] (or the
 // failure err) and returns the waiters to notify, outside d.mu.
 func (d *dedupeWindow) settle(msgs []*message.Message, idx []int, res []PublishResult, err error, nowMs int64) []func() {
 	var notify []func()
+	wake := func(pe *pendingID, r PublishResult) {
+		for _, w := range pe.waiters {
+			notify = append(notify, func() { w(r, err) })
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for k, i := range idx {
@@ -223,16 +324,28 @@ func (d *dedupeWindow) settle(msgs []*message.Message, idx []int, res []PublishR
 		if id == "" {
 			continue
 		}
+		r := res[k]
+		if prefix, n, ok := producerID(id); ok {
+			if prod := d.producers[prefix]; prod != nil && prod.release(n) {
+				if len(d.waitingRuns) > 0 {
+					if pe := d.waitingRuns[id]; pe != nil {
+						delete(d.waitingRuns, id)
+						wake(pe, r)
+					}
+				}
+				if err == nil {
+					d.rememberLocked(id, r.Offset, nowMs)
+				}
+				continue
+			}
+		}
 		key := d.key(id)
 		pe := d.pending[key]
 		if pe == nil {
 			continue
 		}
 		delete(d.pending, key)
-		r := res[k]
-		for _, w := range pe.waiters {
-			notify = append(notify, func() { w(r, err) })
-		}
+		wake(pe, r)
 		if err != nil {
 			continue
 		}
@@ -241,6 +354,27 @@ func (d *dedupeWindow) settle(msgs []*message.Message, idx []int, res []PublishR
 		}
 	}
 	return notify
+}
+
+// rememberLocked records that the message with client message id was
+// stored in the log at off: in its producer's runs when it continues them,
+// one by one otherwise.
+func (d *dedupeWindow) rememberLocked(id string, off uint64, atMs int64) {
+	if prefix, n, ok := producerID(id); ok {
+		prod := d.producers[prefix]
+		if prod == nil {
+			prod = &producerIDs{}
+			d.producers[prefix] = prod
+		}
+		newRun, ok := prod.record(n, off, atMs)
+		if newRun {
+			d.runs++
+		}
+		if ok {
+			return
+		}
+	}
+	d.storeLocked(d.key(id), dedupeSlot{offset: off, atMs: atMs})
 }
 
 // rebuildDedupe fills the window from the log: the client message ids of
@@ -293,7 +427,7 @@ func (t *topic) rebuildDedupe(now time.Time) error {
 				return err
 			}
 			if m.ClientMessageID != "" && m.PublishedAtMs >= sinceMs {
-				d.storeLocked(d.key(m.ClientMessageID), dedupeSlot{offset: off + uint64(i), atMs: m.PublishedAtMs})
+				d.rememberLocked(m.ClientMessageID, off+uint64(i), m.PublishedAtMs)
 			}
 		}
 		off += uint64(len(ps))

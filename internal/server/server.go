@@ -20,6 +20,7 @@ import (
 	"github.com/dmqio/dmq/internal/admin"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
+	"github.com/dmqio/dmq/internal/bufpool"
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/console"
 	"github.com/dmqio/dmq/internal/rpc"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -115,10 +117,14 @@ func (s *Server) Start() error {
 		s.httpLis.Close()
 		return err
 	}
+	pool := bufpool.New()
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 		// A record carries the body plus key and headers: allow a full batch.
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
 		grpc.MaxSendMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
+		// Buffers gRPC does not zero: see package bufpool.
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(bufpool.Codec{Pool: pool}),
 	}, grpcSecurity(tc, apps, s.cfg.Auth)...)...)
 	rpc.Register(s.grpc, s.b, apps, s.cfg.Version)
 	s.health = health.NewServer()
