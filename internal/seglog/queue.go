@@ -105,3 +105,10 @@ func (q *queue) close() {
 	q.mu.Unlock()
 	q.signal()
 }
+
+// empty says whether no request is waiting for the writer.
+func (q *queue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending) == 0
+}

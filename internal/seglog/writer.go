@@ -198,6 +198,16 @@ func (w *writer) submit() error {
 	j := w.job
 	w.job = nil
 	j.size, j.next = w.size, w.next
+	if len(w.free) == syncJobs-1 && w.l.q.empty() {
+		// The syncer is idle (every other job is free) and nothing waits
+		// to be written: fsync here rather than wake the syncer, which
+		// saves a goroutine hand-off on the latency of a lone append.
+		// Nothing else can commit meanwhile, so the order holds.
+		w.syncer.commit([]*syncJob{j})
+		j.reset()
+		w.free <- j
+		return nil
+	}
 	w.jobs <- j // never blocks: the channel has room for every job
 	return nil
 }
