@@ -8,6 +8,9 @@ import "strconv"
 // FormatOffset is the message id of a log offset.
 func FormatOffset(off uint64) string { return strconv.FormatUint(off, 10) }
 
+// AppendOffset appends the message id of a log offset to dst.
+func AppendOffset(dst []byte, off uint64) []byte { return strconv.AppendUint(dst, off, 10) }
+
 // ParseOffset turns a message id back into its log offset. Only the form
 // FormatOffset gives is accepted (no leading zeros), so one message has
 // one id.

@@ -70,13 +70,9 @@ func (s *Service) Subscribe(stream dmqv1.Broker_SubscribeServer) error {
 			if len(ds) == 0 {
 				continue
 			}
-			msgs := make([]*dmqv1.Message, 0, len(ds))
-			for _, d := range ds {
-				m, err := deliveryProto(start.Topic, d)
-				if err != nil {
-					return status.Error(codes.DataLoss, err.Error())
-				}
-				msgs = append(msgs, m)
+			msgs, err := deliveryProtos(start.Topic, ds)
+			if err != nil {
+				return status.Error(codes.DataLoss, err.Error())
 			}
 			if err := stream.Send(&dmqv1.SubscribeResponse{Response: &dmqv1.SubscribeResponse_Deliveries{
 				Deliveries: &dmqv1.Deliveries{Messages: msgs},
