@@ -318,7 +318,9 @@ func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log of topic %q: %w", ti.Name, err)
 	}
-	if r := l.Recovery(); r.DroppedBytes > 0 {
+	if r := l.Recovery(); r.Preallocated {
+		b.logger.Info("topic log: dropped the zero-filled space preallocated before a crash", "topic", ti.Name, "segment", r.Segment, "dropped_bytes", r.DroppedBytes)
+	} else if r.DroppedBytes > 0 {
 		b.logger.Warn("recovered topic log", "topic", ti.Name, "segment", r.Segment, "truncated_at", r.TruncatedAt, "dropped_bytes", r.DroppedBytes, "reason", r.Reason)
 	}
 	window := time.Duration(ti.DedupeWindowMs) * time.Millisecond

@@ -3,7 +3,7 @@ package seglog
 import (
 	"errors"
 	"fmt"
-	"github.com/dmqio/dmq/internal/crashpoint"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dmqio/dmq/internal/crashpoint"
 )
 
 // Log is a segmented append-only log. See the package documentation for
@@ -51,6 +53,10 @@ type Recovery struct {
 	TruncatedAt  int64  // byte position it was truncated at
 	DroppedBytes int64  // bytes removed from its end
 	Reason       string // why the record at TruncatedAt was rejected
+	// Preallocated is true when the dropped bytes were all zeros, the space
+	// the log fills ahead of its writes (see prealloc.go): no written
+	// record was dropped.
+	Preallocated bool
 }
 
 // SegmentInfo describes one segment.
@@ -237,6 +243,12 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 	if err != nil {
 		return nil, err
 	}
+	zeroTail := false
+	if res.corrupt != nil {
+		if zeroTail, err = allZeros(f, res.end, size); err != nil {
+			return nil, fmt.Errorf("seglog: read the tail of %s: %w", path, err)
+		}
+	}
 	s.next, s.size, s.modTime, s.index = res.next, res.end, modTime, res.index
 	if res.corrupt == nil {
 		return s, nil
@@ -248,10 +260,38 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("seglog: fsync %s: %w", path, err)
 	}
-	l.recovery = Recovery{Segment: path, TruncatedAt: res.end, DroppedBytes: dropped, Reason: res.corrupt.Reason}
+	l.recovery = Recovery{Segment: path, TruncatedAt: res.end, DroppedBytes: dropped, Reason: res.corrupt.Reason, Preallocated: zeroTail}
+	if zeroTail {
+		// Space preallocated before a crash (see prealloc.go), not damage.
+		l.logger.Info("seglog: dropped the zero-filled (preallocated) tail of the active segment",
+			"segment", path, "position", res.end, "dropped_bytes", dropped)
+		return s, nil
+	}
 	l.logger.Warn("seglog: truncated torn or corrupt tail of active segment",
 		"segment", path, "position", res.end, "dropped_bytes", dropped, "reason", res.corrupt.Reason)
 	return s, nil
+}
+
+// maxZeroTail bounds the zeros a crash can leave after the records of the
+// active segment: what the filler keeps ahead, plus one step.
+const maxZeroTail = preallocLead + 2*preallocChunk
+
+// allZeros reports whether f holds only zero bytes in [from, to), which is
+// at most maxZeroTail long (a longer tail is not preallocated space).
+func allZeros(f File, from, to int64) (bool, error) {
+	if to-from > maxZeroTail {
+		return false, nil
+	}
+	buf := make([]byte, to-from)
+	if _, err := f.ReadAt(buf, from); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	for _, b := range buf {
+		if b != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // indexIntervalField is the informative interval stored in index files.

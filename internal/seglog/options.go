@@ -48,8 +48,12 @@ type Options struct {
 	// FS is the file system of the log; nil means OSFS.
 	FS FS
 
-	// fsync replaces File.Sync for data files in tests.
+	// fsync makes the written data of a segment durable: syncData unless a
+	// test replaces it.
 	fsync func(File) error
+
+	// preallocMaxRate replaces the const of that name in tests.
+	preallocMaxRate int64
 }
 
 // withDefaults validates o and fills in defaults.
@@ -82,7 +86,32 @@ func (o Options) withDefaults() (Options, error) {
 		o.FS = OSFS
 	}
 	if o.fsync == nil {
-		o.fsync = File.Sync
+		o.fsync = syncData
+	}
+	if o.preallocMaxRate == 0 {
+		o.preallocMaxRate = preallocMaxRate
 	}
 	return o, nil
+}
+
+// syncData flushes a segment's data and what is needed to read it back,
+// with fdatasync where the file offers it (OSFS on Linux), else Sync. A
+// segment's modification time may then lag after a crash (by the file
+// system's journal interval, seconds): the log uses it only to decide
+// which segments to read when the broker rebuilds its duplicate window.
+func syncData(f File) error {
+	if d, ok := f.(datasyncer); ok {
+		return d.Datasync()
+	}
+	return f.Sync()
+}
+
+// datasyncer is a File with fdatasync(2).
+type datasyncer interface{ Datasync() error }
+
+// hasDatasync says whether f offers fdatasync, without which preallocation
+// saves nothing (an fsync commits the file's times to the journal anyway).
+func hasDatasync(f File) bool {
+	_, ok := f.(datasyncer)
+	return ok
 }

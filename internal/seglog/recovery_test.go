@@ -132,7 +132,7 @@ func TestRecoverZeroFilledTail(t *testing.T) {
 		t.Fatalf("Next = %d, want 100", l.Next())
 	}
 	rec := l.Recovery()
-	if rec.TruncatedAt != st.Size() || rec.DroppedBytes != 8192 || !strings.Contains(rec.Reason, "zero") {
+	if rec.TruncatedAt != st.Size() || rec.DroppedBytes != 8192 || !strings.Contains(rec.Reason, "zero") || !rec.Preallocated {
 		t.Fatalf("Recovery = %+v", rec)
 	}
 	checkRange(t, l, 0, 100)
@@ -150,7 +150,7 @@ func TestRecoverBitFlipInActiveSegment(t *testing.T) {
 		t.Fatalf("Next = %d, want 50", l.Next())
 	}
 	rec := l.Recovery()
-	if rec.TruncatedAt != pos[50] || rec.DroppedBytes != st.Size()-pos[50] || rec.Reason != "crc mismatch" {
+	if rec.TruncatedAt != pos[50] || rec.DroppedBytes != st.Size()-pos[50] || rec.Reason != "crc mismatch" || rec.Preallocated {
 		t.Fatalf("Recovery = %+v, want truncation at %d", rec, pos[50])
 	}
 	checkRange(t, l, 0, 50)

@@ -56,7 +56,8 @@ type writer struct {
 	free chan *syncJob // jobs the syncer is done with; all syncJobs when it is idle
 
 	syncer   syncer
-	closeErr error // result of the final fsync
+	pre      preallocator // fills the active segment ahead; only with fdatasync (see prealloc.go)
+	closeErr error        // result of the final fsync
 }
 
 func (w *writer) init(l *Log, active *segment) {
@@ -67,6 +68,7 @@ func (w *writer) init(l *Log, active *segment) {
 		w.free <- &syncJob{}
 	}
 	w.syncer = syncer{l: l, jobs: w.jobs, free: w.free, done: make(chan struct{})}
+	w.pre.init(l)
 	w.setActive(active)
 }
 
@@ -74,6 +76,9 @@ func (w *writer) init(l *Log, active *segment) {
 // written to.
 func (w *writer) setActive(s *segment) {
 	w.active = s
+	if !w.l.opts.NoSync && hasDatasync(s.f) {
+		w.pre.start(s)
+	}
 	w.size, w.bufPos, w.next = s.size, s.size, s.next
 	w.ib = indexBuilder{interval: int64(w.l.opts.IndexIntervalBytes)}
 	if n := len(s.index); n > 0 {
@@ -88,6 +93,7 @@ func (w *writer) setActive(s *segment) {
 func (w *writer) run() {
 	defer close(w.l.writerDone)
 	go w.syncer.run()
+	go w.pre.run()
 	var batch []*request
 	for {
 		var closed bool
@@ -179,6 +185,7 @@ func (w *writer) write() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
+	w.pre.beforeWrite(w.active, w.bufPos+int64(len(w.buf)))
 	if _, err := w.active.f.WriteAt(w.buf, w.bufPos); err != nil {
 		return fmt.Errorf("seglog: write %s: %w", w.active.path, err)
 	}
@@ -237,6 +244,11 @@ func (w *writer) roll() error {
 		return err
 	}
 	l, old := w.l, w.active
+	// A sealed segment ends with its last record: cut the zeros ahead.
+	w.pre.stop()
+	if err := l.cutToRecords(old, old.size); err != nil {
+		return err
+	}
 	if l.opts.NoSync {
 		if err := l.fsync(old); err != nil {
 			return err
@@ -282,6 +294,7 @@ func (w *writer) recover() error {
 		w.fail(err)
 	}
 	w.barrier()
+	w.pre.stop()
 	s := w.active
 	w.l.mu.RLock()
 	size := s.size
@@ -323,8 +336,13 @@ func (w *writer) fail(cause error) error {
 func (w *writer) shutdown() {
 	close(w.jobs)
 	<-w.syncer.done
+	w.pre.close()
 	if w.l.q.failure() != nil {
 		_ = w.active.f.Truncate(w.active.size)
+		return
+	}
+	if err := w.l.cutToRecords(w.active, w.active.size); err != nil {
+		w.closeErr = err
 		return
 	}
 	w.closeErr = w.l.fsync(w.active)

@@ -206,13 +206,25 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 	})
 
 	t.Run("zero-filled tail", func(t *testing.T) {
+		// What a crash leaves of the space preallocated ahead of the records.
 		dir := copyDir(t, clean)
 		segs := segments(t, dir)
 		appendFile(t, segs[len(segs)-1], make([]byte, 8192))
 		logs, got := recovered(t, dir)
 		wantBodies(t, got, n)
+		if !strings.Contains(logs.String(), "dropped the zero-filled (preallocated) tail") || strings.Contains(logs.String(), "level=WARN") {
+			t.Fatalf("the zero tail is not reported as preallocated space (or a warning was logged); log:\n%s", logs)
+		}
+	})
+
+	t.Run("non-zero bytes after a zero-filled stretch", func(t *testing.T) {
+		dir := copyDir(t, clean)
+		segs := segments(t, dir)
+		appendFile(t, segs[len(segs)-1], append(make([]byte, 8192), "stale"...))
+		logs, got := recovered(t, dir)
+		wantBodies(t, got, n)
 		if !strings.Contains(logs.String(), "truncated torn or corrupt tail") {
-			t.Fatalf("the cut tail is not reported; log:\n%s", logs)
+			t.Fatalf("a tail that is not all zeros is not reported as damage; log:\n%s", logs)
 		}
 	})
 
