@@ -13,21 +13,26 @@ import (
 // two thirds of the first (0.14 against 0.21 ms per commit) and less CPU.
 // So a filler goroutine keeps the active segment zero-filled — really
 // written and synced, not fallocated, whose unwritten extents would again
-// need a journal commit when first written — a few MiB ahead of the writer,
+// need a journal commit when first written — ahead of the writer,
 // and group commits use fdatasync.
 //
 // The zeros are never data: the logical end of a segment is where its
 // records end. A segment is cut back to its records when it is sealed and
 // when the log is closed; after a crash, Open finds the end of the records
-// and drops the zero tail silently (see openActive). Only the active
+// and drops an all-zero tail as preallocated space, reported as such and
+// not as damage (Recovery.Preallocated, see openActive). Only the active
 // segment is filled, and only while it is written to, so an idle topic
 // costs no disk beyond its records. A full disk stops the filling of the
 // segment (writes then fail as they would without it); the next segment,
 // or a Recover, tries again. Files without fdatasync (the test file
 // systems of package faultfs) are not preallocated.
 const (
-	preallocChunk = 4 << 20 // zeros written (and synced) per step
-	preallocLead  = 4 << 20 // the filler runs while it is less than this ahead
+	// The filler keeps about one second of writes ahead (at the rate the
+	// log is written), at least minPrealloc and at most maxPrealloc, and
+	// writes that much per step: a topic written a trickle reserves 64 KiB,
+	// a busy one 4 MiB.
+	minPrealloc = 64 << 10
+	maxPrealloc = 4 << 20
 
 	// preallocMaxRate: the filler runs only while the log is written more
 	// slowly than this. A busy log commits large groups, where a journal
@@ -41,7 +46,7 @@ const (
 )
 
 // zeroChunk is the source of the filler's writes; never written to.
-var zeroChunk = make([]byte, preallocChunk)
+var zeroChunk = make([]byte, maxPrealloc)
 
 // preallocator is the filler goroutine's state, shared with the writer.
 type preallocator struct {
@@ -55,6 +60,7 @@ type preallocator struct {
 	written int64    // the writer's writes reach up to here
 	failed  bool     // a fill failed: preallocation is off for this segment
 	rate    writeRate
+	lead    int64 // how far ahead to fill, from the rate
 
 	wake chan struct{}
 	quit chan struct{}
@@ -101,9 +107,10 @@ func (p *preallocator) beforeWrite(s *segment, end int64) {
 	for p.claimed > p.filled && end > p.filled {
 		p.cond.Wait()
 	}
-	slow := p.rate.add(end-p.written, time.Now()) < p.l.opts.preallocMaxRate
+	rate := p.rate.add(end-p.written, time.Now())
 	p.written = max(p.written, end)
-	if slow && !p.failed && p.filled-p.written < preallocLead && p.filled < p.l.opts.SegmentBytes {
+	p.lead = min(max(rate, minPrealloc), maxPrealloc)
+	if rate < p.l.opts.preallocMaxRate && !p.failed && p.filled-p.written < p.lead && p.filled < p.l.opts.SegmentBytes {
 		select {
 		case p.wake <- struct{}{}:
 		default:
@@ -131,11 +138,11 @@ func (p *preallocator) step() bool {
 	p.mu.Lock()
 	s, limit := p.seg, p.l.opts.SegmentBytes
 	from := max(p.filled, p.written)
-	if s == nil || p.failed || from >= limit || from-p.written >= preallocLead {
+	if s == nil || p.failed || from >= limit || from-p.written >= p.lead {
 		p.mu.Unlock()
 		return false
 	}
-	to := min(from+preallocChunk, limit)
+	to := min(from+p.lead, limit)
 	p.filled, p.claimed = from, to
 	p.mu.Unlock()
 
