@@ -1,0 +1,387 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/dmqio/dmq/internal/cluster/boltstore"
+)
+
+// FSM is the replicated state machine a group applies its log to: hashicorp/raft's FSM
+// (Apply, Snapshot, Restore). A value returned by Apply comes back from Group.Apply on the
+// leader; an error value is returned as Group.Apply's error. Implementations may also
+// implement raft.BatchingFSM.
+type FSM = raft.FSM
+
+// Group is one Raft group hosted on a node: a replica of the group's log and state machine.
+// Its methods are safe for concurrent use.
+type Group struct {
+	name  string
+	node  *Node
+	log   *slog.Logger
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *boltstore.Store
+	obs   *raft.Observer
+
+	obsCh chan raft.Observation // fed by raft (non-blocking: raft drops when full), drained by observeLoop
+	quit  chan struct{}         // closed by close: stops observeLoop
+	wg    sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu struct {
+		sync.Mutex
+		subs      []chan Leader
+		failingAt map[string]time.Time // follower id → last contact when heartbeats began failing
+	}
+}
+
+// Leader names a group's leader; zero while there is none.
+type Leader struct {
+	ID   string
+	Addr string
+}
+
+// Server is one member of a group's configuration.
+type Server struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+func openGroup(n *Node, name string, fsm FSM, peers []Peer) (g *Group, err error) {
+	cfg := n.cfg
+	dir, err := n.groupDir(name)
+	if err != nil {
+		return nil, err
+	}
+	glog := n.log.With("group", name)
+	hlog := newHCLog(glog, hclogLevel(cfg.RaftLogLevel))
+
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	store, err := boltstore.Open(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
+	}
+	cleanup = append(cleanup, func() { store.Close() })
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hlog.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: snapshot store in %s: %w", name, dir, err)
+	}
+	layer, err := n.mux.Layer(name)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: cfg.MaxPool,
+		Timeout: cfg.TransportTimeout,
+		Logger:  hlog.Named("transport"),
+	})
+	cleanup = append(cleanup, func() { trans.Close() })
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("cluster: group %s: raft config: %w", name, err)
+	}
+
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: read state in %s: %w", name, dir, err)
+	}
+	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: start raft: %w", name, err)
+	}
+	cleanup = append(cleanup, func() { r.Shutdown().Error() })
+
+	// Observe before bootstrapping, so that the first leader is not missed.
+	g = &Group{
+		name:  name,
+		node:  n,
+		log:   glog,
+		raft:  r,
+		trans: trans,
+		store: store,
+		obsCh: make(chan raft.Observation, 64),
+		quit:  make(chan struct{}),
+	}
+	g.mu.failingAt = make(map[string]time.Time)
+	g.obs = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.PeerObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(g.obs)
+	g.goFunc(g.observeLoop)
+	cleanup = append(cleanup, func() {
+		r.DeregisterObserver(g.obs)
+		close(g.quit)
+		g.wg.Wait()
+	})
+
+	if !hasState && !cfg.Join {
+		boot := raft.Configuration{}
+		if len(peers) == 0 {
+			boot.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
+		}
+		for _, p := range peers {
+			boot.Servers = append(boot.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+		}
+		// Every node bootstraps the same configuration; raft refuses a second bootstrap on
+		// a node that already has state, which the restart path above never attempts.
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("cluster: group %s: bootstrap: %w", name, err)
+		}
+		glog.Info("bootstrapped group", "voters", len(boot.Servers))
+	}
+
+	return g, nil
+}
+
+func hclogLevel(l slog.Level) hclog.Level {
+	switch {
+	case l < slog.LevelDebug:
+		return hclog.Trace
+	case l < slog.LevelInfo:
+		return hclog.Debug
+	case l < slog.LevelWarn:
+		return hclog.Info
+	case l < slog.LevelError:
+		return hclog.Warn
+	}
+	return hclog.Error
+}
+
+// goFunc runs f on a goroutine that close waits for.
+func (g *Group) goFunc(f func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+}
+
+// Name is the group id.
+func (g *Group) Name() string { return g.name }
+
+// close shuts the replica down: Raft, its transport (unregistering the group from the
+// node's listener), the observer loop and the store. Safe to call twice.
+func (g *Group) close() error {
+	g.closeOnce.Do(func() {
+		g.raft.DeregisterObserver(g.obs)
+		err := g.raft.Shutdown().Error()
+		if terr := g.trans.Close(); err == nil {
+			err = terr
+		}
+		close(g.quit)
+		g.wg.Wait()
+		if serr := g.store.Close(); err == nil {
+			err = serr
+		}
+		g.mu.Lock()
+		for _, s := range g.mu.subs {
+			close(s)
+		}
+		g.mu.subs = nil
+		g.mu.Unlock()
+		if err != nil {
+			err = fmt.Errorf("cluster: close group %s: %w", g.name, err)
+		}
+		g.closeErr = err
+	})
+	return g.closeErr
+}
+
+// Apply replicates cmd and returns, on the leader, once a quorum has stored it and the local
+// FSM has applied it: the FSM's response, or the FSM's error if it returned one.
+//
+// Errors: a *NotLeaderError (errors.Is ErrNotLeader) on a follower, naming the leader when
+// known; with MaybeApplied (errors.Is ErrOutcomeUnknown) when leadership was lost after the
+// command entered the log; the context's error, wrapped with ErrOutcomeUnknown, when ctx ends
+// first; ErrShutdown after close. A deadline on ctx also bounds the wait to enqueue.
+func (g *Group) Apply(ctx context.Context, cmd []byte) (any, error) {
+	f := g.raft.Apply(cmd, enqueueTimeout(ctx))
+	if err := g.wait(ctx, f); err != nil {
+		return nil, err
+	}
+	resp := f.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Barrier returns once every entry committed before it is applied to the local FSM: a
+// leader calls it before serving reads that must reflect all acknowledged writes.
+func (g *Group) Barrier(ctx context.Context) error {
+	return g.wait(ctx, g.raft.Barrier(enqueueTimeout(ctx)))
+}
+
+// VerifyLeader confirms with a quorum that this replica is still the leader.
+func (g *Group) VerifyLeader(ctx context.Context) error {
+	return g.wait(ctx, g.raft.VerifyLeader())
+}
+
+// Snapshot takes a snapshot now and compacts the log (keeping TrailingLogs entries).
+func (g *Group) Snapshot(ctx context.Context) error {
+	return g.wait(ctx, g.raft.Snapshot())
+}
+
+// IsLeader reports whether this replica believes it leads the group. Only Apply or
+// VerifyLeader prove it: a partitioned leader believes it until its lease runs out.
+func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
+
+// Leader returns the leader this replica knows of; zero while there is none.
+func (g *Group) Leader() Leader {
+	addr, id := g.raft.LeaderWithID()
+	return Leader{ID: string(id), Addr: string(addr)}
+}
+
+// LeaderChanges returns a channel that receives the group's leader each time this replica
+// learns of a change (zero Leader while there is none), starting with the current leader
+// when one is known. Slow readers see only the latest
+// value: the channel holds one and a newer one replaces it. It is closed when the group is.
+func (g *Group) LeaderChanges() <-chan Leader {
+	ch := make(chan Leader, 1)
+	if l := g.Leader(); l.ID != "" {
+		ch <- l
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.quit:
+		close(ch)
+	default:
+		g.mu.subs = append(g.mu.subs, ch)
+	}
+	return ch
+}
+
+// AddVoter adds (or promotes) a voting member; it must be called on the leader. The new
+// member catches up from a snapshot and the log.
+func (g *Group) AddVoter(ctx context.Context, id, addr string) error {
+	if err := validateID("node id", id); err != nil {
+		return fmt.Errorf("cluster: group %s: add voter: %w", g.name, err)
+	}
+	if err := validateAddr(addr); err != nil {
+		return fmt.Errorf("cluster: group %s: add voter %s: %w", g.name, id, err)
+	}
+	return g.wait(ctx, g.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
+}
+
+// RemoveServer removes a member; it must be called on the leader. A leader may remove
+// itself, after which the group elects another.
+func (g *Group) RemoveServer(ctx context.Context, id string) error {
+	return g.wait(ctx, g.raft.RemoveServer(raft.ServerID(id), 0, enqueueTimeout(ctx)))
+}
+
+// TransferLeadership hands leadership to the voter named to, or to the most up-to-date
+// voter when to is empty; it must be called on the leader and returns once the transfer
+// finished or failed.
+func (g *Group) TransferLeadership(ctx context.Context, to string) error {
+	if to == "" {
+		return g.wait(ctx, g.raft.LeadershipTransfer())
+	}
+	servers, err := g.Configuration(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == to {
+			if !s.Voter {
+				return fmt.Errorf("cluster: group %s: cannot transfer leadership to %s: not a voter", g.name, to)
+			}
+			return g.wait(ctx, g.raft.LeadershipTransferToServer(raft.ServerID(s.ID), raft.ServerAddress(s.Addr)))
+		}
+	}
+	return fmt.Errorf("cluster: group %s: cannot transfer leadership to %s: not a member", g.name, to)
+}
+
+// Configuration returns the group's latest configuration as this replica knows it.
+func (g *Group) Configuration(ctx context.Context) ([]Server, error) {
+	f := g.raft.GetConfiguration()
+	if err := g.wait(ctx, f); err != nil {
+		return nil, err
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// enqueueTimeout turns ctx's deadline into raft's enqueue timeout (0: wait).
+func enqueueTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if t := time.Until(d); t > 0 {
+			return t
+		}
+		return time.Nanosecond
+	}
+	return 0
+}
+
+// wait waits for f or ctx and maps raft's errors to this package's.
+func (g *Group) wait(ctx context.Context, f raft.Future) error {
+	if ctx.Done() == nil {
+		return g.mapErr(f.Error())
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // ends when raft resolves f, at the latest on shutdown
+	select {
+	case err := <-done:
+		return g.mapErr(err)
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: group %s: %w: %w", g.name, ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+func (g *Group) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	notLeader := func(maybe bool) error {
+		l := g.Leader()
+		return &NotLeaderError{Group: g.name, Node: g.node.cfg.NodeID, LeaderID: l.ID, LeaderAddr: l.Addr, MaybeApplied: maybe, Err: err}
+	}
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		return notLeader(false)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return notLeader(true)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("cluster: group %s: %w", g.name, ErrShutdown)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("cluster: group %s: %w: %w", g.name, context.DeadlineExceeded, err)
+	}
+	return fmt.Errorf("cluster: group %s: %w", g.name, err)
+}

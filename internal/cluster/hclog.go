@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// slogHCLog lets hashicorp/raft, which logs through hclog, write to the node's slog.Logger.
+// Raft's own debug and trace lines are dropped below Config.RaftLogLevel.
+type slogHCLog struct {
+	l     *slog.Logger
+	name  string
+	level hclog.Level
+	args  []any
+}
+
+func newHCLog(l *slog.Logger, level hclog.Level) hclog.Logger {
+	return &slogHCLog{l: l, level: level}
+}
+
+func (h *slogHCLog) slogLevel(level hclog.Level) slog.Level {
+	switch level {
+	case hclog.Trace:
+		return slog.LevelDebug - 4
+	case hclog.Debug:
+		return slog.LevelDebug
+	case hclog.Info, hclog.NoLevel, hclog.DefaultLevel:
+		return slog.LevelInfo
+	case hclog.Warn:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
+func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Off || (level != hclog.NoLevel && level < h.level) {
+		return
+	}
+	all := make([]any, 0, len(h.args)+len(args)+2)
+	if h.name != "" {
+		all = append(all, "component", h.name)
+	}
+	all = append(append(all, h.args...), args...)
+	h.l.Log(context.Background(), h.slogLevel(level), msg, all...)
+}
+
+func (h *slogHCLog) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
+func (h *slogHCLog) Debug(msg string, args ...any) { h.Log(hclog.Debug, msg, args...) }
+func (h *slogHCLog) Info(msg string, args ...any)  { h.Log(hclog.Info, msg, args...) }
+func (h *slogHCLog) Warn(msg string, args ...any)  { h.Log(hclog.Warn, msg, args...) }
+func (h *slogHCLog) Error(msg string, args ...any) { h.Log(hclog.Error, msg, args...) }
+func (h *slogHCLog) IsTrace() bool                 { return h.level <= hclog.Trace }
+func (h *slogHCLog) IsDebug() bool                 { return h.level <= hclog.Debug }
+func (h *slogHCLog) IsInfo() bool                  { return h.level <= hclog.Info }
+func (h *slogHCLog) IsWarn() bool                  { return h.level <= hclog.Warn }
+func (h *slogHCLog) IsError() bool                 { return h.level <= hclog.Error }
+func (h *slogHCLog) ImpliedArgs() []any            { return h.args }
+func (h *slogHCLog) Name() string                  { return h.name }
+func (h *slogHCLog) SetLevel(level hclog.Level)    { h.level = level }
+func (h *slogHCLog) GetLevel() hclog.Level         { return h.level }
+
+func (h *slogHCLog) With(args ...any) hclog.Logger {
+	c := *h
+	c.args = append(append([]any(nil), h.args...), args...)
+	return &c
+}
+
+func (h *slogHCLog) Named(name string) hclog.Logger {
+	c := *h
+	if c.name != "" {
+		name = c.name + "." + name
+	}
+	c.name = name
+	return &c
+}
+
+func (h *slogHCLog) ResetNamed(name string) hclog.Logger {
+	c := *h
+	c.name = name
+	return &c
+}
+
+func (h *slogHCLog) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
+	return slog.NewLogLogger(h.l.Handler(), slog.LevelInfo)
+}
+
+func (h *slogHCLog) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
+	return h.StandardLogger(opts).Writer()
+}

@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// identityFile, under <data dir>/raft/, records the cluster id and node id the data belongs
+// to, so that a data directory is never joined to another cluster or reused under another
+// node id (which would let one node vote twice, or replay another cluster's log).
+const identityFile = "identity"
+
+// ErrIdentityMismatch is matched (errors.Is) when the data directory belongs to another
+// cluster id or node id than the configuration.
+var ErrIdentityMismatch = errors.New("data directory belongs to another cluster or node")
+
+// checkIdentity creates <raftDir>/identity on first start and otherwise compares it with the
+// configured ids. A mismatch changes nothing on disk.
+func checkIdentity(raftDir, clusterID, nodeID string) error {
+	path := filepath.Join(raftDir, identityFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return writeIdentity(raftDir, path, clusterID, nodeID)
+	case err != nil:
+		return fmt.Errorf("cluster: read %s: %w", path, err)
+	}
+	gotCluster, gotNode, err := parseIdentity(string(b))
+	if err != nil {
+		return fmt.Errorf("cluster: %s: %w", path, err)
+	}
+	if gotCluster != clusterID {
+		return fmt.Errorf("cluster: %w: %s was created for cluster id %q, not %q; use the cluster id it was created with or another data dir",
+			ErrIdentityMismatch, raftDir, gotCluster, clusterID)
+	}
+	if gotNode != nodeID {
+		return fmt.Errorf("cluster: %w: %s holds node %q's data, not node %q's; use node id %q or another data dir",
+			ErrIdentityMismatch, raftDir, gotNode, nodeID, gotNode)
+	}
+	return nil
+}
+
+func parseIdentity(s string) (clusterID, nodeID string, err error) {
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		switch {
+		case !ok:
+		case k == "cluster_id":
+			clusterID = v
+		case k == "node_id":
+			nodeID = v
+		}
+	}
+	if clusterID == "" || nodeID == "" {
+		return "", "", errors.New("damaged identity file: want cluster_id= and node_id= lines")
+	}
+	return clusterID, nodeID, nil
+}
+
+// writeIdentity writes the file atomically (temp file, fsync, rename, fsync of the dir).
+func writeIdentity(dir, path, clusterID, nodeID string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cluster: create %s: %w", dir, err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("cluster: create %s: %w", tmp, err)
+	}
+	_, err = fmt.Fprintf(f, "cluster_id=%s\nnode_id=%s\n", clusterID, nodeID)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("cluster: fsync %s: %w", dir, err)
+		}
+	}
+	return nil
+}

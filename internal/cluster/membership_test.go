@@ -1,0 +1,129 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+func voters(t *testing.T, g *Group) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	servers, err := g.Configuration(ctx)
+	if err != nil {
+		t.Fatalf("Configuration of %s: %v", g.Name(), err)
+	}
+	var ids []string
+	for _, s := range servers {
+		if s.Voter {
+			ids = append(ids, s.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestAddAndRemoveVoter adds a fourth node as a voter of every group, checks it receives the
+// state and counts in the configuration, then removes one of the original nodes.
+func TestAddAndRemoveVoter(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	want := map[string][]string{}
+	for _, group := range testGroups {
+		want[group] = entries(group, 0, 10)
+		for _, e := range want[group] {
+			c.apply(group, e)
+		}
+	}
+	n4 := c.addNode("n4")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, group := range testGroups {
+		leader := c.waitLeader(group, "n1", "n2", "n3")
+		if err := leader.node.Group(group).AddVoter(ctx, n4.id, n4.addr); err != nil {
+			t.Fatalf("%s: AddVoter(n4) on %s: %v", group, leader.id, err)
+		}
+		if got := voters(t, leader.node.Group(group)); !slices.Equal(got, []string{"n1", "n2", "n3", "n4"}) {
+			t.Fatalf("%s: voters after AddVoter = %v", group, got)
+		}
+		c.waitConverged(group, want[group])
+	}
+
+	// Remove n2 (or, if it leads, the leader removes itself and the others elect).
+	for _, group := range testGroups {
+		leader := c.waitLeader(group)
+		if err := leader.node.Group(group).RemoveServer(ctx, "n2"); err != nil {
+			t.Fatalf("%s: RemoveServer(n2) on %s: %v", group, leader.id, err)
+		}
+		leader = c.waitLeader(group, "n1", "n3", "n4")
+		if got := voters(t, leader.node.Group(group)); !slices.Equal(got, []string{"n1", "n3", "n4"}) {
+			t.Fatalf("%s: voters after RemoveServer(n2) = %v", group, got)
+		}
+		more := fmt.Sprintf("%s-without-n2", group)
+		c.apply(group, more)
+		want[group] = append(want[group], more)
+		c.waitConverged(group, want[group], "n1", "n3", "n4")
+		// The removed replica gets nothing more. (It is not told it was removed when the
+		// leader stops replicating to it first; pre-vote keeps it from disturbing the rest.)
+		if st := c.node("n2").node.Group(group).Stats(); st.State == "Leader" {
+			t.Fatalf("%s: removed n2 is %s", group, st.State)
+		}
+		if got, _ := c.node("n2").fsms[group].state(); slices.Contains(got, more) {
+			t.Fatalf("%s: removed n2 applied %q", group, more)
+		}
+	}
+}
+
+// TestTransferLeadership moves leadership to a named voter, then to any other.
+func TestTransferLeadership(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	const group = "meta"
+	leader := c.waitLeader(group)
+	target := "n1"
+	if leader.id == target {
+		target = "n2"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changes := c.node(target).node.Group(group).LeaderChanges()
+	if err := leader.node.Group(group).TransferLeadership(ctx, target); err != nil {
+		t.Fatalf("TransferLeadership(%s) on %s: %v", target, leader.id, err)
+	}
+	if got := c.waitLeader(group); got.id != target {
+		t.Fatalf("after TransferLeadership(%s) the leader is %s", target, got.id)
+	}
+	waitFor(t, 5*time.Second, "LeaderChanges on "+target+" to report it", func() error {
+		select {
+		case l := <-changes:
+			if l.ID == target {
+				return nil
+			}
+			return fmt.Errorf("got %+v", l)
+		default:
+			return errors.New("nothing yet")
+		}
+	})
+	c.apply(group, "after-transfer")
+
+	if err := c.node(target).node.Group(group).TransferLeadership(ctx, ""); err != nil {
+		t.Fatalf("TransferLeadership(any) on %s: %v", target, err)
+	}
+	if got := c.waitLeader(group); got.id == target {
+		t.Fatalf("after TransferLeadership(any) %s still leads", target)
+	}
+	if err := c.waitLeader(group).node.Group(group).TransferLeadership(ctx, "n9"); err == nil {
+		t.Fatalf("TransferLeadership to a non-member succeeded")
+	}
+	var follower *testNode
+	for _, tn := range c.live() {
+		if !tn.node.Group(group).IsLeader() {
+			follower = tn
+		}
+	}
+	if err := follower.node.Group(group).TransferLeadership(ctx, ""); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("TransferLeadership on follower %s = %v, want ErrNotLeader", follower.id, err)
+	}
+}

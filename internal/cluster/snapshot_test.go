@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// snapshotTuning makes groups snapshot and compact after a few dozen entries.
+func snapshotTuning(cfg *Config) {
+	cfg.SnapshotThreshold = 32
+	cfg.TrailingLogs = 8
+	cfg.SnapshotInterval = 50 * time.Millisecond
+}
+
+// TestSnapshotCatchUp keeps a node away while the others commit past the snapshot threshold
+// and compact their logs: the node catches up by installing a snapshot (its FSM's Restore
+// runs) and ends with the same state. Snapshots are kept two at a time.
+func TestSnapshotCatchUp(t *testing.T) {
+	c := newTestCluster(t, 3, snapshotTuning)
+	const group = "s1"
+	leader := c.waitLeader(group)
+	var away *testNode
+	for _, tn := range c.live() {
+		if tn != leader {
+			away = tn
+			break
+		}
+	}
+	want := entries("early", 0, 5)
+	for _, e := range want {
+		c.apply(group, e)
+	}
+	c.waitConverged(group, want)
+
+	c.faults.Partition(away.id)
+	var rest []string
+	for _, id := range c.ids() {
+		if id != away.id {
+			rest = append(rest, id)
+		}
+	}
+	for round := range 3 {
+		batch := entries("round"+string(rune('a'+round)), 0, 40)
+		for _, e := range batch {
+			c.apply(group, e)
+		}
+		want = append(want, batch...)
+		// Force a snapshot too, so that the test does not depend on the interval timer.
+		l := c.waitLeader(group, rest...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := l.node.Group(group).Snapshot(ctx); err != nil {
+			t.Fatalf("Snapshot on leader %s: %v", l.id, err)
+		}
+		cancel()
+	}
+	c.waitConverged(group, want, rest...)
+	l := c.waitLeader(group, rest...)
+	st := l.node.Group(group).Stats()
+	if st.LastSnapshotIndex < uint64(len(want))/2 {
+		t.Fatalf("leader %s: last snapshot index %d after %d entries; want a recent snapshot", l.id, st.LastSnapshotIndex, len(want))
+	}
+	snaps, err := os.ReadDir(filepath.Join(l.dir, "raft", group, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != DefaultSnapshotRetain {
+		t.Fatalf("leader %s keeps %d snapshots, want %d", l.id, len(snaps), DefaultSnapshotRetain)
+	}
+	if n := away.fsms[group].restores.Load(); n != 0 {
+		t.Fatalf("node %s restored %d snapshots while cut off", away.id, n)
+	}
+
+	c.faults.Heal()
+	c.waitConverged(group, want)
+	if n := away.fsms[group].restores.Load(); n == 0 {
+		t.Fatalf("node %s caught up without Restore: the leader's log was not compacted past it", away.id)
+	}
+	t.Logf("node %s caught up from a snapshot (%d restores)", away.id, away.fsms[group].restores.Load())
+}
