@@ -35,7 +35,7 @@ type ackLog struct {
 	unknown []string
 }
 
-// TestRandomPartitions runs a random schedule of faults (isolated nodes, one-way and two-way
+// TestRandomPartitions runs a random schedule of faults (isolated nodes, often a leader, one-way and two-way
 // cuts, slow links, heals) while one writer per group applies unique entries through
 // whichever node leads. After healing, every replica of a group holds the same list, every
 // acknowledged entry is in it exactly once, nothing appears twice, each writer's entries are
@@ -79,7 +79,18 @@ func TestRandomPartitions(t *testing.T) {
 	ids := c.ids()
 	for step := range steps {
 		var what string
-		switch rng.IntN(6) {
+		switch rng.IntN(7) {
+		case 6:
+			// Faults that hit a leader are the interesting ones: aim at one often.
+			group := groups[rng.IntN(len(groups))]
+			n := ids[rng.IntN(len(ids))]
+			for _, tn := range c.live() {
+				if tn.node.Group(group).IsLeader() {
+					n = tn.id
+				}
+			}
+			c.faults.Partition(n)
+			what = "isolate " + n + " (leads " + group + ")"
 		case 0:
 			n := ids[rng.IntN(len(ids))]
 			c.faults.Partition(n)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,6 +59,14 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 	c.waitConverged(group, want, rest...)
 	l := c.waitLeader(group, rest...)
+	waitFor(t, 10*time.Second, "leader "+l.id+" to report "+away.id+" unhealthy", func() error {
+		for _, f := range l.node.Group(group).Stats().Followers {
+			if f.ID == away.id && !f.Healthy {
+				return nil
+			}
+		}
+		return fmt.Errorf("followers %+v", l.node.Group(group).Stats().Followers)
+	})
 	st := l.node.Group(group).Stats()
 	if st.LastSnapshotIndex < uint64(len(want))/2 {
 		t.Fatalf("leader %s: last snapshot index %d after %d entries; want a recent snapshot", l.id, st.LastSnapshotIndex, len(want))
