@@ -111,6 +111,10 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20),
 			grpc.ForceCodecV2(bufpool.Codec{Pool: sharedBufferPool})),
 		experimental.WithBufferPool(sharedBufferPool), // buffers gRPC does not zero: see package bufpool
+		// Flow-control windows and socket buffers sized for pipelined
+		// publishing and prefetching consumers (about 1 MB in flight).
+		grpc.WithInitialWindowSize(8 << 20), grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithReadBufferSize(256 << 10), grpc.WithWriteBufferSize(256 << 10),
 	}
 	if o.token != "" {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
