@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -59,17 +60,18 @@ func TestLeaderFailoverAndRestart(t *testing.T) {
 	}
 	// The restarted node is a working replica again: it can lead.
 	g := c.node(old.id).node.Group("meta")
-	leader := c.waitLeader("meta")
-	if leader.id != old.id {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	waitFor(t, 15*time.Second, "restarted node to lead meta", func() error {
+		if g.IsLeader() {
+			return nil
+		}
+		leader := c.waitLeader("meta")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := leader.node.Group("meta").TransferLeadership(ctx, old.id); err != nil {
-			t.Fatalf("transfer meta leadership back to restarted %s: %v", old.id, err)
+			return fmt.Errorf("transfer from %s: %w", leader.id, err)
 		}
-	}
-	waitFor(t, 10*time.Second, "restarted node to lead meta", func() error {
 		if !g.IsLeader() {
-			return errors.New("not leader yet")
+			return errors.New("transfer done, not leader yet")
 		}
 		return nil
 	})

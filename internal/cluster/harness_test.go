@@ -313,24 +313,30 @@ func (c *testCluster) waitLeader(group string, among ...string) *testNode {
 	return leader
 }
 
-// apply applies data to group through whichever node leads it, waiting for a leader.
+// apply applies data to group through whichever node leads it, waiting for a leader. When
+// the outcome is unknown (leadership lost under load), it asks the next leader, after a
+// Barrier, whether the entry is in, and sends it again only if not: so it is applied once.
 func (c *testCluster) apply(group string, data string) {
 	c.t.Helper()
-	waitFor(c.t, 10*time.Second, "apply "+data+" to "+group, func() error {
-		var last error = errors.New("no live node")
+	waitFor(c.t, 15*time.Second, "apply "+data+" to "+group, func() error {
+		var last error = errors.New("no leader")
 		for _, tn := range c.live() {
 			g := tn.node.Group(group)
 			if g == nil || !g.IsLeader() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := g.Barrier(ctx); err != nil {
+				last = err
+				continue
+			}
+			if got, _ := tn.fsms[group].state(); slices.Contains(got, data) {
+				return nil // an earlier try with an unknown outcome got in
+			}
 			_, err := g.Apply(ctx, []byte(data))
-			cancel()
 			if err == nil {
 				return nil
-			}
-			if errors.Is(err, ErrOutcomeUnknown) {
-				c.t.Fatalf("apply %s on %s: outcome unknown (%v); the test cannot retry it safely", data, tn.id, err)
 			}
 			last = err
 		}

@@ -48,8 +48,15 @@ func New(cfg Config) (*Node, error) {
 // ID is the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Addr is the cluster address peers dial; valid after Start.
-func (n *Node) Addr() string { return n.mux.Addr() }
+// Addr is the cluster address peers dial; empty before Start.
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mux == nil {
+		return ""
+	}
+	return n.mux.Addr()
+}
 
 // Start checks the data directory's identity (creating it on first start), opens the
 // cluster listener and starts accepting connections. A refused identity changes nothing and
