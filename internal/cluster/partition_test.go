@@ -42,7 +42,11 @@ func TestPartitionedLeaderCannotCommit(t *testing.T) {
 	t.Logf("minority Apply: %v", err)
 
 	leader := c.waitLeader(group, majority...)
-	t.Logf("majority elected %s %v after the cut", leader.id, time.Since(cut).Round(time.Millisecond))
+	took := time.Since(cut)
+	t.Logf("failover: majority elected %s %v after the leader was cut off", leader.id, took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("a silent leader was replaced after %v, want under 5s", took)
+	}
 	after := entries("majority", 0, 10)
 	for _, e := range after {
 		c.apply(group, e)

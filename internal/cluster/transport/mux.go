@@ -49,8 +49,9 @@ type Mux struct {
 
 	mu struct {
 		sync.Mutex
-		layers map[string]*Layer
-		closed bool
+		layers  map[string]*Layer
+		pending map[net.Conn]struct{} // connections in their handshake, closed by Close
+		closed  bool
 	}
 }
 
@@ -85,6 +86,7 @@ func New(cfg Config) (*Mux, error) {
 		quit: make(chan struct{}),
 	}
 	m.mu.layers = make(map[string]*Layer)
+	m.mu.pending = make(map[net.Conn]struct{})
 	if cfg.Faults != nil {
 		cfg.Faults.register(cfg.NodeID)
 	}
@@ -126,12 +128,35 @@ func (m *Mux) acceptLoop() {
 			m.log.Error("cluster listener accept failed; no more connections are accepted", "addr", m.Addr(), "err", err)
 			return
 		}
+		if !m.track(c) {
+			c.Close()
+			return
+		}
 		m.goFunc(func() { m.serve(c) })
 	}
 }
 
+// track registers a connection in its handshake, so that Close does not wait out its
+// handshake timeout; false once closed.
+func (m *Mux) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return false
+	}
+	m.mu.pending[c] = struct{}{}
+	return true
+}
+
+func (m *Mux) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.mu.pending, c)
+	m.mu.Unlock()
+}
+
 // serve runs the acceptor side of the handshake and hands the connection to its layer.
 func (m *Mux) serve(c net.Conn) {
+	defer m.untrack(c)
 	refuse := func(st Status, msg string, args ...any) {
 		m.log.Warn("refused cluster connection: "+msg, append(args, "remote", c.RemoteAddr().String(), "status", st.String())...)
 		c.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
@@ -217,6 +242,9 @@ func (m *Mux) Close() error {
 	layers := make([]*Layer, 0, len(m.mu.layers))
 	for _, l := range m.mu.layers {
 		layers = append(layers, l)
+	}
+	for c := range m.mu.pending {
+		c.Close()
 	}
 	m.mu.Unlock()
 	close(m.quit)

@@ -206,3 +206,45 @@ func TestHandshakeRoundTrip(t *testing.T) {
 		t.Fatalf("marshal accepted a 256-byte cluster id")
 	}
 }
+
+// TestCloseDoesNotWaitForSilentDialers: a connection that never sends its hello does not
+// hold Close for the handshake timeout.
+func TestCloseDoesNotWaitForSilentDialers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Config{ClusterID: "c", NodeID: "n1", Listener: ln, HandshakeTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Run()
+	c, err := net.Dial("tcp", m.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitPending(t, m)
+	start := time.Now()
+	m.Close()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Close took %v with a silent dialer", took)
+	}
+}
+
+func waitPending(t *testing.T, m *Mux) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.mu.Lock()
+		n := len(m.mu.pending)
+		m.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the silent connection was never accepted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
