@@ -43,7 +43,8 @@ type Config struct {
 	// closes it on shutdown.
 	Listener net.Listener
 	// AdvertiseAddr is the address peers dial to reach this node. Empty means this node's
-	// address in Peers, else the listener's address.
+	// address in Peers, else the listener's address (set it when listening on a wildcard
+	// address such as 0.0.0.0:7431 without Peers, e.g. before nodes join).
 	AdvertiseAddr string
 
 	// Peers is the initial configuration of every group, this node included. All nodes

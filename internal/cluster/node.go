@@ -113,7 +113,8 @@ type GroupConfig struct {
 // OpenGroup opens (creating on first use) the group's storage under
 // <DataDir>/raft/<name>/, starts its Raft instance on the node's shared listener and, on a
 // node that is not joining and has no state for the group yet, bootstraps its initial
-// configuration.
+// configuration. It holds the node's lock while raft restores the group's latest snapshot,
+// so open groups before serving traffic.
 func (n *Node) OpenGroup(gc GroupConfig) (*Group, error) {
 	if err := validateID("group name", gc.Name); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -1,0 +1,31 @@
+package cluster
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// TestHCLogAdapter: raft's hclog lines reach slog with their fields, the logger's name and
+// With arguments, and lines below the configured level are dropped.
+func TestHCLogAdapter(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug - 4})), hclogLevel(slog.LevelInfo))
+	l.Debug("hidden", "k", 1)
+	l.Named("raft").Named("transport").With("peer", "n2").Warn("failed to heartbeat", "err", "boom")
+	out := buf.String()
+	if strings.Contains(out, "hidden") {
+		t.Fatalf("a debug line passed an info-level logger: %s", out)
+	}
+	for _, want := range []string{"level=WARN", `msg="failed to heartbeat"`, "component=raft.transport", "peer=n2", "err=boom"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log line %q lacks %q", out, want)
+		}
+	}
+	if !l.IsInfo() || l.IsDebug() || l.GetLevel() != hclog.Info {
+		t.Fatalf("level reporting: IsInfo %v IsDebug %v GetLevel %v", l.IsInfo(), l.IsDebug(), l.GetLevel())
+	}
+}
