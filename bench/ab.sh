@@ -51,14 +51,6 @@ build() {
 build "$a" "$out/dmq-a"
 build "$b" "$out/dmq-b"
 
-server_pid=
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=
-	fi
-}
 trap stop_server EXIT
 
 # run SIDE: one run of the workload against a fresh server of that side's build.

@@ -129,14 +129,6 @@ fi
 log "dmq: building"
 (cd "$repo" && go build -o "$out/dmq" ./cmd/dmq)
 . "$repo/bench/lib.sh"
-server_pid=
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=
-	fi
-}
 trap stop_server EXIT
 data=/tmp/dmq-compare-data
 rm -rf "$data"

@@ -12,3 +12,14 @@ wait_ready() {
 	echo "dmq server on HTTP port $1 is not ready after 10 s" >&2
 	return 1
 }
+
+# stop_server stops the dmq server whose PID the script put in server_pid, if any, and waits
+# for it; scripts call it between runs and set `trap stop_server EXIT`.
+server_pid=
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+		server_pid=
+	fi
+}

@@ -41,14 +41,6 @@ go build -o "$out/dmq" ./cmd/dmq
 dmq=$out/dmq
 
 . bench/lib.sh # the script runs from the repository root
-server_pid=
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=
-	fi
-}
 trap stop_server EXIT
 
 data=$out/data

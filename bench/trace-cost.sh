@@ -34,14 +34,6 @@ dmq=$out/dmq
 
 . bench/lib.sh # the script runs from the repository root
 
-server_pid=
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=
-	fi
-}
 trap stop_server EXIT
 
 # run MODE WORKLOAD N: one bench run against a fresh server; appends its JSON to $out/MODE-WORKLOAD.
