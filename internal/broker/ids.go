@@ -8,8 +8,26 @@ import "strconv"
 // FormatOffset is the message id of a log offset.
 func FormatOffset(off uint64) string { return strconv.FormatUint(off, 10) }
 
-// AppendOffset appends the message id of a log offset to dst.
-func AppendOffset(dst []byte, off uint64) []byte { return strconv.AppendUint(dst, off, 10) }
+// FormatOffsets returns the message ids of n offsets, cut from one string
+// (two allocations for a batch instead of one per id). offset(i) gives the
+// i-th offset, or false for an entry without one, whose id stays "".
+func FormatOffsets(n int, offset func(i int) (uint64, bool)) []string {
+	var digits []byte
+	ends := make([]int, n)
+	for i := range n {
+		if off, ok := offset(i); ok {
+			digits = strconv.AppendUint(digits, off, 10)
+		}
+		ends[i] = len(digits)
+	}
+	all := string(digits)
+	ids := make([]string, n)
+	start := 0
+	for i, end := range ends {
+		ids[i], start = all[start:end], end
+	}
+	return ids
+}
 
 // ParseOffset turns a message id back into its log offset. Only the form
 // FormatOffset gives is accepted (no leading zeros), so one message has

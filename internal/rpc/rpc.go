@@ -224,26 +224,15 @@ func toMessages(in []*dmqv1.OutgoingMessage) ([]*message.Message, error) {
 }
 
 func publishResults(in []broker.PublishResult) []*dmqv1.PublishResult {
-	// A batch's results and ids take three allocations, not two per message:
-	// the ids are cut from one string, the results from one slice.
-	var digits []byte
-	ends := make([]int, len(in))
-	for i, r := range in {
-		if r.DelayID == "" {
-			digits = broker.AppendOffset(digits, r.Offset)
-		}
-		ends[i] = len(digits)
-	}
-	all := string(digits)
+	// A batch's results take a few allocations, not two per message.
+	ids := broker.FormatOffsets(len(in), func(i int) (uint64, bool) { return in[i].Offset, in[i].DelayID == "" })
 	slab := make([]dmqv1.PublishResult, len(in))
 	rs := make([]*dmqv1.PublishResult, len(in))
-	start := 0
 	for i, r := range in {
 		id := r.DelayID
 		if id == "" {
-			id = all[start:ends[i]]
+			id = ids[i]
 		}
-		start = ends[i]
 		slab[i].Id, slab[i].Duplicate = id, r.Duplicate
 		rs[i] = &slab[i]
 	}
@@ -437,26 +426,18 @@ func (s *Service) Nack(_ context.Context, req *dmqv1.NackRequest) (*dmqv1.NackRe
 // deliveryProtos decodes a batch of stored records into wire messages,
 // with a few allocations per batch instead of two per message.
 func deliveryProtos(topic string, ds []broker.Delivery) ([]*dmqv1.Message, error) {
-	var digits []byte
-	ends := make([]int, len(ds))
-	for i, d := range ds {
-		digits = broker.AppendOffset(digits, d.Offset)
-		ends[i] = len(digits)
-	}
-	ids := string(digits)
+	ids := broker.FormatOffsets(len(ds), func(i int) (uint64, bool) { return ds[i].Offset, true })
 	slab := make([]dmqv1.Message, len(ds))
 	out := make([]*dmqv1.Message, len(ds))
-	start := 0
 	for i, d := range ds {
 		m, err := message.Decode(d.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("message %d of topic %q: %w", d.Offset, topic, err)
 		}
 		w := &slab[i]
-		w.Id, w.Topic, w.Key, w.Headers, w.Body = ids[start:ends[i]], topic, m.Key, m.Headers, m.Body
+		w.Id, w.Topic, w.Key, w.Headers, w.Body = ids[i], topic, m.Key, m.Headers, m.Body
 		w.PublishedAtMs, w.Attempt, w.ClientMessageId, w.LastFailure = m.PublishedAtMs, d.Attempt, m.ClientMessageID, d.LastFailure
 		out[i] = w
-		start = ends[i]
 	}
 	return out, nil
 }
