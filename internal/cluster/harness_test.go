@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +93,10 @@ type testCluster struct {
 	peers  []Peer
 	tune   func(*Config)
 	log    *slog.Logger
+	// base holds every node's data dir. It is created before the cleanup that stops the
+	// nodes is registered, so it is removed after they stopped: a node still writing a
+	// snapshot would otherwise make the directory's removal fail.
+	base string
 
 	mu    sync.Mutex
 	nodes map[string]*testNode
@@ -109,7 +114,7 @@ type testNode struct {
 // every node's Config.
 func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, id: "test-cluster", faults: transport.NewFaults(), tune: tune, nodes: make(map[string]*testNode)}
+	c := &testCluster{t: t, id: "test-cluster", faults: transport.NewFaults(), tune: tune, nodes: make(map[string]*testNode), base: t.TempDir()}
 	c.log = testLogger(t, nil)
 	lns := make([]net.Listener, n)
 	for i := range n {
@@ -122,7 +127,7 @@ func newTestCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 	}
 	t.Cleanup(c.shutdownAll)
 	for i, p := range c.peers {
-		tn := &testNode{id: p.ID, addr: p.Addr, dir: t.TempDir()}
+		tn := &testNode{id: p.ID, addr: p.Addr, dir: c.nodeDir(p.ID)}
 		c.nodes[p.ID] = tn
 		if err := c.startNode(tn, lns[i], c.peers, false); err != nil {
 			t.Fatalf("start %s: %v", p.ID, err)
@@ -188,6 +193,15 @@ func (c *testCluster) relisten(addr string) net.Listener {
 	return ln
 }
 
+// nodeDir creates the data dir of node id under c.base.
+func (c *testCluster) nodeDir(id string) string {
+	dir := filepath.Join(c.base, id)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		c.t.Fatalf("data dir of %s: %v", id, err)
+	}
+	return dir
+}
+
 // addNode starts a node that joins (does not bootstrap).
 func (c *testCluster) addNode(id string) *testNode {
 	c.t.Helper()
@@ -195,7 +209,7 @@ func (c *testCluster) addNode(id string) *testNode {
 	if err != nil {
 		c.t.Fatalf("listen: %v", err)
 	}
-	tn := &testNode{id: id, addr: ln.Addr().String(), dir: c.t.TempDir()}
+	tn := &testNode{id: id, addr: ln.Addr().String(), dir: c.nodeDir(id)}
 	c.mu.Lock()
 	c.nodes[id] = tn
 	c.mu.Unlock()
