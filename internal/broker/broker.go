@@ -48,6 +48,10 @@ type Config struct {
 	// crashable vfs.MemFS).
 	LogFS  seglog.FS
 	MetaFS vfs.FS
+	// Storage, when set, keeps the logs and the metadata instead of DataDir
+	// (a cluster node's replicated store, package replica); LogFS, MetaFS
+	// and the data directory lock are then its business.
+	Storage Storage
 	// NoSync skips fsync before acking a publish: faster, but a power loss
 	// (not a process crash) can lose acked messages.
 	NoSync bool
@@ -176,8 +180,8 @@ func (c *Config) Validate() error {
 type Broker struct {
 	cfg    Config
 	logger *slog.Logger
-	meta   *meta.Store
-	lock   *dirLock
+	store  Storage
+	meta   *meta.Store // store.Meta()
 	delays *delay.Scheduler
 	// clients is the registry of SDK clients (heartbeats).
 	clients clientRegistry
@@ -203,40 +207,29 @@ func Open(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := seglog.MkdirAllDurable(cfg.LogFS, filepath.Join(cfg.DataDir, "topics")); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	var lock *dirLock
-	if cfg.LogFS == seglog.OSFS {
-		var err error
-		if lock, err = lockDir(cfg.DataDir); err != nil {
+	store := cfg.Storage
+	if store == nil {
+		local, err := openLocalStorage(cfg)
+		if err != nil {
 			return nil, err
 		}
+		store = local
 	}
-	if err := checkMetaPresent(cfg); err != nil {
-		lock.release()
-		return nil, err
-	}
-	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger, cfg.MetaFS)
-	if err != nil {
-		lock.release()
-		return nil, err
-	}
-	b := &Broker{cfg: cfg, logger: cfg.Logger, meta: ms, lock: lock, quit: make(chan struct{})}
+	ms := store.Meta()
+	b := &Broker{cfg: cfg, logger: cfg.Logger, store: store, meta: ms, quit: make(chan struct{})}
 	b.delays = delay.New(b.fireDelayed)
 	b.stats = stats.New(cfg.ServerName)
 	if !cfg.NoTrace {
 		b.trace = trace.New(ms, trace.Config{Logger: cfg.Logger})
 	}
 	b.mu.topics = make(map[string]*topic)
-	err = b.load()
+	err := b.load()
 	if err == nil {
 		err = b.loadClients()
 	}
 	if err != nil {
 		b.closeTopics()
-		ms.Close()
-		lock.release()
+		store.Close()
 		return nil, err
 	}
 	b.goFunc(b.retentionLoop)
@@ -305,10 +298,7 @@ func (b *Broker) load() error {
 }
 
 func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
-	dir := b.topicDir(ti.Name)
-	l, err := seglog.Open(seglog.Options{
-		FS:           b.cfg.LogFS,
-		Dir:          dir,
+	l, err := b.store.OpenLog(ti.Name, seglog.Options{
 		SegmentBytes: b.cfg.SegmentBytes,
 		NoSync:       b.cfg.NoSync,
 		// A record holds the body plus key, headers and framing.
@@ -330,13 +320,11 @@ func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
 	t := &topic{b: b, name: ti.Name, info: ti, log: l, groups: make(map[string]*group),
 		dedupe: newDedupeWindow(window, b.cfg.DedupeMaxIDs)}
 	if err := t.rebuildDedupe(time.Now()); err != nil {
-		l.Close()
+		b.store.CloseLog(ti.Name, l)
 		return nil, fmt.Errorf("rebuild duplicate window of topic %q: %w", ti.Name, err)
 	}
 	return t, nil
 }
-
-func (b *Broker) topicDir(name string) string { return filepath.Join(b.cfg.DataDir, "topics", name) }
 
 // goFunc runs f in a goroutine tracked by b.wg.
 func (b *Broker) goFunc(f func()) {
@@ -364,9 +352,7 @@ func (b *Broker) Close() error {
 	if b.trace != nil {
 		b.trace.Stop()
 	}
-	err := b.meta.Close()
-	b.lock.release()
-	return err
+	return b.store.Close()
 }
 
 func (b *Broker) closeTopics() {
@@ -450,7 +436,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	}
 	// A directory left by a deleted topic or an interrupted creation holds
 	// nothing acked, so it is cleared.
-	if err := b.cfg.LogFS.RemoveAll(b.topicDir(ti.Name)); err != nil {
+	if err := b.store.RemoveLog(ti.Name, nil); err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "clear directory of topic %q", ti.Name)
 	}
 	if ti.DedupeWindowMs < 0 || ti.DedupeWindowMs > (7*24*time.Hour).Milliseconds() {
@@ -467,7 +453,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	}
 	if err := b.meta.PutTopic(ti); err != nil {
 		t.close(ErrClosed)
-		b.cfg.LogFS.RemoveAll(b.topicDir(ti.Name))
+		b.store.RemoveLog(ti.Name, nil)
 		return TopicInfo{}, wrap(KindInternal, err, "store topic %q", ti.Name)
 	}
 	b.mu.topics[ti.Name] = t
@@ -515,7 +501,7 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err := b.meta.DeleteTopic(name); err != nil {
 		return wrap(KindInternal, err, "delete topic %q", name)
 	}
-	if err := b.cfg.LogFS.RemoveAll(b.topicDir(name)); err != nil {
+	if err := b.store.RemoveLog(name, nil); err != nil {
 		return wrap(KindInternal, err, "remove log of topic %q", name)
 	}
 	b.logger.Info("topic deleted", "topic", name)
@@ -682,7 +668,7 @@ func (b *Broker) publishAsync(t *topic, msgs []*message.Message, done func([]Pub
 		return
 	}
 	payloads, buf := encode(msgs, now, nowMs)
-	t.log.AppendAsync(payloads, func(first uint64, err error) {
+	b.store.Append(topicName, t.log, payloads, func(first uint64, err error) {
 		releaseEncoded(buf) // the log copied the payloads before it completed the append
 		if errors.Is(err, seglog.ErrFailed) {
 			t.recoverLog()

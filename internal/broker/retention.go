@@ -50,7 +50,7 @@ func (b *Broker) applyRetention(now time.Time) int {
 		if bound == 0 {
 			continue
 		}
-		n, err := t.log.DeleteSegmentsBefore(bound)
+		n, err := b.store.DeleteSegmentsBefore(t.name, t.log, bound)
 		if err != nil {
 			b.logger.Error("retention", "topic", t.name, "err", err)
 			continue

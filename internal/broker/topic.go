@@ -150,7 +150,7 @@ func (t *topic) close(reason error) {
 	for _, g := range gs {
 		g.stop(reason)
 	}
-	if err := t.log.Close(); err != nil {
+	if err := t.b.store.CloseLog(t.name, t.log); err != nil {
 		t.b.logger.Error("close topic log", "topic", t.name, "err", err)
 	}
 }

@@ -68,6 +68,10 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.String("tls-cert", "", "PEM certificate: serve both ports over TLS")
 	f.String("tls-key", "", "PEM private key of --tls-cert")
 	f.String("tls-client-ca", "", "PEM CA: require client certificates it signed (mutual TLS)")
+	f.String("node-id", "", "run as a cluster node with this id (n1, n2, ...)")
+	f.String("cluster-id", def.ClusterID, "name of the cluster (a data directory keeps the first)")
+	f.String("cluster-listen", def.ClusterListen, "address of this node's cluster (Raft) listener")
+	f.String("peers", "", "every node of the cluster as id=host:port of its cluster listener, this one included")
 	return cmd
 }
 

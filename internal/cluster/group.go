@@ -59,8 +59,8 @@ type Server struct {
 	Voter bool
 }
 
-func openGroup(n *Node, name string, fsm FSM, peers []Peer) (g *Group, err error) {
-	cfg := n.cfg
+func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
+	cfg, name, fsm := n.cfg, gc.Name, gc.FSM
 	dir, err := n.groupDir(name)
 	if err != nil {
 		return nil, err
@@ -107,6 +107,10 @@ func openGroup(n *Node, name string, fsm FSM, peers []Peer) (g *Group, err error
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
+	rc.NoSnapshotRestoreOnStart = gc.DurableFSM
+	// Proposals queue in a buffered channel while the leader loop writes the log, so a
+	// proposer holding a lock to keep its entries in order does not wait for the disk.
+	rc.BatchApplyCh = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: group %s: raft config: %w", name, err)
 	}
@@ -234,6 +238,31 @@ func (g *Group) Apply(ctx context.Context, cmd []byte) (any, error) {
 		return nil, err
 	}
 	resp := f.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Proposal is a command proposed with Propose.
+type Proposal struct {
+	g *Group
+	f raft.ApplyFuture
+}
+
+// Propose enqueues cmd for the group's log and returns at once; Wait returns what Apply
+// would have. Commands proposed one after the other (by one goroutine, or under one lock)
+// enter the log in that order, which Apply's concurrent callers cannot rely on.
+func (g *Group) Propose(cmd []byte) *Proposal {
+	return &Proposal{g: g, f: g.raft.Apply(cmd, 0)}
+}
+
+// Wait waits for the outcome of the proposal, as Apply does.
+func (p *Proposal) Wait(ctx context.Context) (any, error) {
+	if err := p.g.wait(ctx, p.f); err != nil {
+		return nil, err
+	}
+	resp := p.f.Response()
 	if err, ok := resp.(error); ok {
 		return nil, err
 	}

@@ -108,6 +108,12 @@ type GroupConfig struct {
 	// Peers overrides the node's Peers as this group's initial configuration (placement of
 	// shards on a subset of nodes); nil means the node's.
 	Peers []Peer
+	// DurableFSM says the FSM keeps its state on disk and makes it durable before each
+	// snapshot's Persist returns: a restart then resumes from that state and replays
+	// the log after the last snapshot, instead of restoring the snapshot (Restore is
+	// only called to install a snapshot sent by the leader). Apply must then be
+	// idempotent for entries after the snapshot that the state already holds.
+	DurableFSM bool
 }
 
 // OpenGroup opens (creating on first use) the group's storage under
@@ -136,7 +142,7 @@ func (n *Node) OpenGroup(gc GroupConfig) (*Group, error) {
 	if peers == nil {
 		peers = n.cfg.Peers
 	}
-	g, err := openGroup(n, gc.Name, gc.FSM, peers)
+	g, err := openGroup(n, gc, peers)
 	if err != nil {
 		return nil, err
 	}

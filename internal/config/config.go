@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/seglog"
 	"gopkg.in/yaml.v3"
 )
@@ -77,6 +78,16 @@ type Config struct {
 	TLSCert     string `yaml:"tls_cert"`
 	TLSKey      string `yaml:"tls_key"`
 	TLSClientCA string `yaml:"tls_client_ca"`
+	// NodeID turns on cluster mode: this node's id in the cluster (n1, n2, ...).
+	// ClusterID names the cluster; a data directory keeps the first it was
+	// started with. ClusterListen is the address other nodes reach this one
+	// at (Raft traffic). Peers lists every node as id=host:port of its
+	// cluster listener ("n1=10.0.0.1:7431,n2=..."), this one included; all
+	// nodes start with the same list. No peers: a cluster of one voter.
+	NodeID        string `yaml:"node_id"`
+	ClusterID     string `yaml:"cluster_id"`
+	ClusterListen string `yaml:"cluster_listen"`
+	Peers         string `yaml:"peers"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
 	// LogFS and MetaFS replace the operating system's file system for the
@@ -105,6 +116,8 @@ func Default() Config {
 		StatsRetention:    30 * 24 * time.Hour,
 		TraceRetention:    72 * time.Hour,
 		LogLevel:          "info",
+		ClusterID:         "dmq",
+		ClusterListen:     "127.0.0.1:7431",
 	}
 }
 
@@ -237,10 +250,48 @@ func (c *Config) Validate() error {
 	if c.RetentionAge <= 0 || c.RetentionBytes < 0 {
 		return fmt.Errorf("retention_age must be positive and retention_bytes not negative")
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// Clustered reports whether the server runs as a cluster node.
+func (c *Config) Clustered() bool { return c.NodeID != "" }
+
+func (c *Config) validateCluster() error {
+	if !c.Clustered() {
+		if c.Peers != "" {
+			return fmt.Errorf("peers: a cluster node needs its node_id (--node-id) too")
+		}
+		return nil
+	}
+	if c.ClusterID == "" {
+		return fmt.Errorf("cluster_id: must not be empty in cluster mode")
+	}
+	if _, _, err := net.SplitHostPort(c.ClusterListen); err != nil {
+		return fmt.Errorf("cluster_listen: %q is not a host:port address", c.ClusterListen)
+	}
+	if !c.Insecure && !Loopback(c.ClusterListen) {
+		return fmt.Errorf("cluster_listen: %s is reachable beyond this machine and the cluster port has no authentication yet: keep it on a private network and accept that with insecure: true (--insecure)", c.ClusterListen)
+	}
+	peers, err := cluster.ParsePeers(c.Peers)
+	if err != nil {
+		return fmt.Errorf("peers: %w", err)
+	}
+	if len(peers) > 0 {
+		found := false
+		for _, p := range peers {
+			found = found || p.ID == c.NodeID
+		}
+		if !found {
+			return fmt.Errorf("peers: the list does not name this node (%s)", c.NodeID)
+		}
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func (s *Store) AddAudit(e AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Set(auditKey(e.TimeMs, auditSeq.Add(1)), v, pebble.Sync)
+	return s.set(auditKey(e.TimeMs, auditSeq.Add(1)), v, pebble.Sync)
 }
 
 // AuditFilter selects audit entries.

@@ -10,12 +10,12 @@ func appKey(name string) []byte { return append([]byte("au/"), name...) }
 
 // PutApp stores an application record durably.
 func (s *Store) PutApp(name string, record []byte) error {
-	return s.db.Set(appKey(name), record, pebble.Sync)
+	return s.set(appKey(name), record, pebble.Sync)
 }
 
 // DeleteApp removes an application record durably.
 func (s *Store) DeleteApp(name string) error {
-	return s.db.Delete(appKey(name), pebble.Sync)
+	return s.del(appKey(name), pebble.Sync)
 }
 
 // Apps calls fn with every application record.
@@ -31,12 +31,12 @@ func userKey(name string) []byte { return append([]byte("uu/"), name...) }
 
 // PutUser stores a user record durably.
 func (s *Store) PutUser(name string, record []byte) error {
-	return s.db.Set(userKey(name), record, pebble.Sync)
+	return s.set(userKey(name), record, pebble.Sync)
 }
 
 // DeleteUser removes a user record durably.
 func (s *Store) DeleteUser(name string) error {
-	return s.db.Delete(userKey(name), pebble.Sync)
+	return s.del(userKey(name), pebble.Sync)
 }
 
 // Users calls fn with every user record.

@@ -39,12 +39,12 @@ func (s *Store) PutClient(c Client) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Set(clientKey(c.ID), v, pebble.NoSync)
+	return s.set(clientKey(c.ID), v, pebble.NoSync)
 }
 
 // DeleteClient removes a registry entry durably.
 func (s *Store) DeleteClient(id string) error {
-	return s.db.Delete(clientKey(id), pebble.Sync)
+	return s.del(clientKey(id), pebble.Sync)
 }
 
 // Clients returns every registry entry.

@@ -45,7 +45,7 @@ func (s *Store) PutDeadLetters(topic, group string, dls []DeadLetter) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // DeleteDeadLetters removes dead letters of a group durably.
@@ -57,7 +57,7 @@ func (s *Store) DeleteDeadLetters(topic, group string, dls []DeadLetter) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // GetDeadLetter returns the dead letter of member at off, or ErrNotFound.
@@ -120,7 +120,7 @@ func (s *Store) ResetCursors(topic, group string, members []string, floor uint64
 			}
 		}
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 func encodeFailure(f Failure) []byte {

@@ -45,7 +45,7 @@ func (s *Store) ScheduleDelayed(topic string, es []DelayedEntry) error {
 	if err := b.Merge(delayCountKey(topic), int64Value(int64(len(es))), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // NextDelayed returns when the topic's next delayed message due at or
@@ -117,7 +117,7 @@ func (s *Store) RemoveDelayed(topic string, es []DelayedEntry) error {
 	if err := b.Merge(delayCountKey(topic), int64Value(-int64(len(es))), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // CancelDelayed deletes one pending delayed message; found is false when
@@ -141,7 +141,7 @@ func (s *Store) CancelDelayed(topic string, dueMs int64, seq uint64) (found bool
 	if err := b.Merge(delayCountKey(topic), int64Value(-1), nil); err != nil {
 		return false, err
 	}
-	return true, b.Commit(pebble.Sync)
+	return true, s.commit(b, pebble.Sync)
 }
 
 // CountDelayed returns the number of pending delayed messages of a topic.

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -87,6 +88,10 @@ type Failure struct {
 // Store is the Pebble-backed metadata store. It is safe for concurrent use.
 type Store struct {
 	db *pebble.DB
+	// repl, when set, carries writes to a cluster's replicas (replicate.go);
+	// applied is the last replicated write applied here.
+	repl    atomic.Pointer[Replicator]
+	applied atomic.Uint64
 }
 
 // Open opens (or creates) the store in dir on fs (nil: the operating
@@ -97,7 +102,12 @@ func Open(dir string, logger *slog.Logger, fs vfs.FS) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if err := s.loadApplied(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Close flushes and closes the store.
@@ -167,7 +177,7 @@ func (s *Store) PutTopic(t Topic) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Set(topicKey(t.Name), v, pebble.Sync)
+	return s.set(topicKey(t.Name), v, pebble.Sync)
 }
 
 // Topics returns every topic record, sorted by name.
@@ -214,7 +224,7 @@ func (s *Store) DeleteTopic(topic string) error {
 	if err := b.Delete(delayCountKey(topic), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // PutGroup creates or replaces a group record, durably, together with the
@@ -234,7 +244,7 @@ func (s *Store) PutGroup(g Group, initial []Cursor) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	return s.commit(b, pebble.Sync)
 }
 
 // Groups returns the groups of a topic, sorted by name.
@@ -295,7 +305,7 @@ func (s *Store) Cursors(topic, group string) ([]Cursor, error) {
 
 // PutCursor stores a new member's cursor durably.
 func (s *Store) PutCursor(topic, group string, c Cursor) error {
-	return s.db.Set(cursorKey(topic, group, c.Member), binary.BigEndian.AppendUint64(nil, c.Floor), pebble.Sync)
+	return s.set(cursorKey(topic, group, c.Member), binary.BigEndian.AppendUint64(nil, c.Floor), pebble.Sync)
 }
 
 // CursorUpdate is a change to one member's cursor.
@@ -360,7 +370,7 @@ func (s *Store) SaveCursors(topic, group string, updates []CursorUpdate) error {
 			}
 		}
 	}
-	return b.Commit(pebble.NoSync)
+	return s.commit(b, pebble.NoSync)
 }
 
 // scan calls fn for every key with the given prefix, in key order.

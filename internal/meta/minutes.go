@@ -73,7 +73,7 @@ func (s *Store) AddMinuteCounts(counts []MinuteCount, stored map[string]uint64, 
 			return err
 		}
 	}
-	return b.Commit(pebble.NoSync)
+	return s.commit(b, pebble.NoSync)
 }
 
 // ScanGroupMinutes calls fn with each group state recorded at the end of a
@@ -175,5 +175,5 @@ func (s *Store) ExpireMinutes(topic string, beforeMs int64) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.NoSync)
+	return s.commit(b, pebble.NoSync)
 }

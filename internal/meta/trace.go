@@ -112,7 +112,7 @@ func (s *Store) PutTrace(events []TraceEvent, keys []TraceKeyEntry) error {
 			return err
 		}
 	}
-	return b.Commit(pebble.NoSync)
+	return s.commit(b, pebble.NoSync)
 }
 
 // TraceOf returns the events that cover offset off of topic.
@@ -208,5 +208,5 @@ func (s *Store) ExpireTrace(topic string, offset uint64, beforeMs int64) error {
 	if err := b.DeleteRange(xd, append(tracePrefix("xd", topic), fmt.Sprintf("d%013d", beforeMs)...), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.NoSync)
+	return s.commit(b, pebble.NoSync)
 }

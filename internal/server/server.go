@@ -34,17 +34,19 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// Server is one broker with its gRPC and HTTP endpoints.
+// Server is one broker with its gRPC and HTTP endpoints: a single node, or a cluster
+// node that serves clients while it leads (cluster.go).
 type Server struct {
 	cfg    config.Config
 	logger *slog.Logger
+	tc     *tls.Config
 
-	b       *broker.Broker
-	grpc    *grpc.Server
-	health  *health.Server
-	http    *http.Server
 	grpcLis net.Listener
 	httpLis net.Listener
+	http    *http.Server
+
+	single *stack       // a single node's broker and endpoints
+	node   *clusterNode // a cluster node's replica, Raft and role; nil on a single node
 
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -65,8 +67,8 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 // Start opens the broker and begins serving on both addresses. On error
 // nothing is left running.
 func (s *Server) Start() error {
-	tc, err := tlsConfig(s.cfg)
-	if err != nil {
+	var err error
+	if s.tc, err = tlsConfig(s.cfg); err != nil {
 		return err
 	}
 	s.grpcLis, err = net.Listen("tcp", s.cfg.Listen)
@@ -78,10 +80,49 @@ func (s *Server) Start() error {
 		s.grpcLis.Close()
 		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTP, err)
 	}
-	s.b, err = broker.Open(broker.Config{
+	if s.cfg.Clustered() {
+		if err := s.startCluster(); err != nil {
+			s.grpcLis.Close()
+			s.httpLis.Close()
+			return err
+		}
+		s.serveHTTP(s.node)
+		s.logger.Info("dmq cluster node started", "node", s.cfg.NodeID, "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "cluster", s.node.node.Addr(), "data", s.cfg.DataDir)
+		return nil
+	}
+	st, err := s.openStack(nil, nil)
+	if err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return err
+	}
+	s.single = st
+	s.goFunc(func() {
+		if err := st.grpc.Serve(s.grpcLis); err != nil {
+			s.logger.Error("gRPC server stopped", "err", err)
+		}
+	})
+	s.serveHTTP(st.http)
+	s.logger.Info("dmq server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir, "fsync", !s.cfg.NoSync)
+	return nil
+}
+
+// stack is one broker with what serves it: its gRPC server and HTTP handler.
+type stack struct {
+	b      *broker.Broker
+	grpc   *grpc.Server
+	health *health.Server
+	http   http.Handler
+}
+
+// openStack opens a broker on storage (nil: the data directory) and builds its
+// endpoints; extra adds routes to its HTTP mux.
+func (s *Server) openStack(storage broker.Storage, extra func(*http.ServeMux)) (*stack, error) {
+	b, err := broker.Open(broker.Config{
 		DataDir:           s.cfg.DataDir,
 		LogFS:             s.cfg.LogFS,
 		MetaFS:            s.cfg.MetaFS,
+		Storage:           storage,
 		NoSync:            s.cfg.NoSync,
 		MaxBodyBytes:      s.cfg.MaxBodyBytes,
 		SegmentBytes:      s.cfg.SegmentBytes,
@@ -102,23 +143,52 @@ func (s *Server) Start() error {
 		Logger:            s.logger,
 	})
 	if err != nil {
-		s.grpcLis.Close()
-		s.httpLis.Close()
-		return err
+		return nil, err
 	}
-
-	apps, err := auth.Open(s.b.Store())
+	apps, err := auth.Open(b.Store())
 	if err == nil {
 		err = s.announceSecurity(apps)
 	}
 	if err != nil {
-		s.b.Close()
-		s.grpcLis.Close()
-		s.httpLis.Close()
-		return err
+		b.Close()
+		return nil, err
 	}
+	tc := s.tc
 	pool := bufpool.New()
-	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
+	st := &stack{b: b}
+	st.grpc = grpc.NewServer(append(s.grpcOptions(pool), grpcSecurity(tc, apps, s.cfg.Auth)...)...)
+	rpc.Register(st.grpc, b, apps, s.cfg.Version)
+	st.health = health.NewServer()
+	healthpb.RegisterHealthServer(st.grpc, st.health)
+	st.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(st.grpc)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /readyz", s.handleHealth)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(admin.NewCollector(b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.node != nil {
+		reg.MustRegister(s.node.collector())
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	sec := admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}
+	mux.Handle("/api/v1/", admin.NewAPI(b, sec))
+	// Profiles for performance work; with --auth, for administrators only.
+	mux.Handle("GET /debug/pprof/", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Trace)))
+	mux.Handle("/", console.Handler())
+	if extra != nil {
+		extra(mux)
+	}
+	st.http = mux
+	return st, nil
+}
+
+// grpcOptions are the gRPC server's transport settings.
+func (s *Server) grpcOptions(pool *bufpool.Pool) []grpc.ServerOption {
+	return []grpc.ServerOption{
 		// A record carries the body plus key and headers: allow a full batch.
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
 		grpc.MaxSendMsgSize(s.cfg.MaxBodyBytes + (16 << 20)),
@@ -129,43 +199,39 @@ func (s *Server) Start() error {
 		// keeps about 1 MB in flight (W3 1.25x, broker CPU 0.9x per message).
 		grpc.InitialWindowSize(8 << 20), grpc.InitialConnWindowSize(16 << 20),
 		grpc.ReadBufferSize(256 << 10), grpc.WriteBufferSize(256 << 10),
-	}, grpcSecurity(tc, apps, s.cfg.Auth)...)...)
-	rpc.Register(s.grpc, s.b, apps, s.cfg.Version)
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(s.grpc)
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.HandleFunc("GET /readyz", s.handleHealth)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(admin.NewCollector(s.b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	sec := admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}
-	mux.Handle("/api/v1/", admin.NewAPI(s.b, sec))
-	// Profiles for performance work; with --auth, for administrators only.
-	mux.Handle("GET /debug/pprof/", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Index)))
-	mux.Handle("GET /debug/pprof/profile", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Profile)))
-	mux.Handle("GET /debug/pprof/trace", admin.AdminOnly(s.b, sec, http.HandlerFunc(pprof.Trace)))
-	mux.Handle("/", console.Handler())
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
-	if tc != nil {
-		s.httpLis = tls.NewListener(s.httpLis, tc)
 	}
+}
 
+// stopServing ends subscriptions and stops the gRPC server, letting calls in
+// progress finish until ctx is done.
+func (st *stack) stopServing(ctx context.Context) {
+	st.health.Shutdown()
+	st.b.EndSubscriptions()
+	stopped := make(chan struct{})
+	go func() {
+		st.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		st.grpc.Stop()
+		<-stopped
+	}
+}
+
+// serveHTTP serves h on the HTTP listener.
+func (s *Server) serveHTTP(h http.Handler) {
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tc}
+	lis := s.httpLis
+	if s.tc != nil {
+		lis = tls.NewListener(lis, s.tc)
+	}
 	s.goFunc(func() {
-		if err := s.grpc.Serve(s.grpcLis); err != nil {
-			s.logger.Error("gRPC server stopped", "err", err)
-		}
-	})
-	s.goFunc(func() {
-		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("HTTP server stopped", "err", err)
 		}
 	})
-	s.logger.Info("dmq server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir, "fsync", !s.cfg.NoSync)
-	return nil
 }
 
 func (s *Server) goFunc(f func()) {
@@ -182,8 +248,14 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 // HTTPAddr is the address the HTTP side listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
-// Broker returns the running broker.
-func (s *Server) Broker() *broker.Broker { return s.b }
+// Broker returns the running broker: a single node's, or a cluster node's while it
+// leads (nil otherwise).
+func (s *Server) Broker() *broker.Broker {
+	if s.node != nil {
+		return s.node.broker()
+	}
+	return s.single.b
+}
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
@@ -194,22 +266,17 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 // finish until ctx is done, then closes the broker. Safe to call twice.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		s.health.Shutdown()
-		s.b.EndSubscriptions()
-		stopped := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			s.grpc.Stop()
-			<-stopped
+		if s.node != nil {
+			s.http.Shutdown(ctx)
+			s.stopErr = s.node.shutdown(ctx)
+			s.wg.Wait()
+			s.logger.Info("dmq cluster node stopped")
+			return
 		}
+		s.single.stopServing(ctx)
 		s.http.Shutdown(ctx)
 		s.wg.Wait()
-		s.stopErr = s.b.Close()
+		s.stopErr = s.single.b.Close()
 		s.logger.Info("dmq server stopped")
 	})
 	return s.stopErr

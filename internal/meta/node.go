@@ -1,0 +1,61 @@
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Node is a cluster node's client-facing addresses. A node writes its own record each
+// time it becomes the leader; followers read the leader's to point clients at it.
+//
+//	nd/<node id> → Node as JSON
+type Node struct {
+	ID          string `json:"id"`
+	GRPC        string `json:"grpc"`
+	HTTP        string `json:"http"`
+	UpdatedAtMs int64  `json:"updated_at_ms"`
+}
+
+func nodeKey(id string) []byte { return append([]byte("nd/"), id...) }
+
+// PutNode stores a node's record.
+func (s *Store) PutNode(n Node) error {
+	v, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return s.set(nodeKey(n.ID), v, pebble.Sync)
+}
+
+// GetNode returns a node's record or ErrNotFound.
+func (s *Store) GetNode(id string) (Node, error) {
+	v, closer, err := s.db.Get(nodeKey(id))
+	if err == pebble.ErrNotFound {
+		return Node{}, ErrNotFound
+	}
+	if err != nil {
+		return Node{}, err
+	}
+	defer closer.Close()
+	var n Node
+	if err := json.Unmarshal(v, &n); err != nil {
+		return Node{}, fmt.Errorf("decode node record: %w", err)
+	}
+	return n, nil
+}
+
+// Nodes returns every node record, sorted by id.
+func (s *Store) Nodes() ([]Node, error) {
+	var out []Node
+	err := s.scan([]byte("nd/"), func(_, v []byte) error {
+		var n Node
+		if err := json.Unmarshal(v, &n); err != nil {
+			return fmt.Errorf("decode node record: %w", err)
+		}
+		out = append(out, n)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,117 @@
+package meta
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Replicator carries the store's writes to its replicas in a cluster. Replicate receives
+// a write batch's bytes (Pebble's batch representation) and returns once the write is
+// committed by the group and applied to this store through ApplyReplicated; an error
+// means the write may not have happened and the store is unchanged here.
+type Replicator interface {
+	Replicate(repr []byte) error
+}
+
+// appliedKey holds the index of the last replicated write applied, written in the same
+// batch as that write, so replaying a replication log after a restart skips what the
+// store already has. '~' sorts after every other prefix and no prefix starts with it.
+var appliedKey = []byte("~replica/applied")
+
+// SetReplicator routes every later write through r instead of committing it locally
+// (nil: local commits again). The broker of a cluster node sets it while it leads.
+func (s *Store) SetReplicator(r Replicator) {
+	s.repl.Store(&r)
+}
+
+func (s *Store) replicator() Replicator {
+	if p := s.repl.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// commit writes b locally with opts, or through the replicator. It does not close b.
+func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	if r := s.replicator(); r != nil {
+		if b.Empty() {
+			return nil
+		}
+		return r.Replicate(b.Repr())
+	}
+	return b.Commit(opts)
+}
+
+func (s *Store) set(key, value []byte, opts *pebble.WriteOptions) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value, nil); err != nil {
+		return err
+	}
+	return s.commit(b, opts)
+}
+
+func (s *Store) del(key []byte, opts *pebble.WriteOptions) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(key, nil); err != nil {
+		return err
+	}
+	return s.commit(b, opts)
+}
+
+// ApplyReplicated applies a replicated write (a batch representation from Replicate)
+// with the index of its replication log entry, atomically with the record of that index.
+// An index not above AppliedIndex is skipped: the write is already here. It is written
+// without fsync: the replication log is the durable copy until Sync.
+func (s *Store) ApplyReplicated(index uint64, repr []byte) error {
+	if index <= s.applied.Load() {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	// The batch owns the slice it is given.
+	if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
+		return fmt.Errorf("replicated metadata write %d: %w", index, err)
+	}
+	if err := b.Set(appliedKey, binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	s.applied.Store(index)
+	return nil
+}
+
+// AppliedIndex is the index of the last replicated write applied (0: none).
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+func (s *Store) loadApplied() error {
+	v, closer, err := s.db.Get(appliedKey)
+	if err == pebble.ErrNotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return fmt.Errorf("metadata store: bad applied index record (%d bytes)", len(v))
+	}
+	s.applied.Store(binary.BigEndian.Uint64(v))
+	return nil
+}
+
+// Sync makes every write so far durable (the write-ahead log is fsynced).
+func (s *Store) Sync() error {
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// Checkpoint writes a consistent copy of the store to dir (which must not exist),
+// hard-linking its files where it can.
+func (s *Store) Checkpoint(dir string) error {
+	return s.db.Checkpoint(dir, pebble.WithFlushedWAL())
+}

@@ -1,0 +1,124 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+// The broker's Storage on the leader: reads go to the local replica, changes become
+// proposals to the group and return once the local replica applied them.
+
+// Meta is the metadata store; its writes are proposed to the group.
+func (s *Store) Meta() *meta.Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.meta
+}
+
+// OpenLog returns the topic's log, opening it on this replica if needed (the others
+// open it when the first append reaches them).
+func (s *Store) OpenLog(topic string, _ seglog.Options) (*seglog.Log, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.openLogLocked(topic)
+}
+
+// proposer reserves a topic's offsets in the order its appends enter the Raft log.
+type proposer struct {
+	mu       sync.Mutex
+	next     uint64 // offset the next proposal gets
+	inflight int
+}
+
+func (s *Store) proposer(topic string) *proposer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.mu.proposers[topic]
+	if p == nil {
+		p = &proposer{}
+		s.mu.proposers[topic] = p
+	}
+	return p
+}
+
+// Append proposes an append of payloads and calls done once the group committed it and
+// this replica applied it (a quorum has it durably), with the offset of the first.
+func (s *Store) Append(topic string, l *seglog.Log, payloads [][]byte, done func(uint64, error)) {
+	if len(payloads) == 0 {
+		done(l.Next(), nil)
+		return
+	}
+	p := s.proposer(topic)
+	p.mu.Lock()
+	if p.inflight == 0 {
+		// Nothing pending: the log's end is exact (and corrects a reservation made
+		// past an entry that failed).
+		p.next = l.Next()
+	}
+	base := p.next
+	p.next += uint64(len(payloads))
+	p.inflight++
+	prop := s.group.Propose(encodeAppend(topic, base, payloads))
+	p.mu.Unlock()
+	go func() {
+		resp, err := prop.Wait(context.Background())
+		p.mu.Lock()
+		p.inflight--
+		p.mu.Unlock()
+		if err != nil {
+			done(0, err)
+			return
+		}
+		first, ok := resp.(uint64)
+		if !ok || first != base {
+			done(0, fmt.Errorf("replica: append to %q answered %v, want offset %d", topic, resp, base))
+			return
+		}
+		done(first, nil)
+	}()
+}
+
+// DeleteSegmentsBefore proposes retention of a topic's segments wholly before off.
+func (s *Store) DeleteSegmentsBefore(topic string, _ *seglog.Log, off uint64) (int, error) {
+	resp, err := s.group.Apply(context.Background(), encodeTrim(topic, off))
+	if err != nil {
+		return 0, err
+	}
+	n, _ := resp.(int)
+	return n, nil
+}
+
+// RemoveLog proposes the removal of a topic's log.
+func (s *Store) RemoveLog(topic string, _ *seglog.Log) error {
+	_, err := s.group.Apply(context.Background(), encodeRemove(topic))
+	return err
+}
+
+// CloseLog does nothing: the replica keeps applying to its logs whoever leads.
+func (s *Store) CloseLog(string, *seglog.Log) error { return nil }
+
+// Storage is the store as the broker's Storage (broker.Config.Storage) while this node
+// leads. Its Close does nothing: the replica outlives the broker.
+func (s *Store) Storage() LeaderStorage { return LeaderStorage{s} }
+
+// LeaderStorage is a Store lent to a broker.
+type LeaderStorage struct{ *Store }
+
+// Close ends the loan; the store stays open.
+func (LeaderStorage) Close() error { return nil }
+
+// metaReplicator proposes the metadata store's writes.
+type metaReplicator struct{ s *Store }
+
+func (r metaReplicator) Replicate(repr []byte) error {
+	if r.s.group == nil {
+		return errors.New("replica: no Raft group attached")
+	}
+	_, err := r.s.group.Apply(context.Background(), encodeMeta(repr))
+	return err
+}

@@ -1,0 +1,278 @@
+// Package replica is a broker's store on a cluster node: the topic logs and the metadata
+// store of one shard, kept identical on every replica by applying the shard's Raft log
+// (package cluster). It is the group's state machine on every replica and, on the leader,
+// the broker's Storage: the broker reads the logs directly and every change it makes
+// (a publish batch, a metadata write, retention, a topic removal) becomes a log entry
+// that each replica applies.
+//
+// The state lives on disk, not in the snapshot: topic logs are written without fsync
+// (the Raft log, fsynced on a quorum, is the durable copy) and made durable before a
+// snapshot lets the Raft log go. A restart resumes from the disk and replays the log
+// after the last snapshot; entries it already holds are skipped (metadata writes carry
+// their log index, appends the offsets they must get). A replica too far behind for the
+// log receives a snapshot: a copy of the metadata store and of the topic logs.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/dirlock"
+	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/seglog"
+)
+
+// Options configures a Store.
+type Options struct {
+	// DataDir holds meta/ and topics/<name>/, as a single broker's data directory does.
+	DataDir string
+	// Log holds the settings of every topic log (segment size, largest record); Dir, FS
+	// and NoSync are set by the store.
+	Log    seglog.Options
+	Logger *slog.Logger
+}
+
+// Store is one replica of a shard. Its Apply, Snapshot and Restore are called by Raft;
+// the Storage methods (storage.go) by the broker on the leader.
+type Store struct {
+	opts   Options
+	logger *slog.Logger
+	lock   *dirlock.Lock
+
+	// group proposes commands; set by Attach once the Raft group is open.
+	group *cluster.Group
+
+	mu struct {
+		sync.Mutex
+		meta      *meta.Store
+		logs      map[string]*seglog.Log
+		proposers map[string]*proposer
+	}
+}
+
+// Open locks the data directory and opens the metadata store and every topic log in it.
+func Open(opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := seglog.MkdirAllDurable(seglog.OSFS, filepath.Join(opts.DataDir, "topics")); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := dirlock.Acquire(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, logger: opts.Logger, lock: lock}
+	if err := s.openState(); err != nil {
+		lock.Release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openState opens the metadata store and the topic logs found on disk.
+func (s *Store) openState() error {
+	ms, err := meta.Open(filepath.Join(s.opts.DataDir, "meta"), s.logger, nil)
+	if err != nil {
+		return err
+	}
+	ms.SetReplicator(metaReplicator{s})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.meta = ms
+	s.mu.logs = make(map[string]*seglog.Log)
+	s.mu.proposers = make(map[string]*proposer)
+	names, err := seglog.OSFS.ListDirs(filepath.Join(s.opts.DataDir, "topics"))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := s.openLogLocked(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Attach gives the store the Raft group it is the state machine of, for proposals.
+func (s *Store) Attach(g *cluster.Group) { s.group = g }
+
+// Close closes the logs and the metadata store and releases the directory. Raft must
+// be shut down first.
+func (s *Store) Close() error {
+	err := s.closeState()
+	s.lock.Release()
+	return err
+}
+
+func (s *Store) closeState() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for name, l := range s.mu.logs {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close log of topic %q: %w", name, err))
+		}
+	}
+	s.mu.logs = nil
+	if s.mu.meta != nil {
+		errs = append(errs, s.mu.meta.Close())
+		s.mu.meta = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) topicDir(name string) string {
+	return filepath.Join(s.opts.DataDir, "topics", name)
+}
+
+// checkTopic refuses names that are not a plain directory name: a command names a
+// directory to write or remove.
+func checkTopic(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("replica: bad topic name %q", name)
+	}
+	return nil
+}
+
+func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
+	if l := s.mu.logs[name]; l != nil {
+		return l, nil
+	}
+	if err := checkTopic(name); err != nil {
+		return nil, err
+	}
+	o := s.opts.Log
+	o.FS, o.Dir, o.NoSync = seglog.OSFS, s.topicDir(name), true
+	o.Logger = s.logger.With("topic", name)
+	l, err := seglog.Open(o)
+	if err != nil {
+		return nil, fmt.Errorf("open log of topic %q: %w", name, err)
+	}
+	if r := l.Recovery(); r.DroppedBytes > 0 {
+		s.logger.Info("topic log: dropped a torn tail; the Raft log has what was committed", "topic", name, "segment", r.Segment, "dropped_bytes", r.DroppedBytes)
+	}
+	s.mu.logs[name] = l
+	return l, nil
+}
+
+// Apply applies one committed entry. It runs on raft's FSM goroutine, in log order, on
+// every replica; what it returns comes back from the leader's proposal.
+func (s *Store) Apply(entry *raft.Log) any {
+	c, err := decodeCommand(entry.Data)
+	if err != nil {
+		s.logger.Error("replica: cannot apply a log entry", "index", entry.Index, "err", err)
+		return err
+	}
+	switch c.kind {
+	case kindMeta:
+		s.mu.Lock()
+		ms := s.mu.meta
+		s.mu.Unlock()
+		if err := ms.ApplyReplicated(entry.Index, c.repr); err != nil {
+			return s.failed(entry, c, err)
+		}
+		return nil
+	case kindAppend:
+		return s.applyAppend(entry, c)
+	case kindTrim:
+		s.mu.Lock()
+		l, err := s.openLogLocked(c.topic)
+		s.mu.Unlock()
+		if err != nil {
+			return s.failed(entry, c, err)
+		}
+		n, err := l.DeleteSegmentsBefore(c.base)
+		if err != nil {
+			return s.failed(entry, c, err)
+		}
+		return n
+	case kindRemove:
+		if err := s.removeLog(c.topic); err != nil {
+			return s.failed(entry, c, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("replica: command kind %d", c.kind)
+}
+
+// applyAppend appends the payloads the log does not hold yet, at the offsets the leader
+// reserved. It returns the offset of the first payload (uint64) or an error.
+func (s *Store) applyAppend(entry *raft.Log, c command) any {
+	if err := checkTopic(c.topic); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	l, err := s.openLogLocked(c.topic)
+	s.mu.Unlock()
+	if err != nil {
+		return s.failed(entry, c, err)
+	}
+	next, n := l.Next(), uint64(len(c.payloads))
+	switch {
+	case c.base > next:
+		// The leader reserved offsets after an entry that failed: refused on every
+		// replica alike, and the leader's proposer starts again from the log's end.
+		return fmt.Errorf("%w: topic %q: append at offset %d, log ends at %d", errGap, c.topic, c.base, next)
+	case c.base+n <= next:
+		return c.base // already here: a replay after a restart
+	}
+	payloads := c.payloads[next-c.base:]
+	first, err := l.Append(context.Background(), payloads)
+	if err != nil {
+		return s.failed(entry, c, err)
+	}
+	if first != next {
+		return s.failed(entry, c, fmt.Errorf("appended at %d, expected %d", first, next))
+	}
+	return c.base
+}
+
+// errGap marks an append refused because offsets before it were never stored.
+var errGap = errors.New("replica: gap in reserved offsets")
+
+// failed reports an entry this replica could not apply: its disk failed it, and its
+// state may now differ from the other replicas' for that topic.
+func (s *Store) failed(entry *raft.Log, c command, err error) error {
+	s.logger.Error("replica: applying a committed entry failed; this replica may need to be rebuilt", "index", entry.Index, "kind", c.kind, "topic", c.topic, "err", err)
+	return fmt.Errorf("replica: apply entry %d: %w", entry.Index, err)
+}
+
+// removeLog closes and deletes a topic's log.
+func (s *Store) removeLog(name string) error {
+	if err := checkTopic(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.mu.logs[name]; l != nil {
+		l.Close()
+		delete(s.mu.logs, name)
+	}
+	delete(s.mu.proposers, name)
+	if err := os.RemoveAll(s.topicDir(name)); err != nil {
+		return err
+	}
+	return seglog.OSFS.SyncDir(filepath.Join(s.opts.DataDir, "topics"))
+}
+
+// copyN copies exactly n bytes of path to w.
+func copyN(w io.Writer, path string, n int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, io.NewSectionReader(f, 0, n))
+	return err
+}

@@ -1,0 +1,240 @@
+package replica
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+)
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// metaRepr is the batch a leader's meta.Store would replicate for PutTopic.
+func metaRepr(t *testing.T, topic string) []byte {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.Set([]byte("t/"+topic), []byte(`{"name":"`+topic+`"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), b.Repr()...)
+}
+
+func payloads(from, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(fmt.Sprintf("message %d", from+i))
+	}
+	return out
+}
+
+// entries is a little replicated history: a topic record and three appends.
+func entries(t *testing.T) []*raft.Log {
+	return []*raft.Log{
+		{Index: 1, Data: encodeMeta(metaRepr(t, "dev.a.b"))},
+		{Index: 2, Data: encodeAppend("dev.a.b", 0, payloads(0, 3))},
+		{Index: 3, Data: encodeAppend("dev.a.b", 3, payloads(3, 2))},
+		{Index: 4, Data: encodeAppend("dev.a.b", 5, payloads(5, 4))},
+	}
+}
+
+func apply(t *testing.T, s *Store, es ...*raft.Log) []any {
+	t.Helper()
+	var out []any
+	for _, e := range es {
+		out = append(out, s.Apply(e))
+	}
+	return out
+}
+
+func checkLog(t *testing.T, s *Store, topic string, want int) {
+	t.Helper()
+	l, err := s.OpenLog(topic, s.opts.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Next() != uint64(want) {
+		t.Fatalf("log of %s ends at %d, want %d", topic, l.Next(), want)
+	}
+	for i := 0; i < want; i++ {
+		p, err := l.Read(uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(p) != fmt.Sprintf("message %d", i) {
+			t.Fatalf("offset %d holds %q", i, p)
+		}
+	}
+}
+
+func TestApplyIsIdempotentOnReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	res := apply(t, s, entries(t)...)
+	if res[1] != uint64(0) || res[2] != uint64(3) || res[3] != uint64(5) {
+		t.Fatalf("append results %v, want offsets 0, 3, 5", res)
+	}
+	checkLog(t, s, "dev.a.b", 9)
+	if s.Meta().AppliedIndex() != 1 {
+		t.Fatalf("applied index %d, want 1", s.Meta().AppliedIndex())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart replays the whole log: nothing is applied twice.
+	s = openStore(t, dir)
+	defer s.Close()
+	res = apply(t, s, entries(t)...)
+	if res[1] != uint64(0) || res[3] != uint64(5) {
+		t.Fatalf("replayed append results %v, want the original offsets", res)
+	}
+	checkLog(t, s, "dev.a.b", 9)
+	topics, err := s.Meta().Topics()
+	if err != nil || len(topics) != 1 {
+		t.Fatalf("topics after replay: %v, %v", topics, err)
+	}
+}
+
+func TestApplyAppendsOnlyTheMissingTail(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	apply(t, s, &raft.Log{Index: 1, Data: encodeAppend("dev.a.b", 0, payloads(0, 3))})
+	// An entry overlapping what the log holds (a torn batch after a crash): only the
+	// missing payloads are appended.
+	if r := s.Apply(&raft.Log{Index: 2, Data: encodeAppend("dev.a.b", 1, payloads(1, 4))}); r != uint64(1) {
+		t.Fatalf("overlapping append answered %v", r)
+	}
+	checkLog(t, s, "dev.a.b", 5)
+}
+
+func TestApplyRefusesGapAlike(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	apply(t, s, &raft.Log{Index: 1, Data: encodeAppend("dev.a.b", 0, payloads(0, 2))})
+	r := s.Apply(&raft.Log{Index: 2, Data: encodeAppend("dev.a.b", 5, payloads(5, 1))})
+	if err, ok := r.(error); !ok || !errors.Is(err, errGap) {
+		t.Fatalf("append past the end answered %v, want a gap error", r)
+	}
+	checkLog(t, s, "dev.a.b", 2)
+}
+
+func TestApplyRejectsBadCommands(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	for name, data := range map[string][]byte{
+		"empty":        nil,
+		"version":      {9, kindMeta},
+		"kind":         {commandVersion, 77},
+		"short append": encodeAppend("dev.a.b", 0, payloads(0, 2))[:12],
+		"path topic":   encodeRemove("../etc"),
+		"slash topic":  encodeAppend("a/b", 0, payloads(0, 1)),
+	} {
+		if r := s.Apply(&raft.Log{Index: 1, Data: data}); r == nil {
+			t.Errorf("%s: applied", name)
+		} else if _, ok := r.(error); !ok {
+			t.Errorf("%s: answered %v, want an error", name, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.opts.DataDir, "topics", "a")); err == nil {
+		t.Fatal("a bad topic name created a directory")
+	}
+}
+
+func TestTrimAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.opts.Log.SegmentBytes = 1 << 20
+	big := bytes.Repeat([]byte("x"), 300<<10)
+	for i := 0; i < 8; i++ {
+		apply(t, s, &raft.Log{Index: uint64(i + 1), Data: encodeAppend("dev.a.b", uint64(i), [][]byte{big})})
+	}
+	l, _ := s.OpenLog("dev.a.b", s.opts.Log)
+	if len(l.Segments()) < 2 {
+		t.Fatalf("%d segments, want several", len(l.Segments()))
+	}
+	if n := s.Apply(&raft.Log{Index: 9, Data: encodeTrim("dev.a.b", 5)}); n == 0 {
+		t.Fatalf("trim removed nothing (%v)", n)
+	}
+	if l.First() == 0 {
+		t.Fatal("first offset still 0 after trim")
+	}
+	if r := s.Apply(&raft.Log{Index: 10, Data: encodeRemove("dev.a.b")}); r != nil {
+		t.Fatalf("remove: %v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "topics", "dev.a.b")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("topic directory still there: %v", err)
+	}
+}
+
+// sink is a raft.SnapshotSink in memory.
+type sink struct {
+	bytes.Buffer
+	canceled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Cancel() error { s.canceled = true; return nil }
+func (s *sink) Close() error  { return nil }
+
+func TestSnapshotRestoresAnotherReplica(t *testing.T) {
+	leader := openStore(t, t.TempDir())
+	defer leader.Close()
+	apply(t, leader, entries(t)...)
+	snap, err := leader.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Appended after the snapshot was taken: the copy may or may not hold it, and the
+	// replayed entry must leave the follower with it exactly once either way.
+	late := &raft.Log{Index: 5, Data: encodeAppend("dev.a.b", 9, payloads(9, 2))}
+	apply(t, leader, late)
+	var out sink
+	if err := snap.Persist(&out); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	// A follower with divergent junk of its own gets the leader's state.
+	follower := openStore(t, t.TempDir())
+	defer follower.Close()
+	apply(t, follower, &raft.Log{Index: 1, Data: encodeAppend("dev.x.y", 0, payloads(0, 1))})
+	if err := follower.Restore(io.NopCloser(&out)); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, follower, late)
+	checkLog(t, follower, "dev.a.b", 11)
+	if _, err := os.Stat(filepath.Join(follower.opts.DataDir, "topics", "dev.x.y")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the follower's own topic survived the restore")
+	}
+	topics, err := follower.Meta().Topics()
+	if err != nil || len(topics) != 1 || topics[0].Name != "dev.a.b" {
+		t.Fatalf("restored topics: %v, %v", topics, err)
+	}
+	if follower.Meta().AppliedIndex() != 1 {
+		t.Fatalf("restored applied index %d, want 1", follower.Meta().AppliedIndex())
+	}
+}

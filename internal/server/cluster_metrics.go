@@ -1,0 +1,69 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clusterCollector exports this node's view of its Raft group. Lag of a follower is
+// the leader's dmq_cluster_commit_index minus the follower's dmq_cluster_applied_index
+// (hashicorp/raft does not tell the leader its followers' positions).
+type clusterCollector struct {
+	c *clusterNode
+
+	leader, term, lastLog, commit, applied, snapshot, contact, followerUp *prometheus.Desc
+}
+
+func (c *clusterNode) collector() prometheus.Collector {
+	labels := []string{"group"}
+	d := func(name, help string, extra ...string) *prometheus.Desc {
+		return prometheus.NewDesc("dmq_cluster_"+name, help, append(labels, extra...), prometheus.Labels{"node": c.s.cfg.NodeID})
+	}
+	return &clusterCollector{
+		c:          c,
+		leader:     d("leader", "1 while this node leads the group and serves its clients."),
+		term:       d("term", "Raft term this node is in."),
+		lastLog:    d("last_log_index", "Index of the last entry in this node's Raft log."),
+		commit:     d("commit_index", "Index of the last entry this node knows committed."),
+		applied:    d("applied_index", "Index of the last entry applied to this node's replica."),
+		snapshot:   d("last_snapshot_index", "Index covered by this node's latest snapshot."),
+		contact:    d("last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader)."),
+		followerUp: d("follower_healthy", "On the leader: 1 while heartbeats reach the follower.", "follower"),
+	}
+}
+
+func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp} {
+		ch <- d
+	}
+}
+
+func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	st := cc.c.status()
+	for _, g := range st.Groups {
+		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{g.Name}, extra...)...)
+		}
+		lead := 0.0
+		if st.Role == "leader" {
+			lead = 1
+		}
+		gauge(cc.leader, lead)
+		gauge(cc.term, float64(g.Term))
+		gauge(cc.lastLog, float64(g.LastLogIndex))
+		gauge(cc.commit, float64(g.CommitIndex))
+		gauge(cc.applied, float64(g.AppliedIndex))
+		gauge(cc.snapshot, float64(g.LastSnapshotIndex))
+		contact := 0.0
+		if g.LastContactMs > 0 {
+			contact = float64(nowMs()-g.LastContactMs) / 1000
+		}
+		gauge(cc.contact, contact)
+		for _, f := range g.Followers {
+			up := 0.0
+			if f.Healthy {
+				up = 1
+			}
+			gauge(cc.followerUp, up, f.ID)
+		}
+	}
+}
