@@ -90,6 +90,7 @@ func newRoot(e *env) *cobra.Command {
 		newTokenCmd(e),
 		newUserCmd(e),
 		newAuditCmd(e),
+		newClusterCmd(e),
 	)
 	return root
 }

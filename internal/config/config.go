@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/cluster/transport"
 	"github.com/dmqio/dmq/internal/seglog"
 	"gopkg.in/yaml.v3"
 )
@@ -88,6 +89,16 @@ type Config struct {
 	ClusterID     string `yaml:"cluster_id"`
 	ClusterListen string `yaml:"cluster_listen"`
 	Peers         string `yaml:"peers"`
+	// Join starts a new node that waits to be added to a running cluster
+	// (dmq cluster add-node) instead of bootstrapping one; it takes no peers.
+	Join bool `yaml:"join"`
+	// SnapshotEntries is how many Raft log entries since the last snapshot
+	// make a node take one (checked every SnapshotInterval); TrailingEntries
+	// how many a snapshot leaves in the log for a follower that is behind.
+	// Zero: the defaults (8192 entries, 2m, 10240 entries).
+	SnapshotEntries  int64         `yaml:"snapshot_entries"`
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	TrailingEntries  int64         `yaml:"trailing_entries"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
 	// LogFS and MetaFS replace the operating system's file system for the
@@ -95,6 +106,9 @@ type Config struct {
 	// setting (see broker.Config).
 	LogFS  seglog.FS `yaml:"-"`
 	MetaFS vfs.FS    `yaml:"-"`
+	// ClusterFaults injects network faults between cluster nodes in one
+	// test process (package cluster/transport); not a setting.
+	ClusterFaults *transport.Faults `yaml:"-"`
 }
 
 // Default returns the embedded single-machine defaults.
@@ -266,8 +280,8 @@ func (c *Config) Clustered() bool { return c.NodeID != "" }
 
 func (c *Config) validateCluster() error {
 	if !c.Clustered() {
-		if c.Peers != "" {
-			return fmt.Errorf("peers: a cluster node needs its node_id (--node-id) too")
+		if c.Peers != "" || c.Join {
+			return fmt.Errorf("peers, join: a cluster node needs its node_id (--node-id) too")
 		}
 		return nil
 	}
@@ -279,6 +293,15 @@ func (c *Config) validateCluster() error {
 	}
 	if !c.Insecure && !Loopback(c.ClusterListen) {
 		return fmt.Errorf("cluster_listen: %s is reachable beyond this machine and the cluster port has no authentication yet: keep it on a private network and accept that with insecure: true (--insecure)", c.ClusterListen)
+	}
+	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 {
+		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries: must not be negative")
+	}
+	if c.SnapshotInterval > 0 && c.SnapshotInterval < 10*time.Millisecond {
+		return fmt.Errorf("snapshot_interval: %s is below 10ms", c.SnapshotInterval)
+	}
+	if c.Join && c.Peers != "" {
+		return fmt.Errorf("join: a joining node takes no peers list; it learns the members when added (dmq cluster add-node)")
 	}
 	peers, err := cluster.ParsePeers(c.Peers)
 	if err != nil {

@@ -85,7 +85,13 @@ func (s *Server) startCluster() error {
 		DataDir:    s.cfg.DataDir,
 		ListenAddr: s.cfg.ClusterListen,
 		Peers:      peers,
-		Logger:     s.logger,
+		Join:       s.cfg.Join,
+		Faults:     s.cfg.ClusterFaults,
+		// Zero values are the package's defaults.
+		SnapshotThreshold: uint64(s.cfg.SnapshotEntries),
+		SnapshotInterval:  s.cfg.SnapshotInterval,
+		TrailingLogs:      uint64(s.cfg.TrailingEntries),
+		Logger:            s.logger,
 	})
 	if err == nil {
 		err = node.Start()
@@ -210,7 +216,7 @@ func (c *clusterNode) lead() {
 		c.s.logger.Warn("cluster: elected, but could not record this node's addresses; will retry", "err", err)
 		return
 	}
-	st, err := c.s.openStack(c.store.Storage(), c.routes)
+	st, err := c.s.openStack(c.store.Storage(), c.leaderRoutes)
 	if err != nil {
 		c.s.logger.Error("cluster: elected, but the broker did not open; will retry", "err", err)
 		return
@@ -307,6 +313,87 @@ func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // routes adds what every node serves, leader or not.
 func (c *clusterNode) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/cluster", c.handleStatus)
+}
+
+// leaderRoutes adds the routes of the leader: membership changes, for administrators.
+func (c *clusterNode) leaderRoutes(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler) {
+	c.routes(mux)
+	mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(c.handleAddNode)))
+	mux.Handle("DELETE /api/v1/cluster/nodes/{id}", adminOnly(http.HandlerFunc(c.handleRemoveNode)))
+	mux.Handle("POST /api/v1/cluster/leader", adminOnly(http.HandlerFunc(c.handleTransfer)))
+}
+
+// membershipTimeout bounds a membership change (a new voter must catch up first).
+const membershipTimeout = time.Minute
+
+// handleAddNode adds a voter: {"id": "n4", "addr": "host:port"} (its cluster listener).
+// The node, started with --join, receives a snapshot and the log.
+func (c *clusterNode) handleAddNode(w http.ResponseWriter, r *http.Request) {
+	var req struct{ ID, Addr string }
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"id\": ..., \"addr\": ...}: " + err.Error()})
+		return
+	}
+	if _, _, err := net.SplitHostPort(req.Addr); err != nil || req.ID == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("need a node id and its cluster address as host:port (got id %q, addr %q)", req.ID, req.Addr)})
+		return
+	}
+	for _, srv := range c.group.Stats().Servers {
+		if srv.ID == req.ID && srv.Addr != req.Addr {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": fmt.Sprintf("node %s is already a member at %s: remove it first to move it", req.ID, srv.Addr)})
+			return
+		}
+		if srv.ID != req.ID && srv.Addr == req.Addr {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": fmt.Sprintf("address %s belongs to member %s", req.Addr, srv.ID)})
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	if err := c.group.AddVoter(ctx, req.ID, req.Addr); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	c.s.logger.Info("cluster: node added", "node", req.ID, "addr", req.Addr)
+	writeJSON(w, http.StatusOK, c.status())
+}
+
+// handleRemoveNode removes a member (for a dead node; a live one stops being a voter).
+func (c *clusterNode) handleRemoveNode(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	found := false
+	for _, srv := range c.group.Stats().Servers {
+		found = found || srv.ID == id
+	}
+	if !found {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("node %q is not a member", id)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	if err := c.group.RemoveServer(ctx, id); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	c.s.logger.Info("cluster: node removed", "node", id)
+	writeJSON(w, http.StatusOK, c.status())
+}
+
+// handleTransfer hands leadership to {"to": "n2"} (empty: the most up-to-date voter).
+func (c *clusterNode) handleTransfer(w http.ResponseWriter, r *http.Request) {
+	var req struct{ To string }
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"to\": \"node id or empty\"}: " + err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	if err := c.group.TransferLeadership(ctx, req.To); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	c.s.logger.Info("cluster: leadership transferred", "to", req.To)
+	writeJSON(w, http.StatusOK, map[string]any{"transferred": true, "to": req.To})
 }
 
 func (c *clusterNode) handleFollowerHealth(w http.ResponseWriter, r *http.Request) {

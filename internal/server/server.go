@@ -116,8 +116,9 @@ type stack struct {
 }
 
 // openStack opens a broker on storage (nil: the data directory) and builds its
-// endpoints; extra adds routes to its HTTP mux.
-func (s *Server) openStack(storage broker.Storage, extra func(*http.ServeMux)) (*stack, error) {
+// endpoints; extra adds routes to its HTTP mux, given a wrapper that lets only
+// administrators through.
+func (s *Server) openStack(storage broker.Storage, extra func(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler)) (*stack, error) {
 	b, err := broker.Open(broker.Config{
 		DataDir:           s.cfg.DataDir,
 		LogFS:             s.cfg.LogFS,
@@ -180,7 +181,7 @@ func (s *Server) openStack(storage broker.Storage, extra func(*http.ServeMux)) (
 	mux.Handle("GET /debug/pprof/trace", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Trace)))
 	mux.Handle("/", console.Handler())
 	if extra != nil {
-		extra(mux)
+		extra(mux, func(h http.Handler) http.Handler { return admin.AdminOnly(b, sec, h) })
 	}
 	st.http = mux
 	return st, nil
