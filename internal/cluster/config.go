@@ -69,6 +69,10 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	SnapshotRetain    int
+	// LogSegmentBytes is the size of the Raft log's segment files (default 64 MiB);
+	// compaction removes whole segments only, so the log keeps up to one segment more
+	// than TrailingLogs.
+	LogSegmentBytes int
 
 	// TransportTimeout is the I/O deadline of Raft RPCs; MaxPool the idle connections kept
 	// per peer and group.

@@ -11,8 +11,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-
-	"github.com/dmqio/dmq/internal/cluster/boltstore"
 )
 
 // FSM is the replicated state machine a group applies its log to: hashicorp/raft's FSM
@@ -29,7 +27,7 @@ type Group struct {
 	log   *slog.Logger
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	store *boltstore.Store
+	store logStore
 	obs   *raft.Observer
 
 	obsCh chan raft.Observation // fed by raft (non-blocking: raft drops when full), drained by observeLoop
@@ -76,7 +74,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
-	store, err := boltstore.Open(filepath.Join(dir, "raft.db"))
+	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}

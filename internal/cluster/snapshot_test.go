@@ -15,6 +15,7 @@ func snapshotTuning(cfg *Config) {
 	cfg.SnapshotThreshold = 32
 	cfg.TrailingLogs = 8
 	cfg.SnapshotInterval = 50 * time.Millisecond
+	cfg.LogSegmentBytes = 4096 // compaction removes whole segments
 }
 
 // TestSnapshotCatchUp keeps a node away while the others commit past the snapshot threshold

@@ -1,0 +1,51 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// logStore is a group's Raft log and stable store.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
+// walStore is hashicorp/raft-wal: append-only segment files, fsynced per append batch,
+// with its small state (segments, term, vote) in a bbolt file. Measured against the
+// bbolt log this package had first (BenchmarkOneVoterApply): 0.16–0.19 ms per Apply instead
+// of 0.50, about 125k applies/s instead of 50k, and
+// it writes each entry once instead of rewriting B+tree pages, which matters for publish
+// batches of up to megabytes.
+//
+// raft-wal v0.4.0's Close leaves its meta database open (and locked), so a group
+// reopened in the same process would block: the store is given a meta database it can
+// close itself.
+type walStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*walStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(log), wal.WithSegmentSize(segmentBytes))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
+	}
+	return &walStore{WAL: w, meta: meta}, nil
+}
+
+func (s *walStore) Close() error {
+	return errors.Join(s.WAL.Close(), s.meta.Close())
+}
