@@ -199,7 +199,9 @@ type httpError struct {
 	msg  string
 }
 
-func (e *httpError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, http.StatusText(e.code), e.msg) }
+func (e *httpError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.code, http.StatusText(e.code), e.msg)
+}
 
 // clusterCall sends one request with the token and decodes the answer into out.
 func (e *env) clusterCall(ctx context.Context, hc *http.Client, method, url string, body, out any) error {
@@ -275,4 +277,3 @@ func (e *env) httpClient() (*http.Client, string, error) {
 	hc.Transport = &http.Transport{TLSClientConfig: tc}
 	return hc, "https", nil
 }
-
