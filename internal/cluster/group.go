@@ -117,7 +117,13 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: read state in %s: %w", name, dir, err)
 	}
-	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
+	// Recent entries stay in memory: the leader sends each to every follower, and
+	// reading them back from the log cost a sixth of a busy leader's CPU.
+	cached, err := raft.NewLogCache(logCacheEntries, store)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
+	}
+	r, err := raft.NewRaft(rc, fsm, cached, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: start raft: %w", name, err)
 	}

@@ -11,6 +11,10 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 )
 
+// logCacheEntries is how many recent log entries a group keeps in memory for
+// replication. Memory is bounded by this times the largest entry (a publish batch).
+const logCacheEntries = 128
+
 // logStore is a group's Raft log and stable store.
 type logStore interface {
 	raft.LogStore

@@ -91,7 +91,9 @@ func (s *Server) startCluster() error {
 		SnapshotThreshold: uint64(s.cfg.SnapshotEntries),
 		SnapshotInterval:  s.cfg.SnapshotInterval,
 		TrailingLogs:      uint64(s.cfg.TrailingEntries),
-		Logger:            s.logger,
+		// The Raft log's segments are the size of the topic logs'.
+		LogSegmentBytes: int(s.cfg.SegmentBytes),
+		Logger:          s.logger,
 	})
 	if err == nil {
 		err = node.Start()
