@@ -115,3 +115,37 @@ func (s *Store) Sync() error {
 func (s *Store) Checkpoint(dir string) error {
 	return s.db.Checkpoint(dir, pebble.WithFlushedWAL())
 }
+
+// refusedPrefix keys the replicated entries a replica refused (an append past the end
+// of its log), by index, so that a replay after a restart refuses them again even if
+// the log has grown past that point since.
+var refusedPrefix = []byte("~replica/refused/")
+
+func refusedKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), refusedPrefix...), index)
+}
+
+// MarkRefused records that the entry at index was refused (without fsync, like the
+// writes it is replayed with).
+func (s *Store) MarkRefused(index uint64) error {
+	return s.db.Set(refusedKey(index), nil, pebble.NoSync)
+}
+
+// Refused reports whether the entry at index was refused before.
+func (s *Store) Refused(index uint64) (bool, error) {
+	_, closer, err := s.db.Get(refusedKey(index))
+	if err == pebble.ErrNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
+// ForgetRefusedThrough drops the records of refused entries up to index (a durable
+// snapshot covers them: they are never replayed again).
+func (s *Store) ForgetRefusedThrough(index uint64) error {
+	return s.db.DeleteRange(refusedKey(0), refusedKey(index+1), pebble.NoSync)
+}

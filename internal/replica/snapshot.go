@@ -31,6 +31,7 @@ import (
 
 type snapshot struct {
 	s       *Store
+	index   uint64 // last entry applied when taken
 	ckpt    string
 	topics  map[string][]seglog.SegmentInfo
 	started time.Time
@@ -61,7 +62,7 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 		os.RemoveAll(ckpt)
 		return nil, fmt.Errorf("replica: checkpoint metadata: %w", err)
 	}
-	return &snapshot{s: s, ckpt: ckpt, topics: topics, started: time.Now()}, nil
+	return &snapshot{s: s, index: s.applied.Load(), ckpt: ckpt, topics: topics, started: time.Now()}, nil
 }
 
 // Persist makes the live state durable (so a restart may resume from it and raft may
@@ -77,6 +78,10 @@ func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (sn *snapshot) persist(w io.Writer) error {
 	if err := sn.s.syncState(); err != nil {
+		return err
+	}
+	// Entries up to the snapshot are never replayed again.
+	if err := sn.s.Meta().ForgetRefusedThrough(sn.index); err != nil {
 		return err
 	}
 	tw := tar.NewWriter(w)

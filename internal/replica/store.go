@@ -14,7 +14,6 @@
 package replica
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -51,6 +51,8 @@ type Store struct {
 
 	// group proposes commands; set by Attach once the Raft group is open.
 	group *cluster.Group
+	// applied is the index of the last entry applied (set on the FSM goroutine).
+	applied atomic.Uint64
 
 	mu struct {
 		sync.Mutex
@@ -169,6 +171,7 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 // Apply applies one committed entry. It runs on raft's FSM goroutine, in log order, on
 // every replica; what it returns comes back from the leader's proposal.
 func (s *Store) Apply(entry *raft.Log) any {
+	s.applied.Store(entry.Index)
 	c, err := decodeCommand(entry.Data)
 	if err != nil {
 		s.logger.Error("replica: cannot apply a log entry", "index", entry.Index, "err", err)
@@ -209,33 +212,115 @@ func (s *Store) Apply(entry *raft.Log) any {
 // applyAppend appends the payloads the log does not hold yet, at the offsets the leader
 // reserved. It returns the offset of the first payload (uint64) or an error.
 func (s *Store) applyAppend(entry *raft.Log, c command) any {
+	var res any
+	var wg sync.WaitGroup
+	s.queueAppend(entry, c, &res, &wg, map[string]uint64{})
+	wg.Wait()
+	return res
+}
+
+// ApplyBatch applies committed entries in order (raft.BatchingFSM). Consecutive appends
+// are queued to their logs together and waited for once, so a batch of publishes costs
+// one hand-off to each log's writer instead of one per entry.
+func (s *Store) ApplyBatch(entries []*raft.Log) []any {
+	out := make([]any, len(entries))
+	var wg sync.WaitGroup
+	ends := map[string]uint64{} // each topic log's end once what is queued is written
+	if len(entries) > 0 {
+		s.applied.Store(entries[len(entries)-1].Index)
+	}
+	for i, e := range entries {
+		if e.Type != raft.LogCommand {
+			continue
+		}
+		c, err := decodeCommand(e.Data)
+		if err != nil || c.kind != kindAppend {
+			// Anything else sees every earlier append done.
+			wg.Wait()
+			clear(ends)
+			out[i] = s.Apply(e)
+			continue
+		}
+		s.queueAppend(e, c, &out[i], &wg, ends)
+	}
+	wg.Wait()
+	return out
+}
+
+// queueAppend queues an append entry to its topic log: *res is set before wg is done.
+// ends holds each topic log's end once what is queued is written.
+//
+// An entry is refused, on every replica alike, when its first offset is past the log's
+// end (the leader reserved offsets after an entry that failed, or the topic was removed
+// meanwhile); the leader's proposer then starts again from the log's end. A replay
+// after a restart may meet a log that has grown past that offset since: the refusal is
+// recorded, so the replay refuses the entry again rather than storing it out of place.
+func (s *Store) queueAppend(entry *raft.Log, c command, res *any, wg *sync.WaitGroup, ends map[string]uint64) {
 	if err := checkTopic(c.topic); err != nil {
-		return err
+		*res = err
+		return
 	}
 	s.mu.Lock()
-	l, err := s.openLogLocked(c.topic)
+	ms := s.mu.meta
+	l := s.mu.logs[c.topic]
 	s.mu.Unlock()
-	if err != nil {
-		return s.failed(entry, c, err)
+	gap := func(next uint64) {
+		if err := ms.MarkRefused(entry.Index); err != nil {
+			*res = s.failed(entry, c, err)
+			return
+		}
+		*res = fmt.Errorf("%w: topic %q: append at offset %d, log ends at %d", errGap, c.topic, c.base, next)
 	}
-	next, n := l.Next(), uint64(len(c.payloads))
+	if refused, err := ms.Refused(entry.Index); err != nil || refused {
+		if err != nil {
+			*res = s.failed(entry, c, err)
+			return
+		}
+		*res = fmt.Errorf("%w: topic %q: append at offset %d refused before", errGap, c.topic, c.base)
+		return
+	}
+	if l == nil && c.base > 0 {
+		if _, err := os.Stat(s.topicDir(c.topic)); errors.Is(err, os.ErrNotExist) {
+			gap(0) // no log, and no directory made for a refused entry
+			return
+		}
+	}
+	if l == nil {
+		var err error
+		s.mu.Lock()
+		l, err = s.openLogLocked(c.topic)
+		s.mu.Unlock()
+		if err != nil {
+			*res = s.failed(entry, c, err)
+			return
+		}
+	}
+	next, ok := ends[c.topic]
+	if !ok {
+		next = l.Next()
+	}
+	n := uint64(len(c.payloads))
 	switch {
 	case c.base > next:
-		// The leader reserved offsets after an entry that failed: refused on every
-		// replica alike, and the leader's proposer starts again from the log's end.
-		return fmt.Errorf("%w: topic %q: append at offset %d, log ends at %d", errGap, c.topic, c.base, next)
+		gap(next)
+		return
 	case c.base+n <= next:
-		return c.base // already here: a replay after a restart
+		*res = c.base // already here: a replay after a restart
+		return
 	}
-	payloads := c.payloads[next-c.base:]
-	first, err := l.Append(context.Background(), payloads)
-	if err != nil {
-		return s.failed(entry, c, err)
-	}
-	if first != next {
-		return s.failed(entry, c, fmt.Errorf("appended at %d, expected %d", first, next))
-	}
-	return c.base
+	ends[c.topic] = c.base + n
+	wg.Add(1)
+	l.AppendAsync(c.payloads[next-c.base:], func(first uint64, err error) {
+		defer wg.Done()
+		switch {
+		case err != nil:
+			*res = s.failed(entry, c, err)
+		case first != next:
+			*res = s.failed(entry, c, fmt.Errorf("appended at %d, expected %d", first, next))
+		default:
+			*res = c.base
+		}
+	})
 }
 
 // errGap marks an append refused because offsets before it were never stored.

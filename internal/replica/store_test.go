@@ -136,6 +136,17 @@ func TestApplyRefusesGapAlike(t *testing.T) {
 		t.Fatalf("append past the end answered %v, want a gap error", r)
 	}
 	checkLog(t, s, "dev.a.b", 2)
+	// The log grows past the refused offset; replayed, the refused entry stays refused.
+	apply(t, s, &raft.Log{Index: 3, Data: encodeAppend("dev.a.b", 2, payloads(2, 4))})
+	if r := s.Apply(&raft.Log{Index: 2, Data: encodeAppend("dev.a.b", 5, payloads(5, 1))}); r == nil || !errors.Is(r.(error), errGap) {
+		t.Fatalf("replayed refused append answered %v", r)
+	}
+	checkLog(t, s, "dev.a.b", 6)
+	// A refused append to a topic without a log makes no directory.
+	s.Apply(&raft.Log{Index: 4, Data: encodeAppend("dev.none.x", 3, payloads(3, 1))})
+	if _, err := os.Stat(filepath.Join(s.opts.DataDir, "topics", "dev.none.x")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused append made a directory: %v", err)
+	}
 }
 
 func TestApplyRejectsBadCommands(t *testing.T) {
@@ -237,4 +248,39 @@ func TestSnapshotRestoresAnotherReplica(t *testing.T) {
 	if follower.Meta().AppliedIndex() != 1 {
 		t.Fatalf("restored applied index %d, want 1", follower.Meta().AppliedIndex())
 	}
+}
+
+func TestApplyBatchMatchesApply(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	es := append(entries(t),
+		&raft.Log{Index: 5, Data: encodeAppend("dev.c.d", 0, payloads(0, 2))},
+		&raft.Log{Index: 6, Type: raft.LogConfiguration},                         // not a command
+		&raft.Log{Index: 7, Data: encodeAppend("dev.a.b", 12, payloads(12, 1))},  // a gap
+		&raft.Log{Index: 8, Data: encodeMeta(metaRepr(t, "dev.c.d"))},            // waits for the appends
+		&raft.Log{Index: 9, Data: encodeAppend("dev.a.b", 9, payloads(9, 3))},    // after the meta write
+		&raft.Log{Index: 10, Data: encodeAppend("dev.a.b", 10, payloads(10, 2))}, // overlaps the previous
+	)
+	for i := range es {
+		es[i].Type = max(es[i].Type, raft.LogCommand)
+	}
+	es[5].Type = raft.LogConfiguration
+	res := s.ApplyBatch(es)
+	want := []any{nil, uint64(0), uint64(3), uint64(5), uint64(0), nil, nil, nil, uint64(9), uint64(10)}
+	for i := range want {
+		if i == 6 {
+			if err, ok := res[i].(error); !ok || !errors.Is(err, errGap) {
+				t.Fatalf("entry %d answered %v, want a gap error", es[i].Index, res[i])
+			}
+			continue
+		}
+		if res[i] != want[i] {
+			t.Fatalf("entry %d answered %v, want %v", es[i].Index, res[i], want[i])
+		}
+	}
+	checkLog(t, s, "dev.a.b", 12)
+	checkLog(t, s, "dev.c.d", 2)
+	// Replayed as a batch: nothing changes.
+	s.ApplyBatch(es)
+	checkLog(t, s, "dev.a.b", 12)
 }
