@@ -13,6 +13,11 @@ import (
 // means the write may not have happened and the store is unchanged here.
 type Replicator interface {
 	Replicate(repr []byte) error
+	// ReplicateAsync queues the write and returns at once; writes queued by one caller
+	// are applied in order. The store uses it for the writes it commits without fsync
+	// on a single node (positions, counters, traces): their durability is not awaited
+	// there either. A failure is the replicator's to report.
+	ReplicateAsync(repr []byte)
 }
 
 // appliedKey holds the index of the last replicated write applied, written in the same
@@ -37,6 +42,11 @@ func (s *Store) replicator() Replicator {
 func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
 	if r := s.replicator(); r != nil {
 		if b.Empty() {
+			return nil
+		}
+		if opts == pebble.NoSync {
+			// The batch is closed after commit: the replicator gets a copy.
+			r.ReplicateAsync(append([]byte(nil), b.Repr()...))
 			return nil
 		}
 		return r.Replicate(b.Repr())

@@ -122,3 +122,17 @@ func (r metaReplicator) Replicate(repr []byte) error {
 	_, err := r.s.group.Apply(context.Background(), encodeMeta(repr))
 	return err
 }
+
+func (r metaReplicator) ReplicateAsync(repr []byte) {
+	if r.s.group == nil {
+		r.s.logger.Warn("replica: metadata write dropped: no Raft group attached")
+		return
+	}
+	prop := r.s.group.Propose(encodeMeta(repr))
+	go func() {
+		if _, err := prop.Wait(context.Background()); err != nil {
+			// Positions and counters: a lost one means a redelivery or a count short.
+			r.s.logger.Warn("replica: unawaited metadata write failed", "err", err)
+		}
+	}()
+}
