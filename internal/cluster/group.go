@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -271,6 +272,18 @@ func (p *Proposal) Wait(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// Restore makes the state in r (size bytes, as the FSM's snapshots are written) the
+// group's snapshot at a new index past the log: the leader's FSM restores it and every
+// follower installs it, whatever its log holds. It must be called on the leader.
+func (g *Group) Restore(ctx context.Context, size int64, r io.Reader) error {
+	timeout := time.Duration(0)
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	return g.mapErr(g.raft.Restore(meta, r, timeout))
 }
 
 // Barrier returns once every entry committed before it is applied to the local FSM: a

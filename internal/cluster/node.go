@@ -225,3 +225,13 @@ func (n *Node) groupDir(group string) (string, error) {
 	}
 	return dir, nil
 }
+
+// HasGroupState reports whether this node's data directory already holds Raft state for
+// group (a node that has been a member before), before the group is opened.
+func (n *Node) HasGroupState(group string) (bool, error) {
+	_, err := os.Stat(filepath.Join(n.raftDir, group))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}

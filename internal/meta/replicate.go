@@ -159,3 +159,32 @@ func (s *Store) Refused(index uint64) (bool, error) {
 func (s *Store) ForgetRefusedThrough(index uint64) error {
 	return s.db.DeleteRange(refusedKey(0), refusedKey(index+1), pebble.NoSync)
 }
+
+// ResetReplication forgets the applied index and the refused entries: the store is
+// about to follow a new replication log (a single node's data directory turned into
+// the first node of a cluster), whose indexes start again from 1.
+func (s *Store) ResetReplication() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(appliedKey, nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(refusedKey(0), prefixEnd(refusedPrefix), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.applied.Store(0)
+	return nil
+}
+
+// Empty reports whether the store holds no record at all.
+func (s *Store) Empty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), nil
+}

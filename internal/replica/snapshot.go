@@ -166,6 +166,11 @@ func (s *Store) syncState() error {
 // it only on a follower, never at start: the group is a DurableFSM).
 func (s *Store) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if s.selfRestore.Load() {
+		// Seed: the snapshot is this store's own state.
+		_, err := io.Copy(io.Discard, rc)
+		return err
+	}
 	staging := filepath.Join(s.opts.DataDir, "replica-tmp", "restore")
 	if err := os.RemoveAll(staging); err != nil {
 		return err

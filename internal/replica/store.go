@@ -53,6 +53,8 @@ type Store struct {
 	group *cluster.Group
 	// applied is the index of the last entry applied (set on the FSM goroutine).
 	applied atomic.Uint64
+	// selfRestore is set while Seed hands this store's own state to the group.
+	selfRestore atomic.Bool
 
 	mu struct {
 		sync.Mutex
@@ -104,6 +106,17 @@ func (s *Store) openState() error {
 		}
 	}
 	return nil
+}
+
+// Empty reports whether the store holds nothing: no topic log and no metadata.
+func (s *Store) Empty() (bool, error) {
+	s.mu.Lock()
+	n, ms := len(s.mu.logs), s.mu.meta
+	s.mu.Unlock()
+	if n > 0 {
+		return false, nil
+	}
+	return ms.Empty()
 }
 
 // Attach gives the store the Raft group it is the state machine of, for proposals.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -102,6 +103,11 @@ func (s *Server) startCluster() error {
 		store.Close()
 		return err
 	}
+	if err := adoptData(node, store, peers); err != nil {
+		node.Shutdown(context.Background())
+		store.Close()
+		return err
+	}
 	group, err := node.OpenGroup(cluster.GroupConfig{Name: shardGroup, FSM: store, DurableFSM: true})
 	if err != nil {
 		node.Shutdown(context.Background())
@@ -115,6 +121,31 @@ func (s *Server) startCluster() error {
 	s.goFunc(c.acceptLoop)
 	go c.roleLoop()
 	return nil
+}
+
+// adoptData prepares a data directory that holds a broker's data but no Raft state yet:
+// a single node becoming the first node of a cluster. Its replication log starts from 1,
+// so the applied index of an earlier one is forgotten. Several nodes bootstrapping
+// together could elect one without the data, whose log would then be applied over it:
+// that is refused, with the way to do it.
+func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer) error {
+	has, err := node.HasGroupState(shardGroup)
+	if err != nil || has {
+		return err
+	}
+	empty, err := store.Empty()
+	if err != nil || empty {
+		return err
+	}
+	if len(peers) > 1 {
+		return errors.New("this data directory holds a broker's topics and settings but no cluster state: " +
+			"start it alone as the cluster's first node (--node-id without --peers), then start the others with --join " +
+			"and add them with dmq cluster add-node; they copy its data")
+	}
+	if err := store.Meta().ResetReplication(); err != nil {
+		return err
+	}
+	return store.MarkSeedNeeded()
 }
 
 // handoff is a listener fed by the node's accept loop.
@@ -212,6 +243,17 @@ func (c *clusterNode) lead() {
 	if err := c.group.Barrier(ctx); err != nil {
 		c.s.logger.Warn("cluster: elected, but the log could not be applied yet; will retry", "err", err)
 		return
+	}
+	if c.store.SeedNeeded() {
+		err := c.store.Seed(func(size int64, r io.Reader) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			return c.group.Restore(ctx, size, r)
+		})
+		if err != nil {
+			c.s.logger.Error("cluster: could not make this node's data the cluster's snapshot; will retry", "err", err)
+			return
+		}
 	}
 	err := c.store.Meta().PutNode(meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: time.Now().UnixMilli()})
 	if err != nil {
