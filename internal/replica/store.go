@@ -55,6 +55,8 @@ type Store struct {
 	applied atomic.Uint64
 	// selfRestore is set while Seed hands this store's own state to the group.
 	selfRestore atomic.Bool
+	// broken is the first committed entry this replica could not apply.
+	broken atomic.Pointer[error]
 
 	mu struct {
 		sync.Mutex
@@ -187,7 +189,8 @@ func (s *Store) Apply(entry *raft.Log) any {
 	s.applied.Store(entry.Index)
 	c, err := decodeCommand(entry.Data)
 	if err != nil {
-		s.logger.Error("replica: cannot apply a log entry", "index", entry.Index, "err", err)
+		err = fmt.Errorf("replica: entry %d: %w", entry.Index, err)
+		s.setBroken(err)
 		return err
 	}
 	switch c.kind {
@@ -342,8 +345,28 @@ var errGap = errors.New("replica: gap in reserved offsets")
 // failed reports an entry this replica could not apply: its disk failed it, and its
 // state may now differ from the other replicas' for that topic.
 func (s *Store) failed(entry *raft.Log, c command, err error) error {
-	s.logger.Error("replica: applying a committed entry failed; this replica may need to be rebuilt", "index", entry.Index, "kind", c.kind, "topic", c.topic, "err", err)
-	return fmt.Errorf("replica: apply entry %d: %w", entry.Index, err)
+	err = fmt.Errorf("replica: apply entry %d (kind %d, topic %q): %w", entry.Index, c.kind, c.topic, err)
+	s.setBroken(err)
+	return err
+}
+
+// setBroken records that a committed entry could not be applied: this replica's state
+// now differs from the others', so it must not lead (it may still vote and hold the log).
+// Replace the node (dmq cluster remove-node, a new one with --join) to rebuild it.
+func (s *Store) setBroken(err error) {
+	if s.broken.CompareAndSwap(nil, &err) {
+		s.logger.Error("replica: a committed entry could not be applied; this node will not lead until it is rebuilt (remove it and add a fresh node)", "err", err)
+	} else {
+		s.logger.Error("replica: another committed entry could not be applied", "err", err)
+	}
+}
+
+// Broken returns the first committed entry this replica could not apply, or nil.
+func (s *Store) Broken() error {
+	if p := s.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // removeLog closes and deletes a topic's log.

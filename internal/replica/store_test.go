@@ -142,6 +142,9 @@ func TestApplyRefusesGapAlike(t *testing.T) {
 		t.Fatalf("replayed refused append answered %v", r)
 	}
 	checkLog(t, s, "dev.a.b", 6)
+	if err := s.Broken(); err != nil {
+		t.Fatalf("a refusal marked the replica broken: %v", err)
+	}
 	// A refused append to a topic without a log makes no directory.
 	s.Apply(&raft.Log{Index: 4, Data: encodeAppend("dev.none.x", 3, payloads(3, 1))})
 	if _, err := os.Stat(filepath.Join(s.opts.DataDir, "topics", "dev.none.x")); !errors.Is(err, os.ErrNotExist) {
@@ -168,6 +171,10 @@ func TestApplyRejectsBadCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.opts.DataDir, "topics", "a")); err == nil {
 		t.Fatal("a bad topic name created a directory")
+	}
+	// An entry this version cannot read leaves the replica unfit to lead.
+	if s.Broken() == nil {
+		t.Fatal("an unreadable committed entry did not mark the replica broken")
 	}
 }
 

@@ -238,6 +238,16 @@ func (c *clusterNode) roleLoop() {
 // lead opens the broker on the replica once it holds every committed entry.
 func (c *clusterNode) lead() {
 	start := time.Now()
+	if err := c.store.Broken(); err != nil {
+		// Elected with a replica that differs from the others: hand leadership on.
+		c.s.logger.Error("cluster: elected, but this node's replica is broken; handing leadership to another node", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.group.TransferLeadership(ctx, ""); err != nil {
+			c.s.logger.Warn("cluster: leadership transfer failed", "err", err)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.group.Barrier(ctx); err != nil {
@@ -477,6 +487,9 @@ type Status struct {
 	Leader    meta.Node     `json:"leader"`
 	Nodes     []meta.Node   `json:"nodes"`
 	Groups    []GroupStatus `json:"groups"`
+	// ReplicaError is set when this node could not apply a committed entry: it will not
+	// lead until it is replaced.
+	ReplicaError string `json:"replica_error,omitempty"`
 }
 
 // GroupStatus is one Raft group as this node sees it.
@@ -514,7 +527,11 @@ func (c *clusterNode) status() Status {
 	}
 	c.mu.Unlock()
 	nodes, _ := c.store.Meta().Nodes()
-	return Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Role: role, Leader: c.leaderAddrs(), Nodes: nodes, Groups: []GroupStatus{gs}}
+	st2 := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Role: role, Leader: c.leaderAddrs(), Nodes: nodes, Groups: []GroupStatus{gs}}
+	if err := c.store.Broken(); err != nil {
+		st2.ReplicaError = err.Error()
+	}
+	return st2
 }
 
 func (c *clusterNode) handleStatus(w http.ResponseWriter, _ *http.Request) {
