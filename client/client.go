@@ -86,9 +86,16 @@ func WithRetry(r RetryPolicy) Option { return func(o *dialOptions) { o.retry = r
 // WithClientID sets the client id used for subscriptions (default: host-pid).
 func WithClientID(id string) Option { return func(o *dialOptions) { o.clientID = id } }
 
-// Dial connects to the broker at addr (host:port). The connection is made
-// lazily and re-established as needed; Dial fails only on a bad address.
+// Dial connects to the broker at addr (host:port), or to a cluster given several of
+// its nodes ("h1:p1,h2:p2,h3:p3"): the client finds the leader, follows it when it
+// changes, and tries the other addresses when one does not answer (leader.go). The
+// connection is made lazily and re-established as needed; Dial fails only on a bad
+// address. With TLS, the first address's host is the name the certificates must carry.
 func Dial(addr string, opts ...Option) (*Client, error) {
+	seeds, err := parseSeeds(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
 	o := dialOptions{retry: DefaultRetry}
 	for _, f := range opts {
 		f(&o)
@@ -119,7 +126,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	if o.token != "" {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
 	}
-	conn, err := grpc.NewClient(addr, grpcOpts...)
+	grpcOpts = append(grpcOpts, newLeaderDialer(seeds).dialOptions()...)
+	// The dialer picks the node; the target names the first for the authority.
+	conn, err := grpc.NewClient("passthrough:///"+seeds[0], grpcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

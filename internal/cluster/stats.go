@@ -9,13 +9,16 @@ import (
 
 // Stats is a replica's view of its group, for the admin API, /metrics and tests.
 type Stats struct {
-	Group        string
-	Node         string
-	State        string // "Follower", "Candidate", "Leader" or "Shutdown"
-	Term         uint64
-	LastLogIndex uint64
-	CommitIndex  uint64
-	AppliedIndex uint64
+	Group string
+	Node  string
+	State string // "Follower", "Candidate", "Leader" or "Shutdown"
+	Term  uint64
+	// FirstLogIndex is the oldest entry still in the log (compaction moves it up): a
+	// member that needs an older one gets a snapshot.
+	FirstLogIndex uint64
+	LastLogIndex  uint64
+	CommitIndex   uint64
+	AppliedIndex  uint64
 	// LastSnapshotIndex is the index covered by the latest snapshot (0: none yet).
 	LastSnapshotIndex uint64
 	// LastContact is when a follower last heard from its leader; zero on the leader.
@@ -52,6 +55,9 @@ func (g *Group) Stats() Stats {
 		CommitIndex:  g.raft.CommitIndex(),
 		AppliedIndex: g.raft.AppliedIndex(),
 		Leader:       g.Leader(),
+	}
+	if n, err := g.store.FirstIndex(); err == nil {
+		st.FirstLogIndex = n
 	}
 	if n, err := strconv.ParseUint(g.raft.Stats()["last_snapshot_index"], 10, 64); err == nil {
 		st.LastSnapshotIndex = n

@@ -497,6 +497,7 @@ type GroupStatus struct {
 	Name              string           `json:"name"`
 	State             string           `json:"state"`
 	Term              uint64           `json:"term"`
+	FirstLogIndex     uint64           `json:"first_log_index"`
 	LastLogIndex      uint64           `json:"last_log_index"`
 	CommitIndex       uint64           `json:"commit_index"`
 	AppliedIndex      uint64           `json:"applied_index"`
@@ -512,7 +513,7 @@ type GroupStatus struct {
 func (c *clusterNode) status() Status {
 	st := c.group.Stats()
 	gs := GroupStatus{
-		Name: st.Group, State: st.State, Term: st.Term, LastLogIndex: st.LastLogIndex,
+		Name: st.Group, State: st.State, Term: st.Term, FirstLogIndex: st.FirstLogIndex, LastLogIndex: st.LastLogIndex,
 		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastSnapshotIndex: st.LastSnapshotIndex,
 		Servers: st.Servers, Followers: st.Followers,
 	}
