@@ -56,6 +56,10 @@ type clusterNode struct {
 	quit chan struct{}
 	done chan struct{}
 
+	// leaderChanges counts the leader changes this node saw (elections that
+	// produced a leader, and leaderless spells).
+	leaderChanges atomic.Uint64
+
 	mu struct {
 		sync.Mutex
 		leading  *stack       // while this node leads
@@ -220,6 +224,7 @@ func (c *clusterNode) roleLoop() {
 			if !ok {
 				return
 			}
+			c.leaderChanges.Add(1)
 		case <-tick.C:
 		}
 		leading := c.group.IsLeader()

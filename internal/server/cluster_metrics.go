@@ -10,7 +10,7 @@ import (
 type clusterCollector struct {
 	c *clusterNode
 
-	leader, term, lastLog, commit, applied, snapshot, contact, followerUp *prometheus.Desc
+	leader, term, lastLog, commit, applied, snapshot, contact, followerUp, changes *prometheus.Desc
 }
 
 func (c *clusterNode) collector() prometheus.Collector {
@@ -28,11 +28,12 @@ func (c *clusterNode) collector() prometheus.Collector {
 		snapshot:   d("last_snapshot_index", "Index covered by this node's latest snapshot."),
 		contact:    d("last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader)."),
 		followerUp: d("follower_healthy", "On the leader: 1 while heartbeats reach the follower.", "follower"),
+		changes:    d("leader_changes_total", "Leader changes this node saw since it started (new leaders and leaderless spells)."),
 	}
 }
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp} {
+	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp, cc.changes} {
 		ch <- d
 	}
 }
@@ -58,6 +59,7 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			contact = float64(nowMs()-g.LastContactMs) / 1000
 		}
 		gauge(cc.contact, contact)
+		ch <- prometheus.MustNewConstMetric(cc.changes, prometheus.CounterValue, float64(cc.c.leaderChanges.Load()), g.Name)
 		for _, f := range g.Followers {
 			up := 0.0
 			if f.Healthy {

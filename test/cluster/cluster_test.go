@@ -120,6 +120,14 @@ func TestKillLeaderUnderPipelinedLoad(t *testing.T) {
 	// The killed node comes back, catches up, and holds the same log.
 	c.start(victim)
 	c.waitCaughtUp()
+	var https []string
+	for _, nd := range c.nodes {
+		https = append(https, nd.http)
+	}
+	out := runCLI(t, "cluster", "status", "--http", strings.Join(https, ","))
+	if strings.Count(out, " leader ") != 1 || strings.Count(out, " follower ") != 2 || strings.Contains(out, "unreachable") {
+		t.Fatalf("dmq cluster status after the restart:\n%s", out)
+	}
 	c.stopAll()
 	c.checkReplicasEqual(topic, total)
 }

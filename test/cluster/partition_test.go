@@ -2,8 +2,11 @@ package cluster_test
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -58,11 +61,47 @@ func TestIsolatedLeaderRefusesWrites(t *testing.T) {
 	}
 	faults.Heal()
 	c.waitCaughtUp()
+	checkMetrics(t, c, old)
 	if n := storedCount(t, cl, topic); n != 2 {
 		t.Fatalf("topic stores %d messages, want 2 (before, majority)", n)
 	}
 	c.stopAll()
 	c.checkReplicasEqual(topic, 2)
+}
+
+// checkMetrics reads every node's /metrics: exactly one node leads, all applied the same
+// index, and the node that lost leadership saw at least two leader changes.
+func checkMetrics(t *testing.T, c *testCluster, deposed *node) {
+	t.Helper()
+	leaders := 0
+	applied := map[string]bool{}
+	for _, nd := range c.nodes {
+		resp, err := http.Get("http://" + nd.http + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metric := func(name string) string {
+			m := regexp.MustCompile(`(?m)^` + name + `\{[^}]*\} (\S+)$`).FindStringSubmatch(string(body))
+			if m == nil {
+				t.Fatalf("%s: /metrics has no %s", nd.id, name)
+			}
+			return m[1]
+		}
+		if metric("dmq_cluster_leader") == "1" {
+			leaders++
+		}
+		applied[metric("dmq_cluster_applied_index")] = true
+		if nd == deposed {
+			if n, _ := strconv.Atoi(metric("dmq_cluster_leader_changes_total")); n < 2 {
+				t.Fatalf("%s saw %d leader changes, want at least 2", nd.id, n)
+			}
+		}
+	}
+	if leaders != 1 || len(applied) != 1 {
+		t.Fatalf("metrics: %d leaders, applied indexes %v; want one leader and one index", leaders, applied)
+	}
 }
 
 // TestRandomFaultsLoseNothing runs a producer and a consumer through a random schedule
