@@ -34,6 +34,7 @@ var pages = []string{
 	"/clients",
 	"/deadletters",
 	"/delays",
+	"/cluster",
 	"/audit",
 	"/users",
 	"/tokens",

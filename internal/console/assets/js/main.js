@@ -22,6 +22,7 @@ const routes = [
   [/^\/clients$/, 'clients'],
   [/^\/deadletters$/, 'deadletters'],
   [/^\/delays$/, 'delays'],
+  [/^\/cluster$/, 'cluster'],
   [/^\/audit$/, 'audit'],
   [/^\/users$/, 'users'],
   [/^\/tokens$/, 'tokens'],
@@ -35,6 +36,7 @@ const nav = [
   ['/clients', 'nav.clients', ['clients']],
   ['/deadletters', 'nav.deadletters', ['deadletters']],
   ['/delays', 'nav.delays', ['delays']],
+  ['/cluster', 'nav.cluster', ['cluster']],
 ];
 
 // adminNav are the administrators' pages, hidden from other roles (the API
