@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 // A snapshot is a tar stream:
 //
+//	applied                        the index of the last entry it includes (decimal)
 //	meta/<file>                    a Pebble checkpoint of the metadata store
 //	topics/<topic>/<base>.log      each segment of each topic log, up to its size when
 //	                               the snapshot was taken (the index files are rebuilt)
@@ -28,6 +30,9 @@ import (
 // durable, then streams the copy. The logs may have grown past the snapshot's index
 // by the time they are read: a replica restoring it then holds appends that the log
 // replayed after the snapshot gives it again, and skips them.
+
+// appliedFile holds the index of the last entry the snapshot's state includes.
+const appliedFile = "applied"
 
 type snapshot struct {
 	s       *Store
@@ -85,6 +90,14 @@ func (sn *snapshot) persist(w io.Writer) error {
 		return err
 	}
 	tw := tar.NewWriter(w)
+	// The index the state is at, for the restoring replica's status.
+	idx := []byte(strconv.FormatUint(sn.index, 10))
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: appliedFile, Size: int64(len(idx)), Mode: 0o644}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(idx); err != nil {
+		return err
+	}
 	// The checkpoint.
 	err := filepath.WalkDir(sn.ckpt, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -204,6 +217,12 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	if err := s.openState(); err != nil {
 		return fmt.Errorf("replica: open restored state: %w", err)
 	}
+	// Entries up to the snapshot are in the restored state; raft continues after it.
+	var applied uint64
+	if b, err := os.ReadFile(filepath.Join(staging, appliedFile)); err == nil {
+		applied, _ = strconv.ParseUint(string(b), 10, 64)
+	}
+	s.applied.Store(applied)
 	// Make the restored copy durable before raft records the snapshot as applied.
 	if err := s.syncState(); err != nil {
 		return err
@@ -224,7 +243,7 @@ func untar(r io.Reader, dir string) error {
 			return err
 		}
 		name := filepath.FromSlash(h.Name)
-		if !filepath.IsLocal(name) || !(strings.HasPrefix(h.Name, "meta/") || strings.HasPrefix(h.Name, "topics/")) {
+		if !filepath.IsLocal(name) || !(h.Name == appliedFile || strings.HasPrefix(h.Name, "meta/") || strings.HasPrefix(h.Name, "topics/")) {
 			return fmt.Errorf("unexpected path %q in snapshot", h.Name)
 		}
 		path := filepath.Join(dir, name)

@@ -51,7 +51,8 @@ type Store struct {
 
 	// group proposes commands; set by Attach once the Raft group is open.
 	group *cluster.Group
-	// applied is the index of the last entry applied (set on the FSM goroutine).
+	// applied is the index of the last entry applied: set on the FSM goroutine once
+	// the entry's effects are done, and by Restore.
 	applied atomic.Uint64
 	// selfRestore is set while Seed hands this store's own state to the group.
 	selfRestore atomic.Bool
@@ -186,7 +187,7 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 // Apply applies one committed entry. It runs on raft's FSM goroutine, in log order, on
 // every replica; what it returns comes back from the leader's proposal.
 func (s *Store) Apply(entry *raft.Log) any {
-	s.applied.Store(entry.Index)
+	defer s.noteApplied(entry.Index)
 	c, err := decodeCommand(entry.Data)
 	if err != nil {
 		err = fmt.Errorf("replica: entry %d: %w", entry.Index, err)
@@ -242,9 +243,6 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	out := make([]any, len(entries))
 	var wg sync.WaitGroup
 	ends := map[string]uint64{} // each topic log's end once what is queued is written
-	if len(entries) > 0 {
-		s.applied.Store(entries[len(entries)-1].Index)
-	}
 	for i, e := range entries {
 		if e.Type != raft.LogCommand {
 			continue
@@ -260,8 +258,23 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 		s.queueAppend(e, c, &out[i], &wg, ends)
 	}
 	wg.Wait()
+	if len(entries) > 0 {
+		s.noteApplied(entries[len(entries)-1].Index)
+	}
 	return out
 }
+
+// noteApplied records that every entry up to index is applied.
+func (s *Store) noteApplied(index uint64) {
+	if index > s.applied.Load() {
+		s.applied.Store(index)
+	}
+}
+
+// AppliedIndex is the index of the last entry this replica has applied. Raft's own
+// applied index counts entries handed to the state machine, which may still be
+// working through them (a restarted node replaying its log).
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 
 // queueAppend queues an append entry to its topic log: *res is set before wg is done.
 // ends holds each topic log's end once what is queued is written.

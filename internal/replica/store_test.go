@@ -253,7 +253,10 @@ func TestSnapshotRestoresAnotherReplica(t *testing.T) {
 		t.Fatalf("restored topics: %v, %v", topics, err)
 	}
 	if follower.Meta().AppliedIndex() != 1 {
-		t.Fatalf("restored applied index %d, want 1", follower.Meta().AppliedIndex())
+		t.Fatalf("restored metadata applied index %d, want 1", follower.Meta().AppliedIndex())
+	}
+	if follower.AppliedIndex() != 5 {
+		t.Fatalf("restored replica applied index %d, want 5 (4 at the snapshot, then the late entry)", follower.AppliedIndex())
 	}
 }
 

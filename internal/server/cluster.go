@@ -522,6 +522,8 @@ func (c *clusterNode) status() Status {
 		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastSnapshotIndex: st.LastSnapshotIndex,
 		Servers: st.Servers, Followers: st.Followers,
 	}
+	// What the replica has applied, not what raft has handed it.
+	gs.AppliedIndex = c.store.AppliedIndex()
 	if !st.LastContact.IsZero() {
 		gs.LastContactMs = st.LastContact.UnixMilli()
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -183,6 +184,9 @@ func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 	c.t.Helper()
 	var first [][]byte
 	for i, nd := range c.nodes {
+		if _, err := os.Stat(filepath.Join(nd.dir, "topics", topic)); err != nil {
+			c.t.Fatalf("%s has no log of %s (%v); its notable log lines:\n%s", nd.id, topic, err, nd.notableLogs())
+		}
 		s, err := replica.Open(replica.Options{DataDir: nd.dir})
 		if err != nil {
 			c.t.Fatalf("%s: %v", nd.id, err)
@@ -194,7 +198,8 @@ func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 		}
 		if l.Next()-l.First() != want {
 			s.Close()
-			c.t.Fatalf("%s holds %d records of %s, want %d", nd.id, l.Next()-l.First(), topic, want)
+			c.t.Fatalf("%s holds %d records of %s (offsets %d to %d), want %d; its notable log lines:\n%s",
+				nd.id, l.Next()-l.First(), topic, l.First(), l.Next(), want, nd.notableLogs())
 		}
 		var recs [][]byte
 		for off := l.First(); off < l.Next(); off++ {
@@ -216,6 +221,20 @@ func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 			}
 		}
 	}
+}
+
+// notableLogs returns the warnings, errors and replica lines the node printed.
+func (nd *node) notableLogs() string {
+	if nd.p == nil {
+		return "(in-process node)"
+	}
+	var out []string
+	for _, line := range strings.Split(nd.p.Logs(), "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "replica") || strings.Contains(line, "cluster:") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // ledger is the total-queue checker: what was acknowledged to producers and what
