@@ -1,4 +1,5 @@
-// Package client is the Go SDK of DMQ: connect with Dial, manage topics and
+// Package client is the Go SDK of DMQ: connect with Dial to a broker or to
+// a cluster (the client follows its leader: see Client), manage topics and
 // groups, publish with Client.Publish or a pipelined Producer, and consume
 // with Subscribe.
 //
@@ -25,6 +26,7 @@ import (
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/internal/bufpool"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -35,10 +37,36 @@ import (
 // Version is the SDK version announced to brokers.
 const Version = "0.1.0"
 
-// Client is a connection to a DMQ broker. It is safe for concurrent use.
+// Client is a connection to a DMQ broker, or to a cluster of brokers. It is
+// safe for concurrent use.
+//
+// Seeds and leader following: Dial takes one address or several
+// ("h1:p1,h2:p2,h3:p3", the seeds). In a cluster only the leader serves; the
+// other nodes refuse every call with Unavailable and a NOT_LEADER ErrorInfo
+// naming the leader's address (none during an election). The client keeps one
+// gRPC connection per address it uses, made on first use, and sends every
+// call (publishes, Producer and Consumer streams, heartbeats, admin calls,
+// and calls through API) to its current leader:
+//   - when a node names another leader, the client switches to it (learning
+//     its address if it was not a seed) and sends the call again at once, up
+//     to 3 times in a row;
+//   - when a node names no leader, or does not answer, the client moves on to
+//     the next known address; addresses it cannot connect to are skipped
+//     without sending anything;
+//   - a call that a node refused, or that could not be sent to any node, is
+//     sent again after the RetryPolicy's backoff, with the same client
+//     message ids for publishes, so a failover stores nothing twice. A call
+//     that failed after it was sent (the node may have done it) is sent again
+//     only if it is a publish; other calls return Unavailable;
+//   - a Producer resends its unanswered messages with the same ids on a new
+//     stream to the leader, and a Consumer re-attaches there by itself.
+//
+// With a single address and no cluster, all of this reduces to the
+// behaviour of one broker: publishes retry while it is unavailable, other
+// calls fail at once.
 type Client struct {
-	conn     *grpc.ClientConn
-	api      dmqv1.BrokerClient
+	router   *router
+	api      dmqv1.BrokerClient // sends through router
 	clientID string
 	retry    RetryPolicy
 	ids      *idSource
@@ -88,9 +116,10 @@ func WithClientID(id string) Option { return func(o *dialOptions) { o.clientID =
 
 // Dial connects to the broker at addr (host:port), or to a cluster given several of
 // its nodes ("h1:p1,h2:p2,h3:p3"): the client finds the leader, follows it when it
-// changes, and tries the other addresses when one does not answer (leader.go). The
-// connection is made lazily and re-established as needed; Dial fails only on a bad
-// address. With TLS, the first address's host is the name the certificates must carry.
+// changes, and tries the other addresses when one does not answer (see Client).
+// Connections are made lazily and re-established as needed; Dial fails only on an
+// empty or malformed address. With TLS, each node's certificate must carry the host
+// of the address the client reaches it by (unless the tls.Config sets ServerName).
 func Dial(addr string, opts ...Option) (*Client, error) {
 	seeds, err := parseSeeds(addr)
 	if err != nil {
@@ -118,6 +147,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20),
 			grpc.ForceCodecV2(bufpool.Codec{Pool: sharedBufferPool})),
 		experimental.WithBufferPool(sharedBufferPool), // buffers gRPC does not zero: see package bufpool
+		// Reconnect soon after a node comes back, and give up on an address that
+		// does not answer in time so that the others are tried.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: connectBackoff, MinConnectTimeout: 5 * time.Second}),
 		// Flow-control windows and socket buffers sized for pipelined
 		// publishing and prefetching consumers (about 1 MB in flight).
 		grpc.WithInitialWindowSize(8 << 20), grpc.WithInitialConnWindowSize(16 << 20),
@@ -126,25 +158,24 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	if o.token != "" {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
 	}
-	grpcOpts = append(grpcOpts, newLeaderDialer(seeds).dialOptions()...)
-	// The dialer picks the node; the target names the first for the authority.
-	conn, err := grpc.NewClient("passthrough:///"+seeds[0], grpcOpts...)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	c := &Client{conn: conn, api: dmqv1.NewBrokerClient(conn), clientID: o.clientID, retry: o.retry, ids: newIDSource()}
+	r := newRouter(seeds, o.retry, grpcOpts)
+	c := &Client{router: r, api: dmqv1.NewBrokerClient(r), clientID: o.clientID, retry: o.retry, ids: newIDSource()}
 	c.presence = newPresence(c)
+	r.onMove = c.presence.poke // announce the client to the new leader at once
 	go c.presence.loop()
 	return c, nil
 }
 
-// Close tells the broker this client leaves and closes the connection.
+// connectBackoff paces reconnections to a node that went away.
+var connectBackoff = backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}
+
+// Close tells the broker this client leaves and closes the connections.
 // Close producers and consumers first.
 func (c *Client) Close() error {
 	var err error
 	c.closed.Do(func() {
 		c.presence.stop()
-		err = c.conn.Close()
+		err = c.router.close()
 	})
 	return err
 }
@@ -152,7 +183,9 @@ func (c *Client) Close() error {
 // ClientID is the id this client subscribes with unless a subscription overrides it.
 func (c *Client) ClientID() string { return c.clientID }
 
-// API returns the raw generated gRPC client, for calls the SDK does not wrap.
+// API returns the generated gRPC client, for calls the SDK does not wrap. Its
+// calls follow the leader like the SDK's own (see Client); only publishes are
+// sent again after a failure that leaves their outcome unknown.
 func (c *Client) API() dmqv1.BrokerClient { return c.api }
 
 // Code returns the gRPC status code of an SDK error (codes.OK for nil).
@@ -228,19 +261,8 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([
 			req.Messages[i].ClientMessageId = c.ids.next()
 		}
 	}
-	var resp *dmqv1.PublishResponse
-	var err error
-	for attempt := 1; ; attempt++ {
-		resp, err = c.api.Publish(ctx, req)
-		if err == nil || !retryable(err) || attempt >= c.retry.Attempts || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-time.After(c.retry.backoff(attempt)):
-		case <-ctx.Done():
-			return nil, err
-		}
-	}
+	// resendSafe: the router retransmits per the RetryPolicy, with the same ids.
+	resp, err := c.api.Publish(ctx, req, resendSafe{})
 	if err != nil {
 		return nil, err
 	}

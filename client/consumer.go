@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -83,6 +85,9 @@ type result struct {
 // Subscribe joins group on topic and calls h for each message until Close
 // or until ctx is canceled. It returns once the broker accepted the
 // subscription, or with the broker's error (unknown topic or group...).
+// While the broker is unavailable it returns at once and the consumer keeps
+// trying to attach in the background; in a cluster it attaches to the
+// leader, and re-attaches to the new one after a leader change.
 func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, opts ...ConsumerOption) (*Consumer, error) {
 	o := consumerOptions{concurrency: 1, prefetch: 256, clientID: c.clientID, onError: func(error) {}}
 	for _, f := range opts {
@@ -153,11 +158,16 @@ func (k *Consumer) run() {
 		}()
 	}
 	var carry []result // outcomes not yet sent when a session ended
-	backoff := 50 * time.Millisecond
+	const minBackoff = 50 * time.Millisecond
+	backoff := minBackoff
 	first := true
 	for {
 		var err error
-		carry, err = k.session(carry, first)
+		var attached bool
+		carry, attached, err = k.session(carry, first)
+		if attached {
+			backoff = minBackoff // a session that worked: the next outage is a new one
+		}
 		if first {
 			first = false
 			if err != nil && k.startErr != nil {
@@ -236,7 +246,8 @@ func (k *Consumer) call(m *Message) (err error) {
 
 // session runs one Subscribe stream until it breaks or the consumer
 // closes. carry holds outcomes of an earlier session to send first.
-func (k *Consumer) session(carry []result, first bool) ([]result, error) {
+// attached says the broker accepted the subscription.
+func (k *Consumer) session(carry []result, first bool) (_ []result, attached bool, _ error) {
 	k.sessionID++
 	sid := k.sessionID
 	sctx, cancel := context.WithCancel(context.Background())
@@ -245,18 +256,11 @@ func (k *Consumer) session(carry []result, first bool) ([]result, error) {
 		cancel()
 		<-recvDone
 	}()
-	stream, err := k.c.api.Subscribe(sctx)
-	if err == nil {
-		err = stream.Send(&dmqv1.SubscribeRequest{Request: &dmqv1.SubscribeRequest_Start{Start: &dmqv1.SubscribeStart{
-			Topic: k.topic, Group: k.group, ClientId: k.opts.clientID, Credit: uint32(k.opts.prefetch),
-		}}})
-	}
-	var resp *dmqv1.SubscribeResponse
-	if err == nil {
-		resp, err = stream.Recv()
-	}
-	if err == nil && resp.GetSubscribed() == nil {
-		err = status.Error(codes.Internal, "broker did not confirm the subscription")
+	// A node that names the leader refused the stream untouched: attach
+	// there at once, a few times in a row at most.
+	stream, err := k.attach(sctx)
+	for redirects := 0; isRedirect(err) && redirects < maxRedirects; redirects++ {
+		stream, err = k.attach(sctx)
 	}
 	if first {
 		if err != nil {
@@ -271,7 +275,7 @@ func (k *Consumer) session(carry []result, first bool) ([]result, error) {
 	}
 	if err != nil {
 		close(recvDone)
-		return carry, err
+		return carry, false, err
 	}
 
 	// The receiver moves deliveries into the work queue; it stops when the
@@ -301,7 +305,7 @@ func (k *Consumer) session(carry []result, first bool) ([]result, error) {
 	pending := carry
 	for {
 		if err := k.flush(stream, pending, sid); err != nil {
-			return pending, err
+			return pending, true, err
 		}
 		pending = pending[:0]
 		select {
@@ -312,16 +316,39 @@ func (k *Consumer) session(carry []result, first bool) ([]result, error) {
 			k.running.Unlock()
 			pending = k.takeResults(pending)
 			if err := k.flush(stream, pending, sid); err != nil {
-				return pending, err
+				return pending, true, err
 			}
 			stream.CloseSend()
-			return nil, nil
+			return nil, true, nil
 		case err := <-recvErr:
-			return pending, err
+			return pending, true, err
 		case r := <-k.results:
 			pending = k.takeResults(append(pending, r))
 		}
 	}
+}
+
+// attach opens a Subscribe stream and waits for the broker to accept it.
+func (k *Consumer) attach(ctx context.Context) (dmqv1.Broker_SubscribeClient, error) {
+	stream, err := k.c.api.Subscribe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = stream.Send(&dmqv1.SubscribeRequest{Request: &dmqv1.SubscribeRequest_Start{Start: &dmqv1.SubscribeStart{
+		Topic: k.topic, Group: k.group, ClientId: k.opts.clientID, Credit: uint32(k.opts.prefetch),
+	}}})
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	// On io.EOF the broker ended the stream: Recv returns why.
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetSubscribed() == nil {
+		return nil, status.Error(codes.Internal, "broker did not confirm the subscription")
+	}
+	return stream, nil
 }
 
 // takeResults appends every outcome ready now, up to a batch.

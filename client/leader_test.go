@@ -2,7 +2,7 @@ package client
 
 import (
 	"errors"
-	"net"
+	"slices"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -12,22 +12,26 @@ import (
 
 func TestParseSeeds(t *testing.T) {
 	got, err := parseSeeds(" a:1, b:2 ,a:1")
-	if err != nil || len(got) != 2 || got[0] != "a:1" || got[1] != "b:2" {
-		t.Fatalf("parseSeeds = %v, %v", got, err)
+	if err != nil || !slices.Equal(got, []string{"a:1", "b:2"}) {
+		t.Fatalf("parseSeeds(\" a:1, b:2 ,a:1\") = %v, %v; want [a:1 b:2]", got, err)
 	}
-	for _, bad := range []string{"", "a:1,", "a", "a:1,b", ",a:1", "a:"} {
+	if got, err := parseSeeds(":7000"); err != nil || !slices.Equal(got, []string{":7000"}) {
+		t.Fatalf("parseSeeds(\":7000\") = %v, %v; want the local address", got, err)
+	}
+	for _, bad := range []string{"", "a:1,", "a", "a:1,b", ",a:1", "a:", "a:x", "a:0", "a:70000", "a:1:2", "h1:1,,h2:2"} {
 		if _, err := parseSeeds(bad); err == nil {
 			t.Errorf("parseSeeds(%q) accepted", bad)
 		}
 	}
 	if _, err := Dial("h1:1,,h2:2"); err == nil {
-		t.Error("Dial accepted an empty seed")
+		t.Error("Dial(\"h1:1,,h2:2\") accepted an empty seed")
 	}
 }
 
+// notLeader is a follower's answer naming leader ("" during an election).
 func notLeader(leader string) error {
-	st, err := status.New(codes.Unavailable, "not the leader").WithDetails(&errdetails.ErrorInfo{
-		Reason: "NOT_LEADER", Domain: "dmq.io", Metadata: map[string]string{"leader_id": "n9", "leader_addr": leader},
+	st, err := status.New(codes.Unavailable, "dmq: node n2 is not the leader").WithDetails(&errdetails.ErrorInfo{
+		Reason: notLeaderReason, Domain: notLeaderDomain, Metadata: map[string]string{"leader_id": "n9", "leader_addr": leader},
 	})
 	if err != nil {
 		panic(err)
@@ -35,58 +39,107 @@ func notLeader(leader string) error {
 	return st.Err()
 }
 
-// pipeConn is a net.Conn whose Close the test can observe.
-type pipeConn struct {
-	net.Conn
-	closed bool
+func TestLeaderHint(t *testing.T) {
+	otherReason, _ := status.New(codes.Unavailable, "x").WithDetails(&errdetails.ErrorInfo{Reason: "OVERLOADED", Domain: notLeaderDomain})
+	for _, tc := range []struct {
+		name      string
+		err       error
+		leader    string
+		notLeader bool
+	}{
+		{"nil", nil, "", false},
+		{"plain error", errors.New("x"), "", false},
+		{"plain unavailable", status.Error(codes.Unavailable, "down"), "", false},
+		{"other reason", otherReason.Err(), "", false},
+		{"not found", status.Error(codes.NotFound, "no"), "", false},
+		{"named leader", notLeader("10.0.0.1:7001"), "10.0.0.1:7001", true},
+		{"election", notLeader(""), "", true},
+		{"malformed leader", notLeader("nonsense"), "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leader, nl := leaderHint(tc.err)
+			if leader != tc.leader || nl != tc.notLeader {
+				t.Fatalf("leaderHint(%v) = %q, %v; want %q, %v", tc.err, leader, nl, tc.leader, tc.notLeader)
+			}
+		})
+	}
 }
 
-func (c *pipeConn) Close() error { c.closed = true; return nil }
-
-func TestFollowMovesToTheLeader(t *testing.T) {
-	d := newLeaderDialer([]string{"a:1", "b:2", "c:3"})
-	conn := &pipeConn{}
-	d.conn = conn
-
-	// Errors that are not NOT_LEADER leave the connection alone.
-	for _, err := range []error{nil, errors.New("x"), status.Error(codes.Unavailable, "down"), status.Error(codes.NotFound, "no")} {
-		if moved, _ := d.follow(err); moved || conn.closed {
-			t.Fatalf("follow(%v) moved", err)
+func TestRouterFollow(t *testing.T) {
+	r := newRouter([]string{"a:1", "b:2", "c:3"}, DefaultRetry, nil)
+	moves := 0
+	r.onMove = func() { moves++ }
+	step := func(addr string, err error, want verdict, wantCur string) {
+		t.Helper()
+		if v := r.follow(addr, err); v != want || r.mu.cur != wantCur {
+			t.Fatalf("follow(%s, %v) = %d, current %s; want %d, current %s", addr, err, v, r.mu.cur, want, wantCur)
 		}
 	}
+	// Answers that are not about routing leave the current address alone.
+	step("a:1", nil, answered, "a:1")
+	step("a:1", status.Error(codes.NotFound, "no"), answered, "a:1")
 	// A named leader among the seeds.
-	if moved, named := d.follow(notLeader("c:3")); !moved || !named || d.cur != 2 || !conn.closed {
-		t.Fatalf("to a known leader: moved %v named %v cur %d closed %v", moved, named, d.cur, conn.closed)
+	step("a:1", notLeader("c:3"), redirected, "c:3")
+	// A leader that is not a seed is learned.
+	step("c:3", notLeader("d:4"), redirected, "d:4")
+	if !slices.Equal(r.mu.addrs, []string{"a:1", "b:2", "c:3", "d:4"}) {
+		t.Fatalf("known addresses %v, want the seeds and d:4", r.mu.addrs)
 	}
-	// A leader not among the seeds is learned.
-	if moved, _ := d.follow(notLeader("d:4")); !moved || d.addrs[d.cur] != "d:4" || len(d.addrs) != 4 {
-		t.Fatalf("to a new leader: addrs %v cur %d", d.addrs, d.cur)
-	}
-	// No leader known: the next address.
-	if moved, named := d.follow(notLeader("")); !moved || named || d.addrs[d.cur] != "a:1" {
-		t.Fatalf("without a leader: addrs %v cur %d named %v", d.addrs, d.cur, named)
+	// The named leader does not answer: rotation goes on from where it was (b), not
+	// back to the node that named it.
+	step("d:4", status.Error(codes.Unavailable, "connection refused"), unreachable, "b:2")
+	// No leader named: the next address.
+	step("b:2", notLeader(""), refused, "c:3")
+	// A node naming itself is refused too, and skipped.
+	step("c:3", notLeader("c:3"), refused, "d:4")
+	// A call that fails after another one moved on moves nothing.
+	step("a:1", notLeader("b:2"), redirected, "d:4")
+	step("b:2", status.Error(codes.Unavailable, "down"), unreachable, "d:4")
+	if moves != 5 {
+		t.Fatalf("onMove called %d times, want 5 (once per move)", moves)
 	}
 }
 
-func TestDialSkipsDeadSeeds(t *testing.T) {
-	live, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+func TestRouterRotationSkipsTheFailedAddress(t *testing.T) {
+	r := newRouter([]string{"a:1"}, DefaultRetry, nil)
+	// A single address stays current.
+	if v := r.follow("a:1", status.Error(codes.Unavailable, "down")); v != unreachable || r.mu.cur != "a:1" {
+		t.Fatalf("single address: verdict %d current %s", v, r.mu.cur)
 	}
-	defer live.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Learned via a redirect, then the leader fails: back to the seed.
+	r.follow("a:1", notLeader("b:2"))
+	if v := r.follow("b:2", status.Error(codes.Unavailable, "down")); v != unreachable || r.mu.cur != "a:1" {
+		t.Fatalf("after the learned leader failed: verdict %d current %s, want a:1", v, r.mu.cur)
 	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	d := newLeaderDialer([]string{deadAddr, live.Addr().String()})
-	c, err := d.dial(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if d.cur != 1 {
-		t.Fatalf("dialed address %d, want the live one (1)", d.cur)
+}
+
+func TestRouterResend(t *testing.T) {
+	single := newRouter([]string{"a:1"}, DefaultRetry, nil)
+	multi := newRouter([]string{"a:1", "b:2"}, DefaultRetry, nil)
+	unavailable := status.Error(codes.Unavailable, "down")
+	for _, tc := range []struct {
+		name       string
+		r          *router
+		v          verdict
+		sent, safe bool
+		err        error
+		want       bool
+	}{
+		{"refused by a follower", single, refused, true, false, notLeader(""), true},
+		{"redirects exhausted", multi, redirected, true, false, notLeader("b:2"), true},
+		{"not sent, cluster", multi, unreachable, false, false, unavailable, true},
+		{"not sent, single broker", single, unreachable, false, false, unavailable, false},
+		{"not sent, single broker, publish", single, unreachable, false, true, unavailable, true},
+		{"sent, unknown outcome", multi, unreachable, true, false, unavailable, false},
+		{"sent, unknown outcome, publish", multi, unreachable, true, true, unavailable, true},
+		{"deadline, publish", multi, answered, true, true, status.Error(codes.DeadlineExceeded, "slow"), true},
+		{"deadline", multi, answered, true, false, status.Error(codes.DeadlineExceeded, "slow"), false},
+		{"not found, publish", multi, answered, true, true, status.Error(codes.NotFound, "no topic"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.resend(tc.v, tc.sent, tc.safe, tc.err); got != tc.want {
+				t.Fatalf("resend(%d, sent %v, safe %v, %v) = %v, want %v", tc.v, tc.sent, tc.safe, tc.err, got, tc.want)
+			}
+		})
 	}
 }

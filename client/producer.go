@@ -34,7 +34,9 @@ type PublishResult struct {
 // stream breaks or the broker is unavailable, unanswered messages are sent
 // again with the same ids, following the retry policy; the broker's
 // duplicate window drops the copies it already stored and answers with the
-// original id (PublishResult.Duplicate).
+// original id (PublishResult.Duplicate). In a cluster, a stream refused by a
+// node that names the leader is reopened on the leader and its messages are
+// sent again at once, without counting an attempt (at most 3 times in a row).
 type Producer struct {
 	c     *Client
 	topic string
@@ -62,6 +64,10 @@ type pendingPublish struct {
 	done     func(PublishResult, error)
 	attempts int
 	lastErr  error
+	// redirects counts the NOT_LEADER redirects followed in a row; redirected
+	// says the last failure was one, to resend without a backoff.
+	redirects  int
+	redirected bool
 }
 
 type producerOptions struct {
@@ -252,31 +258,43 @@ func (p *Producer) sendLoop() {
 }
 
 // prepareResend waits the backoff of a batch coming back from a broken
-// stream and returns the messages still worth sending; the others failed.
+// stream (none after a redirect to the leader) and returns it to send.
 func (p *Producer) prepareResend(batch, again []*pendingPublish) []*pendingPublish {
-	wait := p.opts.retry.backoff(again[0].attempts)
-	select {
-	case <-time.After(wait):
-	case <-p.quit:
+	if !again[0].redirected {
+		select {
+		case <-time.After(p.opts.retry.backoff(again[0].attempts)):
+		case <-p.quit:
+		}
 	}
 	return append(batch, again...)
 }
 
 // retryOrFail hands a failed batch back for retransmission when err is
-// worth retrying and attempts are left, and fails it otherwise.
+// worth retrying and attempts are left, and fails it otherwise. A redirect
+// to the leader is not an attempt: the node refused the stream untouched.
 func (p *Producer) retryOrFail(batch []*pendingPublish, err error) {
-	var again []*pendingPublish
+	var now, again []*pendingPublish // resent at once / after a backoff
+	redirect := isRedirect(err)
 	for _, pp := range batch {
-		pp.attempts++
 		pp.lastErr = err
+		pp.redirected = redirect && pp.redirects < maxRedirects
+		if pp.redirected {
+			pp.redirects++
+			now = append(now, pp)
+			continue
+		}
+		pp.redirects = 0
+		pp.attempts++
 		if retryable(err) && pp.attempts < p.opts.retry.Attempts {
 			again = append(again, pp)
 		} else {
 			p.finish(pp, PublishResult{}, err)
 		}
 	}
-	if len(again) > 0 {
-		p.resend <- again
+	for _, b := range [][]*pendingPublish{now, again} {
+		if len(b) > 0 {
+			p.resend <- b
+		}
 	}
 }
 
@@ -372,6 +390,7 @@ func (ps *publishStream) receive(p *Producer) {
 			if r.Error != nil {
 				err := status.Error(codes.Code(r.Error.Code), r.Error.Message)
 				pp.attempts++
+				pp.redirects, pp.redirected = 0, false
 				if retryable(err) && pp.attempts < p.opts.retry.Attempts {
 					again, againErr = append(again, pp), err
 					continue
