@@ -178,6 +178,15 @@ func (c *testCluster) stopAll() {
 	}
 }
 
+// checkReplicas waits until every node applied what the leader committed, stops them, and
+// checks their copies of the topic log are identical and hold want records.
+func (c *testCluster) checkReplicas(topic string, want uint64) {
+	c.t.Helper()
+	c.waitCaughtUp()
+	c.stopAll()
+	c.checkReplicasEqual(topic, want)
+}
+
 // checkReplicasEqual opens each stopped node's store and compares its topic log with the
 // first's: same records at the same offsets, want of them.
 func (c *testCluster) checkReplicasEqual(topic string, want uint64) {

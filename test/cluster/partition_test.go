@@ -167,13 +167,6 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	})
 	close(stop)
 	<-scheduleDone
-	waitDelivered(t, lg)
-	redelivered := lg.check(t, total)
-	t.Logf("%d deliveries repeated (at-least-once)", redelivered)
-	if n := storedCount(t, cl, topic); n != total {
-		t.Fatalf("topic stores %d messages for %d published: a retransmission was stored twice", n, total)
-	}
-	c.waitCaughtUp()
-	c.stopAll()
-	c.checkReplicasEqual(topic, total)
+	checkQueue(t, cl, topic, lg, total)
+	c.checkReplicas(topic, total)
 }
