@@ -168,9 +168,13 @@ func StartProcessEnv(t testing.TB, dir string, env []string, extra ...string) *P
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	t.Cleanup(func() { p.Kill() })
 	addrs := make(chan []string, 1)
-	go p.collect(stderr, nil)
-	go p.collect(stdout, addrs)
-	go func() { cmd.Wait(); close(p.done) }()
+	// Done only once both pipes are read to the end: Wait closes them, and a line the
+	// process printed just before it died (a crash point's) would be lost.
+	var read sync.WaitGroup
+	read.Add(2)
+	go func() { defer read.Done(); p.collect(stderr, nil) }()
+	go func() { defer read.Done(); p.collect(stdout, addrs) }()
+	go func() { read.Wait(); cmd.Wait(); close(p.done) }()
 	select {
 	case a := <-addrs:
 		p.Addr, p.HTTP = a[0], a[1]
