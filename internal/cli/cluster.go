@@ -94,6 +94,11 @@ that does not answer is listed as unreachable.`,
 				}
 			}
 			w.Flush()
+			for _, r := range rows {
+				if r.err == nil && r.st.ReplicaError != "" {
+					fmt.Fprintf(e.stdout, "%s cannot apply the log and will not lead until replaced: %s\n", r.st.NodeID, r.st.ReplicaError)
+				}
+			}
 			if reachable > 0 {
 				st := rows[0].st
 				for _, r := range rows {
