@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,7 +251,7 @@ func (e *env) clusterCall(ctx context.Context, hc *http.Client, method, url stri
 	return nil
 }
 
-// httpClient is a client for the nodes' HTTP API, over TLS with --tls-ca. Redirects
+// httpClient is a client for the nodes' HTTP API, over TLS with the --tls-* flags. Redirects
 // keep the Authorization header (they go from a follower to the leader of the same
 // cluster).
 func (e *env) httpClient() (*http.Client, string, error) {
@@ -267,18 +265,13 @@ func (e *env) httpClient() (*http.Client, string, error) {
 		}
 		return nil
 	}
-	if e.tlsCA == "" {
+	tc, err := e.tlsConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	if tc == nil {
 		return hc, "http", nil
 	}
-	pem, err := os.ReadFile(e.tlsCA)
-	if err != nil {
-		return nil, "", fmt.Errorf("read --tls-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, "", fmt.Errorf("--tls-ca %s holds no PEM certificate", e.tlsCA)
-	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	hc.Transport = &http.Transport{TLSClientConfig: tc}
 	return hc, "https", nil
 }

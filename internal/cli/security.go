@@ -25,8 +25,20 @@ func (e *env) dialOptions() ([]client.Option, error) {
 	if e.token != "" {
 		opts = append(opts, client.WithToken(e.token))
 	}
+	tc, err := e.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, client.WithTLS(tc))
+	}
+	return opts, nil
+}
+
+// tlsConfig turns the --tls-* flags into a client TLS configuration; nil without them.
+func (e *env) tlsConfig() (*tls.Config, error) {
 	if e.tlsCA == "" && e.tlsCert == "" {
-		return opts, nil
+		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.tlsCA != "" {
@@ -46,5 +58,5 @@ func (e *env) dialOptions() ([]client.Option, error) {
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
-	return append(opts, client.WithTLS(tc)), nil
+	return tc, nil
 }

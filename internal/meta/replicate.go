@@ -14,7 +14,8 @@ import (
 type Replicator interface {
 	Replicate(repr []byte) error
 	// ReplicateAsync queues the write and returns at once; writes queued by one caller
-	// are applied in order. The store uses it for the writes it commits without fsync
+	// are applied in order. repr is valid only during the call (the batch is closed
+	// after it). The store uses it for the writes it commits without fsync
 	// on a single node (positions, counters, traces): their durability is not awaited
 	// there either. A failure is the replicator's to report.
 	ReplicateAsync(repr []byte)
@@ -45,8 +46,7 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
 			return nil
 		}
 		if opts == pebble.NoSync {
-			// The batch is closed after commit: the replicator gets a copy.
-			r.ReplicateAsync(append([]byte(nil), b.Repr()...))
+			r.ReplicateAsync(b.Repr())
 			return nil
 		}
 		return r.Replicate(b.Repr())

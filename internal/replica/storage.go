@@ -128,7 +128,7 @@ func (r metaReplicator) ReplicateAsync(repr []byte) {
 		r.s.logger.Warn("replica: metadata write dropped: no Raft group attached")
 		return
 	}
-	prop := r.s.group.Propose(encodeMeta(repr))
+	prop := r.s.group.Propose(encodeMeta(repr)) // encodeMeta copies repr
 	go func() {
 		if _, err := prop.Wait(context.Background()); err != nil {
 			// Positions and counters: a lost one means a redelivery or a count short.

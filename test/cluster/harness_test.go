@@ -293,6 +293,11 @@ func (l *ledger) checkAcked(t *testing.T, published int) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkAckedLocked(t, published)
+}
+
+func (l *ledger) checkAckedLocked(t *testing.T, published int) {
+	t.Helper()
 	if len(l.failed) > 0 {
 		t.Fatalf("%d publishes gave up, first: %s", len(l.failed), l.failed[0])
 	}
@@ -307,12 +312,7 @@ func (l *ledger) check(t *testing.T, published int) (redelivered int) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.failed) > 0 {
-		t.Fatalf("%d publishes gave up, first: %s", len(l.failed), l.failed[0])
-	}
-	if len(l.acked) != published {
-		t.Fatalf("%d of %d publishes acknowledged", len(l.acked), published)
-	}
+	l.checkAckedLocked(t, published)
 	for body := range l.acked {
 		if l.delivered[body] == 0 {
 			t.Fatalf("acknowledged %s was never delivered", body)
