@@ -330,7 +330,7 @@ func (k *Consumer) session(carry []result, first bool) (_ []result, attached boo
 
 // attach opens a Subscribe stream and waits for the broker to accept it.
 func (k *Consumer) attach(ctx context.Context) (dmqv1.Broker_SubscribeClient, error) {
-	stream, err := k.c.api.Subscribe(ctx)
+	stream, err := k.c.api.Subscribe(ctx, withTopic(k.topic))
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package client
 
-import "google.golang.org/grpc/connectivity"
+import (
+	"github.com/dmqio/dmq/internal/shard"
+	"google.golang.org/grpc/connectivity"
+)
 
 // What the tests of package client_test (which use real servers through
 // internal/dmqtest, itself an importer of client) need to see inside.
@@ -8,11 +11,14 @@ import "google.golang.org/grpc/connectivity"
 // MaxRedirects is how many redirects a call follows in a row.
 const MaxRedirects = maxRedirects
 
-// CurrentAddr is the address c sends its calls to.
-func CurrentAddr(c *Client) string {
+// CurrentAddr is the address c sends calls about no topic to (s0's route).
+func CurrentAddr(c *Client) string { return ShardAddr(c, shard.Meta) }
+
+// ShardAddr is the address c sends calls about a topic of shard sh to.
+func ShardAddr(c *Client, sh string) string {
 	c.router.mu.Lock()
 	defer c.router.mu.Unlock()
-	return c.router.mu.cur
+	return c.router.routeLocked(sh).addr
 }
 
 // KnownAddrs is the addresses c knows: its seeds, then leaders it learned.

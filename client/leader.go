@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmqio/dmq/internal/shard"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,30 +19,45 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// A cluster's nodes all listen for clients, but only the leader serves: the others
-// answer every call, unary or streaming, with Unavailable and an ErrorInfo (reason
-// NOT_LEADER, domain dmq.io) whose metadata names the leader's client address,
-// leader_addr, empty while an election is in progress. A node that went away refuses
-// connections or fails calls with a plain Unavailable.
+// A cluster's topics are spread over shards (s0, s1, ...: see package internal/shard),
+// each a Raft group with its own leader; a node may lead some shards and follow others.
+// Every node listens for clients, but a call is served only by the leader of its shard:
+// the shard of the topic it names, s0 for calls that name none. Another node answers
+// the call, unary or streaming, with Unavailable and an ErrorInfo (reason NOT_LEADER,
+// domain dmq.io) whose metadata names the call's shard and topic (none from a server
+// without shards: s0 is meant) and that shard's leader's client address, leader_addr,
+// empty while an election is in progress. A node that went away refuses connections or
+// fails calls with a plain Unavailable.
 //
 // The router is the client's grpc.ClientConnInterface: the generated BrokerClient, and
 // through it every SDK call and Client.API, sends each call through it. It keeps one
 // gRPC connection per address it has used (the seeds, then leaders learned from
-// NOT_LEADER answers), made on first use, and the current address calls go to:
+// NOT_LEADER answers), made on first use, and for each shard it has heard of a route:
+// the address the shard's calls go to. s0's route always exists and is the default:
+// a call goes to the route of its topic's shard when the router knows both (it learns
+// a topic's shard from the NOT_LEADER answers that name them), to s0's otherwise. The
+// topic is the request's (shard.TopicOf) or, for streams, which open before their first
+// message, the one given with withTopic. A NOT_LEADER answer moves the route of the
+// shard it names:
 //
-//   - NOT_LEADER naming another node: that node becomes current and the call is sent
-//     again at once (a redirect; at most maxRedirects in a row, then as below);
-//   - NOT_LEADER naming none: the next known address becomes current and the call is
-//     sent again after the RetryPolicy's backoff; the node did nothing, so any call
-//     may be repeated;
-//   - plain Unavailable: the next known address becomes current; the call is sent again
-//     after the backoff only when it never left the client (no node was reachable, see
-//     pick) or it is marked resendSafe (Publish: its client message ids make a resend
-//     store nothing twice). Other calls return the error: the node may have done them.
+//   - naming another node: that node becomes the route and the call is sent again at
+//     once (a redirect; at most maxRedirects in a row, then as below);
+//   - naming none: the route moves to the next known address and the call is sent again
+//     after the RetryPolicy's backoff; the node did nothing, so any call may be repeated;
 //
-// Streams cannot be sent again by the router: it opens them on the current address (a
-// reachable one when it can), and what they fail with moves the current address the
-// same way; Producer and Consumer reopen them (producer.go, consumer.go).
+// and a plain Unavailable moves every route that points at the node:
+//
+//   - each to the next known address; the call is sent again after the backoff only
+//     when it never left the client (no node was reachable, see pick) or it is marked
+//     resendSafe (Publish: its client message ids make a resend store nothing twice).
+//     Other calls return the error: the node may have done them.
+//
+// With one shard, or a server that names none, only s0's route exists and all calls
+// follow the one leader.
+//
+// Streams cannot be sent again by the router: it opens them on their route (a reachable
+// address when it can), and what they fail with moves the routes the same way; Producer
+// and Consumer reopen them (producer.go, consumer.go).
 
 const (
 	notLeaderReason = "NOT_LEADER"
@@ -49,11 +65,26 @@ const (
 	// maxRedirects bounds the redirects one call follows in a row without a pause: nodes
 	// with stale views of the leader could otherwise send it back and forth.
 	maxRedirects = 3
+	// maxTopics bounds the topic -> shard table. A topic's shard never changes (it is
+	// a hash of its name), so entries never go stale, but a client may name any
+	// number of topics over its life: when the table is full it is cleared, and a
+	// forgotten topic costs one redirect from s0's leader to learn again.
+	maxTopics = 100_000
 )
 
 // resendSafe marks a call as safe to send again after an ambiguous failure, one where
 // the node may or may not have done it. Publish carries it.
 type resendSafe struct{ grpc.EmptyCallOption }
+
+// topicOption names the topic of a stream, which the router cannot read from a request
+// when it opens it: the stream goes to the leader of the topic's shard.
+type topicOption struct {
+	grpc.EmptyCallOption
+	topic string
+}
+
+// withTopic routes a stream about topic (one PublishStream or Subscribe names one).
+func withTopic(topic string) grpc.CallOption { return topicOption{topic: topic} }
 
 // errClientClosed is returned by calls made after Client.Close.
 var errClientClosed = status.Error(codes.Canceled, "dmq: the client is closed")
@@ -85,31 +116,41 @@ func validAddr(a string) bool {
 	return err == nil && p > 0
 }
 
-// leaderHint reads a NOT_LEADER answer: notLeader is true when err is one, and leader
-// is the leader's address it names ("" when it names none or a malformed one).
-func leaderHint(err error) (leader string, notLeader bool) {
+// hint is what a NOT_LEADER answer says.
+type hint struct {
+	shard  string // the call's shard; shard.Meta when the answer names none or a malformed one
+	topic  string // the call's topic; "" when it names none
+	leader string // the shard's leader's address; "" when it names none or a malformed one
+}
+
+// leaderHint reads a NOT_LEADER answer: notLeader is true when err is one.
+func leaderHint(err error) (h hint, notLeader bool) {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.Unavailable {
-		return "", false
+		return hint{}, false
 	}
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
 		if !ok || info.Reason != notLeaderReason || info.Domain != notLeaderDomain {
 			continue
 		}
-		if leader = info.Metadata["leader_addr"]; !validAddr(leader) {
-			leader = ""
+		h = hint{shard: info.Metadata["shard"], topic: info.Metadata["topic"], leader: info.Metadata["leader_addr"]}
+		if _, err := shard.Index(h.shard); err != nil {
+			h.shard = shard.Meta
 		}
-		return leader, true
+		if !validAddr(h.leader) {
+			h.leader = ""
+		}
+		return h, true
 	}
-	return "", false
+	return hint{}, false
 }
 
 // isRedirect reports whether err is a NOT_LEADER answer naming a leader: the call can be
 // sent again at once, to the node the router now points at.
 func isRedirect(err error) bool {
-	leader, _ := leaderHint(err)
-	return leader != ""
+	h, _ := leaderHint(err)
+	return h.leader != ""
 }
 
 // verdict is what a failed call tells the router about the node it went to.
@@ -117,25 +158,35 @@ type verdict int
 
 const (
 	answered    verdict = iota // not a routing matter: the node's own answer
-	redirected                 // NOT_LEADER naming another node, now current
+	redirected                 // NOT_LEADER naming another node, now the shard's route
 	refused                    // NOT_LEADER naming none (or itself); the node did nothing
 	unreachable                // plain Unavailable: the node is down, cut off or went away
 )
 
-// router sends calls to the current leader; see the comment at the top of the file.
+// route is where the calls of one shard go.
+type route struct {
+	addr string
+	// next is the rotation cursor into the known addresses. It is separate from addr
+	// so that a redirect to a node that then fails does not send the shard back to
+	// the node that named it: rotation still visits every known address in turn.
+	next int
+}
+
+// router sends calls to the leaders of their shards; see the comment at the top of the
+// file.
 type router struct {
 	dialOpts []grpc.DialOption
 	retry    RetryPolicy
-	// onMove, when set, is called after the current address changed (without the lock):
-	// the client announces itself to the new node at once.
+	// onMove, when set, is called after s0's route changed (without the lock): the
+	// client announces itself to the new node at once.
 	onMove func()
 
 	mu struct {
 		sync.Mutex
 		addrs  []string                    // seeds, then leaders learned; never shrinks
 		conns  map[string]*grpc.ClientConn // made on first use, closed by close
-		cur    string                      // where calls go
-		next   int                         // rotation cursor into addrs
+		routes map[string]route            // by shard; shard.Meta's always set, the default
+		topics map[string]string           // topic -> shard, s0 left out; maxTopics at most
 		closed bool
 	}
 }
@@ -146,18 +197,37 @@ func newRouter(seeds []string, retry RetryPolicy, dialOpts []grpc.DialOption) *r
 	r := &router{dialOpts: dialOpts, retry: retry}
 	r.mu.addrs = slices.Clone(seeds)
 	r.mu.conns = map[string]*grpc.ClientConn{}
-	r.mu.cur = seeds[0]
+	r.mu.routes = map[string]route{shard.Meta: {addr: seeds[0]}}
+	r.mu.topics = map[string]string{}
 	return r
 }
 
-// current returns the address calls go to and its connection, made on first use.
-func (r *router) current() (string, *grpc.ClientConn, error) {
+// routeLocked returns the route of shard sh: its own, or s0's.
+func (r *router) routeLocked(sh string) route {
+	if rt, ok := r.mu.routes[sh]; ok {
+		return rt
+	}
+	return r.mu.routes[shard.Meta]
+}
+
+// addrLocked returns the address the calls about topic ("" for none) go to.
+func (r *router) addrLocked(topic string) string {
+	sh, ok := r.mu.topics[topic]
+	if !ok {
+		sh = shard.Meta
+	}
+	return r.routeLocked(sh).addr
+}
+
+// conn returns the address the calls about topic ("" for none) go to and its
+// connection, made on first use.
+func (r *router) conn(topic string) (string, *grpc.ClientConn, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
 		return "", nil, errClientClosed
 	}
-	addr := r.mu.cur
+	addr := r.addrLocked(topic)
 	if cc := r.mu.conns[addr]; cc != nil {
 		return addr, cc, nil
 	}
@@ -177,21 +247,22 @@ func (r *router) known() int {
 	return len(r.mu.addrs)
 }
 
-// pick returns the current address and its connection, skipping addresses that cannot
-// be connected to while another is known. ready is false when no known address could be
-// connected to: a call made on cc then fails without having been sent.
+// pick returns the address calls about topic go to and its connection, skipping
+// addresses that cannot be connected to while another is known. ready is false when no
+// known address could be connected to: a call made on cc then fails without having been
+// sent.
 //
 // NB: a connection that becomes ready between the check and the call makes the call go
 // out after all; it then either succeeds or fails on a node that just came up.
-func (r *router) pick(ctx context.Context) (addr string, cc *grpc.ClientConn, ready bool, err error) {
+func (r *router) pick(ctx context.Context, topic string) (addr string, cc *grpc.ClientConn, ready bool, err error) {
 	for range r.known() {
-		if addr, cc, err = r.current(); err != nil {
+		if addr, cc, err = r.conn(topic); err != nil {
 			return "", nil, false, err
 		}
 		if ready = connReady(ctx, cc); ready || ctx.Err() != nil {
 			return addr, cc, ready, nil
 		}
-		r.moveOn(addr, "")
+		r.leave(addr)
 	}
 	return addr, cc, false, nil
 }
@@ -234,64 +305,121 @@ func connReady(ctx context.Context, cc *grpc.ClientConn) bool {
 	}
 }
 
-// follow reads the outcome of a call sent to addr and moves the current address if it
-// says so. A call that fails after another one moved on leaves the current address alone.
+// follow reads the outcome of a call sent to addr and moves routes if it says so. A
+// call that fails after another one moved a route on leaves that route alone.
 func (r *router) follow(addr string, err error) verdict {
 	if status.Code(err) != codes.Unavailable {
 		return answered
 	}
-	leader, notLeader := leaderHint(err)
+	h, notLeader := leaderHint(err)
 	switch {
-	case leader != "" && leader != addr:
-		r.moveOn(addr, leader)
-		return redirected
-	case notLeader:
-		r.moveOn(addr, "")
-		return refused
-	default:
-		r.moveOn(addr, "")
+	case !notLeader:
+		r.leave(addr)
 		return unreachable
+	case h.leader != "" && h.leader != addr:
+		r.moveOn(h, addr)
+		return redirected
+	default:
+		h.leader = ""
+		r.moveOn(h, addr)
+		return refused
 	}
 }
 
-// moveOn makes leader current, learning it if needed, or, with leader "", the next known
-// address after the rotation cursor other than addr; only while addr is current.
-func (r *router) moveOn(addr, leader string) {
+// moveOn learns the topic's shard and makes h.leader the route of h.shard, learning its
+// address if needed, or, with h.leader "", the next known address other than addr; only
+// while the shard's route is addr.
+func (r *router) moveOn(h hint, addr string) {
 	r.mu.Lock()
-	if r.mu.closed || r.mu.cur != addr {
+	if r.mu.closed {
 		r.mu.Unlock()
 		return
 	}
-	if leader != "" {
-		if !slices.Contains(r.mu.addrs, leader) {
-			r.mu.addrs = append(r.mu.addrs, leader)
+	if h.topic != "" {
+		if len(r.mu.topics) >= maxTopics {
+			clear(r.mu.topics)
 		}
-		r.mu.cur = leader
-	} else {
-		// The cursor is separate from cur so that a redirect to a node that then fails
-		// does not send the client back to the node that named it: rotation still
-		// visits every known address in turn.
-		for range len(r.mu.addrs) {
-			r.mu.next = (r.mu.next + 1) % len(r.mu.addrs)
-			if r.mu.addrs[r.mu.next] != addr {
-				r.mu.cur = r.mu.addrs[r.mu.next]
-				break
-			}
+		if h.shard == shard.Meta {
+			delete(r.mu.topics, h.topic) // the default: nothing to remember
+		} else {
+			r.mu.topics[h.topic] = h.shard
 		}
 	}
-	moved := r.mu.cur != addr
+	rt := r.routeLocked(h.shard)
+	if rt.addr != addr {
+		r.mu.Unlock()
+		return
+	}
+	if h.leader != "" {
+		if !slices.Contains(r.mu.addrs, h.leader) {
+			r.mu.addrs = append(r.mu.addrs, h.leader)
+		}
+		rt.addr = h.leader
+	} else {
+		rt = r.rotateLocked(rt)
+	}
+	r.mu.routes[h.shard] = rt
+	r.mu.Unlock()
+	if h.shard == shard.Meta && rt.addr != addr && r.onMove != nil {
+		r.onMove()
+	}
+}
+
+// leave moves every route at addr, a node that does not answer, to the next known
+// address.
+func (r *router) leave(addr string) {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return
+	}
+	moved := false
+	for sh, rt := range r.mu.routes {
+		if rt.addr == addr {
+			rt = r.rotateLocked(rt)
+			r.mu.routes[sh] = rt
+			moved = moved || sh == shard.Meta && rt.addr != addr
+		}
+	}
 	r.mu.Unlock()
 	if moved && r.onMove != nil {
 		r.onMove()
 	}
 }
 
-// Invoke sends a unary call to the leader; see the comment at the top of the file.
+// rotateLocked returns rt moved to the next known address after its cursor other than
+// its own address; unchanged when it is the only one.
+func (r *router) rotateLocked(rt route) route {
+	for range len(r.mu.addrs) {
+		rt.next = (rt.next + 1) % len(r.mu.addrs)
+		if a := r.mu.addrs[rt.next]; a != rt.addr {
+			rt.addr = a
+			break
+		}
+	}
+	return rt
+}
+
+// callTopic is the topic a call is about: the one given with withTopic, else the one its
+// request names ("" for none).
+func callTopic(args any, opts []grpc.CallOption) string {
+	for _, o := range opts {
+		if t, ok := o.(topicOption); ok {
+			return t.topic
+		}
+	}
+	topic, _ := shard.TopicOf(args)
+	return topic
+}
+
+// Invoke sends a unary call to the leader of its shard; see the comment at the top of
+// the file.
 func (r *router) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	safe := slices.ContainsFunc(opts, func(o grpc.CallOption) bool { _, ok := o.(resendSafe); return ok })
+	topic := callTopic(args, opts)
 	redirects := 0
 	for attempt := 1; ; {
-		addr, cc, ready, err := r.pick(ctx)
+		addr, cc, ready, err := r.pick(ctx, topic)
 		if err != nil {
 			return err
 		}
@@ -331,10 +459,10 @@ func (r *router) resend(v verdict, sent, safe bool, err error) bool {
 	return safe && retryable(err)
 }
 
-// NewStream opens a stream on the current address (a reachable one when it can); what
-// the stream fails with moves the current address, as for unary calls.
+// NewStream opens a stream on the route of its topic's shard (see withTopic; a reachable
+// address when it can); what the stream fails with moves the routes, as for unary calls.
 func (r *router) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	addr, cc, _, err := r.pick(ctx)
+	addr, cc, _, err := r.pick(ctx, callTopic(nil, opts))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -13,11 +14,13 @@ import (
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/dmqtest"
+	"github.com/dmqio/dmq/internal/shard"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // These tests drive the SDK against a real single-node broker (the leader) and fake
@@ -485,5 +488,317 @@ func TestCloseClosesEveryConnection(t *testing.T) {
 	}
 	if _, err := c.ListTopics(ctx, client.TopicFilter{}); client.Code(err) != codes.Canceled {
 		t.Fatalf("ListTopics after Close: %v, want Canceled", err)
+	}
+}
+
+// shardCluster is a fake sharded cluster: its nodes place topics on n shards as a
+// cluster does (shard.Of), serve the calls of the shards they lead (Publish,
+// PublishStream, Subscribe, ListTopics, Heartbeat) and answer the others as a node
+// does: NOT_LEADER naming the call's shard, its topic and the shard's leader.
+type shardCluster struct {
+	n int
+	// legacy makes the answers those of a server without shards: no shard, no topic.
+	legacy bool
+	mu     struct {
+		sync.Mutex
+		leaders map[string]*shardNode // by shard; nil while electing
+	}
+}
+
+// shardNode is one node of a shardCluster.
+type shardNode struct {
+	c    *shardCluster
+	addr string
+	srv  *grpc.Server
+	mu   struct {
+		sync.Mutex
+		calls map[string]int // by "Method topic", served or not
+	}
+}
+
+func newShardCluster(n int) *shardCluster {
+	c := &shardCluster{n: n}
+	c.mu.leaders = map[string]*shardNode{}
+	return c
+}
+
+func (c *shardCluster) start(t *testing.T) *shardNode {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	n := &shardNode{c: c, addr: lis.Addr().String()}
+	n.mu.calls = map[string]int{}
+	n.srv = grpc.NewServer(grpc.UnknownServiceHandler(n.handle))
+	go n.srv.Serve(lis)
+	t.Cleanup(n.srv.Stop)
+	return n
+}
+
+// lead makes n the leader of the shards named.
+func (c *shardCluster) lead(n *shardNode, shards ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sh := range shards {
+		c.mu.leaders[sh] = n
+	}
+}
+
+// shardOf is the shard of topic, s0 for none.
+func (c *shardCluster) shardOf(topic string) string {
+	if topic == "" {
+		return shard.Meta
+	}
+	return shard.Name(shard.Of(topic, c.n))
+}
+
+// topicOn returns a topic name, made from prefix, that the cluster places on shard i.
+func (c *shardCluster) topicOn(t *testing.T, prefix string, i int) string {
+	t.Helper()
+	for j := range 1000 {
+		if topic := fmt.Sprintf("%s.%d", prefix, j); shard.Of(topic, c.n) == i {
+			return topic
+		}
+	}
+	t.Fatalf("no topic %s.N on shard %d of %d", prefix, i, c.n)
+	return ""
+}
+
+// calls is how many calls of method about topic ("" for none) reached n.
+func (n *shardNode) calls(method, topic string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.calls[method+" "+topic]
+}
+
+func (n *shardNode) handle(_ any, stream grpc.ServerStream) error {
+	full, _ := grpc.MethodFromServerStream(stream)
+	method := path.Base(full)
+	var req proto.Message
+	switch method {
+	case "Publish", "PublishStream":
+		req = &dmqv1.PublishRequest{}
+	case "Subscribe":
+		req = &dmqv1.SubscribeRequest{}
+	case "ListTopics":
+		req = &dmqv1.ListTopicsRequest{}
+	case "Heartbeat":
+		req = &dmqv1.HeartbeatRequest{}
+	default:
+		return status.Errorf(codes.Unimplemented, "fake node: %s", method)
+	}
+	if err := stream.RecvMsg(req); err != nil {
+		return err
+	}
+	topic, _ := shard.TopicOf(req)
+	n.mu.Lock()
+	n.mu.calls[method+" "+topic]++
+	n.mu.Unlock()
+	if err := n.refuse(topic); err != nil {
+		return err
+	}
+	switch method {
+	case "Publish":
+		return stream.SendMsg(published(req.(*dmqv1.PublishRequest)))
+	case "PublishStream":
+		for {
+			if err := stream.SendMsg(published(req.(*dmqv1.PublishRequest))); err != nil {
+				return err
+			}
+			if err := stream.RecvMsg(req); err != nil {
+				return nil // the producer closed the stream
+			}
+		}
+	case "Subscribe":
+		if err := stream.SendMsg(&dmqv1.SubscribeResponse{Response: &dmqv1.SubscribeResponse_Subscribed{Subscribed: &dmqv1.Subscribed{}}}); err != nil {
+			return err
+		}
+		for stream.RecvMsg(req) == nil { // credit, until the consumer closes
+		}
+		return nil
+	case "ListTopics":
+		return stream.SendMsg(&dmqv1.ListTopicsResponse{})
+	default:
+		return stream.SendMsg(&dmqv1.HeartbeatResponse{})
+	}
+}
+
+// refuse returns the NOT_LEADER answer of n to a call about topic, nil if n serves it.
+func (n *shardNode) refuse(topic string) error {
+	sh := n.c.shardOf(topic)
+	n.c.mu.Lock()
+	leader := n.c.mu.leaders[sh]
+	n.c.mu.Unlock()
+	if leader == n {
+		return nil
+	}
+	md := map[string]string{"shard": sh, "topic": topic}
+	if n.c.legacy {
+		md = map[string]string{}
+	}
+	md["leader_id"], md["leader_addr"] = "", ""
+	if leader != nil {
+		md["leader_id"], md["leader_addr"] = "n-"+leader.addr, leader.addr
+	}
+	st, err := status.New(codes.Unavailable, "dmq: not the leader of shard "+sh).WithDetails(&errdetails.ErrorInfo{
+		Reason: "NOT_LEADER", Domain: "dmq.io", Metadata: md,
+	})
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	return st.Err()
+}
+
+// published is a leader's answer to req: one id per message.
+func published(req *dmqv1.PublishRequest) *dmqv1.PublishResponse {
+	resp := &dmqv1.PublishResponse{Sequence: req.Sequence}
+	for _, m := range req.Messages {
+		resp.Results = append(resp.Results, &dmqv1.PublishResult{Id: m.ClientMessageId})
+	}
+	return resp
+}
+
+// TestClientRoutesCallsToTheirShardLeader: node a leads s0 and s1, node b leads s2. The
+// client, given a alone, learns from a's NOT_LEADER answer that a topic is on s2, led by
+// b, and from then on sends that topic's calls, unary and streams, to b directly, and
+// every other call to a; when s2's leadership moves, and when b goes away, s2's calls
+// follow.
+func TestClientRoutesCallsToTheirShardLeader(t *testing.T) {
+	cl := newShardCluster(3)
+	a, b := cl.start(t), cl.start(t)
+	cl.lead(a, "s0", "s1")
+	cl.lead(b, "s2")
+	on0, on1, on2 := cl.topicOn(t, "test.shard", 0), cl.topicOn(t, "test.shard", 1), cl.topicOn(t, "test.shard", 2)
+	c := dial(t, a.addr, client.WithRetry(client.RetryPolicy{Attempts: 5, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}))
+	ctx := ctxFor(t, 30*time.Second)
+	publish := func(t *testing.T, topic string) {
+		t.Helper()
+		if _, err := c.Publish(ctx, topic, &client.Message{Body: []byte("x")}); err != nil {
+			t.Fatalf("Publish(%s): %v", topic, err)
+		}
+	}
+	// want checks how many calls of method about topic each node saw.
+	want := func(t *testing.T, method, topic string, onA, onB int) {
+		t.Helper()
+		if gotA, gotB := a.calls(method, topic), b.calls(method, topic); gotA != onA || gotB != onB {
+			t.Fatalf("%s calls about %q: a saw %d, b saw %d; want %d and %d", method, topic, gotA, gotB, onA, onB)
+		}
+	}
+
+	t.Run("redirect learns the shard", func(t *testing.T) {
+		publish(t, on2)
+		want(t, "Publish", on2, 1, 1)
+		publish(t, on2)
+		want(t, "Publish", on2, 1, 2) // straight to b
+		if got := client.ShardAddr(c, "s2"); got != b.addr {
+			t.Fatalf("s2's calls go to %s, want b %s", got, b.addr)
+		}
+	})
+	t.Run("other calls stay on s0's leader", func(t *testing.T) {
+		if _, err := c.ListTopics(ctx, client.TopicFilter{}); err != nil {
+			t.Fatalf("ListTopics: %v", err)
+		}
+		want(t, "ListTopics", "", 1, 0)
+		publish(t, on0)
+		want(t, "Publish", on0, 1, 0)
+		publish(t, on1)
+		want(t, "Publish", on1, 1, 0)
+		if got := client.CurrentAddr(c); got != a.addr {
+			t.Fatalf("calls about no topic go to %s, want a %s", got, a.addr)
+		}
+	})
+	t.Run("streams open on the shard's leader", func(t *testing.T) {
+		p := c.NewProducer(on2)
+		if _, err := p.Publish(ctx, &client.Message{Body: []byte("stream")}); err != nil {
+			t.Fatalf("Producer.Publish(%s): %v", on2, err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatalf("Producer.Close: %v", err)
+		}
+		want(t, "PublishStream", on2, 0, 1)
+		k, err := c.Subscribe(ctx, on2, "g", func(context.Context, *client.Message) error { return nil })
+		if err != nil {
+			t.Fatalf("Subscribe(%s): %v", on2, err)
+		}
+		if err := k.Close(); err != nil {
+			t.Fatalf("Consumer.Close: %v", err)
+		}
+		want(t, "Subscribe", on2, 0, 1)
+	})
+	t.Run("the shard's leader moves", func(t *testing.T) {
+		cl.lead(a, "s2")
+		publish(t, on2)
+		want(t, "Publish", on2, 2, 3) // b refused it, naming a
+		publish(t, on2)
+		want(t, "Publish", on2, 3, 3)
+		if got := client.ShardAddr(c, "s2"); got != a.addr {
+			t.Fatalf("s2's calls go to %s, want a %s", got, a.addr)
+		}
+	})
+	t.Run("a node that went away is left", func(t *testing.T) {
+		cl.lead(b, "s2")
+		publish(t, on2) // a names b again
+		want(t, "Publish", on2, 4, 4)
+		b.srv.Stop()
+		cl.lead(a, "s2")
+		publish(t, on2)
+		want(t, "Publish", on2, 5, 4)
+		if got := client.ShardAddr(c, "s2"); got != a.addr {
+			t.Fatalf("s2's calls go to %s after b went away, want a %s", got, a.addr)
+		}
+		if got := client.CurrentAddr(c); got != a.addr {
+			t.Fatalf("calls about no topic go to %s, want a %s", got, a.addr)
+		}
+	})
+}
+
+// TestClientFollowsOneLeaderWithoutShards keeps the behaviour with servers that name no
+// shard (older ones) or a single one: whatever the call, the client follows the one
+// leader it was told of, and stays there.
+func TestClientFollowsOneLeaderWithoutShards(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shards int
+		legacy bool
+	}{
+		{"server without shards", 3, true},
+		{"one shard", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newShardCluster(tc.shards)
+			cl.legacy = tc.legacy
+			a, b := cl.start(t), cl.start(t)
+			for i := range tc.shards {
+				cl.lead(b, shard.Name(i))
+			}
+			topic := cl.topicOn(t, "test.noshard", tc.shards-1)
+			c := dial(t, a.addr)
+			ctx := ctxFor(t, 30*time.Second)
+			for range 2 {
+				if _, err := c.Publish(ctx, topic, &client.Message{Body: []byte("x")}); err != nil {
+					t.Fatalf("Publish(%s): %v", topic, err)
+				}
+			}
+			if gotA, gotB := a.calls("Publish", topic), b.calls("Publish", topic); gotA != 1 || gotB != 2 {
+				t.Fatalf("Publish calls: a saw %d, b saw %d; want 1 and 2", gotA, gotB)
+			}
+			if got := client.CurrentAddr(c); got != b.addr {
+				t.Fatalf("client sends to %s, want the leader b %s", got, b.addr)
+			}
+			if _, err := c.ListTopics(ctx, client.TopicFilter{}); err != nil {
+				t.Fatalf("ListTopics: %v", err)
+			}
+			p := c.NewProducer(topic)
+			if _, err := p.Publish(ctx, &client.Message{Body: []byte("stream")}); err != nil {
+				t.Fatalf("Producer.Publish: %v", err)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("Producer.Close: %v", err)
+			}
+			if n := a.calls("ListTopics", "") + a.calls("PublishStream", topic); n != 0 {
+				t.Fatalf("a, not the leader, saw %d ListTopics and PublishStream calls after the redirect, want 0", n)
+			}
+		})
 	}
 }

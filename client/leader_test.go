@@ -3,9 +3,13 @@ package client
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
+	"github.com/dmqio/dmq/internal/shard"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -28,10 +32,25 @@ func TestParseSeeds(t *testing.T) {
 	}
 }
 
-// notLeader is a follower's answer naming leader ("" during an election).
+// notLeader is a follower's answer naming leader ("" during an election), from a server
+// without shards.
 func notLeader(leader string) error {
+	return notLeaderOf("", "", leader)
+}
+
+// notLeaderOf is the answer of a node that does not lead shard sh, for a call about topic
+// ("" for none), naming sh's leader ("" during an election). sh "" leaves the shard and
+// topic out, as a server without shards does.
+func notLeaderOf(sh, topic, leader string) error {
+	md := map[string]string{"leader_id": "n9", "leader_addr": leader}
+	if sh != "" {
+		md["shard"] = sh
+	}
+	if topic != "" {
+		md["topic"] = topic
+	}
 	st, err := status.New(codes.Unavailable, "dmq: node n2 is not the leader").WithDetails(&errdetails.ErrorInfo{
-		Reason: notLeaderReason, Domain: notLeaderDomain, Metadata: map[string]string{"leader_id": "n9", "leader_addr": leader},
+		Reason: notLeaderReason, Domain: notLeaderDomain, Metadata: md,
 	})
 	if err != nil {
 		panic(err)
@@ -44,25 +63,43 @@ func TestLeaderHint(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		err       error
-		leader    string
+		want      hint
 		notLeader bool
 	}{
-		{"nil", nil, "", false},
-		{"plain error", errors.New("x"), "", false},
-		{"plain unavailable", status.Error(codes.Unavailable, "down"), "", false},
-		{"other reason", otherReason.Err(), "", false},
-		{"not found", status.Error(codes.NotFound, "no"), "", false},
-		{"named leader", notLeader("10.0.0.1:7001"), "10.0.0.1:7001", true},
-		{"election", notLeader(""), "", true},
-		{"malformed leader", notLeader("nonsense"), "", true},
+		{"nil", nil, hint{}, false},
+		{"plain error", errors.New("x"), hint{}, false},
+		{"plain unavailable", status.Error(codes.Unavailable, "down"), hint{}, false},
+		{"other reason", otherReason.Err(), hint{}, false},
+		{"not found", status.Error(codes.NotFound, "no"), hint{}, false},
+		{"named leader", notLeader("10.0.0.1:7001"), hint{shard: "s0", leader: "10.0.0.1:7001"}, true},
+		{"election", notLeader(""), hint{shard: "s0"}, true},
+		{"malformed leader", notLeader("nonsense"), hint{shard: "s0"}, true},
+		{"shard and topic", notLeaderOf("s2", "orders", "b:2"), hint{shard: "s2", topic: "orders", leader: "b:2"}, true},
+		{"shard, no topic", notLeaderOf("s0", "", "b:2"), hint{shard: "s0", leader: "b:2"}, true},
+		{"shard election", notLeaderOf("s3", "orders", ""), hint{shard: "s3", topic: "orders"}, true},
+		{"malformed shard", notLeaderOf("x7", "orders", "b:2"), hint{shard: "s0", topic: "orders", leader: "b:2"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			leader, nl := leaderHint(tc.err)
-			if leader != tc.leader || nl != tc.notLeader {
-				t.Fatalf("leaderHint(%v) = %q, %v; want %q, %v", tc.err, leader, nl, tc.leader, tc.notLeader)
+			h, nl := leaderHint(tc.err)
+			if h != tc.want || nl != tc.notLeader {
+				t.Fatalf("leaderHint(%v) = %+v, %v; want %+v, %v", tc.err, h, nl, tc.want, tc.notLeader)
 			}
 		})
 	}
+}
+
+// cur is the address calls about no topic go to.
+func (r *router) cur() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.routeLocked(shard.Meta).addr
+}
+
+// addrOf is the address calls about topic go to.
+func (r *router) addrOf(topic string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addrLocked(topic)
 }
 
 func TestRouterFollow(t *testing.T) {
@@ -71,8 +108,8 @@ func TestRouterFollow(t *testing.T) {
 	r.onMove = func() { moves++ }
 	step := func(addr string, err error, want verdict, wantCur string) {
 		t.Helper()
-		if v := r.follow(addr, err); v != want || r.mu.cur != wantCur {
-			t.Fatalf("follow(%s, %v) = %d, current %s; want %d, current %s", addr, err, v, r.mu.cur, want, wantCur)
+		if v := r.follow(addr, err); v != want || r.cur() != wantCur {
+			t.Fatalf("follow(%s, %v) = %d, current %s; want %d, current %s", addr, err, v, r.cur(), want, wantCur)
 		}
 	}
 	// Answers that are not about routing leave the current address alone.
@@ -103,13 +140,13 @@ func TestRouterFollow(t *testing.T) {
 func TestRouterRotationSkipsTheFailedAddress(t *testing.T) {
 	r := newRouter([]string{"a:1"}, DefaultRetry, nil)
 	// A single address stays current.
-	if v := r.follow("a:1", status.Error(codes.Unavailable, "down")); v != unreachable || r.mu.cur != "a:1" {
-		t.Fatalf("single address: verdict %d current %s", v, r.mu.cur)
+	if v := r.follow("a:1", status.Error(codes.Unavailable, "down")); v != unreachable || r.cur() != "a:1" {
+		t.Fatalf("single address: verdict %d current %s", v, r.cur())
 	}
 	// Learned via a redirect, then the leader fails: back to the seed.
 	r.follow("a:1", notLeader("b:2"))
-	if v := r.follow("b:2", status.Error(codes.Unavailable, "down")); v != unreachable || r.mu.cur != "a:1" {
-		t.Fatalf("after the learned leader failed: verdict %d current %s, want a:1", v, r.mu.cur)
+	if v := r.follow("b:2", status.Error(codes.Unavailable, "down")); v != unreachable || r.cur() != "a:1" {
+		t.Fatalf("after the learned leader failed: verdict %d current %s, want a:1", v, r.cur())
 	}
 }
 
@@ -139,6 +176,105 @@ func TestRouterResend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.r.resend(tc.v, tc.sent, tc.safe, tc.err); got != tc.want {
 				t.Fatalf("resend(%d, sent %v, safe %v, %v) = %v, want %v", tc.v, tc.sent, tc.safe, tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRouterRoutesByShard: a call goes to the route of its topic's shard once a
+// NOT_LEADER answer named both, to s0's route otherwise; answers move only the route of
+// the shard they name, and a node that does not answer is left by every route at it.
+func TestRouterRoutesByShard(t *testing.T) {
+	r := newRouter([]string{"a:1", "b:2", "c:3"}, DefaultRetry, nil)
+	moves := 0
+	r.onMove = func() { moves++ }
+	want := func(topic, addr string) {
+		t.Helper()
+		if got := r.addrOf(topic); got != addr {
+			t.Fatalf("a call about %q goes to %s, want %s", topic, got, addr)
+		}
+	}
+	want("orders", "a:1") // nothing learned: s0's route
+	if v := r.follow("a:1", notLeaderOf("s2", "orders", "b:2")); v != redirected {
+		t.Fatalf("follow(a:1, NOT_LEADER s2 orders b:2) = %d, want redirected", v)
+	}
+	want("orders", "b:2")
+	want("", "a:1")
+	want("users", "a:1") // a topic not learned: s0's route
+	// A (stale) answer for s0 about a topic leaves it on the default route.
+	r.follow("c:3", notLeaderOf("s0", "users", "b:2"))
+	want("users", "a:1")
+	if _, ok := r.mu.topics["users"]; ok {
+		t.Fatal("the topic table holds a topic of s0, the default")
+	}
+	// s2's leader moved to a.
+	r.follow("b:2", notLeaderOf("s2", "orders", "a:1"))
+	want("orders", "a:1")
+	// An election in s2 moves s2's route on, past a, and not s0's.
+	if v := r.follow("a:1", notLeaderOf("s2", "orders", "")); v != refused {
+		t.Fatalf("follow(a:1, NOT_LEADER s2 orders election) = %d, want refused", v)
+	}
+	want("orders", "b:2")
+	want("", "a:1")
+	// A node that does not answer is left by every route at it: s1 and s2 at b, s0 at a.
+	r.follow("a:1", notLeaderOf("s1", "logs", "b:2"))
+	want("logs", "b:2")
+	if v := r.follow("b:2", status.Error(codes.Unavailable, "connection refused")); v != unreachable {
+		t.Fatalf("follow(b:2, Unavailable) = %d, want unreachable", v)
+	}
+	for _, topic := range []string{"orders", "logs"} {
+		if got := r.addrOf(topic); got == "b:2" {
+			t.Fatalf("a call about %q still goes to b:2, which does not answer", topic)
+		}
+	}
+	want("", "a:1")
+	// A stale answer about s2 from b, no longer its route, moves nothing.
+	before := r.addrOf("orders")
+	r.follow("b:2", notLeaderOf("s2", "orders", "c:3"))
+	want("orders", before)
+	if moves != 0 {
+		t.Fatalf("onMove called %d times, want 0: s0's route never moved", moves)
+	}
+	// s0's route moving announces the client.
+	r.follow("a:1", notLeaderOf("s0", "", "c:3"))
+	want("", "c:3")
+	if moves != 1 {
+		t.Fatalf("onMove called %d times, want 1", moves)
+	}
+}
+
+// TestRouterTopicTableIsBounded: the topic -> shard table is cleared when full.
+func TestRouterTopicTableIsBounded(t *testing.T) {
+	r := newRouter([]string{"a:1", "b:2"}, DefaultRetry, nil)
+	for i := range maxTopics {
+		r.moveOn(hint{shard: "s1", topic: "t" + strconv.Itoa(i)}, "x:9") // not the route: learns the topic only
+	}
+	if n := len(r.mu.topics); n != maxTopics {
+		t.Fatalf("topic table holds %d topics, want %d", n, maxTopics)
+	}
+	r.moveOn(hint{shard: "s1", topic: "last"}, "x:9")
+	if n := len(r.mu.topics); n != 1 || r.mu.topics["last"] != "s1" {
+		t.Fatalf("topic table holds %d topics after it was full, want only the last one", n)
+	}
+}
+
+// TestCallTopic: a unary call's topic is its request's; a stream's, the one given with
+// withTopic.
+func TestCallTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args any
+		opts []grpc.CallOption
+		want string
+	}{
+		{"publish", &dmqv1.PublishRequest{Topic: "orders"}, []grpc.CallOption{resendSafe{}}, "orders"},
+		{"no topic", &dmqv1.ListTopicsRequest{}, nil, ""},
+		{"stream", nil, []grpc.CallOption{withTopic("orders")}, "orders"},
+		{"stream without topic", nil, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := callTopic(tc.args, tc.opts); got != tc.want {
+				t.Fatalf("callTopic(%v, %v) = %q, want %q", tc.args, tc.opts, got, tc.want)
 			}
 		})
 	}

@@ -316,7 +316,7 @@ func (ps *publishStream) broken() bool {
 
 func (p *Producer) openStream() (*publishStream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := p.c.api.PublishStream(ctx)
+	stream, err := p.c.api.PublishStream(ctx, withTopic(p.topic))
 	if err != nil {
 		cancel()
 		return nil, err
