@@ -60,8 +60,13 @@ func parseIdentity(s string) (clusterID, nodeID string, err error) {
 	return clusterID, nodeID, nil
 }
 
-// writeIdentity writes the file atomically (temp file, fsync, rename, fsync of the dir).
+// writeIdentity writes the identity file.
 func writeIdentity(dir, path, clusterID, nodeID string) error {
+	return writeFileDurable(dir, path, fmt.Appendf(nil, "cluster_id=%s\nnode_id=%s\n", clusterID, nodeID))
+}
+
+// writeFileDurable writes a small file atomically: temp file, fsync, rename, fsync of dir.
+func writeFileDurable(dir, path string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cluster: create %s: %w", dir, err)
 	}
@@ -70,7 +75,7 @@ func writeIdentity(dir, path, clusterID, nodeID string) error {
 	if err != nil {
 		return fmt.Errorf("cluster: create %s: %w", tmp, err)
 	}
-	_, err = fmt.Fprintf(f, "cluster_id=%s\nnode_id=%s\n", clusterID, nodeID)
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -92,4 +97,22 @@ func writeIdentity(dir, path, clusterID, nodeID string) error {
 		}
 	}
 	return nil
+}
+
+// RecordedSetting returns the value of a setting fixed when the node's data was created
+// (the cluster's shard count, say), recording value as it on first use: the caller
+// compares. The file is <data>/raft/<name>. Call after Start.
+func (n *Node) RecordedSetting(name, value string) (string, error) {
+	if err := validateID("setting name", name); err != nil || name == identityFile {
+		return "", fmt.Errorf("cluster: %q cannot name a setting", name)
+	}
+	path := filepath.Join(n.raftDir, name)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return value, writeFileDurable(n.raftDir, path, []byte(value+"\n"))
+	case err != nil:
+		return "", fmt.Errorf("cluster: read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/cluster/transport"
 	"github.com/dmqio/dmq/internal/seglog"
+	"github.com/dmqio/dmq/internal/shard"
 	"gopkg.in/yaml.v3"
 )
 
@@ -92,6 +93,11 @@ type Config struct {
 	// Join starts a new node that waits to be added to a running cluster
 	// (dmq cluster add-node) instead of bootstrapping one; it takes no peers.
 	Join bool `yaml:"join"`
+	// Shards is how many Raft groups the cluster's topics are spread over (by
+	// a hash of their names), each with its own leader: fixed when the
+	// cluster is created, the same on every node. 1 keeps every topic in one
+	// group.
+	Shards int `yaml:"shards"`
 	// SnapshotEntries is how many Raft log entries since the last snapshot
 	// make a node take one (checked every SnapshotInterval); TrailingEntries
 	// how many a snapshot leaves in the log for a follower that is behind.
@@ -131,6 +137,7 @@ func Default() Config {
 		TraceRetention:    72 * time.Hour,
 		LogLevel:          "info",
 		ClusterID:         "dmq",
+		Shards:            1,
 		ClusterListen:     "127.0.0.1:7431",
 	}
 }
@@ -280,8 +287,8 @@ func (c *Config) Clustered() bool { return c.NodeID != "" }
 
 func (c *Config) validateCluster() error {
 	if !c.Clustered() {
-		if c.Peers != "" || c.Join {
-			return fmt.Errorf("peers, join: a cluster node needs its node_id (--node-id) too")
+		if c.Peers != "" || c.Join || c.Shards > 1 {
+			return fmt.Errorf("peers, join, shards: a cluster node needs its node_id (--node-id) too")
 		}
 		return nil
 	}
@@ -293,6 +300,15 @@ func (c *Config) validateCluster() error {
 	}
 	if !c.Insecure && !Loopback(c.ClusterListen) {
 		return fmt.Errorf("cluster_listen: %s is reachable beyond this machine and the cluster port has no authentication yet: keep it on a private network and accept that with insecure: true (--insecure)", c.ClusterListen)
+	}
+	if c.Shards < 1 || c.Shards > shard.Max {
+		return fmt.Errorf("shards: %d is not between 1 and %d", c.Shards, shard.Max)
+	}
+	if c.Shards > 1 && (c.Auth || c.TLSCert != "") {
+		// Calls about one shard reach another node's broker through this one
+		// (lists of topics, the console): that needs the nodes to trust each
+		// other and to share users, tokens and console sessions, not built yet.
+		return fmt.Errorf("shards: a cluster of %d shards cannot use --auth or TLS yet; use one shard (--shards 1) for those", c.Shards)
 	}
 	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 {
 		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries: must not be negative")

@@ -19,11 +19,19 @@ import (
 // with Unauthenticated as soon as their token is revoked. The standard
 // health and reflection services stay open.
 func AuthInterceptors(reg *auth.Registry) []grpc.ServerOption {
-	a := &authorizer{reg: reg}
+	return AuthInterceptorsFor(func(context.Context) (*auth.Registry, error) { return reg, nil })
+}
+
+// AuthInterceptorsFor is AuthInterceptors with the registry looked up for each call
+// (on a cluster node, the cluster-wide one of the shard that holds it).
+func AuthInterceptorsFor(registry func(context.Context) (*auth.Registry, error)) []grpc.ServerOption {
+	a := &authorizer{registry: registry}
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream)}
 }
 
-type authorizer struct{ reg *auth.Registry }
+type authorizer struct {
+	registry func(context.Context) (*auth.Registry, error)
+}
 
 type appKey struct{}
 
@@ -38,7 +46,11 @@ func open(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
-func (a *authorizer) authenticate(ctx context.Context) (*auth.App, <-chan struct{}, error) {
+func (a *authorizer) authenticate(ctx context.Context) (*auth.App, *auth.Registry, <-chan struct{}, error) {
+	reg, err := a.registry(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var token string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get("authorization") {
@@ -47,11 +59,11 @@ func (a *authorizer) authenticate(ctx context.Context) (*auth.App, <-chan struct
 			}
 		}
 	}
-	app, revoked, err := a.reg.Authenticate(token)
+	app, revoked, err := reg.Authenticate(token)
 	if err != nil {
-		return nil, nil, authStatus(err)
+		return nil, nil, nil, authStatus(err)
 	}
-	return app, revoked, nil
+	return app, reg, revoked, nil
 }
 
 // authStatus maps auth errors to gRPC codes.
@@ -75,7 +87,7 @@ func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	if open(info.FullMethod) {
 		return handler(ctx, req)
 	}
-	app, _, err := a.authenticate(ctx)
+	app, _, _, err := a.authenticate(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +111,7 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if open(info.FullMethod) {
 		return handler(srv, ss)
 	}
-	app, revoked, err := a.authenticate(ss.Context())
+	app, reg, revoked, err := a.authenticate(ss.Context())
 	if err != nil {
 		return err
 	}
@@ -112,8 +124,8 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		case <-ctx.Done():
 		}
 	}()
-	err = handler(srv, &authStream{ServerStream: ss, ctx: ctx, app: app, reg: a.reg, method: info.FullMethod})
-	if !a.reg.Valid(app) {
+	err = handler(srv, &authStream{ServerStream: ss, ctx: ctx, app: app, reg: reg, method: info.FullMethod})
+	if !reg.Valid(app) {
 		return status.Errorf(codes.Unauthenticated, "the token of application %q was revoked", app.Name)
 	}
 	return err

@@ -20,19 +20,19 @@ func (s *Service) Heartbeat(ctx context.Context, req *dmqv1.HeartbeatRequest) (*
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	if err := s.b.Heartbeat(c, addr); err != nil {
+	if err := s.brokerOf(ctx).Heartbeat(c, addr); err != nil {
 		return nil, toStatus(err)
 	}
-	return &dmqv1.HeartbeatResponse{IntervalMs: s.b.Config().HeartbeatInterval.Milliseconds()}, nil
+	return &dmqv1.HeartbeatResponse{IntervalMs: s.brokerOf(ctx).Config().HeartbeatInterval.Milliseconds()}, nil
 }
 
 // ListClients implements dmq.v1.Broker.
-func (s *Service) ListClients(_ context.Context, req *dmqv1.ListClientsRequest) (*dmqv1.ListClientsResponse, error) {
+func (s *Service) ListClients(ctx context.Context, req *dmqv1.ListClientsRequest) (*dmqv1.ListClientsResponse, error) {
 	if req.Group != "" && req.Topic == "" {
 		return nil, invalid("a group filter needs its topic")
 	}
 	resp := &dmqv1.ListClientsResponse{}
-	for _, c := range s.b.ListClients(broker.ClientFilter{Topic: req.Topic, Group: req.Group, Online: req.Online}) {
+	for _, c := range s.brokerOf(ctx).ListClients(broker.ClientFilter{Topic: req.Topic, Group: req.Group, Online: req.Online}) {
 		resp.Clients = append(resp.Clients, clientProto(c))
 	}
 	return resp, nil
@@ -57,7 +57,7 @@ func clientProto(c broker.ClientInfo) *dmqv1.ClientInfo {
 
 // DeleteClients implements dmq.v1.Broker.
 func (s *Service) DeleteClients(ctx context.Context, req *dmqv1.DeleteClientsRequest) (*dmqv1.DeleteClientsResponse, error) {
-	n, err := s.b.DeleteClients(req.ClientId, req.AllOffline)
+	n, err := s.brokerOf(ctx).DeleteClients(req.ClientId, req.AllOffline)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -22,7 +22,7 @@ func deadLetterProto(topic, group string, d broker.DeadLetter) *dmqv1.DeadLetter
 }
 
 // ListDeadLetters implements dmq.v1.Broker.
-func (s *Service) ListDeadLetters(_ context.Context, req *dmqv1.ListDeadLettersRequest) (*dmqv1.ListDeadLettersResponse, error) {
+func (s *Service) ListDeadLetters(ctx context.Context, req *dmqv1.ListDeadLettersRequest) (*dmqv1.ListDeadLettersResponse, error) {
 	var from uint64
 	if req.AfterId != "" {
 		off, err := broker.ParseOffset(req.AfterId)
@@ -31,7 +31,7 @@ func (s *Service) ListDeadLetters(_ context.Context, req *dmqv1.ListDeadLettersR
 		}
 		from = off + 1
 	}
-	ds, total, err := s.b.ListDeadLetters(req.Topic, req.Group, from, int(req.Limit), req.Key)
+	ds, total, err := s.brokerOf(ctx).ListDeadLetters(req.Topic, req.Group, from, int(req.Limit), req.Key)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -43,12 +43,12 @@ func (s *Service) ListDeadLetters(_ context.Context, req *dmqv1.ListDeadLettersR
 }
 
 // GetDeadLetter implements dmq.v1.Broker.
-func (s *Service) GetDeadLetter(_ context.Context, req *dmqv1.GetDeadLetterRequest) (*dmqv1.DeadLetter, error) {
+func (s *Service) GetDeadLetter(ctx context.Context, req *dmqv1.GetDeadLetterRequest) (*dmqv1.DeadLetter, error) {
 	offs, err := parseIDs([]string{req.Id})
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.b.GetDeadLetter(req.Topic, req.Group, offs[0])
+	d, err := s.brokerOf(ctx).GetDeadLetter(req.Topic, req.Group, offs[0])
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -73,7 +73,7 @@ func (s *Service) RedriveDeadLetters(ctx context.Context, req *dmqv1.DeadLetterS
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.b.RedriveDeadLetters(req.Topic, req.Group, sel)
+	n, err := s.brokerOf(ctx).RedriveDeadLetters(req.Topic, req.Group, sel)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -87,7 +87,7 @@ func (s *Service) PurgeDeadLetters(ctx context.Context, req *dmqv1.DeadLetterSel
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.b.PurgeDeadLetters(req.Topic, req.Group, sel)
+	n, err := s.brokerOf(ctx).PurgeDeadLetters(req.Topic, req.Group, sel)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -109,7 +109,7 @@ func (s *Service) ResetGroup(ctx context.Context, req *dmqv1.ResetGroupRequest) 
 		}
 		to.Time = time.UnixMilli(t.TimeMs)
 	}
-	gi, err := s.b.ResetGroup(req.Topic, req.Group, to)
+	gi, err := s.brokerOf(ctx).ResetGroup(req.Topic, req.Group, to)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -8,11 +8,11 @@ import (
 )
 
 // ListDelayed implements dmq.v1.Broker.
-func (s *Service) ListDelayed(_ context.Context, req *dmqv1.ListDelayedRequest) (*dmqv1.ListDelayedResponse, error) {
+func (s *Service) ListDelayed(ctx context.Context, req *dmqv1.ListDelayedRequest) (*dmqv1.ListDelayedResponse, error) {
 	if req.FromMs < 0 || req.ToMs < 0 || (req.ToMs > 0 && req.ToMs <= req.FromMs) {
 		return nil, invalid("time range [%d, %d) is empty or negative", req.FromMs, req.ToMs)
 	}
-	ms, total, next, err := s.b.ListDelayed(req.Topic, broker.DelayedFilter{
+	ms, total, next, err := s.brokerOf(ctx).ListDelayed(req.Topic, broker.DelayedFilter{
 		FromMs: req.FromMs, ToMs: req.ToMs, Key: req.Key, AfterID: req.AfterId, Limit: int(req.Limit),
 	})
 	if err != nil {
@@ -31,7 +31,7 @@ func (s *Service) ListDelayed(_ context.Context, req *dmqv1.ListDelayedRequest) 
 
 // CancelDelayed implements dmq.v1.Broker.
 func (s *Service) CancelDelayed(ctx context.Context, req *dmqv1.CancelDelayedRequest) (*dmqv1.CancelDelayedResponse, error) {
-	if err := s.b.CancelDelayed(req.Topic, req.Id); err != nil {
+	if err := s.brokerOf(ctx).CancelDelayed(req.Topic, req.Id); err != nil {
 		return nil, toStatus(err)
 	}
 	s.audit(ctx, "delayed.cancel", req.Topic+"/"+req.Id, "")

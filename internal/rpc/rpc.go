@@ -40,9 +40,31 @@ func Register(gs *grpc.Server, b *broker.Broker, reg *auth.Registry, version str
 	dmqv1.RegisterBrokerServer(gs, &Service{b: b, reg: reg, version: version, started: time.Now()})
 }
 
+// RegisterRouted adds the DMQ service to gs for a cluster node, whose calls each find
+// their backend through the RoutingInterceptors gs was built with.
+func RegisterRouted(gs *grpc.Server, version string) {
+	dmqv1.RegisterBrokerServer(gs, &Service{version: version, started: time.Now()})
+}
+
+// brokerOf is the broker serving ctx's call.
+func (s *Service) brokerOf(ctx context.Context) *broker.Broker {
+	if b := backendOf(ctx); b != nil {
+		return b.Broker
+	}
+	return s.b
+}
+
+// appsOf is the application registry of ctx's call.
+func (s *Service) appsOf(ctx context.Context) *auth.Registry {
+	if b := backendOf(ctx); b != nil {
+		return b.Apps
+	}
+	return s.reg
+}
+
 // ServerInfo implements dmq.v1.Broker.
-func (s *Service) ServerInfo(context.Context, *dmqv1.ServerInfoRequest) (*dmqv1.ServerInfoResponse, error) {
-	cfg := s.b.Config()
+func (s *Service) ServerInfo(ctx context.Context, _ *dmqv1.ServerInfoRequest) (*dmqv1.ServerInfoResponse, error) {
+	cfg := s.brokerOf(ctx).Config()
 	return &dmqv1.ServerInfoResponse{
 		Version: s.version, Fsync: !cfg.NoSync, MaxBodyBytes: int64(cfg.MaxBodyBytes),
 		MaxDelayMs: cfg.MaxDelay.Milliseconds(),
@@ -141,7 +163,7 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 
 // CreateTopic implements dmq.v1.Broker.
 func (s *Service) CreateTopic(ctx context.Context, req *dmqv1.CreateTopicRequest) (*dmqv1.Topic, error) {
-	ti, err := s.b.CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
+	ti, err := s.brokerOf(ctx).CreateTopic(meta.Topic{Name: req.Name, Department: req.Department, Owner: req.Owner, Purpose: req.Purpose,
 		DedupeWindowMs: req.DedupeWindowMs, RequestedBy: req.RequestedBy})
 	if err != nil {
 		return nil, toStatus(err)
@@ -151,8 +173,8 @@ func (s *Service) CreateTopic(ctx context.Context, req *dmqv1.CreateTopicRequest
 }
 
 // GetTopic implements dmq.v1.Broker.
-func (s *Service) GetTopic(_ context.Context, req *dmqv1.GetTopicRequest) (*dmqv1.Topic, error) {
-	ti, err := s.b.GetTopic(req.Name)
+func (s *Service) GetTopic(ctx context.Context, req *dmqv1.GetTopicRequest) (*dmqv1.Topic, error) {
+	ti, err := s.brokerOf(ctx).GetTopic(req.Name)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -160,9 +182,9 @@ func (s *Service) GetTopic(_ context.Context, req *dmqv1.GetTopicRequest) (*dmqv
 }
 
 // ListTopics implements dmq.v1.Broker.
-func (s *Service) ListTopics(_ context.Context, req *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
+func (s *Service) ListTopics(ctx context.Context, req *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
 	resp := &dmqv1.ListTopicsResponse{}
-	for _, ti := range s.b.ListTopics(broker.TopicFilter{
+	for _, ti := range s.brokerOf(ctx).ListTopics(broker.TopicFilter{
 		Department: req.Department, Owner: req.Owner, Environment: req.Environment,
 		Status: req.Status, NameContains: req.NameContains,
 	}) {
@@ -173,17 +195,17 @@ func (s *Service) ListTopics(_ context.Context, req *dmqv1.ListTopicsRequest) (*
 
 // ApproveTopic implements dmq.v1.Broker.
 func (s *Service) ApproveTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(ctx, "topic.approve", s.b.ApproveTopic, req)
+	return s.decide(ctx, "topic.approve", s.brokerOf(ctx).ApproveTopic, req)
 }
 
 // RejectTopic implements dmq.v1.Broker.
 func (s *Service) RejectTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(ctx, "topic.reject", s.b.RejectTopic, req)
+	return s.decide(ctx, "topic.reject", s.brokerOf(ctx).RejectTopic, req)
 }
 
 // DisableTopic implements dmq.v1.Broker.
 func (s *Service) DisableTopic(ctx context.Context, req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
-	return s.decide(ctx, "topic.disable", s.b.DisableTopic, req)
+	return s.decide(ctx, "topic.disable", s.brokerOf(ctx).DisableTopic, req)
 }
 
 func (s *Service) decide(ctx context.Context, action string, fn func(broker.Decision) (broker.TopicInfo, error), req *dmqv1.TopicDecision) (*dmqv1.Topic, error) {
@@ -197,7 +219,7 @@ func (s *Service) decide(ctx context.Context, action string, fn func(broker.Deci
 
 // DeleteTopic implements dmq.v1.Broker.
 func (s *Service) DeleteTopic(ctx context.Context, req *dmqv1.DeleteTopicRequest) (*dmqv1.DeleteTopicResponse, error) {
-	if err := s.b.DeleteTopic(req.Name); err != nil {
+	if err := s.brokerOf(ctx).DeleteTopic(req.Name); err != nil {
 		return nil, toStatus(err)
 	}
 	s.audit(ctx, "topic.delete", req.Name, "")
@@ -254,7 +276,7 @@ func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.b.Publish(ctx, req.Topic, origin(ctx, req.ClientId), msgs)
+	rs, err := s.brokerOf(ctx).Publish(ctx, req.Topic, origin(ctx, req.ClientId), msgs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -317,7 +339,7 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
 			continue
 		}
-		s.b.PublishAsync(req.Topic, origin(ctx, req.ClientId), msgs, func(rs []broker.PublishResult, err error) {
+		s.brokerOf(ctx).PublishAsync(req.Topic, origin(ctx, req.ClientId), msgs, func(rs []broker.PublishResult, err error) {
 			resp := &dmqv1.PublishResponse{Sequence: seq}
 			if err != nil {
 				resp.Results = failedResults(err, n)
@@ -365,12 +387,12 @@ func groupSpec(req *dmqv1.CreateGroupRequest) (broker.GroupSpec, error) {
 }
 
 // CreateGroup implements dmq.v1.Broker.
-func (s *Service) CreateGroup(_ context.Context, req *dmqv1.CreateGroupRequest) (*dmqv1.Group, error) {
+func (s *Service) CreateGroup(ctx context.Context, req *dmqv1.CreateGroupRequest) (*dmqv1.Group, error) {
 	spec, err := groupSpec(req)
 	if err != nil {
 		return nil, err
 	}
-	gi, err := s.b.CreateGroup(spec)
+	gi, err := s.brokerOf(ctx).CreateGroup(spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -378,8 +400,8 @@ func (s *Service) CreateGroup(_ context.Context, req *dmqv1.CreateGroupRequest) 
 }
 
 // GetGroup implements dmq.v1.Broker.
-func (s *Service) GetGroup(_ context.Context, req *dmqv1.GetGroupRequest) (*dmqv1.Group, error) {
-	gi, err := s.b.GetGroup(req.Topic, req.Name)
+func (s *Service) GetGroup(ctx context.Context, req *dmqv1.GetGroupRequest) (*dmqv1.Group, error) {
+	gi, err := s.brokerOf(ctx).GetGroup(req.Topic, req.Name)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -387,8 +409,8 @@ func (s *Service) GetGroup(_ context.Context, req *dmqv1.GetGroupRequest) (*dmqv
 }
 
 // ListGroups implements dmq.v1.Broker.
-func (s *Service) ListGroups(_ context.Context, req *dmqv1.ListGroupsRequest) (*dmqv1.ListGroupsResponse, error) {
-	gs, err := s.b.ListGroups(req.Topic)
+func (s *Service) ListGroups(ctx context.Context, req *dmqv1.ListGroupsRequest) (*dmqv1.ListGroupsResponse, error) {
+	gs, err := s.brokerOf(ctx).ListGroups(req.Topic)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -400,24 +422,24 @@ func (s *Service) ListGroups(_ context.Context, req *dmqv1.ListGroupsRequest) (*
 }
 
 // Ack implements dmq.v1.Broker.
-func (s *Service) Ack(_ context.Context, req *dmqv1.AckRequest) (*dmqv1.AckResponse, error) {
+func (s *Service) Ack(ctx context.Context, req *dmqv1.AckRequest) (*dmqv1.AckResponse, error) {
 	offs, err := parseIDs(req.Ids)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.b.Ack(req.Topic, req.Group, req.ClientId, offs); err != nil {
+	if err := s.brokerOf(ctx).Ack(req.Topic, req.Group, req.ClientId, offs); err != nil {
 		return nil, toStatus(err)
 	}
 	return &dmqv1.AckResponse{}, nil
 }
 
 // Nack implements dmq.v1.Broker.
-func (s *Service) Nack(_ context.Context, req *dmqv1.NackRequest) (*dmqv1.NackResponse, error) {
+func (s *Service) Nack(ctx context.Context, req *dmqv1.NackRequest) (*dmqv1.NackResponse, error) {
 	offs, err := parseIDs(req.Ids)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.b.Nack(req.Topic, req.Group, req.ClientId, offs, req.Reason); err != nil {
+	if err := s.brokerOf(ctx).Nack(req.Topic, req.Group, req.ClientId, offs, req.Reason); err != nil {
 		return nil, toStatus(err)
 	}
 	return &dmqv1.NackResponse{}, nil

@@ -9,7 +9,7 @@ import (
 )
 
 // GetTopicStats implements dmq.v1.Broker.
-func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest) (*dmqv1.TopicStatsResponse, error) {
+func (s *Service) GetTopicStats(ctx context.Context, req *dmqv1.TopicStatsRequest) (*dmqv1.TopicStatsResponse, error) {
 	if req.FromMs <= 0 || req.ToMs <= 0 {
 		return nil, invalid("stats need a time range: from_ms and to_ms")
 	}
@@ -17,11 +17,11 @@ func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest)
 		Topic: req.Topic, From: time.UnixMilli(req.FromMs), To: time.UnixMilli(req.ToMs),
 		Server: req.Server, Client: req.ClientId,
 	}
-	ms, err := s.b.TopicStats(q)
+	ms, err := s.brokerOf(ctx).TopicStats(q)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	groups, err := s.b.GroupStats(q)
+	groups, err := s.brokerOf(ctx).GroupStats(q)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -41,7 +41,7 @@ func (s *Service) GetTopicStats(_ context.Context, req *dmqv1.TopicStatsRequest)
 		}
 		resp.Groups = append(resp.Groups, gs)
 	}
-	if ti, err := s.b.GetTopic(req.Topic); err == nil {
+	if ti, err := s.brokerOf(ctx).GetTopic(req.Topic); err == nil {
 		resp.StoredNow = ti.NextOffset - ti.FirstOffset
 	}
 	return resp, nil

@@ -24,12 +24,12 @@ func (s *Service) Subscribe(stream dmqv1.Broker_SubscribeServer) error {
 	if start == nil {
 		return invalid("the first message of a subscription must be a start")
 	}
-	sub, err := s.b.Subscribe(start.Topic, start.Group, start.ClientId)
+	sub, err := s.brokerOf(ctx).Subscribe(start.Topic, start.Group, start.ClientId)
 	if err != nil {
 		return toStatus(err)
 	}
 	defer sub.Close()
-	gi, err := s.b.GetGroup(start.Topic, start.Group)
+	gi, err := s.brokerOf(ctx).GetGroup(start.Topic, start.Group)
 	if err != nil {
 		return toStatus(err)
 	}

@@ -31,29 +31,29 @@ func (s *Service) CreateToken(ctx context.Context, req *dmqv1.CreateTokenRequest
 	for _, g := range req.Grants {
 		app.Grants = append(app.Grants, auth.Grant{Pattern: g.Pattern, Publish: g.Publish, Subscribe: g.Subscribe, Manage: g.Manage, Groups: g.Groups})
 	}
-	created, token, err := s.reg.Create(app, caller(ctx))
+	created, token, err := s.appsOf(ctx).Create(app, caller(ctx))
 	if err != nil {
 		return nil, authStatus(err)
 	}
-	s.b.Logger().Info("token created", "app", created.Name, "admin", created.Admin, "by", created.CreatedBy)
+	s.brokerOf(ctx).Logger().Info("token created", "app", created.Name, "admin", created.Admin, "by", created.CreatedBy)
 	s.audit(ctx, "token.create", created.Name, describeGrants(created))
 	return &dmqv1.CreateTokenResponse{App: appProto(created), Token: token}, nil
 }
 
 // RevokeToken implements dmq.v1.Broker.
 func (s *Service) RevokeToken(ctx context.Context, req *dmqv1.RevokeTokenRequest) (*dmqv1.RevokeTokenResponse, error) {
-	if err := s.reg.Revoke(req.App); err != nil {
+	if err := s.appsOf(ctx).Revoke(req.App); err != nil {
 		return nil, authStatus(err)
 	}
-	s.b.Logger().Info("token revoked", "app", req.App, "by", caller(ctx))
+	s.brokerOf(ctx).Logger().Info("token revoked", "app", req.App, "by", caller(ctx))
 	s.audit(ctx, "token.revoke", req.App, "")
 	return &dmqv1.RevokeTokenResponse{}, nil
 }
 
 // ListTokens implements dmq.v1.Broker.
-func (s *Service) ListTokens(context.Context, *dmqv1.ListTokensRequest) (*dmqv1.ListTokensResponse, error) {
+func (s *Service) ListTokens(ctx context.Context, _ *dmqv1.ListTokensRequest) (*dmqv1.ListTokensResponse, error) {
 	resp := &dmqv1.ListTokensResponse{}
-	for _, a := range s.reg.List() {
+	for _, a := range s.appsOf(ctx).List() {
 		resp.Apps = append(resp.Apps, appProto(a))
 	}
 	return resp, nil

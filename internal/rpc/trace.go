@@ -25,8 +25,8 @@ func traceProto(es []meta.TraceEvent) []*dmqv1.TraceEvent {
 }
 
 // GetTrace implements dmq.v1.Broker.
-func (s *Service) GetTrace(_ context.Context, req *dmqv1.GetTraceRequest) (*dmqv1.MessageTrace, error) {
-	es, err := s.b.TraceOf(req.Topic, req.Id)
+func (s *Service) GetTrace(ctx context.Context, req *dmqv1.GetTraceRequest) (*dmqv1.MessageTrace, error) {
+	es, err := s.brokerOf(ctx).TraceOf(req.Topic, req.Id)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -34,11 +34,11 @@ func (s *Service) GetTrace(_ context.Context, req *dmqv1.GetTraceRequest) (*dmqv
 }
 
 // SearchTrace implements dmq.v1.Broker.
-func (s *Service) SearchTrace(_ context.Context, req *dmqv1.SearchTraceRequest) (*dmqv1.SearchTraceResponse, error) {
+func (s *Service) SearchTrace(ctx context.Context, req *dmqv1.SearchTraceRequest) (*dmqv1.SearchTraceResponse, error) {
 	if req.FromMs <= 0 || req.ToMs <= 0 {
 		return nil, invalid("a trace search needs a time range: from_ms and to_ms")
 	}
-	ms, err := s.b.TraceByKey(req.Topic, req.Key, time.UnixMilli(req.FromMs), time.UnixMilli(req.ToMs), int(req.Limit))
+	ms, err := s.brokerOf(ctx).TraceByKey(req.Topic, req.Key, time.UnixMilli(req.FromMs), time.UnixMilli(req.ToMs), int(req.Limit))
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -25,8 +25,8 @@ func (s *Service) audit(ctx context.Context, action, target, detail string) {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		e.From = p.Addr.String()
 	}
-	if err := s.b.Store().AddAudit(e); err != nil {
-		s.b.Logger().Error("write audit entry", "action", action, "err", err)
+	if err := s.brokerOf(ctx).Store().AddAudit(e); err != nil {
+		s.brokerOf(ctx).Logger().Error("write audit entry", "action", action, "err", err)
 	}
 }
 
@@ -36,7 +36,7 @@ func userProto(u auth.User) *dmqv1.User {
 
 // CreateUser implements dmq.v1.Broker.
 func (s *Service) CreateUser(ctx context.Context, req *dmqv1.CreateUserRequest) (*dmqv1.User, error) {
-	u, err := s.reg.CreateUser(auth.User{Name: req.Name, Role: req.Role, Department: req.Department}, req.Password, actor(ctx))
+	u, err := s.appsOf(ctx).CreateUser(auth.User{Name: req.Name, Role: req.Role, Department: req.Department}, req.Password, actor(ctx))
 	if err != nil {
 		return nil, authStatus(err)
 	}
@@ -46,7 +46,7 @@ func (s *Service) CreateUser(ctx context.Context, req *dmqv1.CreateUserRequest) 
 
 // DeleteUser implements dmq.v1.Broker.
 func (s *Service) DeleteUser(ctx context.Context, req *dmqv1.DeleteUserRequest) (*dmqv1.DeleteUserResponse, error) {
-	if err := s.reg.DeleteUser(req.Name); err != nil {
+	if err := s.appsOf(ctx).DeleteUser(req.Name); err != nil {
 		return nil, authStatus(err)
 	}
 	s.audit(ctx, "user.delete", req.Name, "")
@@ -54,16 +54,16 @@ func (s *Service) DeleteUser(ctx context.Context, req *dmqv1.DeleteUserRequest) 
 }
 
 // ListUsers implements dmq.v1.Broker.
-func (s *Service) ListUsers(context.Context, *dmqv1.ListUsersRequest) (*dmqv1.ListUsersResponse, error) {
+func (s *Service) ListUsers(ctx context.Context, _ *dmqv1.ListUsersRequest) (*dmqv1.ListUsersResponse, error) {
 	resp := &dmqv1.ListUsersResponse{}
-	for _, u := range s.reg.ListUsers() {
+	for _, u := range s.appsOf(ctx).ListUsers() {
 		resp.Users = append(resp.Users, userProto(u))
 	}
 	return resp, nil
 }
 
 // ListAudit implements dmq.v1.Broker.
-func (s *Service) ListAudit(_ context.Context, req *dmqv1.ListAuditRequest) (*dmqv1.ListAuditResponse, error) {
+func (s *Service) ListAudit(ctx context.Context, req *dmqv1.ListAuditRequest) (*dmqv1.ListAuditResponse, error) {
 	limit := int(req.Limit)
 	if limit == 0 {
 		limit = 100
@@ -71,7 +71,7 @@ func (s *Service) ListAudit(_ context.Context, req *dmqv1.ListAuditRequest) (*dm
 	if limit < 0 || limit > 1000 {
 		return nil, invalid("limit %d: from 1 to 1000", req.Limit)
 	}
-	es, err := s.b.Store().ListAudit(meta.AuditFilter{FromMs: req.FromMs, ToMs: req.ToMs, Who: req.Who, Action: req.Action, Limit: limit})
+	es, err := s.brokerOf(ctx).Store().ListAudit(meta.AuditFilter{FromMs: req.FromMs, ToMs: req.ToMs, Who: req.Who, Action: req.Action, Limit: limit})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -5,81 +5,85 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/bufpool"
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/replica"
+	"github.com/dmqio/dmq/internal/rpc"
 	"github.com/dmqio/dmq/internal/seglog"
+	"github.com/dmqio/dmq/internal/shard"
 )
 
-// A cluster node replicates the broker's store (package replica) in one Raft group, the
-// shard "s0", and serves clients while it leads it: on becoming leader it waits until
-// every committed entry is applied, records its client addresses in the replicated
-// metadata and opens a broker on the replica; on losing leadership it closes that
-// broker. Meanwhile its ports answer every gRPC call with Unavailable naming the leader
-// (the SDK follows it) and redirect HTTP requests to the leader's console and API.
-
-// shardGroup is the Raft group of the node's one shard.
-const shardGroup = "s0"
+// A cluster node spreads the broker over shards (package shard): each is a Raft group
+// replicating a broker's store (package replica) on every node. The node serves the
+// shards it leads: on becoming a shard's leader it waits until every committed entry is
+// applied, records its client addresses in the shard's replicated metadata and opens a
+// broker on the replica; on losing leadership it closes that broker. One gRPC server
+// per node routes each call to the broker of the call's shard (rpc.RoutingInterceptors)
+// or answers Unavailable naming that shard's leader, which the SDK follows. The first
+// shard, s0, also holds what belongs to no topic: users, tokens, the audit log, clients.
 
 // clusterNode is the cluster side of a Server.
 type clusterNode struct {
-	s     *Server
-	store *replica.Store
-	node  *cluster.Node
-	group *cluster.Group
-
-	// target receives the gRPC connections the listener accepts: the leader's broker
-	// or the redirecting server of a follower.
-	target atomic.Pointer[handoff]
-	// http is the current HTTP handler.
-	http atomic.Pointer[http.Handler]
+	s      *Server
+	node   *cluster.Node
+	shards []*shardReplica
+	grpc   *grpc.Server
+	health *health.Server
+	// peers are connections to the other nodes' client ports, for calls about every
+	// shard (lists of topics).
+	peers *peerConns
 
 	quit chan struct{}
-	done chan struct{}
+	wg   sync.WaitGroup
 
-	// leaderChanges counts the leader changes this node saw (elections that
-	// produced a leader, and leaderless spells).
+	// leaderChanges counts the leader changes this node saw in any shard (elections
+	// that produced a leader, and leaderless spells).
 	leaderChanges atomic.Uint64
+}
+
+// shardReplica is one shard on this node: its replica, its Raft group and, while this
+// node leads it, its broker.
+type shardReplica struct {
+	c     *clusterNode
+	name  string
+	store *replica.Store
+	group *cluster.Group
 
 	mu struct {
 		sync.Mutex
-		leading  *stack       // while this node leads
-		follower *grpc.Server // while it does not
-		since    time.Time    // when this node last became leader
+		leading *shardStack // while this node leads
+		since   time.Time   // when this node last became leader
 	}
+}
+
+// shardStack is a led shard's broker with what serves it over HTTP.
+type shardStack struct {
+	backend rpc.Backend
+	http    http.Handler
+	calls   callGate
 }
 
 func (s *Server) startCluster() error {
 	peers, err := cluster.ParsePeers(s.cfg.Peers)
-	if err != nil {
-		return err
-	}
-	store, err := replica.Open(replica.Options{
-		DataDir: s.cfg.DataDir,
-		Log: seglog.Options{
-			SegmentBytes:   s.cfg.SegmentBytes,
-			MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
-		},
-		Logger: s.logger,
-	})
 	if err != nil {
 		return err
 	}
@@ -103,26 +107,82 @@ func (s *Server) startCluster() error {
 		err = node.Start()
 	}
 	if err != nil {
-		store.Close()
 		return err
 	}
-	if err := adoptData(node, store, peers); err != nil {
-		node.Shutdown(context.Background())
-		store.Close()
+	c := &clusterNode{s: s, node: node, peers: newPeerConns(), quit: make(chan struct{})}
+	if err := c.openShards(peers); err != nil {
+		c.closeShards(context.Background())
 		return err
 	}
-	group, err := node.OpenGroup(cluster.GroupConfig{Name: shardGroup, FSM: store, DurableFSM: true})
-	if err != nil {
-		node.Shutdown(context.Background())
-		store.Close()
-		return err
-	}
-	store.Attach(group)
-	c := &clusterNode{s: s, store: store, node: node, group: group, quit: make(chan struct{}), done: make(chan struct{})}
 	s.node = c
-	c.follow()
-	s.goFunc(c.acceptLoop)
-	go c.roleLoop()
+	c.serveGRPC()
+	for _, sh := range c.shards {
+		c.goFunc(func() { c.roleLoop(sh) })
+	}
+	if len(c.shards) > 1 {
+		c.goFunc(c.balanceLoop)
+	}
+	return nil
+}
+
+// openShards opens every shard's replica and Raft group. The first shard keeps the data
+// directory's own layout (a single node's data becomes it); the others live under
+// <data>/shards/<name>.
+func (c *clusterNode) openShards(peers []cluster.Peer) error {
+	s := c.s
+	if err := checkShardCount(c.node, s.cfg.Shards); err != nil {
+		return err
+	}
+	for i := range s.cfg.Shards {
+		name := shard.Name(i)
+		dir := s.cfg.DataDir
+		if i > 0 {
+			dir = filepath.Join(s.cfg.DataDir, "shards", name)
+		}
+		store, err := replica.Open(replica.Options{
+			DataDir: dir,
+			Log: seglog.Options{
+				SegmentBytes:   s.cfg.SegmentBytes,
+				MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
+			},
+			Logger: s.logger.With("shard", name),
+		})
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", name, err)
+		}
+		sh := &shardReplica{c: c, name: name, store: store}
+		c.shards = append(c.shards, sh)
+		if i == 0 {
+			if err := adoptData(c.node, store, peers); err != nil {
+				return err
+			}
+		}
+		if sh.group, err = c.node.OpenGroup(cluster.GroupConfig{Name: name, FSM: store, DurableFSM: true}); err != nil {
+			return fmt.Errorf("shard %s: %w", name, err)
+		}
+		store.Attach(sh.group)
+	}
+	return nil
+}
+
+// checkShardCount compares the shard count with the one the node's data was created
+// with (recorded on first start). Data from before shards existed has one.
+func checkShardCount(node *cluster.Node, n int) error {
+	has, err := node.HasGroupState(shard.Meta)
+	if err != nil {
+		return err
+	}
+	want := strconv.Itoa(n)
+	if has {
+		want = "1" // recorded only if missing: data from before shards
+	}
+	got, err := node.RecordedSetting("shards", want)
+	if err != nil {
+		return err
+	}
+	if got != strconv.Itoa(n) {
+		return fmt.Errorf("this node's data belongs to a cluster of %s shards, a count fixed when the cluster was created: start it with --shards %s", got, got)
+	}
 	return nil
 }
 
@@ -132,7 +192,7 @@ func (s *Server) startCluster() error {
 // together could elect one without the data, whose log would then be applied over it:
 // that is refused, with the way to do it.
 func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer) error {
-	has, err := node.HasGroupState(shardGroup)
+	has, err := node.HasGroupState(shard.Meta)
 	if err != nil || has {
 		return err
 	}
@@ -151,68 +211,120 @@ func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer) e
 	return store.MarkSeedNeeded()
 }
 
-// handoff is a listener fed by the node's accept loop.
-type handoff struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-	addr  net.Addr
-}
-
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{conns: make(chan net.Conn), done: make(chan struct{}), addr: addr}
-}
-
-func (h *handoff) Accept() (net.Conn, error) {
-	select {
-	case c := <-h.conns:
-		return c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
+// serveGRPC starts the node's gRPC server: every call finds its shard's broker through
+// Route, then is authenticated against the cluster's applications (shard s0's).
+func (c *clusterNode) serveGRPC() {
+	s := c.s
+	opts := append(s.grpcOptions(bufpool.New()), c.fanoutInterceptor())
+	opts = append(opts, rpc.RoutingInterceptors(c)...)
+	opts = append(opts, grpcSecurity(s.tc, nil, false)...)
+	if s.cfg.Auth {
+		opts = append(opts, rpc.AuthInterceptorsFor(c.applications)...)
 	}
+	c.grpc = grpc.NewServer(opts...)
+	rpc.RegisterRouted(c.grpc, s.cfg.Version)
+	c.health = health.NewServer()
+	c.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(c.grpc, c.health)
+	reflection.Register(c.grpc)
+	s.goFunc(func() {
+		if err := c.grpc.Serve(s.grpcLis); err != nil {
+			s.logger.Error("gRPC server stopped", "err", err)
+		}
+	})
 }
 
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.done) })
-	return nil
+func (c *clusterNode) goFunc(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
 }
 
-func (h *handoff) Addr() net.Addr { return h.addr }
+// shardHeader names the shard a call is about when it is not found from a topic: the
+// parts of a call about every shard that one node sends to another.
+const shardHeader = "dmq-shard"
 
-// acceptLoop hands every gRPC connection to the current target.
-func (c *clusterNode) acceptLoop() {
-	for {
-		conn, err := c.s.grpcLis.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
+// Route implements rpc.Router: the call goes to the broker of its topic's shard if this
+// node leads it, and is otherwise refused naming that shard's leader.
+func (c *clusterNode) Route(ctx context.Context, topic string) (*rpc.Backend, func(), error) {
+	sh := c.shardOf(topic)
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(shardHeader); len(v) == 1 {
+			i, err := shard.Index(v[0])
+			if err != nil || i >= len(c.shards) {
+				return nil, nil, status.Errorf(codes.InvalidArgument, "dmq: %s names no shard of this cluster", v[0])
 			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		h := c.target.Load()
-		select {
-		case h.conns <- conn:
-		case <-h.done:
-			conn.Close() // the role is changing; the client reconnects
+			sh = c.shards[i]
 		}
 	}
-}
-
-// serve starts g on a new handoff and makes it the target.
-func (c *clusterNode) serve(g *grpc.Server) {
-	h := newHandoff(c.s.grpcLis.Addr())
-	go g.Serve(h)
-	if old := c.target.Swap(h); old != nil {
-		old.Close()
+	st := sh.leading()
+	if st == nil || !st.calls.enter() {
+		return nil, nil, notLeaderError(c.s.cfg.NodeID, sh.name, topic, sh.leaderAddrs())
 	}
+	return &st.backend, st.calls.leave, nil
 }
 
-// roleLoop follows leadership changes (and checks every second, in case one was
-// missed or a promotion failed).
-func (c *clusterNode) roleLoop() {
-	defer close(c.done)
-	changes := c.group.LeaderChanges()
+// shardOf is the shard holding topic ("": the first).
+func (c *clusterNode) shardOf(topic string) *shardReplica {
+	return c.shards[shard.Of(topic, len(c.shards))]
+}
+
+// applications is the registry authenticating calls: the cluster's, kept by shard s0.
+// Only a cluster of one shard may have authentication on (see config), so it is the
+// registry of the broker that serves the call.
+func (c *clusterNode) applications(context.Context) (*auth.Registry, error) {
+	sh := c.shards[0]
+	st := sh.leading()
+	if st == nil {
+		return nil, notLeaderError(c.s.cfg.NodeID, sh.name, "", sh.leaderAddrs())
+	}
+	return st.backend.Apps, nil
+}
+
+// notLeaderError is the status a node answers a call about a shard it does not lead
+// with; the SDK reads the ErrorInfo.
+func notLeaderError(self, shardName, topic string, leader meta.Node) error {
+	msg := fmt.Sprintf("dmq: node %s does not lead shard %s; no leader is known yet (an election is in progress)", self, shardName)
+	if leader.GRPC != "" {
+		msg = fmt.Sprintf("dmq: node %s does not lead shard %s; its leader is %s at %s", self, shardName, leader.ID, leader.GRPC)
+	}
+	md := map[string]string{"leader_id": leader.ID, "leader_addr": leader.GRPC, "shard": shardName}
+	if topic != "" {
+		md["topic"] = topic
+	}
+	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{Reason: "NOT_LEADER", Domain: "dmq.io", Metadata: md})
+	if err != nil {
+		return status.Error(codes.Unavailable, msg)
+	}
+	return st.Err()
+}
+
+func (sh *shardReplica) leading() *shardStack {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.mu.leading
+}
+
+// leaderAddrs returns the shard leader's id and client addresses, as far as this node
+// knows: each leader records them in its shard's replicated metadata when elected.
+func (sh *shardReplica) leaderAddrs() meta.Node {
+	l := sh.group.Leader()
+	if l.ID == "" {
+		return meta.Node{}
+	}
+	n, err := sh.store.Meta().GetNode(l.ID)
+	if err != nil {
+		return meta.Node{ID: l.ID}
+	}
+	return n
+}
+
+// roleLoop follows a shard's leadership changes (and checks every second, in case one
+// was missed or a promotion failed).
+func (c *clusterNode) roleLoop(sh *shardReplica) {
+	changes := sh.group.LeaderChanges()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -226,175 +338,213 @@ func (c *clusterNode) roleLoop() {
 			c.leaderChanges.Add(1)
 		case <-tick.C:
 		}
-		leading := c.group.IsLeader()
-		c.mu.Lock()
-		serving := c.mu.leading != nil
-		c.mu.Unlock()
+		leading := sh.group.IsLeader()
+		serving := sh.leading() != nil
 		switch {
 		case leading && !serving:
-			c.lead()
+			sh.lead()
 		case !leading && serving:
-			c.follow()
+			sh.follow()
 		}
 	}
 }
 
-// lead opens the broker on the replica once it holds every committed entry.
-func (c *clusterNode) lead() {
+// lead opens the shard's broker on the replica once it holds every committed entry.
+func (sh *shardReplica) lead() {
+	s := sh.c.s
 	start := time.Now()
-	if err := c.store.Broken(); err != nil {
+	if err := sh.store.Broken(); err != nil {
 		// Elected with a replica that differs from the others: hand leadership on.
-		c.s.logger.Error("cluster: elected, but this node's replica is broken; handing leadership to another node", "err", err)
+		s.logger.Error("cluster: elected, but this node's replica is broken; handing leadership to another node", "shard", sh.name, "err", err)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := c.group.TransferLeadership(ctx, ""); err != nil {
-			c.s.logger.Warn("cluster: leadership transfer failed", "err", err)
+		if err := sh.group.TransferLeadership(ctx, ""); err != nil {
+			s.logger.Warn("cluster: leadership transfer failed", "shard", sh.name, "err", err)
 		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.group.Barrier(ctx); err != nil {
-		c.s.logger.Warn("cluster: elected, but the log could not be applied yet; will retry", "err", err)
+	if err := sh.group.Barrier(ctx); err != nil {
+		s.logger.Warn("cluster: elected, but the log could not be applied yet; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	if c.store.SeedNeeded() {
-		err := c.store.Seed(func(size int64, r io.Reader) error {
+	if sh.store.SeedNeeded() {
+		err := sh.store.Seed(func(size int64, r io.Reader) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			return c.group.Restore(ctx, size, r)
+			return sh.group.Restore(ctx, size, r)
 		})
 		if err != nil {
-			c.s.logger.Error("cluster: could not make this node's data the cluster's snapshot; will retry", "err", err)
+			s.logger.Error("cluster: could not make this node's data the cluster's snapshot; will retry", "err", err)
 			return
 		}
 	}
-	err := c.store.Meta().PutNode(meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: time.Now().UnixMilli()})
+	err := sh.store.Meta().PutNode(meta.Node{ID: s.cfg.NodeID, GRPC: s.GRPCAddr(), HTTP: s.HTTPAddr(), UpdatedAtMs: time.Now().UnixMilli()})
 	if err != nil {
-		c.s.logger.Warn("cluster: elected, but could not record this node's addresses; will retry", "err", err)
+		s.logger.Warn("cluster: elected, but could not record this node's addresses; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	st, err := c.s.openStack(c.store.Storage(), c.leaderRoutes)
+	b, apps, err := s.openBroker(sh.store.Storage())
 	if err != nil {
-		c.s.logger.Error("cluster: elected, but the broker did not open; will retry", "err", err)
+		s.logger.Error("cluster: elected, but the broker did not open; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	c.mu.Lock()
-	old := c.mu.follower
-	c.mu.leading, c.mu.follower, c.mu.since = st, nil, time.Now()
-	c.mu.Unlock()
-	c.serve(st.grpc)
-	var h http.Handler = st.http
-	c.http.Store(&h)
-	if old != nil {
-		old.Stop()
-	}
-	c.s.logger.Info("cluster: this node leads and serves clients", "node", c.s.cfg.NodeID, "took", time.Since(start).Round(time.Millisecond))
-}
-
-// follow closes the broker (if this node led) and redirects clients to the leader.
-func (c *clusterNode) follow() {
-	g := grpc.NewServer(append(c.s.grpcOptions(bufpool.New()), grpc.UnknownServiceHandler(c.refuse))...)
-	hs := health.NewServer()
-	hs.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(g, hs)
-	c.mu.Lock()
-	st := c.mu.leading
-	c.mu.leading, c.mu.follower = nil, g
-	c.mu.Unlock()
-	c.serve(g)
+	st := &shardStack{backend: rpc.Backend{Broker: b, Apps: apps}}
 	mux := http.NewServeMux()
-	c.routes(mux)
-	mux.HandleFunc("GET /healthz", c.handleFollowerHealth)
-	mux.HandleFunc("GET /readyz", c.handleFollowerHealth)
-	mux.HandleFunc("/", c.redirect)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c.collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	var h http.Handler = mux
-	c.http.Store(&h)
-	if st != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st.grpc.Stop() // streams end now: clients re-attach to the new leader
-		st.stopServing(ctx)
-		cancel()
-		if err := st.b.Close(); err != nil {
-			c.s.logger.Warn("cluster: closing the broker after losing leadership", "err", err)
+	sh.membershipRoutes(mux, s.apiRoutes(mux, b, apps))
+	st.http = mux
+	sh.mu.Lock()
+	sh.mu.leading, sh.mu.since = st, time.Now()
+	sh.mu.Unlock()
+	sh.c.updateHealth()
+	s.logger.Info("cluster: this node leads the shard and serves its clients", "shard", sh.name, "node", s.cfg.NodeID, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// follow closes the shard's broker: calls in progress finish (for a few seconds at
+// most), subscriptions end at once, and later calls are sent to the new leader.
+func (sh *shardReplica) follow() {
+	sh.mu.Lock()
+	st := sh.mu.leading
+	sh.mu.leading = nil
+	sh.mu.Unlock()
+	sh.c.updateHealth()
+	if st == nil {
+		return
+	}
+	sh.c.closeStack(sh, st)
+	sh.c.s.logger.Info("cluster: this node no longer leads the shard; clients are sent to its leader", "shard", sh.name, "leader", sh.group.Leader().ID)
+}
+
+// closeStack ends a shard's serving: subscriptions end (their clients re-attach to the
+// new leader), calls in progress get until ctx's end, then the broker closes.
+func (c *clusterNode) closeStack(sh *shardReplica, st *shardStack) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st.backend.Broker.EndSubscriptions()
+	if !st.calls.close(ctx) {
+		c.s.logger.Warn("cluster: calls still in progress when the shard's broker closed", "shard", sh.name)
+	}
+	if err := st.backend.Broker.Close(); err != nil {
+		c.s.logger.Warn("cluster: closing the broker after losing leadership", "shard", sh.name, "err", err)
+	}
+}
+
+// updateHealth reports the node SERVING while it leads a shard.
+func (c *clusterNode) updateHealth() {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if c.leadsAny() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	c.health.SetServingStatus("dmq.v1.Broker", st)
+}
+
+func (c *clusterNode) leadsAny() bool {
+	for _, sh := range c.shards {
+		if sh.leading() != nil {
+			return true
 		}
-		c.s.logger.Info("cluster: this node no longer leads; clients are sent to the leader", "leader", c.group.Leader().ID)
 	}
+	return false
 }
 
-// leaderAddrs returns the leader's id and client addresses, as far as this node knows.
-func (c *clusterNode) leaderAddrs() meta.Node {
-	l := c.group.Leader()
-	if l.ID == "" {
-		return meta.Node{}
-	}
-	n, err := c.store.Meta().GetNode(l.ID)
-	if err != nil {
-		return meta.Node{ID: l.ID}
-	}
-	return n
-}
-
-// refuse answers every gRPC call on a follower: Unavailable, naming the leader.
-func (c *clusterNode) refuse(any, grpc.ServerStream) error {
-	return notLeaderError(c.s.cfg.NodeID, c.leaderAddrs())
-}
-
-// notLeaderError is the status a follower answers with; the SDK reads the ErrorInfo.
-func notLeaderError(self string, leader meta.Node) error {
-	msg := fmt.Sprintf("dmq: node %s is not the leader; no leader is known yet (an election is in progress)", self)
-	if leader.GRPC != "" {
-		msg = fmt.Sprintf("dmq: node %s is not the leader; the leader is %s at %s", self, leader.ID, leader.GRPC)
-	}
-	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{
-		Reason: "NOT_LEADER",
-		Domain: "dmq.io",
-		Metadata: map[string]string{
-			"leader_id":   leader.ID,
-			"leader_addr": leader.GRPC,
-		},
-	})
-	if err != nil {
-		return status.Error(codes.Unavailable, msg)
-	}
-	return st.Err()
-}
-
-// broker returns the broker while this node leads.
+// broker returns the broker of shard s0 while this node leads it.
 func (c *clusterNode) broker() *broker.Broker {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mu.leading == nil {
-		return nil
+	if st := c.shards[0].leading(); st != nil {
+		return st.backend.Broker
 	}
-	return c.mu.leading.b
+	return nil
 }
 
-// shutdown stops serving, closes the broker if it runs, then Raft and the replica.
+// shutdown stops serving, closes the brokers that run, then Raft and the replicas.
 func (c *clusterNode) shutdown(ctx context.Context) error {
 	close(c.quit)
-	<-c.done
-	c.s.grpcLis.Close()
-	c.mu.Lock()
-	st, f := c.mu.leading, c.mu.follower
-	c.mu.leading, c.mu.follower = nil, nil
-	c.mu.Unlock()
+	c.wg.Wait()
+	var stacks []*shardStack
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		if st := sh.mu.leading; st != nil {
+			stacks = append(stacks, st)
+			st.backend.Broker.EndSubscriptions()
+		}
+		sh.mu.leading = nil
+		sh.mu.Unlock()
+	}
+	stopped := make(chan struct{})
+	go func() {
+		c.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		c.grpc.Stop()
+		<-stopped
+	}
 	var errs []error
-	if st != nil {
-		st.stopServing(ctx)
-		errs = append(errs, st.b.Close())
+	for _, st := range stacks {
+		errs = append(errs, st.backend.Broker.Close())
 	}
-	if f != nil {
-		f.Stop()
+	c.peers.close()
+	return errors.Join(append(errs, c.closeShards(ctx))...)
+}
+
+// closeShards stops Raft, then closes the replicas.
+func (c *clusterNode) closeShards(ctx context.Context) error {
+	errs := []error{c.node.Shutdown(ctx)}
+	for _, sh := range c.shards {
+		errs = append(errs, sh.store.Close())
 	}
-	if h := c.target.Load(); h != nil {
-		h.Close()
-	}
-	errs = append(errs, c.node.Shutdown(ctx), c.store.Close())
 	return errors.Join(errs...)
+}
+
+// callGate counts the calls in progress on a broker so that it closes after them.
+type callGate struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when n drops to 0 after close
+}
+
+// enter admits a call, unless the gate is closed.
+func (g *callGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *callGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// close refuses new calls and waits for those in progress until ctx ends; it reports
+// whether they all finished.
+func (g *callGate) close(ctx context.Context) bool {
+	g.mu.Lock()
+	g.closed = true
+	if g.n == 0 {
+		g.mu.Unlock()
+		return true
+	}
+	idle := make(chan struct{})
+	g.idle = idle
+	g.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }

@@ -1,46 +1,263 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dmqio/dmq/internal/admin"
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/shard"
 )
 
-// The HTTP side of a cluster node: what every node serves (its status), what a follower
-// serves (health, redirects to the leader) and the leader's membership endpoints.
+// The HTTP side of a cluster node. Every node answers for itself: health, /metrics and
+// its view of the cluster. Every other request belongs to a shard — a topic's to the
+// topic's, the rest (console, users, tokens, clients, audit, membership) to s0 — and is
+// served by that shard's broker: here if this node leads it; otherwise, in a cluster of
+// one shard, by a redirect to its leader (the console moves there), and in a cluster of
+// several by passing the request on to the leader, so that one console shows them all.
+// The list of topics gathers every shard's.
 
-// ServeHTTP serves the current role's handler.
+// shardParam names the shard a request is for when it is passed from node to node.
+const shardParam = "shard"
+
+// forwardedHeader marks a request one node passed to another: it is not passed again.
+const forwardedHeader = "X-Dmq-Forwarded-By"
+
+// ServeHTTP routes a request (see above).
 func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*c.http.Load()).ServeHTTP(w, r)
+	switch {
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+		c.handleHealth(w, r)
+		return
+	case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
+		c.handleMetrics(w, r)
+		return
+	case r.URL.Path == "/api/v1/cluster" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, c.status())
+		return
+	case r.URL.Path == "/api/v1/topics" && r.Method == http.MethodGet && len(c.shards) > 1 && !r.URL.Query().Has(shardParam):
+		c.listTopics(w, r)
+		return
+	}
+	sh, err := c.httpShard(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		return
+	}
+	c.serveShard(w, r, sh)
 }
 
-// routes adds what every node serves, leader or not.
-func (c *clusterNode) routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/cluster", c.handleStatus)
+// httpShard finds the shard a request belongs to.
+func (c *clusterNode) httpShard(r *http.Request) (*shardReplica, error) {
+	if name := r.URL.Query().Get(shardParam); name != "" {
+		i, err := shard.Index(name)
+		if err != nil || i >= len(c.shards) {
+			return nil, fmt.Errorf("%s=%q names no shard of this cluster (it has %d)", shardParam, name, len(c.shards))
+		}
+		return c.shards[i], nil
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/topics/"); ok {
+		topic, _, _ := strings.Cut(rest, "/")
+		return c.shardOf(topic), nil
+	}
+	if r.URL.Path == "/api/v1/topics" && r.Method == http.MethodPost && len(c.shards) > 1 {
+		// The topic is named in the body: read it, and put it back for the broker.
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read the request: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var req struct{ Name string }
+		json.Unmarshal(body, &req) // a bad body is the broker's to refuse
+		return c.shardOf(req.Name), nil
+	}
+	return c.shards[0], nil
 }
 
-// leaderRoutes adds the routes of the leader: membership changes, for administrators.
-func (c *clusterNode) leaderRoutes(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler) {
-	c.routes(mux)
-	mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(c.handleAddNode)))
-	mux.Handle("DELETE /api/v1/cluster/nodes/{id}", adminOnly(http.HandlerFunc(c.handleRemoveNode)))
-	mux.Handle("POST /api/v1/cluster/leader", adminOnly(http.HandlerFunc(c.handleTransfer)))
+// serveShard serves r with sh's broker, or sends it to sh's leader.
+func (c *clusterNode) serveShard(w http.ResponseWriter, r *http.Request, sh *shardReplica) {
+	if st := sh.leading(); st != nil && st.calls.enter() {
+		defer st.calls.leave()
+		st.http.ServeHTTP(w, r)
+		return
+	}
+	l := sh.leaderAddrs()
+	switch {
+	case l.HTTP == "":
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s and no leader is known yet (an election is in progress)", c.s.cfg.NodeID, sh.name)})
+	case len(c.shards) == 1:
+		http.Redirect(w, r, c.scheme()+"://"+l.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	case r.Header.Get(forwardedHeader) != "":
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s (any more); its leader is %s", c.s.cfg.NodeID, sh.name, l.ID)})
+	default:
+		c.proxy(sh, l).ServeHTTP(w, r)
+	}
+}
+
+func (c *clusterNode) scheme() string {
+	if c.s.tc != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// proxy passes requests for sh on to its leader l, naming the shard.
+func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: c.scheme(), Host: l.HTTP})
+			q := pr.Out.URL.Query()
+			q.Set(shardParam, sh.name)
+			pr.Out.URL.RawQuery = q.Encode()
+			pr.Out.Header.Set(forwardedHeader, c.s.cfg.NodeID)
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			writeJSON(w, http.StatusBadGateway, map[string]any{"error": fmt.Sprintf("shard %s's leader %s at %s did not answer: %v", sh.name, l.ID, l.HTTP, err)})
+		},
+	}
+}
+
+// listTopics answers GET /api/v1/topics from every shard: each answers the same query
+// (filters, the page's start and size), and the first page-size names of the merged
+// lists are the page.
+func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 1000 {
+			limit = n
+		}
+	}
+	type page struct {
+		Topics    []json.RawMessage `json:"topics"`
+		Total     int               `json:"total"`
+		NextAfter string            `json:"next_after"`
+	}
+	var all []json.RawMessage
+	total, more := 0, false
+	for _, sh := range c.shards {
+		rec := httptest.NewRecorder()
+		sr := r.Clone(r.Context())
+		q := sr.URL.Query()
+		q.Set(shardParam, sh.name)
+		sr.URL.RawQuery = q.Encode()
+		sr.RequestURI = ""
+		c.serveShard(rec, sr, sh)
+		if rec.Code != http.StatusOK {
+			copyResponse(w, rec)
+			return
+		}
+		var p page
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]any{"error": fmt.Sprintf("shard %s answered the topic list with %v", sh.name, err)})
+			return
+		}
+		all = append(all, p.Topics...)
+		total += p.Total
+		more = more || p.NextAfter != ""
+	}
+	name := func(m json.RawMessage) string {
+		var t struct{ Name string }
+		json.Unmarshal(m, &t)
+		return t.Name
+	}
+	slices.SortFunc(all, func(a, b json.RawMessage) int { return strings.Compare(name(a), name(b)) })
+	out := map[string]any{"total": total}
+	if len(all) > limit {
+		all, more = all[:limit], true
+	}
+	if more && len(all) > 0 {
+		out["next_after"] = name(all[len(all)-1])
+	}
+	if all == nil {
+		all = []json.RawMessage{}
+	}
+	out["topics"] = all
+	writeJSON(w, http.StatusOK, out)
+}
+
+func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// handleHealth: the node is alive (/healthz) and ready while it leads a shard (/readyz:
+// 503 on a node that leads none, which only passes requests on).
+func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
+	var leads []string
+	for _, sh := range c.shards {
+		if sh.leading() != nil {
+			leads = append(leads, sh.name)
+		}
+	}
+	code := http.StatusOK
+	if r.URL.Path == "/readyz" && len(leads) == 0 {
+		code = http.StatusServiceUnavailable
+	}
+	role := "follower"
+	if c.shards[0].leading() != nil {
+		role = "leader"
+	}
+	l := c.shards[0].leaderAddrs()
+	writeJSON(w, code, map[string]any{"status": "ok", "fsync": !c.s.cfg.NoSync, "role": role, "leads": leads, "leader": l.ID, "leader_http": l.HTTP})
+}
+
+// handleMetrics serves the node's metrics: its Raft groups, the process, and the broker
+// of each shard it leads (labelled with the shard).
+func (c *clusterNode) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, sh := range c.shards {
+		if st := sh.leading(); st != nil {
+			prometheus.WrapRegistererWith(prometheus.Labels{"shard": sh.name}, reg).MustRegister(admin.NewCollector(st.backend.Broker))
+		}
+	}
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
+
+// membershipRoutes adds a led shard's membership endpoints, for administrators. A
+// request naming its shard (?shard=) changes that one; otherwise (it reached s0) a
+// membership change is made in every shard, each by its leader, and a leadership
+// transfer concerns s0.
+func (sh *shardReplica) membershipRoutes(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler) {
+	mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(sh.handleAddNode)))
+	mux.Handle("DELETE /api/v1/cluster/nodes/{id}", adminOnly(http.HandlerFunc(sh.handleRemoveNode)))
+	mux.Handle("POST /api/v1/cluster/leader", adminOnly(http.HandlerFunc(sh.handleTransfer)))
 }
 
 // membershipTimeout bounds a membership change (a new voter must catch up first).
 const membershipTimeout = time.Minute
 
 // handleAddNode adds a voter: {"id": "n4", "addr": "host:port"} (its cluster listener).
-// The node, started with --join, receives a snapshot and the log.
-func (c *clusterNode) handleAddNode(w http.ResponseWriter, r *http.Request) {
+// The node, started with --join, receives a snapshot and the log of every shard.
+func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
 	var req struct{ ID, Addr string }
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"id\": ..., \"addr\": ...}: " + err.Error()})
 		return
 	}
@@ -48,7 +265,7 @@ func (c *clusterNode) handleAddNode(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": fmt.Sprintf("need a node id and its cluster address as host:port (got id %q, addr %q)", req.ID, req.Addr)})
 		return
 	}
-	for _, srv := range c.group.Stats().Servers {
+	for _, srv := range sh.group.Stats().Servers {
 		if srv.ID == req.ID && srv.Addr != req.Addr {
 			writeJSON(w, http.StatusConflict, map[string]any{"error": fmt.Sprintf("node %s is already a member at %s: remove it first to move it", req.ID, srv.Addr)})
 			return
@@ -58,39 +275,38 @@ func (c *clusterNode) handleAddNode(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
-	defer cancel()
-	if err := c.group.AddVoter(ctx, req.ID, req.Addr); err != nil {
+	err = sh.onShards(r, body, func(t *shardReplica, ctx context.Context) error { return t.group.AddVoter(ctx, req.ID, req.Addr) })
+	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
 		return
 	}
-	c.s.logger.Info("cluster: node added", "node", req.ID, "addr", req.Addr)
-	writeJSON(w, http.StatusOK, c.status())
+	sh.c.s.logger.Info("cluster: node added", "node", req.ID, "addr", req.Addr, "shards", sh.scope(r))
+	writeJSON(w, http.StatusOK, sh.c.status())
 }
 
 // handleRemoveNode removes a member (for a dead node; a live one stops being a voter).
-func (c *clusterNode) handleRemoveNode(w http.ResponseWriter, r *http.Request) {
+func (sh *shardReplica) handleRemoveNode(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	found := false
-	for _, srv := range c.group.Stats().Servers {
+	for _, srv := range sh.group.Stats().Servers {
 		found = found || srv.ID == id
 	}
 	if !found {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("node %q is not a member", id)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
-	defer cancel()
-	if err := c.group.RemoveServer(ctx, id); err != nil {
+	err := sh.onShards(r, nil, func(t *shardReplica, ctx context.Context) error { return t.group.RemoveServer(ctx, id) })
+	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
 		return
 	}
-	c.s.logger.Info("cluster: node removed", "node", id)
-	writeJSON(w, http.StatusOK, c.status())
+	sh.c.s.logger.Info("cluster: node removed", "node", id, "shards", sh.scope(r))
+	writeJSON(w, http.StatusOK, sh.c.status())
 }
 
-// handleTransfer hands leadership to {"to": "n2"} (empty: the most up-to-date voter).
-func (c *clusterNode) handleTransfer(w http.ResponseWriter, r *http.Request) {
+// handleTransfer hands the shard's leadership to {"to": "n2"} (empty: the most
+// up-to-date voter).
+func (sh *shardReplica) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	var req struct{ To string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"to\": \"node id or empty\"}: " + err.Error()})
@@ -98,35 +314,73 @@ func (c *clusterNode) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
 	defer cancel()
-	if err := c.group.TransferLeadership(ctx, req.To); err != nil {
+	if err := sh.group.TransferLeadership(ctx, req.To); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
 		return
 	}
-	c.s.logger.Info("cluster: leadership transferred", "to", req.To)
-	writeJSON(w, http.StatusOK, map[string]any{"transferred": true, "to": req.To})
+	sh.c.s.logger.Info("cluster: leadership transferred", "shard", sh.name, "to", req.To)
+	writeJSON(w, http.StatusOK, map[string]any{"transferred": true, "shard": sh.name, "to": req.To})
 }
 
-func (c *clusterNode) handleFollowerHealth(w http.ResponseWriter, r *http.Request) {
-	code := http.StatusOK
-	if r.URL.Path == "/readyz" {
-		code = http.StatusServiceUnavailable // not serving clients
+// scope names the shards a membership request changes.
+func (sh *shardReplica) scope(r *http.Request) string {
+	if r.URL.Query().Has(shardParam) {
+		return sh.name
 	}
-	l := c.leaderAddrs()
-	writeJSON(w, code, map[string]any{"status": "ok", "role": "follower", "leader": l.ID, "leader_http": l.HTTP})
+	return "all"
 }
 
-// redirect sends a follower's HTTP requests to the leader's.
-func (c *clusterNode) redirect(w http.ResponseWriter, r *http.Request) {
-	l := c.leaderAddrs()
+// onShards makes a membership change in the request's scope: this shard, or every shard
+// (each by its leader: here, or the request passed to the leader naming the shard).
+func (sh *shardReplica) onShards(r *http.Request, body []byte, change func(*shardReplica, context.Context) error) error {
+	targets := []*shardReplica{sh}
+	if !r.URL.Query().Has(shardParam) {
+		targets = sh.c.shards
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	var errs []error
+	for _, t := range targets {
+		var err error
+		if t.leading() != nil {
+			err = change(t, ctx)
+		} else {
+			err = t.c.passOn(ctx, r, t, body)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shard %s: %w", t.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// passOn sends a membership request to the leader of shard t, naming the shard.
+func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardReplica, body []byte) error {
+	l := t.leaderAddrs()
 	if l.HTTP == "" {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s is not the leader and no leader is known yet", c.s.cfg.NodeID)})
-		return
+		return errors.New("no leader is known yet (an election is in progress)")
 	}
-	scheme := "http"
-	if c.s.tc != nil {
-		scheme = "https"
+	u := url.URL{Scheme: c.scheme(), Host: l.HTTP, Path: r.URL.Path, RawQuery: url.Values{shardParam: {t.name}}.Encode()}
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
 	}
-	http.Redirect(w, r, scheme+"://"+l.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(forwardedHeader, c.s.cfg.NodeID)
+	if a := r.Header.Get("Authorization"); a != "" {
+		req.Header.Set("Authorization", a)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var e struct{ Error string }
+	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+	return fmt.Errorf("leader %s answered %s: %s", l.ID, resp.Status, e.Error)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -135,7 +389,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Status is a node's view of the cluster, served at GET /api/v1/cluster.
+// Status is a node's view of the cluster, served at GET /api/v1/cluster. Role and
+// Leader are shard s0's (the cluster-wide state's); Groups has every shard.
 type Status struct {
 	NodeID    string        `json:"node_id"`
 	ClusterID string        `json:"cluster_id"`
@@ -144,13 +399,16 @@ type Status struct {
 	Nodes     []meta.Node   `json:"nodes"`
 	Groups    []GroupStatus `json:"groups"`
 	// ReplicaError is set when this node could not apply a committed entry: it will not
-	// lead until it is replaced.
+	// lead the shard until it is replaced.
 	ReplicaError string `json:"replica_error,omitempty"`
 }
 
-// GroupStatus is one Raft group as this node sees it.
+// GroupStatus is one Raft group (a shard) as this node sees it.
 type GroupStatus struct {
-	Name              string           `json:"name"`
+	Name string `json:"name"`
+	// Role is this node's: "leader" while it serves the shard, else "follower".
+	Role              string           `json:"role"`
+	Leader            meta.Node        `json:"leader"`
 	State             string           `json:"state"`
 	Term              uint64           `json:"term"`
 	FirstLogIndex     uint64           `json:"first_log_index"`
@@ -163,38 +421,59 @@ type GroupStatus struct {
 	// Followers is the leader's view of each other member.
 	Followers []cluster.FollowerStats `json:"followers,omitempty"`
 	// LeadingSinceMs is when this node last became leader, on the leader.
-	LeadingSinceMs int64 `json:"leading_since_ms,omitempty"`
+	LeadingSinceMs int64  `json:"leading_since_ms,omitempty"`
+	ReplicaError   string `json:"replica_error,omitempty"`
 }
 
-func (c *clusterNode) status() Status {
-	st := c.group.Stats()
+func (sh *shardReplica) status() GroupStatus {
+	st := sh.group.Stats()
 	gs := GroupStatus{
-		Name: st.Group, State: st.State, Term: st.Term, FirstLogIndex: st.FirstLogIndex, LastLogIndex: st.LastLogIndex,
-		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastSnapshotIndex: st.LastSnapshotIndex,
-		Servers: st.Servers, Followers: st.Followers,
+		Name: st.Group, Role: "follower", Leader: sh.leaderAddrs(), State: st.State, Term: st.Term,
+		FirstLogIndex: st.FirstLogIndex, LastLogIndex: st.LastLogIndex, CommitIndex: st.CommitIndex,
+		// What the replica has applied, not what raft has handed it.
+		AppliedIndex:      sh.store.AppliedIndex(),
+		LastSnapshotIndex: st.LastSnapshotIndex, Servers: st.Servers, Followers: st.Followers,
 	}
-	// What the replica has applied, not what raft has handed it.
-	gs.AppliedIndex = c.store.AppliedIndex()
 	if !st.LastContact.IsZero() {
 		gs.LastContactMs = st.LastContact.UnixMilli()
 	}
-	role := "follower"
-	c.mu.Lock()
-	if c.mu.leading != nil {
-		role = "leader"
-		gs.LeadingSinceMs = c.mu.since.UnixMilli()
+	sh.mu.Lock()
+	if sh.mu.leading != nil {
+		gs.Role = "leader"
+		gs.LeadingSinceMs = sh.mu.since.UnixMilli()
 	}
-	c.mu.Unlock()
-	nodes, _ := c.store.Meta().Nodes()
-	st2 := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Role: role, Leader: c.leaderAddrs(), Nodes: nodes, Groups: []GroupStatus{gs}}
-	if err := c.store.Broken(); err != nil {
-		st2.ReplicaError = err.Error()
+	sh.mu.Unlock()
+	if err := sh.store.Broken(); err != nil {
+		gs.ReplicaError = err.Error()
 	}
-	return st2
+	return gs
 }
 
-func (c *clusterNode) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, c.status())
+func (c *clusterNode) status() Status {
+	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID}
+	for _, sh := range c.shards {
+		gs := sh.status()
+		st.Groups = append(st.Groups, gs)
+		if gs.ReplicaError != "" && st.ReplicaError == "" {
+			st.ReplicaError = "shard " + gs.Name + ": " + gs.ReplicaError
+		}
+	}
+	st.Role, st.Leader = st.Groups[0].Role, st.Groups[0].Leader
+	// Every shard's leader records its addresses in that shard: gather them.
+	newest := map[string]meta.Node{}
+	for _, sh := range c.shards {
+		nodes, _ := sh.store.Meta().Nodes()
+		for _, n := range nodes {
+			if n.UpdatedAtMs >= newest[n.ID].UpdatedAtMs {
+				newest[n.ID] = n
+			}
+		}
+	}
+	for _, n := range newest {
+		st.Nodes = append(st.Nodes, n)
+	}
+	slices.SortFunc(st.Nodes, func(a, b meta.Node) int { return strings.Compare(a.ID, b.ID) })
+	return st
 }
 
 // ClusterStatus is the node's view of the cluster; ok is false on a single node.

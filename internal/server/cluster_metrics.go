@@ -20,7 +20,7 @@ func (c *clusterNode) collector() prometheus.Collector {
 	}
 	return &clusterCollector{
 		c:          c,
-		leader:     d("leader", "1 while this node leads the group and serves its clients."),
+		leader:     d("leader", "1 while this node leads the group (shard) and serves its clients."),
 		term:       d("term", "Raft term this node is in."),
 		lastLog:    d("last_log_index", "Index of the last entry in this node's Raft log."),
 		commit:     d("commit_index", "Index of the last entry this node knows committed."),
@@ -45,7 +45,7 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{g.Name}, extra...)...)
 		}
 		lead := 0.0
-		if st.Role == "leader" {
+		if g.Role == "leader" {
 			lead = 1
 		}
 		gauge(cc.leader, lead)

@@ -90,7 +90,7 @@ func (s *Server) Start() error {
 		s.logger.Info("dmq cluster node started", "node", s.cfg.NodeID, "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "cluster", s.node.node.Addr(), "data", s.cfg.DataDir)
 		return nil
 	}
-	st, err := s.openStack(nil, nil)
+	st, err := s.openStack()
 	if err != nil {
 		s.grpcLis.Close()
 		s.httpLis.Close()
@@ -115,10 +115,35 @@ type stack struct {
 	http   http.Handler
 }
 
-// openStack opens a broker on storage (nil: the data directory) and builds its
-// endpoints; extra adds routes to its HTTP mux, given a wrapper that lets only
-// administrators through.
-func (s *Server) openStack(storage broker.Storage, extra func(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler)) (*stack, error) {
+// openStack opens a single node's broker and builds its endpoints.
+func (s *Server) openStack() (*stack, error) {
+	b, apps, err := s.openBroker(nil)
+	if err != nil {
+		return nil, err
+	}
+	pool := bufpool.New()
+	st := &stack{b: b}
+	st.grpc = grpc.NewServer(append(s.grpcOptions(pool), grpcSecurity(s.tc, apps, s.cfg.Auth)...)...)
+	rpc.Register(st.grpc, b, apps, s.cfg.Version)
+	st.health = health.NewServer()
+	healthpb.RegisterHealthServer(st.grpc, st.health)
+	st.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(st.grpc)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /readyz", s.handleHealth)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(admin.NewCollector(b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.apiRoutes(mux, b, apps)
+	st.http = mux
+	return st, nil
+}
+
+// openBroker opens a broker on storage (nil: the data directory) with the registry of
+// the applications and users that may use it.
+func (s *Server) openBroker(storage broker.Storage) (*broker.Broker, *auth.Registry, error) {
 	b, err := broker.Open(broker.Config{
 		DataDir:           s.cfg.DataDir,
 		LogFS:             s.cfg.LogFS,
@@ -144,7 +169,7 @@ func (s *Server) openStack(storage broker.Storage, extra func(mux *http.ServeMux
 		Logger:            s.logger,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	apps, err := auth.Open(b.Store())
 	if err == nil {
@@ -152,39 +177,22 @@ func (s *Server) openStack(storage broker.Storage, extra func(mux *http.ServeMux
 	}
 	if err != nil {
 		b.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	tc := s.tc
-	pool := bufpool.New()
-	st := &stack{b: b}
-	st.grpc = grpc.NewServer(append(s.grpcOptions(pool), grpcSecurity(tc, apps, s.cfg.Auth)...)...)
-	rpc.Register(st.grpc, b, apps, s.cfg.Version)
-	st.health = health.NewServer()
-	healthpb.RegisterHealthServer(st.grpc, st.health)
-	st.health.SetServingStatus("dmq.v1.Broker", healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(st.grpc)
+	return b, apps, nil
+}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.HandleFunc("GET /readyz", s.handleHealth)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(admin.NewCollector(b), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if s.node != nil {
-		reg.MustRegister(s.node.collector())
-	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	sec := admin.Security{Registry: apps, On: s.cfg.Auth, TLS: tc != nil}
+// apiRoutes adds what serves b over HTTP: the admin API, profiles and the console. It
+// returns a wrapper that lets only administrators through (everyone without --auth).
+func (s *Server) apiRoutes(mux *http.ServeMux, b *broker.Broker, apps *auth.Registry) (adminOnly func(http.Handler) http.Handler) {
+	sec := admin.Security{Registry: apps, On: s.cfg.Auth, TLS: s.tc != nil}
 	mux.Handle("/api/v1/", admin.NewAPI(b, sec))
 	// Profiles for performance work; with --auth, for administrators only.
 	mux.Handle("GET /debug/pprof/", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /debug/pprof/trace", admin.AdminOnly(b, sec, http.HandlerFunc(pprof.Trace)))
 	mux.Handle("/", console.Handler())
-	if extra != nil {
-		extra(mux, func(h http.Handler) http.Handler { return admin.AdminOnly(b, sec, h) })
-	}
-	st.http = mux
-	return st, nil
+	return func(h http.Handler) http.Handler { return admin.AdminOnly(b, sec, h) }
 }
 
 // grpcOptions are the gRPC server's transport settings.

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Leaders are spread over the nodes so that every node serves a share of the shards:
+// shard i prefers the i-th of its voters in the order of their ids (modulo their
+// number). A node leading a shard it is not preferred for hands the leadership to the
+// preferred node once that node is healthy, one shard at a time, and not in a new
+// leader's first seconds. When the preferred node is down the shard stays where the
+// election put it; when it is back, the shard moves home.
+
+const (
+	// balanceInterval is how often a node looks at the shards it leads.
+	balanceInterval = 2 * time.Second
+	// balanceSettle is how long a new leader keeps the shard before handing it on, so
+	// that a node that has just restarted is caught up and leadership does not bounce.
+	balanceSettle = 5 * time.Second
+)
+
+func (c *clusterNode) balanceLoop() {
+	tick := time.NewTicker(balanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+		c.balanceOnce()
+	}
+}
+
+// balanceOnce hands on the leadership of at most one shard.
+func (c *clusterNode) balanceOnce() {
+	for i, sh := range c.shards {
+		sh.mu.Lock()
+		leading, since := sh.mu.leading != nil, sh.mu.since
+		sh.mu.Unlock()
+		if !leading || time.Since(since) < balanceSettle {
+			continue
+		}
+		want := sh.preferredLeader(i)
+		if want == "" || want == c.s.cfg.NodeID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := sh.group.TransferLeadership(ctx, want)
+		cancel()
+		if err != nil {
+			c.s.logger.Warn("cluster: could not hand the shard to its preferred leader", "shard", sh.name, "to", want, "err", err)
+			continue
+		}
+		c.s.logger.Info("cluster: shard handed to its preferred leader", "shard", sh.name, "to", want)
+		return
+	}
+}
+
+// preferredLeader is the voter that should lead shard i, if it is healthy ("" if not,
+// or if this node does not lead the shard).
+func (sh *shardReplica) preferredLeader(i int) string {
+	st := sh.group.Stats()
+	var voters []string
+	for _, srv := range st.Servers {
+		if srv.Voter {
+			voters = append(voters, srv.ID)
+		}
+	}
+	if len(voters) == 0 {
+		return ""
+	}
+	slices.Sort(voters)
+	want := voters[i%len(voters)]
+	if want == st.Node {
+		return want
+	}
+	for _, f := range st.Followers {
+		if f.ID == want && f.Healthy {
+			return want
+		}
+	}
+	return ""
+}
