@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Measure DMQ in cluster mode with its own workloads (dmq bench w1|w2|w3): a cluster of
 # --nodes nodes on this machine (replication factor = nodes; 1 = a one-voter cluster),
-# and for comparison a plain single node, alternating run by run.
+# once per shard count of --shards (each run waits until the shards' leaders are on
+# different nodes), and for comparison a plain single node, alternating run by run.
+# --args passes flags to every `dmq bench` (the W1 scaling run uses
+# "--topics 3 --producers 3 --shards 3": one topic per shard).
 #
-#   bench/cluster.sh [--nodes 3] [--reps 3] [--workloads "w1 w2 w3"] [--no-single]
+#   bench/cluster.sh [--nodes 3] [--shards "1 3"] [--reps 3] [--workloads "w1 w2 w3"]
+#                    [--args "..."] [--no-single]
 #
 # Prints every run's lines and, per workload and setup, the median and the range of
 # msgs/s and of the latency columns. Everything runs on loopback; the nodes' data goes
@@ -12,10 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-nodes=3 reps=3 workloads="w1 w2 w3" single=1
+nodes=3 reps=3 workloads="w1 w2 w3" single=1 shardcounts=1 args=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--nodes) nodes=$2; shift 2 ;;
+	--shards) shardcounts=$2; shift 2 ;;
+	--args) args=$2; shift 2 ;;
 	--reps) reps=$2; shift 2 ;;
 	--workloads) workloads=$2; shift 2 ;;
 	--no-single) single=0; shift ;;
@@ -38,9 +44,10 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-# start_cluster sets leader_grpc to the gRPC address of the elected leader.
+# start_cluster DIR SHARDS starts the nodes, waits until every shard has a leader, on
+# different nodes where there are enough, and sets leader_grpc to every node's gRPC address.
 start_cluster() {
-	local dir=$1 peers="" i
+	local dir=$1 shards=$2 peers="" i
 	local -a grpc http raft
 	for i in $(seq "$nodes"); do
 		grpc[$i]=$(free_port) http[$i]=$(free_port) raft[$i]=$(free_port)
@@ -48,21 +55,28 @@ start_cluster() {
 	done
 	[ "$nodes" = 1 ] && peers=""
 	for i in $(seq "$nodes"); do
-		"$bin" server --node-id "n$i" ${peers:+--peers "$peers"} --cluster-listen "127.0.0.1:${raft[$i]}" \
+		"$bin" server --node-id "n$i" --shards "$shards" ${peers:+--peers "$peers"} --cluster-listen "127.0.0.1:${raft[$i]}" \
 			--listen "127.0.0.1:${grpc[$i]}" --http "127.0.0.1:${http[$i]}" --data "$dir/n$i" \
 			>"$dir.n$i.log" 2>&1 &
 		pids+=($!)
 	done
-	for _ in $(seq 200); do
-		for i in $(seq "$nodes"); do
-			if curl -sf "http://127.0.0.1:${http[$i]}/readyz" >/dev/null 2>&1; then
-				leader_grpc=127.0.0.1:${grpc[$i]}
-				return 0
-			fi
-		done
+	leader_grpc=""
+	for i in $(seq "$nodes"); do
+		leader_grpc+="${leader_grpc:+,}127.0.0.1:${grpc[$i]}"
+	done
+	for _ in $(seq 600); do
+		if curl -sf "http://127.0.0.1:${http[1]}/api/v1/cluster" 2>/dev/null | python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+leaders = [g["leader"].get("id", "") for g in st["groups"]]
+want = min(len(leaders), int(sys.argv[1]))
+sys.exit(0 if all(leaders) and len(set(leaders)) >= want and all(g["leader"].get("grpc") for g in st["groups"]) else 1)' "$nodes" 2>/dev/null; then
+			sleep 1 # the leaders open their brokers
+			return 0
+		fi
 		sleep 0.1
 	done
-	echo "no leader after 20 s" >&2
+	echo "the shards have no leaders on different nodes after 60 s" >&2
 	return 1
 }
 
@@ -78,13 +92,15 @@ start_single() {
 results=$work/results
 : >"$results"
 for rep in $(seq "$reps"); do
-	setups="cluster$nodes"
+	setups=""
+	for n in $shardcounts; do setups+=" ${nodes}nodes-${n}shards"; done
 	[ "$single" = 1 ] && setups+=" single"
 	for setup in $setups; do
 		dir=$work/$setup-$rep
-		if [ "$setup" = single ]; then start_single "$dir"; else start_cluster "$dir"; fi
+		if [ "$setup" = single ]; then start_single "$dir"; else start_cluster "$dir" "$(echo "$setup" | sed 's/.*nodes-\(.*\)shards/\1/')"; fi
 		for w in $workloads; do
-			"$bin" bench "$w" --server "$leader_grpc" 2>&1 | grep ' rep ' | sed "s/^/$setup /" | tee -a "$results"
+			# shellcheck disable=SC2086
+			"$bin" bench "$w" --server "$leader_grpc" $args 2>&1 | grep ' rep ' | sed "s/^/$setup /" | tee -a "$results"
 		done
 		stop_all
 	done
@@ -107,5 +123,5 @@ for (name, setup), cols in sorted(rows.items()):
     for key, vals in cols.items():
         parts.append(f"{key} {statistics.median(vals):,.3f} ({min(vals):,.3f}-{max(vals):,.3f})" if key != "msg/s"
                      else f"{key} {statistics.median(vals):,.0f} ({min(vals):,.0f}-{max(vals):,.0f})")
-    print(f"  {name:9} {setup:9} " + "  ".join(parts))
+    print(f"  {name:9} {setup:16} " + "  ".join(parts))
 EOF

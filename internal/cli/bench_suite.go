@@ -16,6 +16,7 @@ import (
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/client"
+	"github.com/dmqio/dmq/internal/shard"
 	"github.com/spf13/cobra"
 )
 
@@ -30,10 +31,12 @@ var suiteWorkloads = []string{"w1_1k", "w1_128", "w2", "w3_tput", "w3_lat", "w4"
 // -label, -broker-pid).
 type suiteOptions struct {
 	reps, window, producers, topics, prefetch, brokerPID int
-	scale                                                float64
-	maxDur, hard, settle                                 time.Duration
-	embedded, noSync, asJSON, noWarmup                   bool
-	label, cpuProfile, memProfile                        string
+	// shards, when above 1, places topic i on shard i mod shards of a cluster.
+	shards                             int
+	scale                              float64
+	maxDur, hard, settle               time.Duration
+	embedded, noSync, asJSON, noWarmup bool
+	label, cpuProfile, memProfile      string
 }
 
 // SuiteResult is one run of one workload: one JSON line. The fields up to
@@ -96,6 +99,8 @@ broker's durability mode as the broker reports it (fsync before ack, or not).
 
 DMQ has no partitions: a topic is one log. --topics N spreads a workload over
 N topics used as shards (each with the workload's groups and consumers);
+on a cluster of several shards, --shards N names topic i so that shard i mod N
+holds it (otherwise the names' hashes place them);
 --producers N publishes from N producers, each with its own connection, each
 with up to --window unanswered, taking turns over the message numbers (and
 over the topics). w2 always uses one producer and one topic.
@@ -131,6 +136,7 @@ func newBenchSuiteCmds(e *env) []*cobra.Command {
 		f.IntVar(&o.window, "window", 1000, "unanswered publishes per producer")
 		f.IntVar(&o.producers, "producers", 1, "producers, each with its own connection")
 		f.IntVar(&o.topics, "topics", 1, "topics the load is spread over (DMQ has no partitions; topics act as shards)")
+		f.IntVar(&o.shards, "shards", 0, "a cluster's shard count: name topic i so that shard i mod N holds it (spreads --topics evenly)")
 		f.IntVar(&o.prefetch, "prefetch", 1000, "messages the broker may send ahead to each consumer")
 		f.DurationVar(&o.maxDur, "maxdur", 90*time.Second, "cap on the publishing phase of one run")
 		f.DurationVar(&o.hard, "hard", 60*time.Second, "cap on waiting for consumers after publishing")
@@ -170,6 +176,9 @@ func runSuite(ctx context.Context, e *env, o suiteOptions, workloads []string) e
 		if !slices.Contains(suiteWorkloads, w) {
 			return fmt.Errorf("unknown workload %q (have %s)", w, strings.Join(suiteWorkloads, ", "))
 		}
+	}
+	if o.shards < 0 || o.shards > shard.Max {
+		return fmt.Errorf("--shards must be between 0 and %d", shard.Max)
 	}
 	if o.reps < 1 || o.window < 1 || o.producers < 1 || o.topics < 1 || o.prefetch < 1 || o.scale <= 0 {
 		return fmt.Errorf("--reps, --window, --producers, --topics and --prefetch must be at least 1, --scale positive")
@@ -306,6 +315,9 @@ func (s *suite) prepare(ctx context.Context, w string, ntopics int, groups []str
 	for i := range ntopics {
 		s.seq++
 		name := fmt.Sprintf("test.bench.%s-%d-%d-%d", strings.ReplaceAll(w, "_", "-"), stamp, s.seq, i)
+		for k := 0; s.o.shards > 1 && shard.Of(name, s.o.shards) != i%s.o.shards; k++ {
+			name = fmt.Sprintf("test.bench.%s-%d-%d-%d-%d", strings.ReplaceAll(w, "_", "-"), stamp, s.seq, i, k)
+		}
 		if _, err := s.c.CreateTopic(ctx, client.TopicSpec{Name: name, Purpose: "dmq bench " + w}); err != nil {
 			cleanup()
 			return nil, nil, err

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/replica"
 	"github.com/dmqio/dmq/internal/server"
+	"github.com/dmqio/dmq/internal/shard"
 )
 
 // node is one cluster member with fixed ports, so it can be restarted in place: a
@@ -40,6 +43,8 @@ type testCluster struct {
 	extra []string
 	// faults, when set, makes the nodes in-process servers sharing this link table.
 	faults *transport.Faults
+	// shards is the cluster's shard count (0: one).
+	shards int
 }
 
 // startCluster starts n nodes as processes and waits for a leader that serves clients.
@@ -52,6 +57,9 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 func startClusterWith(t *testing.T, n int, faults *transport.Faults, extra ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, extra: extra, faults: faults}
+	if i := slices.Index(extra, "--shards"); i >= 0 && i+1 < len(extra) {
+		c.shards, _ = strconv.Atoi(extra[i+1])
+	}
 	base := t.TempDir()
 	var peers []string
 	for i := 1; i <= n; i++ {
@@ -129,24 +137,51 @@ func (c *testCluster) waitLeader(not *node) *node {
 	return leader
 }
 
-// waitCaughtUp waits until every node has applied what the leader committed.
+// waitCaughtUp waits until every node has applied what each shard's leader committed.
 func (c *testCluster) waitCaughtUp() {
 	c.t.Helper()
-	leader := c.waitLeader(nil)
-	lst, err := status(leader)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	commit := lst.Groups[0].CommitIndex
-	dmqtest.Eventually(c.t, 30*time.Second, fmt.Sprintf("every node applied index %d", commit), func() bool {
+	c.waitLeader(nil)
+	var commits []uint64
+	dmqtest.Eventually(c.t, 30*time.Second, "a leader for every shard", func() bool {
+		commits = nil
 		for _, nd := range c.nodes {
 			st, err := status(nd)
-			if err != nil || st.Groups[0].AppliedIndex < commit {
+			if err != nil {
+				continue
+			}
+			if commits == nil {
+				commits = make([]uint64, len(st.Groups))
+			}
+			for g, gs := range st.Groups {
+				if gs.Role == "leader" {
+					commits[g] = max(gs.CommitIndex, 1)
+				}
+			}
+		}
+		return commits != nil && !slices.Contains(commits, 0)
+	})
+	dmqtest.Eventually(c.t, 30*time.Second, fmt.Sprintf("every node applied indexes %v", commits), func() bool {
+		for _, nd := range c.nodes {
+			st, err := status(nd)
+			if err != nil || len(st.Groups) != len(commits) {
 				return false
+			}
+			for g, gs := range st.Groups {
+				if gs.AppliedIndex < commits[g] {
+					return false
+				}
 			}
 		}
 		return true
 	})
+}
+
+// shardDir is where a node keeps the shard holding topic, in a cluster of c.shards.
+func (c *testCluster) shardDir(nd *node, topic string) string {
+	if i := shard.Of(topic, max(c.shards, 1)); i > 0 {
+		return filepath.Join(nd.dir, "shards", shard.Name(i))
+	}
+	return nd.dir
 }
 
 func (c *testCluster) dial(opts ...client.Option) *client.Client {
@@ -193,10 +228,11 @@ func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 	c.t.Helper()
 	var first [][]byte
 	for i, nd := range c.nodes {
-		if _, err := os.Stat(filepath.Join(nd.dir, "topics", topic)); err != nil {
+		dir := c.shardDir(nd, topic)
+		if _, err := os.Stat(filepath.Join(dir, "topics", topic)); err != nil {
 			c.t.Fatalf("%s has no log of %s (%v); its notable log lines:\n%s", nd.id, topic, err, nd.notableLogs())
 		}
-		s, err := replica.Open(replica.Options{DataDir: nd.dir})
+		s, err := replica.Open(replica.Options{DataDir: dir})
 		if err != nil {
 			c.t.Fatalf("%s: %v", nd.id, err)
 		}
