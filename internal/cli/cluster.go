@@ -2,24 +2,29 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/server"
+	"github.com/dmqio/dmq/internal/shard"
 )
 
 // The cluster commands speak to the nodes' HTTP API (GET /api/v1/cluster, and on the
-// leader the membership endpoints, which followers redirect to): every node answers
-// status, leader or not, which the gRPC API does not.
+// leader the membership endpoints, to which other nodes redirect or pass requests on):
+// every node answers status, leader or not, which the gRPC API does not.
 
 type clusterFlags struct {
 	http []string
@@ -47,81 +52,170 @@ func envOr(name, def string) string {
 func newClusterStatusCmd(e *env, f *clusterFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Each node's role, term, log positions and lag behind the leader",
+		Short: "Each node's role, term, log positions and lag behind the leader, for every shard",
 		Long: `Asks every node named by --http for its view of the cluster and prints one
-line per node: role, Raft state and term, last log, commit and applied index,
-and its lag (the leader's commit index minus the node's applied index). A node
-that does not answer is listed as unreachable.`,
+line per node and shard: the node's role in the shard, Raft state and term, last
+log, commit and applied index, its lag (the shard leader's commit index minus the
+node's applied index) and the shard's leader. A node that does not answer is
+listed as unreachable. With one shard the SHARD column is left out; with several,
+a line per shard names its leader.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			hc, scheme, err := e.httpClient()
 			if err != nil {
 				return err
 			}
-			type row struct {
-				addr string
-				st   server.Status
-				err  error
-			}
-			var rows []row
-			var leaderCommit uint64
-			var leader string
+			var views []nodeView
 			for _, addr := range f.http {
 				var st server.Status
 				err := e.clusterCall(cmd.Context(), hc, http.MethodGet, scheme+"://"+addr+"/api/v1/cluster", nil, &st)
-				rows = append(rows, row{addr, st, err})
-				if err == nil && st.Role == "leader" && len(st.Groups) > 0 {
-					leaderCommit, leader = st.Groups[0].CommitIndex, st.NodeID
-				}
+				views = append(views, nodeView{addr, st, err})
 			}
-			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NODE\tHTTP\tROLE\tSTATE\tTERM\tLAST LOG\tCOMMIT\tAPPLIED\tLAG\tLEADER")
-			reachable := 0
-			for _, r := range rows {
-				if r.err != nil {
-					fmt.Fprintf(w, "?\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t%v\n", r.addr, r.err)
-					continue
-				}
-				reachable++
-				for _, g := range r.st.Groups {
-					lag := "-"
-					if leader != "" && leaderCommit >= g.AppliedIndex {
-						lag = fmt.Sprint(leaderCommit - g.AppliedIndex)
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.st.NodeID, r.addr, r.st.Role, g.State, g.Term, g.LastLogIndex, g.CommitIndex, g.AppliedIndex, lag, r.st.Leader.ID)
-				}
-			}
-			w.Flush()
-			for _, r := range rows {
-				if r.err == nil && r.st.ReplicaError != "" {
-					fmt.Fprintf(e.stdout, "%s cannot apply the log and will not lead until replaced: %s\n", r.st.NodeID, r.st.ReplicaError)
-				}
-			}
-			if reachable > 0 {
-				st := rows[0].st
-				for _, r := range rows {
-					if r.err == nil {
-						st = r.st
-						break
-					}
-				}
-				if len(st.Groups) > 0 {
-					var members []string
-					for _, s := range st.Groups[0].Servers {
-						members = append(members, s.ID+"="+s.Addr)
-					}
-					fmt.Fprintf(e.stdout, "members: %s\n", strings.Join(members, ", "))
-				}
-			}
-			if reachable == 0 {
-				return errors.New("no node answered")
-			}
-			if leader == "" {
-				fmt.Fprintln(e.stdout, "no leader among the nodes asked (an election in progress, or the leader was not asked)")
-			}
-			return nil
+			return printClusterStatus(e.stdout, views)
 		},
 	}
+}
+
+// nodeView is one node's answer to GET /api/v1/cluster, or why there is none.
+type nodeView struct {
+	addr string
+	st   server.Status
+	err  error
+}
+
+// printClusterStatus writes the status table, one row per node and shard (node by
+// node, in the order asked), and below it what the rows add up to: each shard's
+// leader, broken replicas, the members.
+//
+// NB: the test in test/cluster counts " leader " and " follower " in this output for
+// a cluster of one shard; only the ROLE column may hold those words with spaces
+// around them.
+func printClusterStatus(out io.Writer, views []nodeView) error {
+	// A shard's leader is the node that says it serves the shard: the others' lag is
+	// measured against its commit index.
+	type served struct {
+		node   string
+		commit uint64
+	}
+	leaders := map[string]served{}
+	var shards []string // in the order the nodes list them (s0, s1, ...)
+	elected := map[string]string{}
+	var first *server.Status // the first answer, for the members
+	sharded := false
+	for i, v := range views {
+		if v.err != nil {
+			continue
+		}
+		if first == nil {
+			first = &views[i].st
+		}
+		sharded = sharded || len(v.st.Groups) > 1
+		for _, g := range v.st.Groups {
+			if !slices.Contains(shards, g.Name) {
+				shards = append(shards, g.Name)
+			}
+			if g.Role == "leader" {
+				leaders[g.Name] = served{v.st.NodeID, g.CommitIndex}
+			}
+			if g.Leader.ID != "" {
+				elected[g.Name] = g.Leader.ID
+			}
+		}
+	}
+	// row writes one line of the table; the shard column only where there are several.
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(cells ...string) {
+		if !sharded {
+			cells = slices.Delete(cells, 2, 3)
+		}
+		fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	row("NODE", "HTTP", "SHARD", "ROLE", "STATE", "TERM", "LAST LOG", "COMMIT", "APPLIED", "LAG", "LEADER")
+	for _, v := range views {
+		if v.err != nil {
+			row("?", v.addr, "-", "unreachable", "-", "-", "-", "-", "-", "-", v.err.Error())
+			continue
+		}
+		for _, g := range v.st.Groups {
+			lag := "-"
+			if l, ok := leaders[g.Name]; ok && l.commit >= g.AppliedIndex {
+				lag = fmt.Sprint(l.commit - g.AppliedIndex)
+			}
+			leader := cmp.Or(g.Leader.ID, "-")
+			row(v.st.NodeID, v.addr, g.Name, g.Role, g.State, fmt.Sprint(g.Term), fmt.Sprint(g.LastLogIndex),
+				fmt.Sprint(g.CommitIndex), fmt.Sprint(g.AppliedIndex), lag, leader)
+		}
+	}
+	w.Flush()
+	if sharded {
+		led := map[string][]string{}
+		var nodes []string
+		for _, name := range shards {
+			l, ok := leaders[name]
+			switch {
+			case ok:
+				fmt.Fprintf(out, "%s led by %s\n", name, l.node)
+				if led[l.node] == nil {
+					nodes = append(nodes, l.node)
+				}
+				led[l.node] = append(led[l.node], name)
+			case elected[name] != "":
+				fmt.Fprintf(out, "%s is not served by any node asked (%s was elected: it was not asked, or is not serving yet)\n", name, elected[name])
+			default:
+				fmt.Fprintf(out, "%s has no elected leader (an election in progress)\n", name)
+			}
+		}
+		for _, n := range nodes {
+			if len(led[n]) > 1 {
+				fmt.Fprintf(out, "%s leads %d of the %d shards: %s\n", n, len(led[n]), len(shards), strings.Join(led[n], ", "))
+			}
+		}
+	}
+	for _, v := range views {
+		if v.err == nil && v.st.ReplicaError != "" {
+			fmt.Fprintf(out, "%s cannot apply the log and will not lead until replaced: %s\n", v.st.NodeID, v.st.ReplicaError)
+		}
+	}
+	if first == nil {
+		return errors.New("no node answered")
+	}
+	if len(first.Groups) > 0 {
+		// Membership changes are made in every shard: one that failed part way shows as
+		// a shard whose members differ from s0's.
+		members := memberList(first.Groups[0].Servers)
+		fmt.Fprintf(out, "members: %s\n", members)
+		for _, g := range first.Groups[1:] {
+			if !sameMembers(g.Servers, first.Groups[0].Servers) {
+				fmt.Fprintf(out, "members of %s differ: %s\n", g.Name, memberList(g.Servers))
+			}
+		}
+	}
+	if !sharded && len(leaders) == 0 {
+		fmt.Fprintln(out, "no leader among the nodes asked (an election in progress, or the leader was not asked)")
+	}
+	return nil
+}
+
+// sameMembers reports whether two shards have the same members, in any order.
+func sameMembers(a, b []cluster.Server) bool {
+	key := func(ss []cluster.Server) []string {
+		var k []string
+		for _, s := range ss {
+			k = append(k, fmt.Sprintf("%s=%s/%t", s.ID, s.Addr, s.Voter))
+		}
+		slices.Sort(k)
+		return k
+	}
+	return slices.Equal(key(a), key(b))
+}
+
+// memberList is a shard's members as id=addr, in the order of its configuration.
+func memberList(servers []cluster.Server) string {
+	var members []string
+	for _, s := range servers {
+		members = append(members, s.ID+"="+s.Addr)
+	}
+	return strings.Join(members, ", ")
 }
 
 func newClusterAddCmd(e *env, f *clusterFlags) *cobra.Command {
@@ -156,26 +250,45 @@ func newClusterRemoveCmd(e *env, f *clusterFlags) *cobra.Command {
 }
 
 func newClusterTransferCmd(e *env, f *clusterFlags) *cobra.Command {
-	return &cobra.Command{
+	var name string
+	cmd := &cobra.Command{
 		Use:   "transfer-leader [ID]",
-		Short: "Hand leadership to a node (default: the most up-to-date one)",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Hand a shard's leadership to a node (default: the most up-to-date one)",
+		Long: `Hands the leadership of one shard (--shard, default s0) to the node ID, or
+without ID to the most up-to-date other voter. Any node may be asked: it passes
+the request on to the shard's leader.
+
+Leaders are spread by the cluster itself (shard i prefers the i-th voter by
+id): a few seconds after the transfer, a shard moved away from its preferred
+node goes back to it while that node is healthy. Use the command to move a
+shard off a node you are about to stop.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := shard.Index(name); err != nil {
+				return fmt.Errorf("--shard: %w", err)
+			}
 			to := ""
 			if len(args) == 1 {
 				to = args[0]
 			}
-			if err := e.clusterChange(cmd.Context(), f, http.MethodPost, "/api/v1/cluster/leader", map[string]string{"to": to}); err != nil {
+			path := "/api/v1/cluster/leader?" + url.Values{"shard": {name}}.Encode()
+			if err := e.clusterChange(cmd.Context(), f, http.MethodPost, path, map[string]string{"to": to}); err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, "leadership transferred")
+			if to == "" {
+				fmt.Fprintf(e.stdout, "leadership of %s transferred\n", name)
+			} else {
+				fmt.Fprintf(e.stdout, "leadership of %s transferred to %s\n", name, to)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&name, "shard", shard.Meta, "the shard whose leadership moves (s0, s1, ...)")
+	return cmd
 }
 
-// clusterChange sends a membership change to the first node that answers; a follower
-// redirects it to the leader.
+// clusterChange sends a membership change to the first node that answers; a node
+// that does not lead the shard concerned redirects it to the leader or passes it on.
 func (e *env) clusterChange(ctx context.Context, f *clusterFlags, method, path string, body any) error {
 	hc, scheme, err := e.httpClient()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +23,11 @@ type clusterMember struct {
 	s  *dmqtest.Server
 }
 
-// startConsoleCluster runs n cluster nodes in this process (gRPC and HTTP on
-// 127.0.0.1:0, Raft on free loopback ports), each stopped at the end of the
-// test, and waits until one of them leads and serves clients.
-func startConsoleCluster(t *testing.T, n int) ([]*clusterMember, *clusterMember) {
+// startConsoleCluster runs n cluster nodes of the given number of shards in
+// this process (gRPC and HTTP on 127.0.0.1:0, Raft on free loopback ports),
+// each stopped at the end of the test, and waits until one of them leads
+// shard s0 and serves clients.
+func startConsoleCluster(t *testing.T, n, shards int) ([]*clusterMember, *clusterMember) {
 	t.Helper()
 	base := t.TempDir()
 	var members []*clusterMember
@@ -39,7 +41,7 @@ func startConsoleCluster(t *testing.T, n int) ([]*clusterMember, *clusterMember)
 	}
 	for i, m := range members {
 		m.s = dmqtest.Start(t, filepath.Join(base, m.id), func(c *config.Config) {
-			c.NodeID, c.Peers, c.ClusterListen = m.id, strings.Join(peers, ","), raft[i]
+			c.NodeID, c.Peers, c.ClusterListen, c.Shards = m.id, strings.Join(peers, ","), raft[i], shards
 		})
 	}
 	return members, waitClusterLeader(t, members, nil)
@@ -136,7 +138,7 @@ func rowOf(rows []memberRow, id string) memberRow {
 // the page served by the new leader names the new leader, and the stopped
 // node is unhealthy with unknown positions.
 func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
-	members, leader := startConsoleCluster(t, 3)
+	members, leader := startConsoleCluster(t, 3, 1)
 	ids := []string{"n1", "n2", "n3"}
 	b := newBrowser(t, "http://"+leader.s.HTTPAddr())
 
@@ -224,6 +226,157 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 	b.click("#lang-toggle")
 	b.waitText("#cluster-this-node", "主节点")
 	b.waitText("h1", "集群")
+}
+
+// shardRow is a row of the Cluster page's shards table: the shard, its leader
+// ("" while none is known), and each node's role in it and applied index.
+type shardRow struct {
+	Shard  string `json:"shard"`
+	Leader string `json:"leader"`
+	Nodes  map[string]struct {
+		Role    string `json:"role"`    // leader or follower
+		Applied string `json:"applied"` // a number or unknown
+	} `json:"nodes"`
+}
+
+const shardsJS = `[...document.querySelectorAll('#cluster-shards tbody tr')].map((tr) => {
+  const shard = tr.querySelector('[data-shard]');
+  const leader = tr.querySelector('[data-col="leader"]');
+  const nodes = {};
+  for (const n of tr.querySelectorAll('[data-node]')) {
+    const role = n.querySelector('[data-node-role]');
+    const applied = n.querySelector('[data-col="applied"]');
+    nodes[n.dataset.node] = { role: role ? role.dataset.nodeRole : '', applied: !applied ? '' : applied.hasAttribute('data-unknown') ? 'unknown' : applied.textContent };
+  }
+  return { shard: shard ? shard.textContent : '', leader: leader && !leader.hasAttribute('data-unknown') ? leader.textContent : '', nodes };
+})`
+
+// waitShards waits until the shards table satisfies ok.
+func (b *browser) waitShards(what string, timeout time.Duration, ok func([]shardRow) bool) []shardRow {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rows := eval[[]shardRow](b, shardsJS)
+		if ok(rows) {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("waiting for the shards table to show %s: it shows %+v", what, rows)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// shardsLedBy reports whether the shards table shows shard i led by
+// leaders[i], every node's role in it accordingly, and an applied index for
+// the node serving the page only (the console reads no other).
+func shardsLedBy(rows []shardRow, leaders []string, self string) bool {
+	if len(rows) != len(leaders) {
+		return false
+	}
+	for i, r := range rows {
+		if r.Shard != fmt.Sprintf("s%d", i) || r.Leader != leaders[i] || len(r.Nodes) != 3 {
+			return false
+		}
+		for id, n := range r.Nodes {
+			if (n.Role == "leader") != (id == leaders[i]) || (n.Applied == "unknown") != (id != self) || n.Applied == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// The Cluster page of a cluster of three nodes and three shards, opened on a
+// node that does not lead s0 (it serves the page itself, passing the console's
+// requests on): the shards table shows each shard led by its preferred node
+// (shard i by the i-th node), each node's role in each shard and this node's
+// applied indexes, as the nodes' API says; each member leads one shard. When
+// s2's leader stops, another node takes s2 and the page points out that it
+// leads two shards, and the stopped node is unhealthy.
+func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
+	members, _ := startConsoleCluster(t, 3, 3)
+	ids := []string{"n1", "n2", "n3"}
+	dmqtest.Eventually(t, 60*time.Second, "shards s0, s1, s2 led by n1, n2, n3 in every node's view", func() bool {
+		for _, m := range members {
+			st, err := clusterStatus(m)
+			if err != nil || len(st.Groups) != 3 {
+				return false
+			}
+			for i, g := range st.Groups {
+				if g.Name != fmt.Sprintf("s%d", i) || g.Leader.ID != ids[i] || (g.Role == "leader") != (m.id == ids[i]) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	self := members[1]
+	b := newBrowser(t, "http://"+self.s.HTTPAddr())
+	b.open("/cluster", "#cluster-shards")
+	rows := b.waitShards("s0, s1, s2 led by n1, n2, n3", stepTimeout, func(rows []shardRow) bool { return shardsLedBy(rows, ids, self.id) })
+	st, err := clusterStatus(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		shown := r.Nodes[self.id].Applied
+		got, err := strconv.ParseUint(strings.ReplaceAll(shown, ",", ""), 10, 64)
+		if api := st.Groups[i].AppliedIndex; err != nil || got == 0 || got > api {
+			t.Errorf("%s's applied index in %s on the page = %q, want a number from 1 to its API's later answer %d", self.id, r.Shard, shown, api)
+		}
+	}
+	if got := b.text("#cluster-this-node"); !strings.Contains(got, self.id) || !strings.Contains(got, "Leader s1") || strings.Contains(got, "s0") {
+		t.Errorf("this node on the page = %q, want %s marked leader of s1 only", got, self.id)
+	}
+	if got := b.text("#cluster-leader"); !strings.Contains(got, "n1") {
+		t.Errorf("s0's leader on the page = %q, want n1", got)
+	}
+	if got := b.text("#cluster-shard-count"); got != "3" {
+		t.Errorf("number of shards on the page = %q, want 3", got)
+	}
+	if eval[bool](b, `!!document.querySelector('#cluster-not-leader, [data-leads-several]')`) {
+		t.Errorf("the page of a balanced cluster says this node does not lead, or that a node leads several shards: %.600s", b.text("#cluster-body"))
+	}
+	b.waitMembers("three members, each a leader (of one shard), all healthy", func(rows []memberRow) bool {
+		if len(rows) != 3 {
+			return false
+		}
+		for _, r := range rows {
+			if r.Role != "leader" || r.Healthy != "true" {
+				return false
+			}
+		}
+		return true
+	})
+	b.screenshot("cluster-shards")
+
+	// n3 stops: another node takes s2 and leads two shards.
+	members[2].s.Stop(t)
+	var took string
+	b.waitShards("s2 led by n1 or n2, s0 and s1 still by n1 and n2", 30*time.Second, func(rows []shardRow) bool {
+		for _, l := range []string{"n1", "n2"} {
+			if shardsLedBy(rows, []string{"n1", "n2", l}, self.id) {
+				took = l
+				return true
+			}
+		}
+		return false
+	})
+	b.waitJS(took+" pointed out as leading two shards", fmt.Sprintf(`[...document.querySelectorAll('[data-leads-several]')].map((e) => e.dataset.leadsSeveral).join() === %s`, js(took)))
+	if got := b.text("[data-leads-several]"); !strings.Contains(got, took+" leads 2 of the 3 shards") {
+		t.Errorf("the note on a node leading several shards = %q, want it to say %s leads 2 of the 3", got, took)
+	}
+	b.waitMembers("n3 unhealthy and a follower", func(rows []memberRow) bool {
+		n3 := rowOf(rows, "n3")
+		return len(rows) == 3 && n3.Role == "follower" && n3.Healthy == "false"
+	})
+	b.screenshot("cluster-shards-failover")
+
+	// The page in Chinese (a missing label would be a console error).
+	b.click("#lang-toggle")
+	b.waitText("#cluster-this-node", "s1 主节点")
+	b.waitText("#cluster-body h2", "分片")
 }
 
 // On a single node the cluster endpoint does not exist (404): the page says
