@@ -10,6 +10,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -102,37 +103,78 @@ type Registry struct {
 	revoked map[string]chan struct{}
 }
 
-// Open loads the registry from store.
+// Open loads the registry from store; a store that is also a SessionStore keeps the
+// console sessions too.
 func Open(store interface {
 	Store
 	UserStore
 }) (*Registry, error) {
-	r := &Registry{store: store, userStore: store, Limiter: NewLoginLimiter(),
-		apps: map[string]*App{}, users: map[string]*User{}, byToken: map[string]*App{}, revoked: map[string]chan struct{}{}}
+	r := &Registry{Limiter: NewLoginLimiter(), apps: map[string]*App{}, users: map[string]*User{}, byToken: map[string]*App{}, revoked: map[string]chan struct{}{}}
+	if err := r.Reload(store); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload replaces what the registry holds with what store holds, and makes store the
+// one it writes to: on a cluster node, after another node changed the replicated
+// registry, or after the replica was replaced by a snapshot. Streams of tokens that are
+// gone end.
+func (r *Registry) Reload(store interface {
+	Store
+	UserStore
+}) error {
+	users := map[string]*User{}
 	err := store.Users(func(b []byte) error {
 		var u User
 		if err := json.Unmarshal(b, &u); err != nil || u.Name == "" {
 			return fmt.Errorf("user record %q: %v", b, err)
 		}
-		r.users[u.Name] = &u
+		users[u.Name] = &u
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load users: %w", err)
+		return fmt.Errorf("load users: %w", err)
 	}
+	apps, byToken := map[string]*App{}, map[string]*App{}
 	err = store.Apps(func(b []byte) error {
 		a, err := decodeApp(b)
 		if err != nil {
 			return err
 		}
-		r.apps[a.Name], r.byToken[a.TokenHash] = a, a
+		apps[a.Name], byToken[a.TokenHash] = a, a
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load applications: %w", err)
+		return fmt.Errorf("load applications: %w", err)
 	}
-	return r, nil
+	ss, _ := store.(SessionStore)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sessions.mu.Lock()
+	r.sessions.store = ss
+	r.sessions.mu.Unlock()
+	if err := r.sessions.load(); err != nil {
+		return err
+	}
+	r.store, r.userStore = store, store
+	for hash, ch := range r.revoked {
+		if old, now := r.byToken[hash], byToken[hash]; now == nil || (old != nil && !equalApps(old, now)) {
+			close(ch)
+			delete(r.revoked, hash)
+		}
+	}
+	// Applications that did not change stay the same values (Valid compares them).
+	for hash, a := range byToken {
+		if old := r.byToken[hash]; old != nil && equalApps(old, a) {
+			byToken[hash], apps[a.Name] = old, old
+		}
+	}
+	r.apps, r.users, r.byToken = apps, users, byToken
+	return nil
 }
+
+func equalApps(a, b *App) bool { return bytes.Equal(encodeApp(a), encodeApp(b)) }
 
 // newToken returns a fresh random token and its hash.
 func newToken() (token, hash string) {

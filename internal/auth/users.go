@@ -137,7 +137,7 @@ func (r *Registry) Login(name, password string) (Session, error) {
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u == nil {
 		return Session{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
 	}
-	return r.sessions.start(u), nil
+	return r.sessions.start(u)
 }
 
 // Session returns the live session with id and what its user may do.

@@ -304,11 +304,11 @@ func (c *Config) validateCluster() error {
 	if c.Shards < 1 || c.Shards > shard.Max {
 		return fmt.Errorf("shards: %d is not between 1 and %d", c.Shards, shard.Max)
 	}
-	if c.Shards > 1 && (c.Auth || c.TLSCert != "") {
+	if c.Shards > 1 && c.TLSCert != "" {
 		// Calls about one shard reach another node's broker through this one
-		// (lists of topics, the console): that needs the nodes to trust each
-		// other and to share users, tokens and console sessions, not built yet.
-		return fmt.Errorf("shards: a cluster of %d shards cannot use --auth or TLS yet; use one shard (--shards 1) for those", c.Shards)
+		// (lists of topics, the console): over TLS that needs the nodes to
+		// trust each other's certificates, not built yet.
+		return fmt.Errorf("shards: a cluster of %d shards cannot use TLS yet; use one shard (--shards 1) for TLS", c.Shards)
 	}
 	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 {
 		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries: must not be negative")

@@ -1,6 +1,11 @@
 package meta
 
-import "github.com/cockroachdb/pebble/v2"
+import (
+	"bytes"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
+)
 
 // Applications and their hashed tokens (package auth), as JSON:
 //
@@ -42,4 +47,50 @@ func (s *Store) DeleteUser(name string) error {
 // Users calls fn with every user record.
 func (s *Store) Users(fn func(record []byte) error) error {
 	return s.scan([]byte("uu/"), func(_, v []byte) error { return fn(v) })
+}
+
+// Console sessions (package auth), as JSON, by the SHA-256 of their id (the id itself,
+// a bearer secret, is not stored):
+//
+//	se/<hash> → auth.Session
+
+func sessionKey(hash string) []byte { return append([]byte("se/"), hash...) }
+
+// PutSession stores a session record durably.
+func (s *Store) PutSession(hash string, record []byte) error {
+	return s.set(sessionKey(hash), record, pebble.Sync)
+}
+
+// DeleteSession removes a session record durably.
+func (s *Store) DeleteSession(hash string) error {
+	return s.del(sessionKey(hash), pebble.Sync)
+}
+
+// Sessions calls fn with every session record.
+func (s *Store) Sessions(fn func(record []byte) error) error {
+	return s.scan([]byte("se/"), func(_, v []byte) error { return fn(v) })
+}
+
+// authPrefixes are the keys of what package auth keeps.
+var authPrefixes = [][]byte{[]byte("au/"), []byte("uu/"), []byte("se/")}
+
+// OnAuthReplicated sets fn to be called after a replicated write (ApplyReplicated) that
+// changed applications, users or sessions: a replica's registry reloads then. fn runs
+// on the apply path and must not block.
+func (s *Store) OnAuthReplicated(fn func()) { s.onAuth.Store(&fn) }
+
+// touchesAuth reports whether a batch representation writes a key of package auth.
+func touchesAuth(repr []byte) bool {
+	r := batchrepr.Read(repr)
+	for {
+		_, key, _, ok, err := r.Next()
+		if !ok || err != nil {
+			return false
+		}
+		for _, p := range authPrefixes {
+			if bytes.HasPrefix(key, p) {
+				return true
+			}
+		}
+	}
 }

@@ -92,6 +92,8 @@ type Store struct {
 	// applied is the last replicated write applied here.
 	repl    atomic.Pointer[Replicator]
 	applied atomic.Uint64
+	// onAuth is called after a replicated write to auth's keys (auth.go).
+	onAuth atomic.Pointer[func()]
 }
 
 // Open opens (or creates) the store in dir on fs (nil: the operating

@@ -93,6 +93,9 @@ func (s *Store) ApplyReplicated(index uint64, repr []byte) error {
 		return err
 	}
 	s.applied.Store(index)
+	if fn := s.onAuth.Load(); fn != nil && touchesAuth(repr) {
+		(*fn)()
+	}
 	return nil
 }
 

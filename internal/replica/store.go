@@ -58,6 +58,8 @@ type Store struct {
 	selfRestore atomic.Bool
 	// broken is the first committed entry this replica could not apply.
 	broken atomic.Pointer[error]
+	// onAuth is told about changes of the replicated registry (OnAuthChange).
+	onAuth atomic.Pointer[func(*meta.Store)]
 
 	mu struct {
 		sync.Mutex
@@ -94,6 +96,10 @@ func (s *Store) openState() error {
 		return err
 	}
 	ms.SetReplicator(metaReplicator{s})
+	if fn := s.onAuth.Load(); fn != nil {
+		ms.OnAuthReplicated(func() { (*fn)(ms) })
+		defer (*fn)(ms) // a restored snapshot brings another registry
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.meta = ms
@@ -120,6 +126,15 @@ func (s *Store) Empty() (bool, error) {
 		return false, nil
 	}
 	return ms.Empty()
+}
+
+// OnAuthChange sets fn to be called with the metadata store whenever the applications,
+// users or sessions it holds changed through the log, or the store was replaced by a
+// snapshot. fn runs on the apply path and must not block.
+func (s *Store) OnAuthChange(fn func(*meta.Store)) {
+	s.onAuth.Store(&fn)
+	ms := s.Meta()
+	ms.OnAuthReplicated(func() { fn(ms) })
 }
 
 // Attach gives the store the Raft group it is the state machine of, for proposals.

@@ -51,6 +51,12 @@ type clusterNode struct {
 	// peers are connections to the other nodes' client ports, for calls about every
 	// shard (lists of topics).
 	peers *peerConns
+	// apps is the cluster's registry of applications, users and console sessions: kept
+	// by shard s0 and read from this node's replica of it, so that every node
+	// authenticates every call. Changes are written by s0's leader and reloaded here
+	// as they are applied (authChanged).
+	apps        *auth.Registry
+	authChanged chan struct{}
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -109,12 +115,13 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
-	c := &clusterNode{s: s, node: node, peers: newPeerConns(), quit: make(chan struct{})}
+	c := &clusterNode{s: s, node: node, peers: newPeerConns(), quit: make(chan struct{}), authChanged: make(chan struct{}, 1)}
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err
 	}
 	s.node = c
+	c.goFunc(c.reloadApps)
 	c.serveGRPC()
 	for _, sh := range c.shards {
 		c.goFunc(func() { c.roleLoop(sh) })
@@ -154,6 +161,16 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		c.shards = append(c.shards, sh)
 		if i == 0 {
 			if err := adoptData(c.node, store, peers); err != nil {
+				return err
+			}
+			// Before the group replays its log: every change it brings reloads.
+			store.OnAuthChange(func(*meta.Store) {
+				select {
+				case c.authChanged <- struct{}{}:
+				default: // a reload is due already
+				}
+			})
+			if c.apps, err = auth.Open(store.Meta()); err != nil {
 				return err
 			}
 		}
@@ -271,16 +288,23 @@ func (c *clusterNode) shardOf(topic string) *shardReplica {
 	return c.shards[shard.Of(topic, len(c.shards))]
 }
 
-// applications is the registry authenticating calls: the cluster's, kept by shard s0.
-// Only a cluster of one shard may have authentication on (see config), so it is the
-// registry of the broker that serves the call.
+// applications is the registry authenticating calls: the cluster's (see apps).
 func (c *clusterNode) applications(context.Context) (*auth.Registry, error) {
-	sh := c.shards[0]
-	st := sh.leading()
-	if st == nil {
-		return nil, notLeaderError(c.s.cfg.NodeID, sh.name, "", sh.leaderAddrs())
+	return c.apps, nil
+}
+
+// reloadApps reloads the registry from shard s0's replica when what it holds changed.
+func (c *clusterNode) reloadApps() {
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.authChanged:
+		}
+		if err := c.apps.Reload(c.shards[0].store.Meta()); err != nil {
+			c.s.logger.Error("cluster: could not reload applications, users and sessions", "err", err)
+		}
 	}
-	return st.backend.Apps, nil
 }
 
 // notLeaderError is the status a node answers a call about a shard it does not lead
@@ -385,7 +409,13 @@ func (sh *shardReplica) lead() {
 		s.logger.Warn("cluster: elected, but could not record this node's addresses; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	b, apps, err := s.openBroker(sh.store.Storage())
+	if sh.name == shard.Meta {
+		if err := s.announceSecurity(sh.c.apps); err != nil {
+			s.logger.Warn("cluster: elected, but could not create the setup token; will retry", "err", err)
+			return
+		}
+	}
+	b, apps, err := s.openBroker(sh.store.Storage(), sh.c.apps)
 	if err != nil {
 		s.logger.Error("cluster: elected, but the broker did not open; will retry", "shard", sh.name, "err", err)
 		return

@@ -124,6 +124,7 @@ func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: c.scheme(), Host: l.HTTP})
+			pr.Out.Host = pr.In.Host // the console's origin checks compare with it
 			q := pr.Out.URL.Query()
 			q.Set(shardParam, sh.name)
 			pr.Out.URL.RawQuery = q.Encode()
@@ -367,8 +368,10 @@ func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardRepli
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(forwardedHeader, c.s.cfg.NodeID)
-	if a := r.Header.Get("Authorization"); a != "" {
-		req.Header.Set("Authorization", a)
+	for _, h := range []string{"Authorization", "Cookie", "X-Csrf-Token"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

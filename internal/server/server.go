@@ -117,7 +117,7 @@ type stack struct {
 
 // openStack opens a single node's broker and builds its endpoints.
 func (s *Server) openStack() (*stack, error) {
-	b, apps, err := s.openBroker(nil)
+	b, apps, err := s.openBroker(nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +141,10 @@ func (s *Server) openStack() (*stack, error) {
 	return st, nil
 }
 
-// openBroker opens a broker on storage (nil: the data directory) with the registry of
-// the applications and users that may use it.
-func (s *Server) openBroker(storage broker.Storage) (*broker.Broker, *auth.Registry, error) {
+// openBroker opens a broker on storage (nil: the data directory). apps is the registry
+// of the applications and users that may use it; nil opens the broker's own (a single
+// node's).
+func (s *Server) openBroker(storage broker.Storage, apps *auth.Registry) (*broker.Broker, *auth.Registry, error) {
 	b, err := broker.Open(broker.Config{
 		DataDir:           s.cfg.DataDir,
 		LogFS:             s.cfg.LogFS,
@@ -171,7 +172,10 @@ func (s *Server) openBroker(storage broker.Storage) (*broker.Broker, *auth.Regis
 	if err != nil {
 		return nil, nil, err
 	}
-	apps, err := auth.Open(b.Store())
+	if apps != nil {
+		return b, apps, nil
+	}
+	apps, err = auth.Open(b.Store())
 	if err == nil {
 		err = s.announceSecurity(apps)
 	}

@@ -37,9 +37,10 @@ func Index(name string) (int, error) {
 	return i, nil
 }
 
-// Of is the index of the shard that holds topic in a cluster of n shards (n >= 1).
+// Of is the index of the shard that holds topic in a cluster of n shards (n >= 1); ""
+// (a call that names no topic) is the first shard's.
 func Of(topic string, n int) int {
-	if n <= 1 {
+	if n <= 1 || topic == "" {
 		return 0
 	}
 	h := fnv.New32a()

@@ -1,18 +1,23 @@
 package cluster_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/shard"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 )
 
 // topicPerShard returns one topic name held by each of n shards.
@@ -176,5 +181,121 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 	c.stopAll()
 	for _, topic := range topics {
 		c.checkReplicasEqual(topic, perTopic)
+	}
+}
+
+// setupToken finds the one-time administrator token the leader of shard s0 printed.
+func (c *testCluster) setupToken() string {
+	c.t.Helper()
+	var token string
+	dmqtest.Eventually(c.t, 15*time.Second, "a setup token in a node's log", func() bool {
+		for _, nd := range c.nodes {
+			if m := regexp.MustCompile(`setup_token=(dmq_[A-Za-z0-9_-]+)`).FindStringSubmatch(nd.p.Logs()); m != nil {
+				token = m[1]
+				return true
+			}
+		}
+		return false
+	})
+	return token
+}
+
+// TestShardsShareTokensUsersAndSessions runs three shards with authentication: a token
+// created on s0's leader is accepted by every shard's leader, and once revoked refused
+// by all; a console user logged in through one node sees topics of every shard through
+// that node, whichever node leads them.
+func TestShardsShareTokensUsersAndSessions(t *testing.T) {
+	const shards = 3
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards), "--auth")
+	leaders := c.waitSpread(60 * time.Second)
+	setup := c.dial(client.WithToken(c.setupToken()))
+	ctx := t.Context()
+	resp, err := setup.API().CreateToken(ctx, &dmqv1.CreateTokenRequest{App: "ops", Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := c.dial(client.WithToken(resp.Token))
+	topics := topicPerShard("dev.shop.t", shards)
+	for _, topic := range topics {
+		if _, err := admin.CreateTopic(ctx, client.TopicSpec{Name: topic, Owner: "shop"}); err != nil {
+			for _, nd := range c.nodes {
+				t.Logf("%s:\n%s", nd.id, nd.notableLogs())
+			}
+			t.Fatal(err)
+		}
+	}
+	shopTok, err := admin.API().CreateToken(ctx, &dmqv1.CreateTokenRequest{App: "shop", Grants: []*dmqv1.TokenGrant{{Pattern: "dev.shop.*", Publish: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop := c.dial(client.WithToken(shopTok.Token))
+	publish := func(topic string) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := shop.Publish(ctx, topic, &client.Message{Body: []byte("x")})
+		return err
+	}
+	// Each shard's leader knows the new token (its node reloaded s0's registry).
+	for _, topic := range topics {
+		dmqtest.Eventually(t, 5*time.Second, "a publish to "+topic+" with the new token", func() bool { return publish(topic) == nil })
+	}
+	if _, err := admin.API().RevokeToken(ctx, &dmqv1.RevokeTokenRequest{App: "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		dmqtest.Eventually(t, 5*time.Second, "the revoked token refused on "+topic+"'s shard", func() bool {
+			return grpcstatus.Code(publish(topic)) == codes.Unauthenticated
+		})
+	}
+
+	// A console user logs in through the leader of s1; the session is known to every
+	// node, so that node shows the topics of every shard (passed on to their leaders).
+	if _, err := admin.API().CreateUser(ctx, &dmqv1.CreateUserRequest{Name: "alice", Role: "viewer", Password: "correct horse"}); err != nil {
+		t.Fatal(err)
+	}
+	via := leaders[1]
+	body := strings.NewReader(`{"user":"alice","password":"correct horse"}`)
+	lresp, err := http.Post("http://"+via.http+"/api/v1/login", "application/json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lresp.Body.Close()
+	var cookie *http.Cookie
+	for _, ck := range lresp.Cookies() {
+		if ck.Name == "dmq_session" {
+			cookie = ck
+		}
+	}
+	if lresp.StatusCode != http.StatusOK || cookie == nil {
+		t.Fatalf("login through %s: %s, cookie %v", via.id, lresp.Status, cookie)
+	}
+	get := func(path string, v any) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+via.http+path, nil)
+		req.AddCookie(cookie)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		json.NewDecoder(r.Body).Decode(v)
+		return r.StatusCode
+	}
+	for _, topic := range topics {
+		var tp struct{ Name string }
+		dmqtest.Eventually(t, 5*time.Second, "alice's view of "+topic+" through "+via.id, func() bool {
+			return get("/api/v1/topics/"+topic, &tp) == http.StatusOK && tp.Name == topic
+		})
+	}
+	var list struct{ Total int }
+	if code := get("/api/v1/topics", &list); code != http.StatusOK || list.Total != shards {
+		t.Fatalf("alice's topic list through %s: %d, %d topics; want %d", via.id, code, list.Total, shards)
+	}
+	r, err := http.Get("http://" + via.http + "/api/v1/topics/" + topics[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a request without session for %s through %s: %s, want 401", topics[2], via.id, r.Status)
 	}
 }

@@ -1,0 +1,98 @@
+package auth
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/dmqio/dmq/internal/meta"
+)
+
+// Two registries on one metadata store stand for two cluster nodes reading the same
+// replicated data: what one writes, the other knows after Reload — tokens, their
+// revocation (open streams end), console sessions and their end. Sessions also outlive
+// a restart.
+func TestRegistriesOnOneStoreShareTokensAndSessions(t *testing.T) {
+	ms, err := meta.Open(t.TempDir(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	leader, err := Open(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.CreateUser(User{Name: "alice", Role: RoleViewer}, "correct horse", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := leader.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := leader.Login("alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Session(s.ID); err == nil {
+		t.Fatal("a session is known before the reload: the test proves nothing")
+	}
+	if err := other.Reload(ms); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := other.Session(s.ID); err != nil || got.User != "alice" || got.CSRF != s.CSRF {
+		t.Fatalf("the other node's view of alice's session: %+v, %v", got, err)
+	}
+	app, revoked, err := other.Authenticate(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Reload(ms); err != nil {
+		t.Fatal(err)
+	}
+	if !other.Valid(app) {
+		t.Fatal("a reload without changes invalidated an application")
+	}
+
+	if err := leader.Revoke("shop"); err != nil {
+		t.Fatal(err)
+	}
+	leader.Logout(s.ID)
+	if err := other.Reload(ms); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-revoked:
+	default:
+		t.Fatal("the revoked token's streams were not told")
+	}
+	if _, _, err := other.Authenticate(token); err == nil {
+		t.Fatal("a revoked token is accepted by the other node")
+	}
+	if _, _, err := other.Session(s.ID); err == nil {
+		t.Fatal("an ended session is accepted by the other node")
+	}
+
+	s2, err := leader.Login("alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := Open(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := restarted.Session(s2.ID); err != nil {
+		t.Fatalf("a session did not outlive a restart: %v", err)
+	}
+	if err := leader.DeleteUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Reload(ms); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := restarted.Session(s2.ID); err == nil {
+		t.Fatal("a deleted user's session is accepted")
+	}
+}
