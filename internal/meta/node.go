@@ -59,3 +59,30 @@ func (s *Store) Nodes() ([]Node, error) {
 	})
 	return out, err
 }
+
+// The node an operator chose to lead the shard whose store this is (dmq cluster
+// transfer-leader --to), which the leader balancer keeps instead of its own choice:
+//
+//	nd-pinned → node id
+var pinnedKey = []byte("nd-pinned")
+
+// SetPinnedLeader records the node chosen to lead this shard ("" forgets the choice).
+func (s *Store) SetPinnedLeader(id string) error {
+	if id == "" {
+		return s.del(pinnedKey, pebble.Sync)
+	}
+	return s.set(pinnedKey, []byte(id), pebble.Sync)
+}
+
+// PinnedLeader returns the node chosen to lead this shard, or "".
+func (s *Store) PinnedLeader() (string, error) {
+	v, closer, err := s.db.Get(pinnedKey)
+	if err == pebble.ErrNotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer closer.Close()
+	return string(v), nil
+}

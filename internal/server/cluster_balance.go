@@ -8,7 +8,8 @@ import (
 
 // Leaders are spread over the nodes so that every node serves a share of the shards:
 // shard i prefers the i-th of its voters in the order of their ids (modulo their
-// number). A node leading a shard it is not preferred for hands the leadership to the
+// number), unless an operator chose its leader (dmq cluster transfer-leader --to, kept
+// in the shard's metadata until a transfer without --to). A node leading a shard it is not preferred for hands the leadership to the
 // preferred node once that node is healthy, one shard at a time, and not in a new
 // leader's first seconds. When the preferred node is down the shard stays where the
 // election put it; when it is back, the shard moves home.
@@ -74,6 +75,9 @@ func (sh *shardReplica) preferredLeader(i int) string {
 	}
 	slices.Sort(voters)
 	want := voters[i%len(voters)]
+	if pinned, err := sh.store.Meta().PinnedLeader(); err == nil && slices.Contains(voters, pinned) {
+		want = pinned
+	}
 	if want == st.Node {
 		return want
 	}

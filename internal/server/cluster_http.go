@@ -306,11 +306,20 @@ func (sh *shardReplica) handleRemoveNode(w http.ResponseWriter, r *http.Request)
 }
 
 // handleTransfer hands the shard's leadership to {"to": "n2"} (empty: the most
-// up-to-date voter).
+// up-to-date voter). The choice is recorded so that the leader balancer keeps it; a
+// transfer without "to" gives the shard back to the balancer.
 func (sh *shardReplica) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	var req struct{ To string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"to\": \"node id or empty\"}: " + err.Error()})
+		return
+	}
+	if req.To != "" && !slices.ContainsFunc(sh.group.Stats().Servers, func(s cluster.Server) bool { return s.ID == req.To && s.Voter }) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("node %q is not a voting member of shard %s", req.To, sh.name)})
+		return
+	}
+	if err := sh.store.Meta().SetPinnedLeader(req.To); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)

@@ -20,6 +20,10 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 )
 
+// balanceWait is longer than the balancer takes to move a shard (its settle time and
+// interval).
+const balanceWait = 9 * time.Second
+
 // topicPerShard returns one topic name held by each of n shards.
 func topicPerShard(prefix string, n int) []string {
 	topics := make([]string, n)
@@ -178,6 +182,21 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 		names = append(names, fmt.Sprintf("s%d:%s", k, l.id))
 	}
 	t.Logf("leaders after the restart: %s", strings.Join(names, " "))
+
+	// An operator's choice of leader stays (the balancer keeps it) until a transfer
+	// without a node gives the shard back to the balancer.
+	runCLI(t, "cluster", "transfer-leader", "--shard", "s1", c.nodes[0].id, "--http", c.nodes[2].http)
+	ledBy := func(nd *node) bool {
+		st, err := status(nd)
+		return err == nil && st.Groups[1].Role == "leader"
+	}
+	dmqtest.Eventually(t, 15*time.Second, "shard s1 led by "+c.nodes[0].id, func() bool { return ledBy(c.nodes[0]) })
+	time.Sleep(balanceWait)
+	if !ledBy(c.nodes[0]) {
+		t.Fatalf("shard s1 left %s, the leader an operator chose", c.nodes[0].id)
+	}
+	runCLI(t, "cluster", "transfer-leader", "--shard", "s1", "--http", c.nodes[2].http)
+	dmqtest.Eventually(t, 30*time.Second, "shard s1 back on its preferred node "+again[1].id, func() bool { return ledBy(again[1]) })
 	c.stopAll()
 	for _, topic := range topics {
 		c.checkReplicasEqual(topic, perTopic)
