@@ -72,7 +72,7 @@ type groupJSON struct {
 	OldestUnackedAgeMs int64 `json:"oldest_unacked_age_ms"`
 }
 
-func groupOf(gi broker.GroupInfo) groupJSON {
+func groupOf(gi broker.GroupInfo, now time.Time) groupJSON {
 	g := groupJSON{
 		Topic: gi.Topic, Name: gi.Name, Mode: gi.Mode, AckMode: gi.AckMode,
 		AckTimeout: ms(gi.AckTimeoutMs).String(), AckTimeoutMs: gi.AckTimeoutMs,
@@ -80,7 +80,7 @@ func groupOf(gi broker.GroupInfo) groupJSON {
 		CreatedAt: formatMs(gi.CreatedAtMs), CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
 		AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 		DeadLetters: gi.DeadLetters, MembersOnline: gi.MembersOnline,
-		OldestUnackedAgeMs: gi.OldestUnackedAge(time.Now()).Milliseconds(),
+		OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(),
 	}
 	for _, d := range gi.RetryBackoffMs {
 		g.RetryBackoff = append(g.RetryBackoff, ms(d).String())
@@ -180,7 +180,7 @@ func (a *api) getTopic(r *http.Request) (int, any, error) {
 	}
 	d := topicDetail{topicJSON: topicOf(ti), Groups: make([]groupJSON, len(gs))}
 	for i, gi := range gs {
-		d.Groups[i] = groupOf(gi)
+		d.Groups[i] = groupOf(gi, a.b.Now())
 	}
 	return http.StatusOK, d, nil
 }
@@ -215,7 +215,7 @@ func (a *api) getGroup(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, groupOf(gi), nil
+	return http.StatusOK, groupOf(gi, a.b.Now()), nil
 }
 
 type resetRequest struct {
@@ -246,5 +246,5 @@ func (a *api) resetGroup(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	a.audit(r, "group.reset", gi.Topic+"/"+gi.Name, "to "+req.To)
-	return http.StatusOK, groupOf(gi), nil
+	return http.StatusOK, groupOf(gi, a.b.Now()), nil
 }

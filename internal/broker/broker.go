@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/clock"
 	"github.com/dmqio/dmq/internal/delay"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
@@ -48,6 +49,9 @@ type Config struct {
 	// crashable vfs.MemFS).
 	LogFS  seglog.FS
 	MetaFS vfs.FS
+	// WallClock replaces the machine's wall clock, read once when the broker
+	// opens (package clock); set by tests of clock steps only.
+	WallClock func() time.Time
 	// Storage, when set, keeps the logs and the metadata instead of DataDir
 	// (a cluster node's replicated store, package replica); LogFS, MetaFS
 	// and the data directory lock are then its business.
@@ -179,6 +183,7 @@ func (c *Config) Validate() error {
 // Broker is a running single-node broker.
 type Broker struct {
 	cfg    Config
+	clock  *clock.Clock
 	logger *slog.Logger
 	store  Storage
 	meta   *meta.Store // store.Meta()
@@ -216,8 +221,8 @@ func Open(cfg Config) (*Broker, error) {
 		store = local
 	}
 	ms := store.Meta()
-	b := &Broker{cfg: cfg, logger: cfg.Logger, store: store, meta: ms, quit: make(chan struct{})}
-	b.delays = delay.New(b.fireDelayed)
+	b := &Broker{cfg: cfg, clock: clock.New(cfg.WallClock), logger: cfg.Logger, store: store, meta: ms, quit: make(chan struct{})}
+	b.delays = delay.New(b.fireDelayed, b.Now)
 	b.stats = stats.New(cfg.ServerName)
 	if !cfg.NoTrace {
 		b.trace = trace.New(ms, trace.Config{Logger: cfg.Logger})
@@ -244,6 +249,9 @@ func Open(cfg Config) (*Broker, error) {
 
 // Config returns the effective configuration (defaults filled in).
 func (b *Broker) Config() Config { return b.cfg }
+
+// Now is the broker's time (package clock): what it stamps, schedules and times out by.
+func (b *Broker) Now() time.Time { return b.clock.Now() }
 
 // Logger is the broker's logger.
 func (b *Broker) Logger() *slog.Logger { return b.logger }
@@ -319,7 +327,7 @@ func (b *Broker) openTopic(ti meta.Topic) (*topic, error) {
 	}
 	t := &topic{b: b, name: ti.Name, info: ti, log: l, groups: make(map[string]*group),
 		dedupe: newDedupeWindow(window, b.cfg.DedupeMaxIDs)}
-	if err := t.rebuildDedupe(time.Now()); err != nil {
+	if err := t.rebuildDedupe(b.Now()); err != nil {
 		b.store.CloseLog(ti.Name, l)
 		return nil, fmt.Errorf("rebuild duplicate window of topic %q: %w", ti.Name, err)
 	}
@@ -442,7 +450,7 @@ func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	if ti.DedupeWindowMs < 0 || ti.DedupeWindowMs > (7*24*time.Hour).Milliseconds() {
 		return TopicInfo{}, errorf(KindInvalid, "duplicate window %s out of range (0 to 168h)", time.Duration(ti.DedupeWindowMs)*time.Millisecond)
 	}
-	ti.CreatedAtMs = time.Now().UnixMilli()
+	ti.CreatedAtMs = b.Now().UnixMilli()
 	b.admissionStatus(&ti)
 	if ti.Status == StatusPending && strings.TrimSpace(ti.Owner) == "" {
 		return TopicInfo{}, errorf(KindInvalid, "topic %q needs an owner: topics of environment %q wait for an approval, and the approver must know who owns them", ti.Name, environment(ti.Name))
@@ -600,7 +608,7 @@ func (b *Broker) PublishAsync(topicName string, from Origin, msgs []*message.Mes
 		done(nil, err)
 		return
 	}
-	startMs := time.Now().UnixMilli() // the trace's publish time: before any delivery
+	startMs := b.Now().UnixMilli() // the trace's publish time: before any delivery
 	b.publishAsync(t, msgs, func(rs []PublishResult, err error) {
 		if err == nil {
 			n := 0
@@ -625,7 +633,7 @@ func (b *Broker) publishAsync(t *topic, msgs []*message.Message, done func([]Pub
 		done(nil, err)
 		return
 	}
-	nowMs := time.Now().UnixMilli()
+	nowMs := b.Now().UnixMilli()
 	if err := b.validateDelay(msgs, nowMs); err != nil {
 		done(nil, err)
 		return

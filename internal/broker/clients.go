@@ -51,7 +51,7 @@ func (b *Broker) Heartbeat(c meta.Client, addr string) error {
 	if c.ID == "" || len(c.ID) > 256 {
 		return errorf(KindInvalid, "client id must be 1 to 256 bytes")
 	}
-	nowMs := time.Now().UnixMilli()
+	nowMs := b.Now().UnixMilli()
 	b.clients.mu.Lock()
 	defer b.clients.mu.Unlock()
 	old := b.clients.clients[c.ID]
@@ -71,7 +71,7 @@ func (b *Broker) Heartbeat(c meta.Client, addr string) error {
 
 // ListClients returns the registry entries that match f, sorted by id.
 func (b *Broker) ListClients(f ClientFilter) []ClientInfo {
-	nowMs := time.Now().UnixMilli()
+	nowMs := b.Now().UnixMilli()
 	b.clients.mu.Lock()
 	defer b.clients.mu.Unlock()
 	var out []ClientInfo
@@ -101,7 +101,7 @@ func (b *Broker) DeleteClients(id string, allOffline bool) (int, error) {
 	if (id == "") == !allOffline {
 		return 0, errorf(KindInvalid, "name one client id, or ask for all offline clients")
 	}
-	nowMs := time.Now().UnixMilli()
+	nowMs := b.Now().UnixMilli()
 	b.clients.mu.Lock()
 	defer b.clients.mu.Unlock()
 	var victims []string

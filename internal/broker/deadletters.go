@@ -2,7 +2,6 @@ package broker
 
 import (
 	"github.com/dmqio/dmq/internal/crashpoint"
-	"time"
 
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
@@ -171,7 +170,7 @@ func (b *Broker) RedriveDeadLetters(topicName, groupName string, sel DeadLetterS
 		return 0, wrap(KindInternal, err, "redrive dead letters of group %q", groupName)
 	}
 	crashpoint.Hit(crashpoint.RedriveStored)
-	nowMs := time.Now().UnixMilli()
+	nowMs := b.Now().UnixMilli()
 	for _, dl := range todo {
 		b.trace.Add(meta.TraceEvent{Kind: trace.Redriven, Topic: topicName, Group: groupName, Offset: dl.Offset, Count: 1, TimeMs: nowMs, Client: dl.Member})
 		c := g.mu.cursors[dl.Member]

@@ -244,7 +244,7 @@ func (b *Broker) CancelDelayed(topicName, id string) error {
 		return errorf(KindNotFound, "delayed message %s is not pending in topic %q: it was delivered, cancelled, or never existed", id, topicName)
 	}
 	t.delayedPending.Add(-1)
-	b.trace.Add(meta.TraceEvent{Kind: trace.Cancelled, Topic: topicName, DelayID: id, TimeMs: time.Now().UnixMilli()})
+	b.trace.Add(meta.TraceEvent{Kind: trace.Cancelled, Topic: topicName, DelayID: id, TimeMs: b.Now().UnixMilli()})
 	b.logger.Info("delayed message cancelled", "topic", topicName, "id", id)
 	return nil
 }

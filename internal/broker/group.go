@@ -87,7 +87,7 @@ func (g *group) run() {
 		case <-g.wake:
 		case <-timer.C:
 		}
-		next := g.dispatch(time.Now())
+		next := g.dispatch(g.t.b.Now())
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -268,7 +268,7 @@ func (g *group) persistLocked() {
 		return
 	}
 	var ups []meta.CursorUpdate
-	nowMs := time.Now().UnixMilli()
+	nowMs := g.t.b.Now().UnixMilli()
 	for _, c := range g.mu.cursors {
 		if u, ok := c.takeUpdate(nowMs); ok {
 			for i := range u.DeadLetters {
@@ -345,7 +345,7 @@ func (g *group) attach(s *Subscription) error {
 func (g *group) detach(s *Subscription) {
 	g.mu.Lock()
 	if s.cur != nil {
-		s.cur.detach(s, time.Now().UnixNano(), &g.policy)
+		s.cur.detach(s, g.t.b.Now().UnixNano(), &g.policy)
 		g.persistLocked()
 	}
 	g.mu.Unlock()
@@ -387,7 +387,7 @@ func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string
 		}
 	}
 	var changed bool
-	now := time.Now().UnixNano()
+	now := g.t.b.Now().UnixNano()
 	var acked []uint64
 	for _, off := range offs {
 		if nack {

@@ -15,25 +15,25 @@ import (
 func (b *Broker) minutesLoop() {
 	lastExpiry := time.Time{}
 	for {
-		now := time.Now()
+		now := b.Now()
 		next := time.UnixMilli(stats.Truncate(now.UnixMilli()) + stats.MinuteMs).Add(100 * time.Millisecond)
 		select {
 		case <-b.quit:
-			b.flushMinutes(time.Now(), true)
+			b.flushMinutes(b.Now(), true)
 			return
 		case <-time.After(next.Sub(now)):
 		}
-		b.flushMinutes(time.Now(), false)
-		if time.Since(lastExpiry) > time.Hour {
-			lastExpiry = time.Now()
-			before := time.Now().Add(-b.cfg.StatsRetention).UnixMilli()
+		b.flushMinutes(b.Now(), false)
+		if b.Now().Sub(lastExpiry) > time.Hour {
+			lastExpiry = b.Now()
+			before := b.Now().Add(-b.cfg.StatsRetention).UnixMilli()
 			for _, t := range b.ListTopics(TopicFilter{}) {
 				if err := b.meta.ExpireMinutes(t.Name, before); err != nil {
 					b.logger.Error("expire per-minute stats", "topic", t.Name, "err", err)
 				}
 			}
 			if b.trace != nil {
-				b.expireTrace(time.Now())
+				b.expireTrace(b.Now())
 			}
 		}
 	}
@@ -127,7 +127,7 @@ func (b *Broker) TopicStats(q TopicStatsQuery) ([]MinuteStats, error) {
 	if _, err := b.topic(q.Topic); err != nil {
 		return nil, err
 	}
-	from, to, n, err := q.minutes(time.Now(), b.cfg.StatsRetention)
+	from, to, n, err := q.minutes(b.Now(), b.cfg.StatsRetention)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func (b *Broker) TopicStats(q TopicStatsQuery) ([]MinuteStats, error) {
 	}); err != nil {
 		return nil, wrap(KindInternal, err, "read stored counts of %q", q.Topic)
 	}
-	if cur := stats.Truncate(time.Now().UnixMilli()); cur >= from && cur < to {
+	if cur := stats.Truncate(b.Now().UnixMilli()); cur >= from && cur < to {
 		if ti, err := b.GetTopic(q.Topic); err == nil {
 			m := &out[(cur-from)/stats.MinuteMs]
 			m.Stored, m.StoredKnown = ti.NextOffset-ti.FirstOffset, true
@@ -187,7 +187,7 @@ func (b *Broker) GroupStats(q TopicStatsQuery) ([]GroupSeries, error) {
 	if _, err := b.topic(q.Topic); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := b.Now()
 	from, to, n, err := q.minutes(now, b.cfg.StatsRetention)
 	if err != nil {
 		return nil, err

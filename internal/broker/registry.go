@@ -3,7 +3,6 @@ package broker
 import (
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/dmqio/dmq/internal/meta"
 )
@@ -107,7 +106,7 @@ func (b *Broker) decide(d Decision, to string, from []string) (TopicInfo, error)
 		return TopicInfo{}, errorf(KindPermission, "%q requested topic %q and cannot approve it too; another administrator must", d.By, d.Topic)
 	}
 	next := t.info
-	next.Status, next.DecidedBy, next.DecidedAtMs, next.DecisionReason = to, d.By, time.Now().UnixMilli(), d.Reason
+	next.Status, next.DecidedBy, next.DecidedAtMs, next.DecisionReason = to, d.By, b.Now().UnixMilli(), d.Reason
 	if err := b.meta.PutTopic(next); err != nil {
 		return TopicInfo{}, wrap(KindInternal, err, "store decision on topic %q", d.Topic)
 	}

@@ -87,7 +87,7 @@ func (t *topic) createGroup(spec GroupSpec) (GroupInfo, error) {
 		Mode:         spec.Mode,
 		AckMode:      spec.AckMode,
 		AckTimeoutMs: spec.AckTimeout.Milliseconds(),
-		CreatedAtMs:  time.Now().UnixMilli(),
+		CreatedAtMs:  t.b.Now().UnixMilli(),
 		StartOffset:  start,
 		MaxAttempts:  uint32(spec.MaxAttempts),
 	}
@@ -162,7 +162,7 @@ const recoverInterval = time.Second
 // the topic's log back after a write or fsync failure (a full disk, a
 // failing device): appends fail until it succeeds, and producers retry.
 func (t *topic) recoverLog() {
-	now := time.Now().UnixNano()
+	now := t.b.Now().UnixNano()
 	last := t.recoverAt.Load()
 	if now-last < int64(recoverInterval) || !t.recoverAt.CompareAndSwap(last, now) {
 		return

@@ -115,6 +115,9 @@ type Config struct {
 	// ClusterFaults injects network faults between cluster nodes in one
 	// test process (package cluster/transport); not a setting.
 	ClusterFaults *transport.Faults `yaml:"-"`
+	// WallClock replaces the machine's wall clock for the brokers (see
+	// broker.Config); set by tests of clock steps only, not a setting.
+	WallClock func() time.Time `yaml:"-"`
 }
 
 // Default returns the embedded single-machine defaults.

@@ -23,6 +23,7 @@ type FireFunc func(topic string, nowMs int64) (nextMs int64, ok bool)
 type Scheduler struct {
 	fire FireFunc
 
+	now func() time.Time
 	// wake has room for one signal: Schedule sends to it without blocking
 	// when a topic's next due time moved earlier.
 	wake chan struct{}
@@ -35,9 +36,12 @@ type Scheduler struct {
 	}
 }
 
-// New returns a scheduler; Run starts it.
-func New(fire FireFunc) *Scheduler {
-	s := &Scheduler{fire: fire, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+// New returns a scheduler that tells the time with now (nil: time.Now); Run starts it.
+func New(fire FireFunc, now func() time.Time) *Scheduler {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Scheduler{fire: fire, now: now, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	s.mu.next = make(map[string]int64)
 	return s
 }
@@ -82,7 +86,7 @@ func (s *Scheduler) Run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		now := time.Now()
+		now := s.now()
 		due, wait := s.dueTopics(now.UnixMilli())
 		for _, topic := range due {
 			next, ok := s.fire(topic, now.UnixMilli())

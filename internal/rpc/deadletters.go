@@ -114,5 +114,5 @@ func (s *Service) ResetGroup(ctx context.Context, req *dmqv1.ResetGroupRequest) 
 		return nil, toStatus(err)
 	}
 	s.audit(ctx, "group.reset", req.Topic+"/"+req.Group, fmt.Sprintf("to offset %d", gi.AckFloor))
-	return groupProto(gi), nil
+	return groupProto(gi, s.brokerOf(ctx).Now()), nil
 }

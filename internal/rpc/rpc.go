@@ -140,7 +140,7 @@ func topicProto(ti broker.TopicInfo) *dmqv1.Topic {
 	}
 }
 
-func groupProto(gi broker.GroupInfo) *dmqv1.Group {
+func groupProto(gi broker.GroupInfo, now time.Time) *dmqv1.Group {
 	mode := dmqv1.GroupMode_GROUP_MODE_CLUSTER
 	if gi.Mode == broker.ModeBroadcast {
 		mode = dmqv1.GroupMode_GROUP_MODE_BROADCAST
@@ -156,7 +156,7 @@ func groupProto(gi broker.GroupInfo) *dmqv1.Group {
 		Stats: &dmqv1.GroupStats{
 			AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 			MembersOnline: int32(gi.MembersOnline), DeadLetters: gi.DeadLetters,
-			OldestUnackedAgeMs: gi.OldestUnackedAge(time.Now()).Milliseconds(),
+			OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(),
 		},
 	}
 }
@@ -226,11 +226,11 @@ func (s *Service) DeleteTopic(ctx context.Context, req *dmqv1.DeleteTopicRequest
 	return &dmqv1.DeleteTopicResponse{}, nil
 }
 
-// toMessages converts wire messages; a relative delay becomes a deliver-at time.
-func toMessages(in []*dmqv1.OutgoingMessage) ([]*message.Message, error) {
+// toMessages converts wire messages; a relative delay becomes a deliver-at time, by
+// the broker's clock (now, in Unix milliseconds).
+func toMessages(in []*dmqv1.OutgoingMessage, now int64) ([]*message.Message, error) {
 	out := make([]*message.Message, len(in))
 	slab := make([]message.Message, len(in)) // one allocation for the batch
-	now := time.Now().UnixMilli()
 	for i, m := range in {
 		if m.DeliverAtMs < 0 || m.DelayMs < 0 {
 			return nil, invalid("message %d: negative delay or deliver-at time", i)
@@ -272,7 +272,7 @@ func failedResults(err error, n int) []*dmqv1.PublishResult {
 
 // Publish implements dmq.v1.Broker.
 func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv1.PublishResponse, error) {
-	msgs, err := toMessages(req.Messages)
+	msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +334,7 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 		}
 		pending.Add(1)
 		seq, n := req.Sequence, len(req.Messages)
-		msgs, err := toMessages(req.Messages)
+		msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli())
 		if err != nil {
 			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
 			continue
@@ -396,7 +396,7 @@ func (s *Service) CreateGroup(ctx context.Context, req *dmqv1.CreateGroupRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return groupProto(gi), nil
+	return groupProto(gi, s.brokerOf(ctx).Now()), nil
 }
 
 // GetGroup implements dmq.v1.Broker.
@@ -405,7 +405,7 @@ func (s *Service) GetGroup(ctx context.Context, req *dmqv1.GetGroupRequest) (*dm
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return groupProto(gi), nil
+	return groupProto(gi, s.brokerOf(ctx).Now()), nil
 }
 
 // ListGroups implements dmq.v1.Broker.
@@ -416,7 +416,7 @@ func (s *Service) ListGroups(ctx context.Context, req *dmqv1.ListGroupsRequest) 
 	}
 	resp := &dmqv1.ListGroupsResponse{}
 	for _, gi := range gs {
-		resp.Groups = append(resp.Groups, groupProto(gi))
+		resp.Groups = append(resp.Groups, groupProto(gi, s.brokerOf(ctx).Now()))
 	}
 	return resp, nil
 }

@@ -34,7 +34,7 @@ func (s *Service) Subscribe(stream dmqv1.Broker_SubscribeServer) error {
 		return toStatus(err)
 	}
 	if err := stream.Send(&dmqv1.SubscribeResponse{Response: &dmqv1.SubscribeResponse_Subscribed{
-		Subscribed: &dmqv1.Subscribed{ClientId: sub.ClientID(), Group: groupProto(gi)},
+		Subscribed: &dmqv1.Subscribed{ClientId: sub.ClientID(), Group: groupProto(gi, s.brokerOf(ctx).Now())},
 	}}); err != nil {
 		return err
 	}

@@ -150,6 +150,7 @@ func (s *Server) openBroker(storage broker.Storage, apps *auth.Registry) (*broke
 		LogFS:             s.cfg.LogFS,
 		MetaFS:            s.cfg.MetaFS,
 		Storage:           storage,
+		WallClock:         s.cfg.WallClock,
 		NoSync:            s.cfg.NoSync,
 		MaxBodyBytes:      s.cfg.MaxBodyBytes,
 		SegmentBytes:      s.cfg.SegmentBytes,

@@ -45,6 +45,8 @@ type testCluster struct {
 	faults *transport.Faults
 	// shards is the cluster's shard count (0: one).
 	shards int
+	// configure, for in-process nodes, edits a node's configuration.
+	configure func(nd *node, cfg *config.Config)
 }
 
 // startCluster starts n nodes as processes and waits for a leader that serves clients.
@@ -56,7 +58,14 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 // startClusterWith starts n nodes, in this process when faults is not nil.
 func startClusterWith(t *testing.T, n int, faults *transport.Faults, extra ...string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, extra: extra, faults: faults}
+	return startConfigured(t, n, faults, nil, extra...)
+}
+
+// startConfigured is startClusterWith with configure editing each in-process node's
+// configuration.
+func startConfigured(t *testing.T, n int, faults *transport.Faults, configure func(*node, *config.Config), extra ...string) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, extra: extra, faults: faults, configure: configure}
 	if i := slices.Index(extra, "--shards"); i >= 0 && i+1 < len(extra) {
 		c.shards, _ = strconv.Atoi(extra[i+1])
 	}
@@ -86,6 +95,9 @@ func (c *testCluster) start(nd *node) {
 			cfg.NodeID, cfg.Peers, cfg.ClusterListen = nd.id, c.peers, nd.raft
 			cfg.Listen, cfg.HTTP = nd.grpc, nd.http
 			cfg.ClusterFaults = c.faults
+			if c.configure != nil {
+				c.configure(nd, cfg)
+			}
 		})
 		return
 	}
