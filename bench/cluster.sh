@@ -44,6 +44,15 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
+# cpu_seconds prints the CPU seconds (user + system) each server process has used so far.
+cpu_seconds() {
+	local p tck
+	tck=$(getconf CLK_TCK)
+	for p in "${pids[@]}"; do
+		awk -v t="$tck" '{ printf "%.3f ", ($14 + $15) / t }' "/proc/$p/stat"
+	done
+}
+
 # start_cluster DIR SHARDS starts the nodes, waits until every shard has a leader, on
 # different nodes where there are enough, and sets leader_grpc to every node's gRPC address.
 start_cluster() {
@@ -99,8 +108,18 @@ for rep in $(seq "$reps"); do
 		dir=$work/$setup-$rep
 		if [ "$setup" = single ]; then start_single "$dir"; else start_cluster "$dir" "$(echo "$setup" | sed 's/.*nodes-\(.*\)shards/\1/')"; fi
 		for w in $workloads; do
+			before=$(cpu_seconds)
 			# shellcheck disable=SC2086
 			"$bin" bench "$w" --server "$leader_grpc" $args 2>&1 | grep ' rep ' | sed "s/^/$setup /" | tee -a "$results"
+			# CPU each server process used over the workload: on separate machines the
+			# busiest node bounds the throughput; its share is printed as busiest=.
+			python3 -c '
+import sys
+b, a = [list(map(float, x.split())) for x in sys.argv[1:3]]
+d = [y - x for x, y in zip(b, a)]
+t = sum(d)
+print(sys.argv[3], "cpu", sys.argv[4], " ".join("n%d=%.2fs" % (i + 1, x) for i, x in enumerate(d)),
+      "total=%.2fs busiest=%.2f" % (t, max(d) / t if t else 0))' "$before" "$(cpu_seconds)" "$setup" "$w" | tee -a "$results"
 		done
 		stop_all
 	done
@@ -113,6 +132,10 @@ import re, sys, statistics, collections
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     f = line.split()
+    if f[1] == "cpu":
+        m = re.search(r"busiest=([\d.]+)", line)
+        rows[(f[2] + " cpu", f[0])]["busiest node's share"].append(float(m.group(1)))
+        continue
     setup, name = f[0], f[2]
     for key, pat in (("msg/s", r"([\d.]+) msg/s"), ("p50", r"p50=([\d.]+)"), ("p99", r"p99=([\d.]+)")):
         m = re.search(pat, line)

@@ -137,9 +137,6 @@ func (s *Server) startCluster() error {
 // <data>/shards/<name>.
 func (c *clusterNode) openShards(peers []cluster.Peer) error {
 	s := c.s
-	if err := checkShardCount(c.node, s.cfg.Shards); err != nil {
-		return err
-	}
 	for i := range s.cfg.Shards {
 		name := shard.Name(i)
 		dir := s.cfg.DataDir
@@ -160,7 +157,10 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		sh := &shardReplica{c: c, name: name, store: store}
 		c.shards = append(c.shards, sh)
 		if i == 0 {
-			if err := adoptData(c.node, store, peers); err != nil {
+			if err := adoptData(c.node, store, peers, s.cfg.Shards); err != nil {
+				return err
+			}
+			if err := checkShardCount(c.node, s.cfg.Shards); err != nil {
 				return err
 			}
 			// Before the group replays its log: every change it brings reloads.
@@ -208,7 +208,7 @@ func checkShardCount(node *cluster.Node, n int) error {
 // so the applied index of an earlier one is forgotten. Several nodes bootstrapping
 // together could elect one without the data, whose log would then be applied over it:
 // that is refused, with the way to do it.
-func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer) error {
+func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer, shards int) error {
 	has, err := node.HasGroupState(shard.Meta)
 	if err != nil || has {
 		return err
@@ -216,6 +216,10 @@ func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer) e
 	empty, err := store.Empty()
 	if err != nil || empty {
 		return err
+	}
+	if shards > 1 {
+		// Its topics would stay in s0 while their names send clients to other shards.
+		return fmt.Errorf("this data directory holds a broker's topics and settings: it can become the first node of a cluster of one shard (--shards 1), not of %d", shards)
 	}
 	if len(peers) > 1 {
 		return errors.New("this data directory holds a broker's topics and settings but no cluster state: " +

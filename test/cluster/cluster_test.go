@@ -255,6 +255,12 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "start it alone as the cluster's first node") {
 		t.Fatalf("bootstrapping with peers over existing data: %v\n%s", err, out)
 	}
+	// With several shards, its topics would stay in s0 while their names point elsewhere.
+	out, err = exec.Command(dmqtest.Binary(t), "server", "--data", n1.dir, "--node-id", "n1", "--shards", "3",
+		"--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cluster of one shard") {
+		t.Fatalf("a single node's data as a cluster of 3 shards: %v\n%s", err, out)
+	}
 	n1.p = dmqtest.StartProcess(t, n1.dir, "--node-id", "n1", "--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http)
 	for _, nd := range c.nodes[1:] {
 		nd.p = dmqtest.StartProcess(t, nd.dir, "--node-id", nd.id, "--join", "--cluster-listen", nd.raft, "--listen", nd.grpc, "--http", nd.http)

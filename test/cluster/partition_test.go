@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -9,11 +10,13 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/cluster/transport"
+	"github.com/dmqio/dmq/internal/config"
 	"google.golang.org/grpc/codes"
 )
 
@@ -104,12 +107,13 @@ func checkMetrics(t *testing.T, c *testCluster, deposed *node) {
 	}
 }
 
-// TestRandomFaultsLoseNothing runs a producer and a consumer through a random schedule
-// of network faults (the leader isolated, one-way cuts, a slow follower, heals) and
-// checks the total queue: every acknowledged publish delivered, none stored twice, the
-// replicas identical. DMQ_CLUSTER_SEED replays a schedule.
+// TestRandomFaultsLoseNothing runs producers and consumers of two topics on two shards
+// through a random schedule of network faults (s0's leader isolated, one-way cuts, a slow
+// follower, heals) and checks the total queue of each: every acknowledged publish
+// delivered, none stored twice, the replicas identical. DMQ_CLUSTER_SEED replays a
+// schedule.
 func TestRandomFaultsLoseNothing(t *testing.T) {
-	const topic, total = "dev.cluster.chaos", 8000
+	const shards, total = 2, 5000
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("DMQ_CLUSTER_SEED"); s != "" {
 		var err error
@@ -121,11 +125,16 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	faults := transport.NewFaults()
-	c := startClusterWith(t, 3, faults)
+	c := startConfigured(t, 3, faults, func(_ *node, cfg *config.Config) { cfg.Shards = shards })
+	c.shards = shards
 	cl := c.dial()
-	createTopic(t, cl, topic, "g")
-	lg := newLedger()
-	consume(t, cl, topic, "g", lg)
+	topics := topicPerShard("dev.cluster.chaos", shards)
+	ledgers := make([]*ledger, shards)
+	for k, topic := range topics {
+		createTopic(t, cl, topic, "g")
+		ledgers[k] = newLedger()
+		consume(t, cl, topic, "g", ledgers[k])
+	}
 
 	stop := make(chan struct{})
 	scheduleDone := make(chan struct{})
@@ -160,13 +169,27 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 			}
 		}
 	}()
-	publishAll(t, cl, topic, "c", total, lg, func(i int) {
-		if i%100 == 0 {
-			time.Sleep(100 * time.Millisecond) // keep the load going through several steps
-		}
-	})
+	var wg sync.WaitGroup
+	for k, topic := range topics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publishAll(t, cl, topic, fmt.Sprintf("c%d", k), total, ledgers[k], func(i int) {
+				if i%100 == 0 {
+					time.Sleep(100 * time.Millisecond) // keep the load going through several steps
+				}
+			})
+		}()
+	}
+	wg.Wait()
 	close(stop)
 	<-scheduleDone
-	checkQueue(t, cl, topic, lg, total)
-	c.checkReplicas(topic, total)
+	for k, topic := range topics {
+		checkQueue(t, cl, topic, ledgers[k], total)
+	}
+	c.waitCaughtUp()
+	c.stopAll()
+	for _, topic := range topics {
+		c.checkReplicasEqual(topic, total)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -200,6 +201,13 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 	c.stopAll()
 	for _, topic := range topics {
 		c.checkReplicasEqual(topic, perTopic)
+	}
+	// The shard count is fixed: a node started with another is refused, its data untouched.
+	n1 := c.nodes[0]
+	out, err := exec.Command(dmqtest.Binary(t), "server", "--data", n1.dir, "--node-id", n1.id, "--shards", "2", "--peers", c.peers,
+		"--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "start it with --shards 3") {
+		t.Fatalf("restarting a node of a 3-shard cluster with --shards 2: %v\n%s", err, out)
 	}
 }
 
