@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,11 @@ type Config struct {
 
 	// Faults turns on fault injection in the transport (tests only); nil costs nothing.
 	Faults *transport.Faults
+
+	// TLS and DialTLS, when set, secure the cluster port: accepted connections are TLS
+	// servers with TLS (require and verify client certificates for mutual TLS), dialled
+	// ones TLS clients with DialTLS (see transport.Config).
+	TLS, DialTLS *tls.Config
 }
 
 // withDefaults returns a copy with zero values replaced.

@@ -87,6 +87,8 @@ func (n *Node) Start() error {
 		AdvertiseAddr: n.cfg.AdvertiseAddr,
 		Logger:        n.cfg.Logger,
 		Faults:        n.cfg.Faults,
+		TLS:           n.cfg.TLS,
+		DialTLS:       n.cfg.DialTLS,
 	})
 	if err != nil {
 		ln.Close()

@@ -93,6 +93,11 @@ type Config struct {
 	// Join starts a new node that waits to be added to a running cluster
 	// (dmq cluster add-node) instead of bootstrapping one; it takes no peers.
 	Join bool `yaml:"join"`
+	// ClusterCA is the PEM CA that signed every node's certificate (TLSCert):
+	// with it the cluster port uses mutual TLS (a node presents its
+	// certificate and accepts only peers with one the CA signed), and the
+	// nodes' calls to each other's client ports are verified against it.
+	ClusterCA string `yaml:"cluster_ca"`
 	// Shards is how many Raft groups the cluster's topics are spread over (by
 	// a hash of their names), each with its own leader: fixed when the
 	// cluster is created, the same on every node. 1 keeps every topic in one
@@ -301,17 +306,20 @@ func (c *Config) validateCluster() error {
 	if _, _, err := net.SplitHostPort(c.ClusterListen); err != nil {
 		return fmt.Errorf("cluster_listen: %q is not a host:port address", c.ClusterListen)
 	}
-	if !c.Insecure && !Loopback(c.ClusterListen) {
-		return fmt.Errorf("cluster_listen: %s is reachable beyond this machine and the cluster port has no authentication yet: keep it on a private network and accept that with insecure: true (--insecure)", c.ClusterListen)
+	if c.ClusterCA != "" && (c.TLSCert == "" || c.TLSKey == "") {
+		return fmt.Errorf("cluster_ca: the cluster port's mutual TLS uses the node's certificate: set tls_cert and tls_key (--tls-cert, --tls-key) too")
+	}
+	if !c.Insecure && c.ClusterCA == "" && !Loopback(c.ClusterListen) {
+		return fmt.Errorf("cluster_listen: %s is reachable beyond this machine without authentication: give the nodes certificates of one CA (--tls-cert, --tls-key, --cluster-ca) for mutual TLS, or keep the port on a private network and accept that with insecure: true (--insecure)", c.ClusterListen)
 	}
 	if c.Shards < 1 || c.Shards > shard.Max {
 		return fmt.Errorf("shards: %d is not between 1 and %d", c.Shards, shard.Max)
 	}
-	if c.Shards > 1 && c.TLSCert != "" {
+	if c.Shards > 1 && c.TLSCert != "" && c.ClusterCA == "" {
 		// Calls about one shard reach another node's broker through this one
-		// (lists of topics, the console): over TLS that needs the nodes to
-		// trust each other's certificates, not built yet.
-		return fmt.Errorf("shards: a cluster of %d shards cannot use TLS yet; use one shard (--shards 1) for TLS", c.Shards)
+		// (lists of topics, the console): over TLS the nodes verify each
+		// other with the cluster's CA.
+		return fmt.Errorf("shards: with TLS, a cluster of %d shards needs the CA of the nodes' certificates (cluster_ca, --cluster-ca): nodes pass calls to each other", c.Shards)
 	}
 	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 {
 		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries: must not be negative")

@@ -36,7 +36,8 @@ func TestLoadRejectsBadSettings(t *testing.T) {
 		"shards without a node id": {file: "shards: 3\n", want: "node_id"},
 		"no shards":                {file: "node_id: n1\nshards: 0\n", want: "shards"},
 		"too many shards":          {file: "node_id: n1\nshards: 65\n", want: "shards"},
-		"shards over TLS":          {file: "node_id: n1\nshards: 3\ntls_cert: a.pem\ntls_key: a.key\n", want: "TLS"},
+		"shards over TLS":          {file: "node_id: n1\nshards: 3\ntls_cert: a.pem\ntls_key: a.key\n", want: "cluster_ca"},
+		"cluster CA alone":         {file: "node_id: n1\ncluster_ca: ca.pem\n", want: "tls_cert"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -49,8 +52,9 @@ type clusterNode struct {
 	grpc   *grpc.Server
 	health *health.Server
 	// peers are connections to the other nodes' client ports, for calls about every
-	// shard (lists of topics).
-	peers *peerConns
+	// shard (lists of topics); peerHTTP carries requests passed to their HTTP ports.
+	peers    *peerConns
+	peerHTTP *http.Transport
 	// apps is the cluster's registry of applications, users and console sessions: kept
 	// by shard s0 and read from this node's replica of it, so that every node
 	// authenticates every call. Changes are written by s0's leader and reloaded here
@@ -93,7 +97,13 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
+	serverTLS, peerTLS, err := clusterTLS(s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.ClusterCA)
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
+		TLS:        serverTLS,
+		DialTLS:    peerTLS,
 		ClusterID:  s.cfg.ClusterID,
 		NodeID:     s.cfg.NodeID,
 		DataDir:    s.cfg.DataDir,
@@ -115,7 +125,13 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
-	c := &clusterNode{s: s, node: node, peers: newPeerConns(), quit: make(chan struct{}), authChanged: make(chan struct{}, 1)}
+	// Calls to the other nodes' client ports: over TLS when those ports use it.
+	var clientTLS *tls.Config
+	if s.tc != nil {
+		clientTLS = peerTLS
+	}
+	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
+		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8}}
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err
@@ -180,6 +196,30 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		store.Attach(sh.group)
 	}
 	return nil
+}
+
+// clusterTLS builds, when the cluster has a CA, the TLS configurations of the cluster
+// port (mutual TLS: the node's certificate, peers verified against the CA) and of the
+// node's calls to the other nodes (the same certificate, servers verified against the CA).
+func clusterTLS(certFile, keyFile, caFile string) (server, peer *tls.Config, err error) {
+	if caFile == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load the node's certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("cluster CA %s holds no PEM certificate", caFile)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	peer = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return server, peer, nil
 }
 
 // checkShardCount compares the shard count with the one the node's data was created
@@ -520,6 +560,7 @@ func (c *clusterNode) shutdown(ctx context.Context) error {
 		errs = append(errs, st.backend.Broker.Close())
 	}
 	c.peers.close()
+	c.peerHTTP.CloseIdleConnections()
 	return errors.Join(append(errs, c.closeShards(ctx))...)
 }
 

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"slices"
 	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -71,14 +73,21 @@ func (c *clusterNode) askLeader(ctx context.Context, in metadata.MD, sh *shardRe
 	return dmqv1.NewBrokerClient(cc).ListTopics(metadata.NewOutgoingContext(ctx, out), req)
 }
 
-// peerConns keeps one connection per other node's client port. Clusters of several
-// shards run without TLS for now (see config), so the connections are plain.
+// peerConns keeps one connection per other node's client port, over TLS verified
+// against the cluster's CA when the ports use TLS (tc not nil).
 type peerConns struct {
+	creds credentials.TransportCredentials
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerConns() *peerConns { return &peerConns{conns: make(map[string]*grpc.ClientConn)} }
+func newPeerConns(tc *tls.Config) *peerConns {
+	p := &peerConns{creds: insecure.NewCredentials(), conns: make(map[string]*grpc.ClientConn)}
+	if tc != nil {
+		p.creds = credentials.NewTLS(tc)
+	}
+	return p
+}
 
 func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -86,7 +95,7 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	if cc := p.conns[addr]; cc != nil {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
 	if err != nil {
 		return nil, err
 	}

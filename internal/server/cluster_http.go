@@ -122,6 +122,7 @@ func (c *clusterNode) scheme() string {
 // proxy passes requests for sh on to its leader l, naming the shard.
 func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 	return &httputil.ReverseProxy{
+		Transport: c.peerHTTP,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: c.scheme(), Host: l.HTTP})
 			pr.Out.Host = pr.In.Host // the console's origin checks compare with it
@@ -382,7 +383,7 @@ func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardRepli
 			req.Header.Set(h, v)
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: c.peerHTTP}).Do(req)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -34,6 +36,22 @@ type node struct {
 	id, grpc, http, raft, dir string
 	p                         *dmqtest.Process
 	s                         *dmqtest.Server
+	// tls, when set, is how the test reaches the node's HTTPS port.
+	tls *tls.Config
+}
+
+// url is the address of path on the node's HTTP port.
+func (nd *node) url(path string) string {
+	if nd.tls != nil {
+		return "https://" + nd.http + path
+	}
+	return "http://" + nd.http + path
+}
+
+// httpClient reaches the node's HTTP port (without following redirects).
+func (nd *node) httpClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: nd.tls},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 type testCluster struct {
@@ -69,13 +87,24 @@ func startConfigured(t *testing.T, n int, faults *transport.Faults, configure fu
 	if i := slices.Index(extra, "--shards"); i >= 0 && i+1 < len(extra) {
 		c.shards, _ = strconv.Atoi(extra[i+1])
 	}
+	// With TLS, the test trusts the nodes' CA (the cluster's, --cluster-ca).
+	var tc *tls.Config
+	if i := slices.Index(extra, "--cluster-ca"); i >= 0 && i+1 < len(extra) {
+		pem, err := os.ReadFile(extra[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tc = &tls.Config{RootCAs: pool}
+	}
 	base := t.TempDir()
 	var peers []string
 	for i := 1; i <= n; i++ {
 		nd := &node{
 			id:   fmt.Sprintf("n%d", i),
 			grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t),
-			dir: filepath.Join(base, fmt.Sprintf("n%d", i)),
+			dir: filepath.Join(base, fmt.Sprintf("n%d", i)), tls: tc,
 		}
 		c.nodes = append(c.nodes, nd)
 		peers = append(peers, nd.id+"="+nd.raft)
@@ -118,8 +147,9 @@ func (c *testCluster) seeds() string {
 // status asks one node for its view of the cluster.
 func status(nd *node) (server.Status, error) {
 	var st server.Status
-	hc := http.Client{Timeout: time.Second}
-	resp, err := hc.Get("http://" + nd.http + "/api/v1/cluster")
+	hc := nd.httpClient()
+	hc.Timeout = time.Second
+	resp, err := hc.Get(nd.url("/api/v1/cluster"))
 	if err != nil {
 		return st, err
 	}

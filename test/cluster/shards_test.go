@@ -2,8 +2,11 @@ package cluster_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -17,6 +20,7 @@ import (
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/shard"
+	"github.com/dmqio/dmq/internal/testcert"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 )
@@ -74,8 +78,7 @@ func (c *testCluster) waitSpread(timeout time.Duration) []*node {
 // getJSON fetches a node's HTTP API.
 func getJSON(t *testing.T, nd *node, path string, v any) int {
 	t.Helper()
-	hc := http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Get("http://" + nd.http + path)
+	resp, err := nd.httpClient().Get(nd.url(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,5 +327,69 @@ func TestShardsShareTokensUsersAndSessions(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a request without session for %s through %s: %s, want 401", topics[2], via.id, r.Status)
+	}
+}
+
+// TestShardsOverMutualTLS runs three shards with TLS on every port: the cluster port with
+// mutual TLS against the cluster's CA, the client ports with the same certificates. The
+// nodes elect and spread leaders over TLS, pass calls to each other over TLS (the topic
+// list through the SDK and through one node's HTTPS API, a topic's details passed to its
+// shard's leader), and a client that trusts the CA publishes to every shard.
+func TestShardsOverMutualTLS(t *testing.T) {
+	const shards = 3
+	ca := testcert.NewCA(t, "cluster")
+	cert := ca.Issue(t, "node", testcert.Both, testcert.Loopback)
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards), "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile, "--cluster-ca", ca.File)
+	c.waitSpread(60 * time.Second)
+	cl := c.dial(client.WithTLS(&tls.Config{RootCAs: ca.Pool}))
+	topics := topicPerShard("dev.secure.t", shards)
+	lg := newLedger()
+	for k, topic := range topics {
+		createTopic(t, cl, topic, "g")
+		consume(t, cl, topic, "g", lg)
+		publishAll(t, cl, topic, fmt.Sprintf("s%d", k), 200, lg, nil)
+	}
+	checkQueueAll := func() {
+		dmqtest.Eventually(t, 30*time.Second, "every acknowledged message delivered", func() bool {
+			_, _, missing := lg.counts()
+			return missing == 0
+		})
+		lg.check(t, shards*200)
+	}
+	checkQueueAll()
+	ts, err := cl.ListTopics(t.Context(), client.TopicFilter{})
+	if err != nil || len(ts) != shards {
+		t.Fatalf("ListTopics over TLS: %d topics, %v; want %d", len(ts), err, shards)
+	}
+	nd := c.nodes[1]
+	var list struct{ Total int }
+	if code := getJSON(t, nd, "/api/v1/topics", &list); code != http.StatusOK || list.Total != shards {
+		t.Fatalf("%s: GET /api/v1/topics over HTTPS = %d, %+v", nd.id, code, list)
+	}
+	for _, topic := range topics {
+		var tp struct{ Name string }
+		if code := getJSON(t, nd, "/api/v1/topics/"+topic, &tp); code != http.StatusOK || tp.Name != topic {
+			t.Fatalf("%s: GET /api/v1/topics/%s over HTTPS = %d, %+v", nd.id, topic, code, tp)
+		}
+	}
+	// A client that does not trust the CA gets nothing.
+	stranger, err := client.Dial(c.seeds(), client.WithTLS(&tls.Config{}), client.WithRetry(client.RetryPolicy{Attempts: 1}))
+	if err == nil {
+		defer stranger.Close()
+		if _, err := stranger.ListTopics(t.Context(), client.TopicFilter{}); err == nil {
+			t.Fatal("a client that does not trust the cluster's CA was served")
+		}
+	}
+	// The cluster port answers a plain-text hello with no hello: it speaks TLS only.
+	conn, err := net.Dial("tcp", nd.raft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte("DMQC\x01\x03dmq\x02s0\x02n9"))
+	reply, _ := io.ReadAll(conn)
+	if strings.HasPrefix(string(reply), "DMQC") {
+		t.Fatalf("the cluster port answered a plain-text hello: %q", reply)
 	}
 }

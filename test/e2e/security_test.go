@@ -2,21 +2,13 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,6 +19,7 @@ import (
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/server"
+	"github.com/dmqio/dmq/internal/testcert"
 	"google.golang.org/grpc/codes"
 )
 
@@ -208,38 +201,10 @@ func TestNoAuthBeyondLoopbackIsRefused(t *testing.T) {
 // certificate, all signed by the CA, and returns their file names.
 func certs(t *testing.T) (ca, serverCert, serverKey, clientCert, clientKey string) {
 	t.Helper()
-	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dmq test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: ips,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "EC PRIVATE KEY", kder)
-	}
-	serverCert, serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	clientCert, clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth, nil)
-	return write("ca.crt", "CERTIFICATE", caDER), serverCert, serverKey, clientCert, clientKey
+	c := testcert.NewCA(t, "dmq test")
+	server := c.Issue(t, "server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, testcert.Loopback)
+	cl := c.Issue(t, "client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	return c.File, server.CertFile, server.KeyFile, cl.CertFile, cl.KeyFile
 }
 
 // TLS: a client that does not trust the CA is refused, one that does

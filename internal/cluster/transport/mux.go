@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Faults, when not nil, turns fault injection on (tests only). Nil costs nothing.
 	Faults *Faults
+	// TLS, when not nil, makes every accepted connection a TLS server connection (with
+	// ClientAuth set to require and verify certificates, the port is authenticated), and
+	// DialTLS every dialled one a TLS client connection (its ServerName defaults to the
+	// host dialled). The handshake of package transport runs inside TLS.
+	TLS, DialTLS *tls.Config
 }
 
 // Mux owns a node's cluster listener and routes each accepted connection, by the group named
@@ -157,6 +163,16 @@ func (m *Mux) untrack(c net.Conn) {
 // serve runs the acceptor side of the handshake and hands the connection to its layer.
 func (m *Mux) serve(c net.Conn) {
 	defer m.untrack(c)
+	if m.cfg.TLS != nil {
+		tc := tls.Server(c, m.cfg.TLS)
+		c.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			m.log.Warn("refused cluster connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			c.Close()
+			return
+		}
+		c = tc
+	}
 	refuse := func(st Status, msg string, args ...any) {
 		m.log.Warn("refused cluster connection: "+msg, append(args, "remote", c.RemoteAddr().String(), "status", st.String())...)
 		c.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
@@ -310,6 +326,19 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	c, err := net.DialTimeout("tcp", string(address), timeout)
 	if err != nil {
 		return nil, err
+	}
+	if m.cfg.DialTLS != nil {
+		cfg := m.cfg.DialTLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(string(address))
+		}
+		tc := tls.Client(c, cfg)
+		c.SetDeadline(time.Now().Add(hs))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("transport: TLS handshake with %s for group %s: %w", address, l.group, err)
+		}
+		c = tc
 	}
 	b, err := hello{version: Version, clusterID: m.cfg.ClusterID, group: l.group, nodeID: m.cfg.NodeID}.marshal()
 	if err != nil {
