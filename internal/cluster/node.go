@@ -27,6 +27,7 @@ type Node struct {
 		started bool
 		closed  bool
 		groups  map[string]*Group
+		info    *transport.Layer // the info exchange's (info.go), once used
 	}
 }
 

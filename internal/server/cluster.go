@@ -61,6 +61,8 @@ type clusterNode struct {
 	// as they are applied (authChanged).
 	apps        *auth.Registry
 	authChanged chan struct{}
+	// peerBook is what the other nodes said about themselves (cluster_peers.go).
+	peerBook peerBook
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -136,8 +138,14 @@ func (s *Server) startCluster() error {
 		c.closeShards(context.Background())
 		return err
 	}
+	c.peerBook.peers = map[string]peerView{}
+	if err := node.ServeInfo(c.selfInfo); err != nil {
+		c.closeShards(context.Background())
+		return err
+	}
 	s.node = c
 	c.goFunc(c.reloadApps)
+	c.goFunc(c.pollPeers)
 	c.serveGRPC()
 	for _, sh := range c.shards {
 		c.goFunc(func() { c.roleLoop(sh) })
@@ -382,7 +390,13 @@ func (sh *shardReplica) leaderAddrs() meta.Node {
 	if l.ID == "" {
 		return meta.Node{}
 	}
+	if l.ID == sh.c.s.cfg.NodeID {
+		return meta.Node{ID: l.ID, GRPC: sh.c.s.GRPCAddr(), HTTP: sh.c.s.HTTPAddr()}
+	}
 	n, err := sh.store.Meta().GetNode(l.ID)
+	if p, ok := sh.c.peerAddrs(l.ID); ok && (err != nil || p.UpdatedAtMs > n.UpdatedAtMs) {
+		return p // what the node itself says now
+	}
 	if err != nil {
 		return meta.Node{ID: l.ID}
 	}

@@ -436,7 +436,30 @@ type GroupStatus struct {
 	// LeadingSinceMs is when this node last became leader, on the leader.
 	LeadingSinceMs int64  `json:"leading_since_ms,omitempty"`
 	ReplicaError   string `json:"replica_error,omitempty"`
+	// Replicas is every member's replica as it last told this node (this node's own
+	// included), with its lag behind this node's commit index: on the leader, each
+	// follower's lag.
+	Replicas []ReplicaStatus `json:"replicas"`
 }
+
+// ReplicaStatus is one member's replica of a group.
+type ReplicaStatus struct {
+	ID    string `json:"id"`
+	Voter bool   `json:"voter"`
+	// Reachable is whether the member answered this node within the last few seconds.
+	Reachable    bool   `json:"reachable"`
+	State        string `json:"state,omitempty"`
+	Term         uint64 `json:"term,omitempty"`
+	LastLogIndex uint64 `json:"last_log_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// Lag is this node's commit index minus the member's applied index (0 if ahead).
+	Lag        uint64 `json:"lag"`
+	LastSeenMs int64  `json:"last_seen_ms,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// peerStale is how old a peer's answer may be for the peer to count as reachable.
+const peerStale = 3 * peerPollInterval
 
 func (sh *shardReplica) status() GroupStatus {
 	st := sh.group.Stats()
@@ -459,6 +482,22 @@ func (sh *shardReplica) status() GroupStatus {
 	if err := sh.store.Broken(); err != nil {
 		gs.ReplicaError = err.Error()
 	}
+	lag := func(applied uint64) uint64 { return st.CommitIndex - min(applied, st.CommitIndex) }
+	for _, srv := range st.Servers {
+		r := ReplicaStatus{ID: srv.ID, Voter: srv.Voter}
+		if srv.ID == st.Node {
+			r.Reachable, r.State, r.Term, r.LastLogIndex, r.AppliedIndex = true, st.State, st.Term, st.LastLogIndex, gs.AppliedIndex
+			r.Lag, r.LastSeenMs = lag(gs.AppliedIndex), nowMs()
+		} else if v, ok := sh.c.peerBook.get(srv.ID); ok {
+			ri := v.info.Groups[sh.name]
+			r.State, r.Term, r.LastLogIndex, r.AppliedIndex, r.Error = ri.State, ri.Term, ri.LastLogIndex, ri.AppliedIndex, v.err
+			if !v.at.IsZero() {
+				r.LastSeenMs, r.Lag = v.at.UnixMilli(), lag(ri.AppliedIndex)
+				r.Reachable = time.Since(v.at) < peerStale
+			}
+		}
+		gs.Replicas = append(gs.Replicas, r)
+	}
 	return gs
 }
 
@@ -474,6 +513,14 @@ func (c *clusterNode) status() Status {
 	st.Role, st.Leader = st.Groups[0].Role, st.Groups[0].Leader
 	// Every shard's leader records its addresses in that shard: gather them.
 	newest := map[string]meta.Node{}
+	newest[c.s.cfg.NodeID] = meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()}
+	c.peerBook.mu.Lock()
+	for id, v := range c.peerBook.peers {
+		if !v.at.IsZero() {
+			newest[id] = v.info.Node
+		}
+	}
+	c.peerBook.mu.Unlock()
 	for _, sh := range c.shards {
 		nodes, _ := sh.store.Meta().Nodes()
 		for _, n := range nodes {

@@ -5,12 +5,13 @@ import (
 )
 
 // clusterCollector exports this node's view of its Raft group. Lag of a follower is
-// the leader's dmq_cluster_commit_index minus the follower's dmq_cluster_applied_index
-// (hashicorp/raft does not tell the leader its followers' positions).
+// dmq_cluster_follower_lag_entries on the leader: its commit index minus the follower's
+// applied index, as the follower tells it (hashicorp/raft does not tell the leader its
+// followers' positions; the nodes tell each other, see cluster_peers.go).
 type clusterCollector struct {
 	c *clusterNode
 
-	leader, term, lastLog, commit, applied, snapshot, contact, followerUp, changes *prometheus.Desc
+	leader, term, lastLog, commit, applied, snapshot, contact, followerUp, followerLag, changes *prometheus.Desc
 }
 
 func (c *clusterNode) collector() prometheus.Collector {
@@ -19,21 +20,22 @@ func (c *clusterNode) collector() prometheus.Collector {
 		return prometheus.NewDesc("dmq_cluster_"+name, help, append(labels, extra...), prometheus.Labels{"node": c.s.cfg.NodeID})
 	}
 	return &clusterCollector{
-		c:          c,
-		leader:     d("leader", "1 while this node leads the group (shard) and serves its clients."),
-		term:       d("term", "Raft term this node is in."),
-		lastLog:    d("last_log_index", "Index of the last entry in this node's Raft log."),
-		commit:     d("commit_index", "Index of the last entry this node knows committed."),
-		applied:    d("applied_index", "Index of the last entry applied to this node's replica."),
-		snapshot:   d("last_snapshot_index", "Index covered by this node's latest snapshot."),
-		contact:    d("last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader)."),
-		followerUp: d("follower_healthy", "On the leader: 1 while heartbeats reach the follower.", "follower"),
-		changes:    d("leader_changes_total", "Leader changes this node saw since it started (new leaders and leaderless spells)."),
+		c:           c,
+		leader:      d("leader", "1 while this node leads the group (shard) and serves its clients."),
+		term:        d("term", "Raft term this node is in."),
+		lastLog:     d("last_log_index", "Index of the last entry in this node's Raft log."),
+		commit:      d("commit_index", "Index of the last entry this node knows committed."),
+		applied:     d("applied_index", "Index of the last entry applied to this node's replica."),
+		snapshot:    d("last_snapshot_index", "Index covered by this node's latest snapshot."),
+		contact:     d("last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader)."),
+		followerUp:  d("follower_healthy", "On the leader: 1 while heartbeats reach the follower.", "follower"),
+		followerLag: d("follower_lag_entries", "On the leader: its commit index minus the follower's applied index, as the follower last told (every second).", "follower"),
+		changes:     d("leader_changes_total", "Leader changes this node saw since it started (new leaders and leaderless spells)."),
 	}
 }
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp, cc.changes} {
+	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp, cc.followerLag, cc.changes} {
 		ch <- d
 	}
 }
@@ -66,6 +68,13 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 				up = 1
 			}
 			gauge(cc.followerUp, up, f.ID)
+		}
+		if g.Role == "leader" {
+			for _, r := range g.Replicas {
+				if r.ID != st.NodeID && r.LastSeenMs > 0 {
+					gauge(cc.followerLag, float64(r.Lag), r.ID)
+				}
+			}
 		}
 	}
 }

@@ -122,6 +122,7 @@ func TestKillLeaderUnderPipelinedLoad(t *testing.T) {
 	// The killed node comes back, catches up, and holds the same log.
 	c.start(victim)
 	c.waitCaughtUp()
+	c.waitPeersKnown()
 	var https []string
 	for _, nd := range c.nodes {
 		https = append(https, nd.http)

@@ -413,3 +413,47 @@ func createTopic(t *testing.T, cl *client.Client, topic string, groups ...string
 		}
 	}
 }
+
+// waitPeersKnown waits until every node knows every node's client addresses and each
+// shard's leader sees every follower reachable and caught up (lag 0), as the nodes tell
+// each other over the cluster port.
+func (c *testCluster) waitPeersKnown() {
+	c.t.Helper()
+	var last string
+	dmqtest.Eventually(c.t, 20*time.Second, "every node known to every node, every follower caught up", func() bool {
+		for _, nd := range c.nodes {
+			st, err := status(nd)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			if len(st.Nodes) != len(c.nodes) {
+				last = fmt.Sprintf("%s knows nodes %+v", nd.id, st.Nodes)
+				return false
+			}
+			for _, n := range st.Nodes {
+				if n.GRPC == "" || n.HTTP == "" {
+					last = fmt.Sprintf("%s knows no addresses of %s", nd.id, n.ID)
+					return false
+				}
+			}
+			for _, g := range st.Groups {
+				if g.Role != "leader" {
+					continue
+				}
+				if len(g.Replicas) != len(c.nodes) {
+					last = fmt.Sprintf("%s leads %s with replicas %+v", nd.id, g.Name, g.Replicas)
+					return false
+				}
+				for _, r := range g.Replicas {
+					if !r.Reachable || r.Lag != 0 {
+						last = fmt.Sprintf("%s leads %s and sees %+v", nd.id, g.Name, r)
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+	c.t.Logf("peers known; last wait: %s", last)
+}

@@ -186,6 +186,21 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 		names = append(names, fmt.Sprintf("s%d:%s", k, l.id))
 	}
 	t.Logf("leaders after the restart: %s", strings.Join(names, " "))
+	c.waitPeersKnown()
+	var metrics string
+	dmqtest.Eventually(t, 5*time.Second, "follower lag in the metrics of s1's leader", func() bool {
+		resp, err := again[1].httpClient().Get(again[1].url("/metrics"))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		metrics = string(b)
+		return strings.Count(metrics, `dmq_cluster_follower_lag_entries{follower=`) >= 2
+	})
+	if !regexp.MustCompile(`dmq_cluster_follower_lag_entries\{follower="n\d",group="s1",node="` + again[1].id + `"\} 0`).MatchString(metrics) {
+		t.Fatalf("no caught-up follower of s1 in %s's metrics:\n%s", again[1].id, grepLines(metrics, "follower_lag"))
+	}
 
 	// An operator's choice of leader stays (the balancer keeps it) until a transfer
 	// without a node gives the shard back to the balancer.
@@ -392,4 +407,15 @@ func TestShardsOverMutualTLS(t *testing.T) {
 	if strings.HasPrefix(string(reply), "DMQC") {
 		t.Fatalf("the cluster port answered a plain-text hello: %q", reply)
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
