@@ -119,16 +119,15 @@ func (c *clusterNode) scheme() string {
 	return "http"
 }
 
-// proxy passes requests for sh on to its leader l, naming the shard.
+// proxy passes requests for sh on to its leader l. The request is passed as it came:
+// the leader finds the same shard in it (a membership change without ?shard= still
+// concerns every shard).
 func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 	return &httputil.ReverseProxy{
 		Transport: c.peerHTTP,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: c.scheme(), Host: l.HTTP})
 			pr.Out.Host = pr.In.Host // the console's origin checks compare with it
-			q := pr.Out.URL.Query()
-			q.Set(shardParam, sh.name)
-			pr.Out.URL.RawQuery = q.Encode()
 			pr.Out.Header.Set(forwardedHeader, c.s.cfg.NodeID)
 			pr.SetXForwarded()
 		},

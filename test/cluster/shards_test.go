@@ -419,3 +419,58 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAddingANodeMovesShardLeadersToIt starts three nodes with four shards (one node
+// leads two), adds a fourth node under load: it receives every shard, and the leader
+// balancer hands it a shard, so each node leads one. Nothing acknowledged is lost and
+// every replica, the new one included, holds the same logs.
+func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
+	const shards, perTopic = 4, 2000
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards))
+	c.waitCaughtUp() // a leader for every shard
+	cl := c.dial()
+	topics := topicPerShard("dev.grow.t", shards)
+	ledgers := make([]*ledger, shards)
+	for k, topic := range topics {
+		createTopic(t, cl, topic, "g")
+		ledgers[k] = newLedger()
+		consume(t, cl, topic, "g", ledgers[k])
+	}
+	var wg sync.WaitGroup
+	for k, topic := range topics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publishAll(t, cl, topic, fmt.Sprintf("s%d", k), perTopic, ledgers[k], func(i int) {
+				if i%200 == 0 {
+					time.Sleep(100 * time.Millisecond) // keep the load going through the join
+				}
+			})
+		}()
+	}
+
+	n4 := &node{id: "n4", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
+	n4.p = dmqtest.StartProcess(t, n4.dir, "--node-id", n4.id, "--join", "--shards", fmt.Sprint(shards),
+		"--cluster-listen", n4.raft, "--listen", n4.grpc, "--http", n4.http)
+	out := runCLI(t, "cluster", "add-node", "n4", n4.raft, "--http", c.nodes[1].http)
+	t.Logf("%s", out)
+	c.nodes = append(c.nodes, n4)
+	leaders := c.waitSpread(60 * time.Second)
+	var names []string
+	for k, l := range leaders {
+		names = append(names, fmt.Sprintf("s%d:%s", k, l.id))
+	}
+	t.Logf("leaders after the join: %s", strings.Join(names, " "))
+	if leaders[3] != n4 {
+		t.Fatalf("shard s3 (preferred leader n4, the 4th voter) is led by %s", leaders[3].id)
+	}
+	wg.Wait()
+	for k, topic := range topics {
+		checkQueue(t, cl, topic, ledgers[k], perTopic)
+	}
+	c.waitCaughtUp()
+	c.stopAll()
+	for _, topic := range topics {
+		c.checkReplicasEqual(topic, perTopic)
+	}
+}
