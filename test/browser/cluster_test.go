@@ -83,20 +83,25 @@ func waitClusterLeader(t *testing.T, members []*clusterMember, not *clusterMembe
 
 // memberRow is a row of the Cluster page's members table as the page shows it.
 type memberRow struct {
-	ID      string `json:"id"`
-	Role    string `json:"role"`    // leader or follower
-	Healthy string `json:"healthy"` // true, false or unknown
-	Term    string `json:"term"`
-	Applied string `json:"applied"`
-	Lag     string `json:"lag"`
+	ID        string `json:"id"`
+	Role      string `json:"role"`      // leader or follower
+	Healthy   string `json:"healthy"`   // true, false or unknown
+	Reachable string `json:"reachable"` // true, false or unknown
+	ReachErr  string `json:"reachErr"`  // the last error asking an unreachable member
+	State     string `json:"state"`
+	Term      string `json:"term"`
+	Applied   string `json:"applied"`
+	Lag       string `json:"lag"`
 }
 
 // membersJS reads the members table; cells without a value read "unknown".
 const membersJS = `[...document.querySelectorAll('#cluster-members tbody tr')].map((tr) => {
-  const col = (c) => { const e = tr.querySelector('[data-col="' + c + '"]'); return !e ? '' : e.hasAttribute('data-unknown') ? 'unknown' : (e.dataset.healthy || e.textContent); };
+  const col = (c) => { const e = tr.querySelector('[data-col="' + c + '"]'); return !e ? '' : e.hasAttribute('data-unknown') ? 'unknown' : (e.dataset.healthy || e.dataset.reachable || e.textContent); };
   const id = tr.querySelector('[data-member]');
   const role = tr.querySelector('[data-node-role]');
-  return { id: id ? id.textContent : '', role: role ? role.dataset.nodeRole : '', healthy: col('healthy'), term: col('term'), applied: col('applied'), lag: col('lag') };
+  const reachErr = tr.querySelector('[data-reach-error]');
+  return { id: id ? id.textContent : '', role: role ? role.dataset.nodeRole : '', healthy: col('healthy'), reachable: col('reachable'),
+    reachErr: reachErr ? reachErr.dataset.reachError : '', state: col('state'), term: col('term'), applied: col('applied'), lag: col('lag') };
 })`
 
 func (b *browser) members() []memberRow {
@@ -121,6 +126,37 @@ func (b *browser) waitMembers(what string, ok func([]memberRow) bool) []memberRo
 	}
 }
 
+// ownApplied asks every running member for its applied index in each
+// shard, as it reports it itself: by node id, the shards in order.
+func ownApplied(members []*clusterMember) map[string][]uint64 {
+	own := map[string][]uint64{}
+	for _, m := range members {
+		st, err := clusterStatus(m)
+		if err != nil {
+			continue // stopped
+		}
+		for _, g := range st.Groups {
+			own[m.id] = append(own[m.id], g.AppliedIndex)
+		}
+	}
+	return own
+}
+
+// shownNum reads a number as the page formats it ("1,234").
+func shownNum(s string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.ReplaceAll(s, ",", ""), 10, 64)
+	return n, err == nil
+}
+
+// appliedAsOwn reports whether shown, the applied index the page shows for
+// a node in shard i, is the one that node reports itself (own). The page
+// reads it from the serving node, which asks every second: a caller polls
+// until they agree, so that indexes may move forward meanwhile.
+func appliedAsOwn(shown string, own map[string][]uint64, id string, i int) bool {
+	n, ok := shownNum(shown)
+	return ok && n > 0 && i < len(own[id]) && n == own[id][i]
+}
+
 func rowOf(rows []memberRow, id string) memberRow {
 	for _, r := range rows {
 		if r.ID == id {
@@ -132,11 +168,11 @@ func rowOf(rows []memberRow, id string) memberRow {
 
 // The Cluster page of a three-node cluster, opened on the leader from the
 // navigation: the cluster id, this node as leader, every member with the
-// leader marked, the followers healthy in the leader's view and the
-// leader's own positions with no lag (the console reads only the node that
-// serves it: the followers' positions are unknown). After the leader stops,
-// the page served by the new leader names the new leader, and the stopped
-// node is unhealthy with unknown positions.
+// leader marked, the followers healthy in the leader's view and reachable,
+// and every member's applied index as that member reports it itself
+// (GET /api/v1/cluster on it), with no lag. After the leader stops, the page
+// served by the new leader names the new leader, and the stopped node is
+// unhealthy and unreachable, with the error of asking it.
 func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 	members, leader := startConsoleCluster(t, 3, 1)
 	ids := []string{"n1", "n2", "n3"}
@@ -158,20 +194,20 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 	if eval[bool](b, `!!document.querySelector('#cluster-not-leader')`) {
 		t.Errorf("the leader's page says this node does not lead")
 	}
-	rows := b.waitMembers("three members, the leader marked, followers healthy with unknown positions, the leader without lag", func(rows []memberRow) bool {
+	rows := b.waitMembers("three members, the leader marked, all healthy and reachable with the applied index each reports itself and lag 0", func(rows []memberRow) bool {
 		if len(rows) != 3 {
 			return false
 		}
+		own := ownApplied(members)
 		for _, r := range rows {
-			if (r.Role == "leader") != (r.ID == leader.id) {
+			if (r.Role == "leader") != (r.ID == leader.id) || (r.State == "Leader") != (r.ID == leader.id) {
 				return false
 			}
-			if r.ID != leader.id && (r.Healthy != "true" || r.Applied != "unknown" || r.Lag != "unknown") {
+			if r.Healthy != "true" || r.Reachable != "true" || r.Lag != "0" || !appliedAsOwn(r.Applied, own, r.ID, 0) {
 				return false
 			}
 		}
-		l := rowOf(rows, leader.id)
-		return l.Healthy == "true" && l.Lag == "0" && l.Term != "unknown" && l.Applied != "unknown"
+		return true
 	})
 	var got []string
 	for _, r := range rows {
@@ -202,7 +238,7 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 		t.Errorf("this node on the new leader's page = %q, want %s marked Leader", got, leader.id)
 	}
 	b.waitText("#cluster-leader", leader.id)
-	rows = b.waitMembers(fmt.Sprintf("%s leading and %s unhealthy with unknown positions", leader.id, old.id), func(rows []memberRow) bool {
+	rows = b.waitMembers(fmt.Sprintf("%s leading and %s unhealthy and unreachable with an error", leader.id, old.id), func(rows []memberRow) bool {
 		if len(rows) != 3 {
 			return false
 		}
@@ -213,12 +249,15 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 		}
 		o := rowOf(rows, old.id)
 		l := rowOf(rows, leader.id)
-		return o.Healthy == "false" && o.Applied == "unknown" && o.Lag == "unknown" && l.Healthy == "true" && l.Lag == "0"
+		return o.Healthy == "false" && o.Reachable == "false" && o.ReachErr != "" && l.Healthy == "true" && l.Reachable == "true" && l.Lag == "0"
 	})
 	for _, r := range rows {
-		if r.ID != old.id && r.ID != leader.id && r.Healthy != "true" {
-			t.Errorf("the remaining follower %s shows healthy %q, want true", r.ID, r.Healthy)
+		if r.ID != old.id && r.ID != leader.id && (r.Healthy != "true" || r.Reachable != "true") {
+			t.Errorf("the remaining follower %s shows healthy %q and reachable %q, want true and true", r.ID, r.Healthy, r.Reachable)
 		}
+	}
+	if o := rowOf(rows, old.id); o.Applied == "unknown" {
+		t.Errorf("the stopped node %s's applied index on the page = %q, want the last one it told", old.id, o.Applied)
 	}
 	b.screenshot("cluster-failover")
 
@@ -229,13 +268,16 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 }
 
 // shardRow is a row of the Cluster page's shards table: the shard, its leader
-// ("" while none is known), and each node's role in it and applied index.
+// ("" while none is known), and each node's role in it, applied index, lag
+// and whether it is marked unreachable.
 type shardRow struct {
 	Shard  string `json:"shard"`
 	Leader string `json:"leader"`
 	Nodes  map[string]struct {
-		Role    string `json:"role"`    // leader or follower
-		Applied string `json:"applied"` // a number or unknown
+		Role        string `json:"role"`    // leader or follower
+		Applied     string `json:"applied"` // a number or unknown
+		Lag         string `json:"lag"`     // a number or unknown
+		Unreachable bool   `json:"unreachable"`
 	} `json:"nodes"`
 }
 
@@ -245,8 +287,9 @@ const shardsJS = `[...document.querySelectorAll('#cluster-shards tbody tr')].map
   const nodes = {};
   for (const n of tr.querySelectorAll('[data-node]')) {
     const role = n.querySelector('[data-node-role]');
-    const applied = n.querySelector('[data-col="applied"]');
-    nodes[n.dataset.node] = { role: role ? role.dataset.nodeRole : '', applied: !applied ? '' : applied.hasAttribute('data-unknown') ? 'unknown' : applied.textContent };
+    const col = (c) => { const e = n.querySelector('[data-col="' + c + '"]'); return !e ? '' : e.hasAttribute('data-unknown') ? 'unknown' : e.textContent; };
+    nodes[n.dataset.node] = { role: role ? role.dataset.nodeRole : '', applied: col('applied'), lag: col('lag'),
+      unreachable: !!n.querySelector('[data-reachable="false"]') };
   }
   return { shard: shard ? shard.textContent : '', leader: leader && !leader.hasAttribute('data-unknown') ? leader.textContent : '', nodes };
 })`
@@ -268,9 +311,9 @@ func (b *browser) waitShards(what string, timeout time.Duration, ok func([]shard
 }
 
 // shardsLedBy reports whether the shards table shows shard i led by
-// leaders[i], every node's role in it accordingly, and an applied index for
-// the node serving the page only (the console reads no other).
-func shardsLedBy(rows []shardRow, leaders []string, self string) bool {
+// leaders[i], every node's role in it accordingly, and an applied index and
+// a lag for every node.
+func shardsLedBy(rows []shardRow, leaders []string) bool {
 	if len(rows) != len(leaders) {
 		return false
 	}
@@ -279,7 +322,7 @@ func shardsLedBy(rows []shardRow, leaders []string, self string) bool {
 			return false
 		}
 		for id, n := range r.Nodes {
-			if (n.Role == "leader") != (id == leaders[i]) || (n.Applied == "unknown") != (id != self) || n.Applied == "" {
+			if (n.Role == "leader") != (id == leaders[i]) || n.Applied == "unknown" || n.Applied == "" || n.Lag == "unknown" || n.Lag == "" {
 				return false
 			}
 		}
@@ -290,10 +333,12 @@ func shardsLedBy(rows []shardRow, leaders []string, self string) bool {
 // The Cluster page of a cluster of three nodes and three shards, opened on a
 // node that does not lead s0 (it serves the page itself, passing the console's
 // requests on): the shards table shows each shard led by its preferred node
-// (shard i by the i-th node), each node's role in each shard and this node's
-// applied indexes, as the nodes' API says; each member leads one shard. When
-// s2's leader stops, another node takes s2 and the page points out that it
-// leads two shards, and the stopped node is unhealthy.
+// (shard i by the i-th node), each node's role in each shard and every
+// node's applied index in each as that node reports it itself, with lag 0
+// (measured, in the shards this node follows, against its commit index, as
+// the page says); each member leads one shard. When s2's leader stops,
+// another node takes s2 and the page points out that it leads two shards,
+// and the stopped node is unhealthy and marked unreachable in every shard.
 func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
 	members, _ := startConsoleCluster(t, 3, 3)
 	ids := []string{"n1", "n2", "n3"}
@@ -314,17 +359,26 @@ func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
 	self := members[1]
 	b := newBrowser(t, "http://"+self.s.HTTPAddr())
 	b.open("/cluster", "#cluster-shards")
-	rows := b.waitShards("s0, s1, s2 led by n1, n2, n3", stepTimeout, func(rows []shardRow) bool { return shardsLedBy(rows, ids, self.id) })
-	st, err := clusterStatus(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range rows {
-		shown := r.Nodes[self.id].Applied
-		got, err := strconv.ParseUint(strings.ReplaceAll(shown, ",", ""), 10, 64)
-		if api := st.Groups[i].AppliedIndex; err != nil || got == 0 || got > api {
-			t.Errorf("%s's applied index in %s on the page = %q, want a number from 1 to its API's later answer %d", self.id, r.Shard, shown, api)
+	b.waitShards("s0, s1, s2 led by n1, n2, n3, each node's applied index in each shard as it reports it itself, lag 0", stepTimeout, func(rows []shardRow) bool {
+		if !shardsLedBy(rows, ids) {
+			return false
 		}
+		own := ownApplied(members)
+		for i, r := range rows {
+			for id, n := range r.Nodes {
+				if n.Unreachable || n.Lag != "0" || !appliedAsOwn(n.Applied, own, id, i) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// In s0 and s2 this node follows: the page says what its lags are measured against.
+	if got := eval[int](b, `document.querySelectorAll('#cluster-shards [data-commit-here]').length`); got != 2 {
+		t.Errorf("shards whose commit index is marked as this node's = %d, want 2 (s0 and s2, which %s follows)", got, self.id)
+	}
+	if got := b.text("#cluster-lag-basis"); !strings.Contains(got, "does not lead s0") {
+		t.Errorf("the note under the members table = %q, want it to say %s does not lead s0 (lags against its commit index)", got, self.id)
 	}
 	if got := b.text("#cluster-this-node"); !strings.Contains(got, self.id) || !strings.Contains(got, "Leader s1") || strings.Contains(got, "s0") {
 		t.Errorf("this node on the page = %q, want %s marked leader of s1 only", got, self.id)
@@ -356,7 +410,7 @@ func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
 	var took string
 	b.waitShards("s2 led by n1 or n2, s0 and s1 still by n1 and n2", 30*time.Second, func(rows []shardRow) bool {
 		for _, l := range []string{"n1", "n2"} {
-			if shardsLedBy(rows, []string{"n1", "n2", l}, self.id) {
+			if shardsLedBy(rows, []string{"n1", "n2", l}) {
 				took = l
 				return true
 			}
@@ -367,9 +421,17 @@ func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
 	if got := b.text("[data-leads-several]"); !strings.Contains(got, took+" leads 2 of the 3 shards") {
 		t.Errorf("the note on a node leading several shards = %q, want it to say %s leads 2 of the 3", got, took)
 	}
-	b.waitMembers("n3 unhealthy and a follower", func(rows []memberRow) bool {
+	b.waitMembers("n3 unhealthy, unreachable with an error, and a follower", func(rows []memberRow) bool {
 		n3 := rowOf(rows, "n3")
-		return len(rows) == 3 && n3.Role == "follower" && n3.Healthy == "false"
+		return len(rows) == 3 && n3.Role == "follower" && n3.Healthy == "false" && n3.Reachable == "false" && n3.ReachErr != ""
+	})
+	b.waitShards("n3 marked unreachable in every shard, n1 and n2 not", stepTimeout, func(rows []shardRow) bool {
+		for _, r := range rows {
+			if !r.Nodes["n3"].Unreachable || r.Nodes["n1"].Unreachable || r.Nodes["n2"].Unreachable {
+				return false
+			}
+		}
+		return len(rows) == 3
 	})
 	b.screenshot("cluster-shards-failover")
 

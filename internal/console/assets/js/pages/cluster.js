@@ -1,26 +1,29 @@
 // Cluster: the node's view of its cluster (GET /api/v1/cluster): the
 // cluster id, this node and its role, the leader, and every member with
-// its health as the leader sees it and, where known, its Raft term and
-// positions and its lag (the leader's commit index minus the member's
-// applied index, as `dmq cluster status` computes it). Refreshed every few
-// seconds. A single node has no cluster endpoint (404): the page says so.
+// its health as the leader sees it and its replica as it last told this
+// node: whether it answered in the last few seconds (nodes ask each other
+// every second over the cluster port; an unreachable member is marked, with
+// the last error, and its positions are those it last told), its Raft
+// state, term and positions, and its lag (this node's commit index minus
+// the member's applied index: on the shard's leader, each follower's lag).
+// Refreshed every few seconds. A single node has no cluster endpoint (404):
+// the page says so.
 //
 // A cluster of several shards (Raft groups, each with its own leader; every
 // node holds every shard) also gets a table of shards × nodes: each shard's
-// leader and term, each node's role in it and, for this node, its applied
-// index. A node that leads several shards is pointed out (the cluster spreads
-// them one per node while every node is healthy). The members table's
-// positions are then shard s0's, and a member is a leader if it leads any
-// shard.
+// leader and term, each node's role in it, its applied index and lag. A
+// node that leads several shards is pointed out (the cluster spreads them
+// one per node while every node is healthy). The members table's positions
+// are then shard s0's, and a member is a leader if it leads any shard.
 //
 // The console reads only the node that served it; in a cluster of one
 // shard a follower redirects pages to the leader, so that is normally the
-// leader (with several, the node asked answers and passes the rest on), and
-// the other members' positions are unknown. NB: asking the others from the
-// browser, at the HTTP address a member recorded when it led (the answer's
-// nodes), cannot work: the console's Content-Security-Policy allows
-// connections to its own origin only (console.go), and the API sends no CORS
-// headers. The leader's status would have to carry them.
+// leader (with several, the node asked answers and passes the rest on). The
+// other members' positions come from that node's status (its `replicas`),
+// not from the browser: the console's Content-Security-Policy allows
+// connections to its own origin only (console.go). Where this node does not
+// lead a shard, a lag is measured against what this node knows committed,
+// which can trail the leader's commit index: the page says so.
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
 import { ApiError, get } from '../api.js';
@@ -56,8 +59,7 @@ export function render(main) {
       return;
     }
     if (stopped) return;
-    // Each member's own view by node id: this node's only (see above).
-    replace(body, view(st, new Map([[st.node_id, st]])));
+    replace(body, view(st));
     status.textContent = t('monitor.updated', { time: time(Date.now()) }) + ' · ' + t('monitor.liveEvery', { s: refreshEveryMs / 1000 });
     timer = setTimeout(load, refreshEveryMs);
   };
@@ -86,13 +88,11 @@ function ledBy(st) {
   return led;
 }
 
-function view(st, views) {
+function view(st) {
   const g = (st.groups && st.groups[0]) || {};
   const sharded = groups(st).length > 1;
   const led = ledBy(st);
   const leaderID = st.leader && st.leader.id;
-  const leaderView = leaderID ? views.get(leaderID) : null;
-  const leaderGroup = leaderView && leaderView.groups && leaderView.groups[0];
   const here = st.role === 'leader';
   const leaderLink = st.leader && st.leader.http && !here
     ? h('a', { href: `${location.protocol}//${st.leader.http}/cluster`, id: 'cluster-leader-link' }, t('cluster.openLeader'))
@@ -122,14 +122,16 @@ function view(st, views) {
       h('dl', { class: 'details' }, facts.map(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, v || '—')]))),
     sharded ? shardsCard(st, led) : null,
     h('section', { class: 'card' }, h('h2', {}, t('cluster.members')),
-      membersTable(st, views, leaderID, leaderGroup, sharded ? led : null),
-      h('p', { class: 'muted small' }, t('cluster.lagHint')),
+      membersTable(st, leaderID, sharded ? led : null),
+      h('p', { class: 'muted small' }, t('cluster.membersHint')),
+      g.role === 'leader' ? null : h('p', { class: 'muted small', id: 'cluster-lag-basis' }, lagBasis(g)),
       sharded ? h('p', { class: 'muted small' }, t('cluster.positionsOfS0')) : null),
   ];
 }
 
 // shardsCard is the shards × nodes table: each shard's leader and term, and
-// each member's role in it with its applied index where known (this node's).
+// each member's role in it with its applied index and lag, as it last told
+// this node.
 function shardsCard(st, led) {
   const nodes = members(st).map((m) => m.ID);
   const total = groups(st).length;
@@ -147,29 +149,38 @@ function shardsCard(st, led) {
           n > 1 ? h('span', { class: 'muted small' }, ' · ', t('cluster.leadsN', { n })) : null];
       } },
       { label: t('cluster.term'), cell: (g) => cell('term', num(g.term)), class: 'num' },
-      { label: t('cluster.commit'), cell: (g) => cell('commit', num(g.commit_index)), class: 'num' },
+      // Lags in the row are measured against this commit index.
+      { label: t('cluster.commit'), cell: (g) => [cell('commit', num(g.commit_index)),
+        g.role === 'leader' ? null : h('div', { class: 'muted small', 'data-commit-here': '', title: lagBasis(g) }, t('cluster.commitHere'))], class: 'num' },
       ...nodes.map((id) => ({
         label: h('span', { class: 'mono' }, id, id === st.node_id ? h('span', { class: 'muted small' }, ' · ', t('cluster.thisNodeShort')) : null),
-        cell: (g) => h('span', { 'data-node': id }, roleBadge(g.leader && g.leader.id === id),
-          h('div', { class: 'small' }, h('span', { class: 'muted' }, t('cluster.applied'), ' '),
-            id === st.node_id ? cell('applied', num(g.applied_index)) : unknown('applied'))),
+        cell: (g) => {
+          const r = replicaOf(g, id);
+          const leads = g.leader && g.leader.id === id;
+          // The Raft state where it is not what the badge says (a candidate, or a
+          // stale state of an unreachable node).
+          const odd = r && r.state && r.state !== (leads ? 'Leader' : 'Follower');
+          return h('span', { 'data-node': id }, roleBadge(leads),
+            id === st.node_id || !r || r.reachable ? null : [' ', reachBadge(r)],
+            h('div', { class: 'small' }, h('span', { class: 'muted' }, t('cluster.applied'), ' '), position(r, 'applied', r && r.applied_index),
+              h('span', { class: 'muted' }, ' · ', t('cluster.lag'), ' '), lagCell(g, r)),
+            odd ? h('div', { class: 'small' }, h('span', { class: 'muted' }, t('cluster.state'), ' '), position(r, 'state', r.state)) : null,
+            id === st.node_id || !r || r.reachable ? null : lastAnswer(r));
+        },
       })),
     ], groups(st), t('cluster.none'), { id: 'cluster-shards' }),
-    h('p', { class: 'muted small' }, t('cluster.shardsHint')));
+    h('p', { class: 'muted small' }, t('cluster.shardsHintReplicas')));
 }
 
-function membersTable(st, views, leaderID, leaderGroup, led) {
+function membersTable(st, leaderID, led) {
   const httpOf = new Map((st.nodes || []).map((n) => [n.id, n]));
-  const own = (m) => {
-    const v = views.get(m.ID);
-    return v && v.groups && v.groups[0];
-  };
-  const position = (col, field) => (m) => {
-    const g = own(m);
-    return g ? cell(col, num(g[field])) : unknown(col);
-  };
+  const g = groups(st)[0] || {};
   // The groups this node leads see their followers' health.
-  const ledHere = groups(st).filter((g) => g.leader && g.leader.id === st.node_id);
+  const ledHere = groups(st).filter((x) => x.leader && x.leader.id === st.node_id);
+  const pos = (col, field) => (m) => {
+    const r = replicaOf(g, m.ID);
+    return position(r, col, r && (field === 'state' ? r.state : num(r[field])));
+  };
   return table([
     { label: t('cluster.node'), cell: (m) => [h('span', { class: 'mono', 'data-member': m.ID }, m.ID),
       m.ID === st.node_id ? h('span', { class: 'muted small' }, ' · ', t('cluster.thisNodeShort')) : null] },
@@ -181,29 +192,78 @@ function membersTable(st, views, leaderID, leaderGroup, led) {
     } },
     { label: t('cluster.voter'), cell: (m) => cell('voter', m.Voter ? t('common.yes') : t('common.no')) },
     { label: t('cluster.healthy'), cell: (m) => health(m, st.node_id, ledHere) },
-    { label: t('cluster.term'), cell: position('term', 'term'), class: 'num' },
-    { label: t('cluster.lastLog'), cell: position('last_log', 'last_log_index'), class: 'num' },
-    { label: t('cluster.commit'), cell: position('commit', 'commit_index'), class: 'num' },
-    { label: t('cluster.applied'), cell: position('applied', 'applied_index'), class: 'num' },
-    { label: t('cluster.lag'), cell: (m) => {
-      const g = own(m);
-      return g && leaderGroup ? cell('lag', num(Math.max(0, leaderGroup.commit_index - g.applied_index))) : unknown('lag');
-    }, class: 'num' },
+    { label: t('cluster.reachable'), cell: (m) => {
+      const r = replicaOf(g, m.ID);
+      if (!r) return unknown('reachable', t('cluster.noReplicas'));
+      return [reachBadge(r), m.ID === st.node_id || r.reachable ? null : lastAnswer(r)];
+    } },
+    { label: t('cluster.state'), cell: pos('state', 'state') },
+    { label: t('cluster.term'), cell: pos('term', 'term'), class: 'num' },
+    { label: t('cluster.lastLog'), cell: pos('last_log', 'last_log_index'), class: 'num' },
+    { label: t('cluster.applied'), cell: pos('applied', 'applied_index'), class: 'num' },
+    { label: t('cluster.lag'), cell: (m) => lagCell(g, replicaOf(g, m.ID)), class: 'num' },
   ], members(st), t('cluster.none'), { id: 'cluster-members' });
 }
+
+// replicaOf is member id's replica of group g as it last told this node
+// (undefined from a server without replicas in its status).
+const replicaOf = (g, id) => (g.replicas || []).find((r) => r.id === id);
+
+// heard reports whether the member ever answered this node: before, its
+// positions are not known.
+const heard = (r) => !!r && r.last_seen_ms > 0;
+
+// position shows a value of replica r; an unreachable member's values are
+// those it last told, muted, with their age as a tooltip.
+function position(r, col, text) {
+  if (!heard(r)) return unknown(col, r ? [t('cluster.neverAnswered'), r.error].filter((x) => x).join(': ') : t('cluster.noReplicas'));
+  if (r.reachable) return cell(col, text);
+  return h('span', { class: 'muted', 'data-col': col, 'data-stale': '', title: t('cluster.staleHint', { age: since(r.last_seen_ms) }) }, text);
+}
+
+// lagCell is replica r's lag behind this node's commit index in group g;
+// the tooltip says which commit index that is.
+function lagCell(g, r) {
+  const el = position(r, 'lag', r && num(r.lag));
+  if (heard(r) && g.role !== 'leader') el.title = [el.title, lagBasis(g)].filter((x) => x).join(' ');
+  return el;
+}
+
+function lagBasis(g) {
+  return t('cluster.lagAgainstHere', { shard: g.name, commit: num(g.commit_index) });
+}
+
+// reachBadge says whether the member answered this node in the last few
+// seconds; when it did not, the last error is its tooltip.
+function reachBadge(r) {
+  const ok = !!r.reachable;
+  return h('span', { class: 'badge ' + (ok ? 'healthy' : 'unhealthy'), 'data-col': 'reachable', 'data-reachable': ok ? 'true' : 'false', title: ok ? null : r.error || null },
+    ok ? t('common.yes') : t('cluster.unreachable'));
+}
+
+// lastAnswer is the secondary text of an unreachable member: when it last
+// answered and the last error (cut short; the whole is its tooltip).
+function lastAnswer(r) {
+  const err = r.error || '';
+  return h('div', { class: 'muted small', 'data-reach-error': err, title: err || null },
+    r.last_seen_ms > 0 ? t('cluster.lastAnswered', { age: since(r.last_seen_ms) }) : t('cluster.neverAnswered'),
+    err ? [': ', err.length > 80 ? err.slice(0, 79) + '…' : err] : null);
+}
+
+const since = (ms) => age(Math.max(0, Date.now() - ms));
 
 // health is a leader's view of a member, known where this node leads a
 // shard (ledHere): this node answered; another is healthy while this node's
 // heartbeats to it succeed in every shard it leads.
 function health(m, self, ledHere) {
-  if (ledHere.length === 0) return unknown('healthy');
+  if (ledHere.length === 0) return unknown('healthy', t('cluster.healthUnknownHint'));
   if (m.ID === self) return healthBadge(true);
   const seen = ledHere.map((g) => (g.followers || []).find((x) => x.ID === m.ID)).filter((f) => f);
-  if (seen.length === 0) return unknown('healthy');
+  if (seen.length === 0) return unknown('healthy', t('cluster.healthUnknownHint'));
   const f = seen.find((x) => !x.Healthy) || seen[0];
-  const since = Date.parse(f.LastContact);
+  const at = Date.parse(f.LastContact);
   // A healthy follower's LastContact is Go's zero time.
-  const last = !f.Healthy && since > 0 ? h('div', { class: 'muted small' }, t('cluster.lastContact'), ' ', t('cluster.ago', { age: age(Math.max(0, Date.now() - since)) })) : null;
+  const last = !f.Healthy && at > 0 ? h('div', { class: 'muted small' }, t('cluster.lastContact'), ' ', t('cluster.ago', { age: since(at) })) : null;
   return [healthBadge(f.Healthy), last];
 }
 
@@ -226,6 +286,6 @@ function leadsBadges(shards) {
 
 const cell = (col, text) => h('span', { 'data-col': col }, text);
 
-function unknown(col) {
-  return h('span', { class: 'muted', 'data-col': col, 'data-unknown': '', title: t('cluster.unknownHint') }, t('cluster.unknown'));
+function unknown(col, hint) {
+  return h('span', { class: 'muted', 'data-col': col, 'data-unknown': '', title: hint }, t('cluster.unknown'));
 }
