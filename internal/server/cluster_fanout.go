@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"slices"
@@ -17,19 +18,58 @@ import (
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 )
 
-// Calls about every shard (the list of topics) are answered by the node that receives
-// them: it asks each shard's broker, its own or the leader's on another node, and
-// merges the answers.
+// Calls about every shard (the list of topics, the audit log) are answered by the node
+// that receives them: it asks each shard's broker, its own or the leader's on another
+// node, and merges the answers.
 
-// fanoutInterceptor answers ListTopics on a cluster of several shards from every shard.
-// The parts it sends carry the shard they are for (shardHeader), which Route follows.
+// fanout is a call answered from every shard: how to make an empty answer and how to
+// merge the shards' answers.
+type fanout struct {
+	reply func() any
+	merge func(req any, parts []any) any
+}
+
+var fanouts = map[string]fanout{
+	dmqv1.Broker_ListTopics_FullMethodName: {
+		reply: func() any { return new(dmqv1.ListTopicsResponse) },
+		merge: func(_ any, parts []any) any {
+			var topics []*dmqv1.Topic
+			for _, p := range parts {
+				topics = append(topics, p.(*dmqv1.ListTopicsResponse).Topics...)
+			}
+			slices.SortFunc(topics, func(a, b *dmqv1.Topic) int { return strings.Compare(a.Name, b.Name) })
+			return &dmqv1.ListTopicsResponse{Topics: topics}
+		},
+	},
+	dmqv1.Broker_ListAudit_FullMethodName: {
+		reply: func() any { return new(dmqv1.ListAuditResponse) },
+		merge: func(req any, parts []any) any {
+			var es []*dmqv1.AuditEntry
+			for _, p := range parts {
+				es = append(es, p.(*dmqv1.ListAuditResponse).Entries...)
+			}
+			// Newest first, as each shard answers; the request's limit (or its default).
+			slices.SortStableFunc(es, func(a, b *dmqv1.AuditEntry) int { return cmp.Compare(b.TimeMs, a.TimeMs) })
+			limit := int(req.(*dmqv1.ListAuditRequest).Limit)
+			if limit == 0 {
+				limit = 100
+			}
+			return &dmqv1.ListAuditResponse{Entries: es[:min(limit, len(es))]}
+		},
+	},
+}
+
+// fanoutInterceptor answers the calls of fanouts from every shard on a cluster of
+// several. The parts it sends carry the shard they are for (shardHeader), which Route
+// follows.
 func (c *clusterNode) fanoutInterceptor() grpc.ServerOption {
 	return grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if info.FullMethod != dmqv1.Broker_ListTopics_FullMethodName || len(c.shards) == 1 || hasShardHeader(ctx) {
+		f, ok := fanouts[info.FullMethod]
+		if !ok || len(c.shards) == 1 || hasShardHeader(ctx) {
 			return handler(ctx, req)
 		}
 		in, _ := metadata.FromIncomingContext(ctx)
-		var topics []*dmqv1.Topic
+		parts := make([]any, 0, len(c.shards))
 		for _, sh := range c.shards {
 			var resp any
 			var err error
@@ -38,15 +78,15 @@ func (c *clusterNode) fanoutInterceptor() grpc.ServerOption {
 				md.Set(shardHeader, sh.name)
 				resp, err = handler(metadata.NewIncomingContext(ctx, md), req)
 			} else {
-				resp, err = c.askLeader(ctx, in, sh, req.(*dmqv1.ListTopicsRequest))
+				resp = f.reply()
+				err = c.askLeader(ctx, in, sh, info.FullMethod, req, resp)
 			}
 			if err != nil {
-				return nil, err // a partial list would read as topics that do not exist
+				return nil, err // a partial answer would read as things that do not exist
 			}
-			topics = append(topics, resp.(*dmqv1.ListTopicsResponse).Topics...)
+			parts = append(parts, resp)
 		}
-		slices.SortFunc(topics, func(a, b *dmqv1.Topic) int { return strings.Compare(a.Name, b.Name) })
-		return &dmqv1.ListTopicsResponse{Topics: topics}, nil
+		return f.merge(req, parts), nil
 	})
 }
 
@@ -55,12 +95,12 @@ func hasShardHeader(ctx context.Context) bool {
 	return len(md.Get(shardHeader)) > 0
 }
 
-// askLeader sends a shard's part of ListTopics to the shard's leader, with the caller's
+// askLeader sends a shard's part of a call to the shard's leader, with the caller's
 // credentials.
-func (c *clusterNode) askLeader(ctx context.Context, in metadata.MD, sh *shardReplica, req *dmqv1.ListTopicsRequest) (any, error) {
+func (c *clusterNode) askLeader(ctx context.Context, in metadata.MD, sh *shardReplica, method string, req, reply any) error {
 	leader := sh.leaderAddrs()
 	if leader.GRPC == "" {
-		return nil, status.Errorf(codes.Unavailable, "dmq: shard %s has no leader yet (an election is in progress)", sh.name)
+		return status.Errorf(codes.Unavailable, "dmq: shard %s has no leader yet (an election is in progress)", sh.name)
 	}
 	out := metadata.Pairs(shardHeader, sh.name)
 	if v := in.Get("authorization"); len(v) > 0 {
@@ -68,9 +108,9 @@ func (c *clusterNode) askLeader(ctx context.Context, in metadata.MD, sh *shardRe
 	}
 	cc, err := c.peers.get(leader.GRPC)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "dmq: reach the leader of shard %s at %s: %v", sh.name, leader.GRPC, err)
+		return status.Errorf(codes.Unavailable, "dmq: reach the leader of shard %s at %s: %v", sh.name, leader.GRPC, err)
 	}
-	return dmqv1.NewBrokerClient(cc).ListTopics(metadata.NewOutgoingContext(ctx, out), req)
+	return cc.Invoke(metadata.NewOutgoingContext(ctx, out), method, req, reply)
 }
 
 // peerConns keeps one connection per other node's client port, over TLS verified

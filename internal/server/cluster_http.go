@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,7 @@ import (
 // served by that shard's broker: here if this node leads it; otherwise, in a cluster of
 // one shard, by a redirect to its leader (the console moves there), and in a cluster of
 // several by passing the request on to the leader, so that one console shows them all.
-// The list of topics gathers every shard's.
+// The list of topics and the audit log gather every shard's.
 
 // shardParam names the shard a request is for when it is passed from node to node.
 const shardParam = "shard"
@@ -55,6 +56,9 @@ func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == "/api/v1/topics" && r.Method == http.MethodGet && len(c.shards) > 1 && !r.URL.Query().Has(shardParam):
 		c.listTopics(w, r)
+		return
+	case r.URL.Path == "/api/v1/audit" && r.Method == http.MethodGet && len(c.shards) > 1 && !r.URL.Query().Has(shardParam):
+		c.listAudit(w, r)
 		return
 	}
 	sh, err := c.httpShard(r)
@@ -137,23 +141,10 @@ func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 	}
 }
 
-// listTopics answers GET /api/v1/topics from every shard: each answers the same query
-// (filters, the page's start and size), and the first page-size names of the merged
-// lists are the page.
-func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if s := r.URL.Query().Get("limit"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 1000 {
-			limit = n
-		}
-	}
-	type page struct {
-		Topics    []json.RawMessage `json:"topics"`
-		Total     int               `json:"total"`
-		NextAfter string            `json:"next_after"`
-	}
-	var all []json.RawMessage
-	total, more := 0, false
+// gather asks every shard for r (its own broker or, passed on, its leader's), naming
+// the shard; it hands each answer's body to part, or answers w with the first failure
+// and returns false.
+func (c *clusterNode) gather(w http.ResponseWriter, r *http.Request, part func(shard string, body []byte) error) bool {
 	for _, sh := range c.shards {
 		rec := httptest.NewRecorder()
 		sr := r.Clone(r.Context())
@@ -164,16 +155,47 @@ func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
 		c.serveShard(rec, sr, sh)
 		if rec.Code != http.StatusOK {
 			copyResponse(w, rec)
-			return
+			return false
 		}
-		var p page
-		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-			writeJSON(w, http.StatusBadGateway, map[string]any{"error": fmt.Sprintf("shard %s answered the topic list with %v", sh.name, err)})
-			return
+		if err := part(sh.name, rec.Body.Bytes()); err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]any{"error": fmt.Sprintf("shard %s answered %s with %v", sh.name, r.URL.Path, err)})
+			return false
 		}
-		all = append(all, p.Topics...)
-		total += p.Total
-		more = more || p.NextAfter != ""
+	}
+	return true
+}
+
+// pageLimit is the page size a list request asks for (the API's default 100).
+func pageLimit(r *http.Request) int {
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n >= 1 && n <= 1000 {
+		return n
+	}
+	return 100
+}
+
+// listTopics answers GET /api/v1/topics from every shard: each answers the same query
+// (filters, the page's start and size), and the first page-size names of the merged
+// lists are the page.
+func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
+	var page struct {
+		Topics    []json.RawMessage `json:"topics"`
+		Total     int               `json:"total"`
+		NextAfter string            `json:"next_after"`
+	}
+	var all []json.RawMessage
+	total, more := 0, false
+	ok := c.gather(w, r, func(_ string, body []byte) error {
+		page.Topics, page.NextAfter = nil, ""
+		if err := json.Unmarshal(body, &page); err != nil {
+			return err
+		}
+		all = append(all, page.Topics...)
+		total += page.Total
+		more = more || page.NextAfter != ""
+		return nil
+	})
+	if !ok {
+		return
 	}
 	name := func(m json.RawMessage) string {
 		var t struct{ Name string }
@@ -182,7 +204,7 @@ func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(all, func(a, b json.RawMessage) int { return strings.Compare(name(a), name(b)) })
 	out := map[string]any{"total": total}
-	if len(all) > limit {
+	if limit := pageLimit(r); len(all) > limit {
 		all, more = all[:limit], true
 	}
 	if more && len(all) > 0 {
@@ -193,6 +215,38 @@ func (c *clusterNode) listTopics(w http.ResponseWriter, r *http.Request) {
 	}
 	out["topics"] = all
 	writeJSON(w, http.StatusOK, out)
+}
+
+// listAudit answers GET /api/v1/audit from every shard: users, tokens and logins are in
+// s0's log, decisions on topics in their shard's. Newest first, the page size.
+func (c *clusterNode) listAudit(w http.ResponseWriter, r *http.Request) {
+	var all []json.RawMessage
+	ok := c.gather(w, r, func(_ string, body []byte) error {
+		var page struct {
+			Entries []json.RawMessage `json:"entries"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return err
+		}
+		all = append(all, page.Entries...)
+		return nil
+	})
+	if !ok {
+		return
+	}
+	at := func(m json.RawMessage) int64 {
+		var e struct {
+			TimeMs int64 `json:"time_ms"`
+		}
+		json.Unmarshal(m, &e)
+		return e.TimeMs
+	}
+	slices.SortStableFunc(all, func(a, b json.RawMessage) int { return cmp.Compare(at(b), at(a)) })
+	all = all[:min(pageLimit(r), len(all))]
+	if all == nil {
+		all = []json.RawMessage{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": all})
 }
 
 func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {

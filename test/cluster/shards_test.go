@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,6 +269,31 @@ func TestShardsShareTokensUsersAndSessions(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
+	}
+	// The audit log gathers every shard's: topic decisions are kept in the topic's.
+	audit, err := admin.API().ListAudit(ctx, &dmqv1.ListAuditRequest{Action: "topic.create"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created []string
+	for _, e := range audit.Entries {
+		created = append(created, e.Target)
+	}
+	slices.Sort(created)
+	if want := slices.Sorted(slices.Values(topics)); fmt.Sprint(created) != fmt.Sprint(want) {
+		t.Fatalf("topic.create entries of the audit log through the SDK: %v, want %v", created, want)
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.nodes[2].url("/api/v1/audit?action=topic.create"), nil)
+	req.Header.Set("Authorization", "Bearer "+resp.Token)
+	aresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct{ Entries []struct{ Target string } }
+	json.NewDecoder(aresp.Body).Decode(&page)
+	aresp.Body.Close()
+	if aresp.StatusCode != http.StatusOK || len(page.Entries) != shards {
+		t.Fatalf("GET /api/v1/audit through %s: %s, %+v", c.nodes[2].id, aresp.Status, page)
 	}
 	shopTok, err := admin.API().CreateToken(ctx, &dmqv1.CreateTokenRequest{App: "shop", Grants: []*dmqv1.TokenGrant{{Pattern: "dev.shop.*", Publish: true}}})
 	if err != nil {
