@@ -80,9 +80,15 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
 	cleanup = append(cleanup, func() { store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hlog.Named("snapshots"))
+	files, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hlog.Named("snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: snapshot store in %s: %w", name, dir, err)
+	}
+	var snaps raft.SnapshotStore = files
+	if x, ok := gc.FSM.(SnapshotExpander); ok {
+		if snaps, err = newRefSnapshotStore(files, filepath.Join(dir, "snapshots"), x); err != nil {
+			return nil, fmt.Errorf("cluster: group %s: snapshot store in %s: %w", name, dir, err)
+		}
 	}
 	layer, err := n.mux.Layer(name)
 	if err != nil {

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/seglog"
 )
 
@@ -27,9 +29,17 @@ import (
 //
 // Taking one (Snapshot, on the FSM goroutine) checkpoints the metadata store by hard
 // links and notes each log's segments; Persist (off it) first makes the live state
-// durable, then streams the copy. The logs may have grown past the snapshot's index
-// by the time they are read: a replica restoring it then holds appends that the log
+// durable, then records the copy. The logs may have grown past the snapshot's index by
+// the time they are read: a replica restoring it then holds appends that the log
 // replayed after the snapshot gives it again, and skips them.
+//
+// Recorded by reference (package cluster, snapshots.go): Persist links the checkpoint's
+// files and the segments into the snapshot's directory and writes a description of the
+// stream (a plan: every entry with the file and length it takes). Segments are never
+// rewritten, only appended to (the last) and deleted, so a link keeps the bytes the plan
+// names: a snapshot costs links, not a copy of the data. The stream is produced from the
+// plan when raft sends the snapshot to a follower (ExpandSnapshot). Without a snapshot
+// directory (or if linking fails: another file system), Persist writes the stream itself.
 
 // appliedFile holds the index of the last entry the snapshot's state includes.
 const appliedFile = "applied"
@@ -71,7 +81,8 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Persist makes the live state durable (so a restart may resume from it and raft may
-// compact its log), then writes the copy to sink.
+// compact its log), then records the copy in sink: by reference when the sink has a
+// directory, as the full stream otherwise.
 func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
 	err := sn.persist(sink)
 	if err != nil {
@@ -81,7 +92,7 @@ func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (sn *snapshot) persist(w io.Writer) error {
+func (sn *snapshot) persist(sink io.Writer) error {
 	if err := sn.s.syncState(); err != nil {
 		return err
 	}
@@ -89,16 +100,47 @@ func (sn *snapshot) persist(w io.Writer) error {
 	if err := sn.s.Meta().ForgetRefusedThrough(sn.index); err != nil {
 		return err
 	}
-	tw := tar.NewWriter(w)
-	// The index the state is at, for the restoring replica's status.
-	idx := []byte(strconv.FormatUint(sn.index, 10))
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: appliedFile, Size: int64(len(idx)), Mode: 0o644}); err != nil {
+	p, err := sn.plan()
+	if err != nil {
 		return err
 	}
-	if _, err := tw.Write(idx); err != nil {
-		return err
+	if d, ok := sink.(cluster.SnapshotDir); ok {
+		linked, err := p.link(d.Dir())
+		if err == nil {
+			desc, err := json.Marshal(linked)
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(sink, cluster.SnapshotRefsMagic); err != nil {
+				return err
+			}
+			_, err = sink.Write(desc)
+			return err
+		}
+		sn.s.logger.Warn("replica: could not link the snapshot's files; copying them", "err", err)
+		os.RemoveAll(filepath.Join(d.Dir(), "meta"))
+		os.RemoveAll(filepath.Join(d.Dir(), "topics"))
 	}
-	// The checkpoint.
+	return p.write(sink, "", true)
+}
+
+// plan is a snapshot stream to write: the applied index, then each entry in order.
+type plan struct {
+	Applied uint64      `json:"applied"`
+	Entries []planEntry `json:"entries"`
+}
+
+// planEntry is a directory, or a file of Bytes bytes read from Path.
+type planEntry struct {
+	Name  string `json:"name"`
+	Dir   bool   `json:"dir,omitempty"`
+	Path  string `json:"path,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
+}
+
+// plan lists what the snapshot holds: the checkpoint's files, then the logs as noted.
+func (sn *snapshot) plan() (*plan, error) {
+	p := &plan{Applied: sn.index}
 	err := filepath.WalkDir(sn.ckpt, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -111,45 +153,150 @@ func (sn *snapshot) persist(w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return addFile(tw, "meta/"+filepath.ToSlash(rel), path, info.Size())
+		p.Entries = append(p.Entries, planEntry{Name: "meta/" + filepath.ToSlash(rel), Path: path, Bytes: info.Size()})
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("replica: snapshot metadata: %w", err)
+		return nil, fmt.Errorf("replica: snapshot metadata: %w", err)
 	}
-	// The logs, as noted.
 	names := make([]string, 0, len(sn.topics))
 	for name := range sn.topics {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "topics/" + name + "/", Mode: 0o755}); err != nil {
-			return err
-		}
+		p.Entries = append(p.Entries, planEntry{Name: "topics/" + name + "/", Dir: true})
 		for _, seg := range sn.topics[name] {
-			err := addFile(tw, "topics/"+name+"/"+filepath.Base(seg.Path), seg.Path, seg.Bytes)
-			if errors.Is(err, fs.ErrNotExist) {
+			p.Entries = append(p.Entries, planEntry{Name: "topics/" + name + "/" + filepath.Base(seg.Path), Path: seg.Path, Bytes: seg.Bytes})
+		}
+	}
+	return p, nil
+}
+
+// link links every file of the plan into dir under its entry's name and returns the
+// plan with paths relative to dir. A segment removed by retention meanwhile is left out.
+func (p *plan) link(dir string) (*plan, error) {
+	out := &plan{Applied: p.Applied}
+	dirs := map[string]bool{dir: true}
+	for _, e := range p.Entries {
+		if e.Dir {
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		rel := filepath.FromSlash(e.Name)
+		target := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return nil, err
+		}
+		for d := filepath.Dir(target); !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+		if err := os.Link(e.Path, target); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(e.Name, "topics/") {
 				continue // removed by retention meanwhile: the restored log starts later
 			}
-			if err != nil {
-				return fmt.Errorf("replica: snapshot log of topic %q: %w", name, err)
+			return nil, err
+		}
+		e.Path = rel
+		out.Entries = append(out.Entries, e)
+	}
+	// The links must outlive a crash as the snapshot's file does.
+	for d := range dirs {
+		if err := seglog.OSFS.SyncDir(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// write writes the stream of the plan to w, reading each file relative to base (paths
+// of a linked plan) or as it is (""). Without content, files read as zeros: the stream
+// has the same length, for counting it.
+func (p *plan) write(w io.Writer, base string, content bool) error {
+	tw := tar.NewWriter(w)
+	// The index the state is at, for the restoring replica's status.
+	idx := []byte(strconv.FormatUint(p.Applied, 10))
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: appliedFile, Size: int64(len(idx)), Mode: 0o644}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(idx); err != nil {
+		return err
+	}
+	for _, e := range p.Entries {
+		if e.Dir {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: e.Name, Mode: 0o755}); err != nil {
+				return err
 			}
+			continue
+		}
+		if err := writeEntry(tw, e, base, content); err != nil {
+			return err
 		}
 	}
 	return tw.Close()
 }
 
-func addFile(tw *tar.Writer, name, path string, size int64) error {
-	f, err := os.Open(path)
-	if err != nil {
+// writeEntry writes one file of a plan (see write).
+func writeEntry(tw *tar.Writer, e planEntry, base string, content bool) error {
+	var r io.Reader = io.LimitReader(zeros{}, e.Bytes)
+	if content {
+		path := e.Path
+		if base != "" {
+			path = filepath.Join(base, path)
+		}
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) && base == "" && strings.HasPrefix(e.Name, "topics/") {
+			return nil // removed by retention meanwhile: the restored log starts later
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = io.NewSectionReader(f, 0, e.Bytes)
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: e.Name, Size: e.Bytes, Mode: 0o644}); err != nil {
 		return err
 	}
-	defer f.Close()
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644}); err != nil {
-		return err
+	if _, err := io.Copy(tw, r); err != nil {
+		return fmt.Errorf("replica: snapshot %s: %w", e.Name, err)
 	}
-	_, err = io.Copy(tw, io.NewSectionReader(f, 0, size))
-	return err
+	return nil
+}
+
+// zeros reads as zero bytes.
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
+// ExpandSnapshot implements cluster.SnapshotExpander: the stream of a snapshot recorded by
+// reference, from its description and the files linked in dir.
+func (s *Store) ExpandSnapshot(dir string, description []byte) (int64, io.ReadCloser, error) {
+	var p plan
+	if err := json.Unmarshal(description, &p); err != nil {
+		return 0, nil, fmt.Errorf("replica: snapshot description: %w", err)
+	}
+	for _, e := range p.Entries {
+		if !e.Dir && !filepath.IsLocal(e.Path) {
+			return 0, nil, fmt.Errorf("replica: snapshot description names %q outside the snapshot", e.Path)
+		}
+	}
+	var n countingWriter
+	if err := p.write(&n, dir, false); err != nil {
+		return 0, nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(p.write(pw, dir, true)) }()
+	return int64(n), pr, nil
+}
+
+type countingWriter int64
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	*c += countingWriter(len(b))
+	return len(b), nil
 }
 
 // Release drops the checkpoint.

@@ -12,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"github.com/dmqio/dmq/internal/cluster"
 )
 
 func openStore(t *testing.T, dir string) *Store {
@@ -293,4 +295,70 @@ func TestApplyBatchMatchesApply(t *testing.T) {
 	// Replayed as a batch: nothing changes.
 	s.ApplyBatch(es)
 	checkLog(t, s, "dev.a.b", 12)
+}
+
+// dirSink is a sink with a snapshot directory, as a cluster group's.
+type dirSink struct {
+	sink
+	dir string
+}
+
+func (s *dirSink) Dir() string { return s.dir }
+
+// A snapshot recorded by reference is a few links and a small description: the topic's
+// segments are linked, not copied, and keep their bytes after the leader removed them;
+// the stream expanded from it has the announced size and restores another replica.
+func TestSnapshotByReferenceLinksAndExpands(t *testing.T) {
+	leader := openStore(t, t.TempDir())
+	defer leader.Close()
+	apply(t, leader, entries(t)...)
+	snap, err := leader.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := &raft.Log{Index: 5, Data: encodeAppend("dev.a.b", 9, payloads(9, 2))}
+	apply(t, leader, late)
+	out := &dirSink{dir: t.TempDir()}
+	if err := snap.Persist(out); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	stored := out.Bytes()
+	if !bytes.HasPrefix(stored, []byte(cluster.SnapshotRefsMagic)) {
+		t.Fatalf("the snapshot was written in full (%d bytes), not by reference", len(stored))
+	}
+	l, _ := leader.OpenLog("dev.a.b", leader.opts.Log)
+	seg := l.Segments()[0].Path
+	live, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked, err := os.Stat(filepath.Join(out.dir, "topics", "dev.a.b", filepath.Base(seg)))
+	if err != nil || !os.SameFile(live, linked) {
+		t.Fatalf("the segment is not linked into the snapshot: %v", err)
+	}
+
+	// The leader removes the topic: the snapshot still holds its records.
+	apply(t, leader, &raft.Log{Index: 6, Data: encodeRemove("dev.a.b")})
+	size, rc, err := leader.ExpandSnapshot(out.dir, stored[len(cluster.SnapshotRefsMagic):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || int64(len(full)) != size {
+		t.Fatalf("expanded %d bytes (%v), announced %d", len(full), err, size)
+	}
+	follower := openStore(t, t.TempDir())
+	defer follower.Close()
+	if err := follower.Restore(io.NopCloser(bytes.NewReader(full))); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, follower, late)
+	checkLog(t, follower, "dev.a.b", 11)
+
+	// A description naming a file outside the snapshot is refused.
+	if _, _, err := leader.ExpandSnapshot(out.dir, []byte(`{"entries":[{"name":"meta/x","path":"../../etc/passwd","bytes":1}]}`)); err == nil {
+		t.Fatal("a description naming a file outside the snapshot was expanded")
+	}
 }

@@ -281,3 +281,69 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	c.stopAll()
 	c.checkReplicasEqual(topic, total)
 }
+
+// TestNodeAwayCatchesUpFromASnapshot stops a follower, writes megabytes while the others
+// snapshot and compact their Raft logs past its position, and restarts it: the leader
+// sends it a snapshot (recorded by reference on the leader, expanded to be sent), and it
+// ends with the same log as the others.
+func TestNodeAwayCatchesUpFromASnapshot(t *testing.T) {
+	const topic = "dev.cluster.away"
+	small := []string{"--snapshot-entries", "16", "--snapshot-interval", "100ms", "--trailing-entries", "4", "--segment-bytes", "1048576"}
+	c := startCluster(t, 3, small...)
+	cl := c.dial()
+	createTopic(t, cl, topic)
+	leader := c.waitLeader(nil)
+	var away *node
+	for _, nd := range c.nodes {
+		if nd != leader {
+			away = nd
+		}
+	}
+	publish := func(from, n int) {
+		prod := cl.NewProducer(topic, client.MaxInFlight(200), client.BatchSize(20))
+		defer prod.Close()
+		body := strings.Repeat("x", 1000)
+		var wg sync.WaitGroup
+		for i := from; i < from+n; i++ {
+			wg.Add(1)
+			err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(fmt.Sprintf("%06d%s", i, body))}, func(_ client.PublishResult, err error) {
+				defer wg.Done()
+				if err != nil {
+					t.Errorf("publish %d: %v", i, err)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+	}
+	publish(0, 200)
+	c.waitCaughtUp()
+	st, err := status(away)
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := st.Groups[0].LastLogIndex
+	c.stop(away)
+	publish(200, 6000)
+	dmqtest.Eventually(t, 30*time.Second, "the leader's log compacted past the stopped node", func() bool {
+		st, err := status(leader)
+		if err != nil {
+			return false
+		}
+		if st.Groups[0].FirstLogIndex > behind+100 {
+			return true
+		}
+		publish(0, 1) // keep writing so that snapshots go on
+		return false
+	})
+	c.start(away)
+	c.waitCaughtUp()
+	if !strings.Contains(away.p.Logs(), "restored a snapshot from the leader") {
+		t.Fatalf("%s caught up without a snapshot; its notable log lines:\n%s", away.id, away.notableLogs())
+	}
+	stored := storedCount(t, cl, topic)
+	c.stopAll()
+	c.checkReplicasEqual(topic, stored)
+}
