@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,13 +126,7 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	c := startConfigured(t, 3, faults, func(_ *node, cfg *config.Config) { cfg.Shards = shards })
 	c.shards = shards
 	cl := c.dial()
-	topics := topicPerShard("dev.cluster.chaos", shards)
-	ledgers := make([]*ledger, shards)
-	for k, topic := range topics {
-		createTopic(t, cl, topic, "g")
-		ledgers[k] = newLedger()
-		consume(t, cl, topic, "g", ledgers[k])
-	}
+	load := newShardLoad(t, cl, "dev.cluster.chaos", shards)
 
 	stop := make(chan struct{})
 	scheduleDone := make(chan struct{})
@@ -169,27 +161,17 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	for k, topic := range topics {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			publishAll(t, cl, topic, fmt.Sprintf("c%d", k), total, ledgers[k], func(i int) {
-				if i%100 == 0 {
-					time.Sleep(100 * time.Millisecond) // keep the load going through several steps
-				}
-			})
-		}()
-	}
-	wg.Wait()
+	load.publish(t, cl, total, func(i int) {
+		if i%100 == 0 {
+			time.Sleep(100 * time.Millisecond) // keep the load going through several steps
+		}
+	})
 	close(stop)
 	<-scheduleDone
-	for k, topic := range topics {
-		checkQueue(t, cl, topic, ledgers[k], total)
-	}
+	load.check(t, cl, total)
 	c.waitCaughtUp()
 	c.stopAll()
-	for _, topic := range topics {
+	for _, topic := range load.topics {
 		c.checkReplicasEqual(topic, total)
 	}
 }

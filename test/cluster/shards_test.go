@@ -43,6 +43,48 @@ func topicPerShard(prefix string, n int) []string {
 	return topics
 }
 
+// shardLoad is one topic per shard, each with a group g whose consumer records what it
+// receives in the topic's own ledger.
+type shardLoad struct {
+	topics  []string
+	ledgers []*ledger
+}
+
+func newShardLoad(t *testing.T, cl *client.Client, prefix string, shards int) *shardLoad {
+	t.Helper()
+	l := &shardLoad{topics: topicPerShard(prefix, shards)}
+	for _, topic := range l.topics {
+		createTopic(t, cl, topic, "g")
+		lg := newLedger()
+		consume(t, cl, topic, "g", lg)
+		l.ledgers = append(l.ledgers, lg)
+	}
+	return l
+}
+
+// publish publishes total messages to every topic at once; pace, if not nil, runs after
+// each message is queued.
+func (l *shardLoad) publish(t *testing.T, cl *client.Client, total int, pace func(i int)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for k, topic := range l.topics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			publishAll(t, cl, topic, fmt.Sprintf("s%d", k), total, l.ledgers[k], pace)
+		}()
+	}
+	wg.Wait()
+}
+
+// check is the total-queue check of every topic.
+func (l *shardLoad) check(t *testing.T, cl *client.Client, total int) {
+	t.Helper()
+	for k, topic := range l.topics {
+		checkQueue(t, cl, topic, l.ledgers[k], total)
+	}
+}
+
 // waitSpread waits until every shard has a leader and no node leads two, and returns
 // each shard's leader.
 func (c *testCluster) waitSpread(timeout time.Duration) []*node {
@@ -99,11 +141,9 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 	const shards, perTopic = 3, 3000
 	c := startCluster(t, 3, "--shards", fmt.Sprint(shards))
 	leaders := c.waitSpread(60 * time.Second)
-	topics := topicPerShard("dev.shards.t", shards)
 	cl := c.dial()
-	for _, topic := range topics {
-		createTopic(t, cl, topic, "g")
-	}
+	load := newShardLoad(t, cl, "dev.shards.t", shards)
+	topics := load.topics
 
 	// Every node lists every topic and serves each one's details (passed on to the
 	// shard's leader), whichever shards it leads.
@@ -127,33 +167,20 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 		t.Fatalf("ListTopics through the SDK: %d topics, %v; want %d", len(ts), err, shards)
 	}
 
-	ledgers := make([]*ledger, shards)
-	for k, topic := range topics {
-		ledgers[k] = newLedger()
-		consume(t, cl, topic, "g", ledgers[k])
-	}
 	victim := leaders[1]
 	var killedAt atomic.Int64
 	killed := make(chan struct{})
 	go func() {
 		defer close(killed)
 		dmqtest.Eventually(t, 60*time.Second, "a third of shard s1's publishes acknowledged", func() bool {
-			acked, _, _ := ledgers[1].counts()
+			acked, _, _ := load.ledgers[1].counts()
 			return acked >= perTopic/3
 		})
 		killedAt.Store(time.Now().UnixNano())
 		victim.p.Kill()
 		t.Logf("killed %s, leader of shard s1, with -9", victim.id)
 	}()
-	var wg sync.WaitGroup
-	for k, topic := range topics {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			publishAll(t, cl, topic, fmt.Sprintf("s%d", k), perTopic, ledgers[k], nil)
-		}()
-	}
-	wg.Wait()
+	load.publish(t, cl, perTopic, nil)
 	<-killed
 
 	// Shard s1 has a new leader; report how long it took.
@@ -174,9 +201,7 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 	if failover > 5*time.Second {
 		t.Errorf("failover of shard s1 took %v, want under 5s", failover)
 	}
-	for k, topic := range topics {
-		checkQueue(t, cl, topic, ledgers[k], perTopic)
-	}
+	load.check(t, cl, perTopic)
 
 	// The node comes back, catches up, and the balancer gives it a shard again.
 	c.start(victim)
@@ -455,25 +480,16 @@ func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
 	c := startCluster(t, 3, "--shards", fmt.Sprint(shards))
 	c.waitCaughtUp() // a leader for every shard
 	cl := c.dial()
-	topics := topicPerShard("dev.grow.t", shards)
-	ledgers := make([]*ledger, shards)
-	for k, topic := range topics {
-		createTopic(t, cl, topic, "g")
-		ledgers[k] = newLedger()
-		consume(t, cl, topic, "g", ledgers[k])
-	}
-	var wg sync.WaitGroup
-	for k, topic := range topics {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			publishAll(t, cl, topic, fmt.Sprintf("s%d", k), perTopic, ledgers[k], func(i int) {
-				if i%200 == 0 {
-					time.Sleep(100 * time.Millisecond) // keep the load going through the join
-				}
-			})
-		}()
-	}
+	load := newShardLoad(t, cl, "dev.grow.t", shards)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		load.publish(t, cl, perTopic, func(i int) {
+			if i%200 == 0 {
+				time.Sleep(100 * time.Millisecond) // keep the load going through the join
+			}
+		})
+	}()
 
 	n4 := &node{id: "n4", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
 	n4.p = dmqtest.StartProcess(t, n4.dir, "--node-id", n4.id, "--join", "--shards", fmt.Sprint(shards),
@@ -490,13 +506,11 @@ func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
 	if leaders[3] != n4 {
 		t.Fatalf("shard s3 (preferred leader n4, the 4th voter) is led by %s", leaders[3].id)
 	}
-	wg.Wait()
-	for k, topic := range topics {
-		checkQueue(t, cl, topic, ledgers[k], perTopic)
-	}
+	<-published
+	load.check(t, cl, perTopic)
 	c.waitCaughtUp()
 	c.stopAll()
-	for _, topic := range topics {
+	for _, topic := range load.topics {
 		c.checkReplicasEqual(topic, perTopic)
 	}
 }
