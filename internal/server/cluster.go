@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -104,8 +102,6 @@ func (s *Server) startCluster() error {
 		return err
 	}
 	node, err := cluster.New(cluster.Config{
-		TLS:        serverTLS,
-		DialTLS:    peerTLS,
 		ClusterID:  s.cfg.ClusterID,
 		NodeID:     s.cfg.NodeID,
 		DataDir:    s.cfg.DataDir,
@@ -113,6 +109,8 @@ func (s *Server) startCluster() error {
 		Peers:      peers,
 		Join:       s.cfg.Join,
 		Faults:     s.cfg.ClusterFaults,
+		TLS:        serverTLS,
+		DialTLS:    peerTLS,
 		// Zero values are the package's defaults.
 		SnapshotThreshold: uint64(s.cfg.SnapshotEntries),
 		SnapshotInterval:  s.cfg.SnapshotInterval,
@@ -217,13 +215,9 @@ func clusterTLS(certFile, keyFile, caFile string) (server, peer *tls.Config, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("load the node's certificate %s and key %s: %w", certFile, keyFile, err)
 	}
-	pem, err := os.ReadFile(caFile)
+	pool, err := loadCA("cluster CA", caFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, nil, fmt.Errorf("cluster CA %s holds no PEM certificate", caFile)
+		return nil, nil, err
 	}
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 	peer = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
