@@ -15,6 +15,8 @@ import (
 // Backend is what serves a call: a broker and the registry of the applications that
 // may use it.
 type Backend struct {
+	// Shard names what the broker serves ("" on a single node).
+	Shard  string
 	Broker *broker.Broker
 	Apps   *auth.Registry
 }
@@ -105,7 +107,12 @@ func (s *routedStream) RecvMsg(m any) error {
 		return err
 	}
 	release()
-	if bound != nil && b != bound {
+	switch {
+	case bound != nil && b.Shard == bound.Shard && b != bound:
+		// The shard's broker on this node was closed and opened again (leadership
+		// lost and regained): what the stream held is gone.
+		return status.Errorf(codes.Unavailable, "dmq: shard %s changed leaders during this stream: open it again", b.Shard)
+	case bound != nil && b != bound:
 		return status.Errorf(codes.FailedPrecondition, "dmq: topic %s is on another shard than this stream's earlier messages: open one stream per shard", topic)
 	}
 	s.slot.mu.Lock()

@@ -472,7 +472,7 @@ func (sh *shardReplica) lead() {
 		s.logger.Error("cluster: elected, but the broker did not open; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	st := &shardStack{backend: rpc.Backend{Broker: b, Apps: apps}}
+	st := &shardStack{backend: rpc.Backend{Shard: sh.name, Broker: b, Apps: apps}}
 	mux := http.NewServeMux()
 	sh.membershipRoutes(mux, s.apiRoutes(mux, b, apps))
 	st.http = mux
