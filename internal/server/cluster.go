@@ -540,6 +540,7 @@ func (c *clusterNode) broker() *broker.Broker {
 
 // shutdown stops serving, closes the brokers that run, then Raft and the replicas.
 func (c *clusterNode) shutdown(ctx context.Context) error {
+	c.handOff(ctx)
 	close(c.quit)
 	c.wg.Wait()
 	var stacks []*shardStack
@@ -570,6 +571,35 @@ func (c *clusterNode) shutdown(ctx context.Context) error {
 	c.peers.close()
 	c.peerHTTP.CloseIdleConnections()
 	return errors.Join(append(errs, c.closeShards(ctx))...)
+}
+
+// handOffTimeout bounds the leadership transfers of a node that stops.
+const handOffTimeout = 5 * time.Second
+
+// handOff hands the leadership of every shard this node leads to another voter before
+// the node stops (a controlled shutdown): the others need not wait out an election
+// timeout, and the clients move at once. A shard without another voter, or whose transfer
+// fails within handOffTimeout, is left to the election.
+func (c *clusterNode) handOff(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, handOffTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, sh := range c.shards {
+		if !sh.group.IsLeader() || len(sh.group.Stats().Servers) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			if err := sh.group.TransferLeadership(ctx, ""); err != nil {
+				c.s.logger.Warn("cluster: could not hand the shard on before stopping; the others will elect a leader", "shard", sh.name, "err", err)
+				return
+			}
+			c.s.logger.Info("cluster: handed the shard on before stopping", "shard", sh.name, "to", sh.group.Leader().ID, "took", time.Since(start).Round(time.Millisecond))
+		}()
+	}
+	wg.Wait()
 }
 
 // closeShards stops Raft, then closes the replicas.

@@ -148,10 +148,15 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		defer close(restarted)
 		for _, nd := range c.nodes {
 			time.Sleep(300 * time.Millisecond)
+			st, _ := status(nd)
 			c.stop(nd)
+			// A leader stopped cleanly hands its leadership on first.
+			if st.Role == "leader" && !strings.Contains(nd.p.Logs(), "handed the shard on before stopping") {
+				t.Errorf("leader %s stopped without handing its leadership on; its notable log lines:\n%s", nd.id, nd.notableLogs())
+			}
 			c.start(nd)
 			c.waitLeader(nil)
-			t.Logf("restarted %s", nd.id)
+			t.Logf("restarted %s (leader before: %v)", nd.id, st.Role == "leader")
 		}
 	}()
 	publishAll(t, cl, topic, "r", total, lg, func(i int) {
