@@ -86,6 +86,12 @@ type topicOption struct {
 // withTopic routes a stream about topic (one PublishStream or Subscribe names one).
 func withTopic(topic string) grpc.CallOption { return topicOption{topic: topic} }
 
+// ForTopic is the call option that sends a stream opened on Client.API() (Subscribe,
+// PublishStream) to the leader of topic's shard: the router cannot read the topic from
+// a stream's messages, which come after it opens. Producer and Consumer pass it
+// themselves; unary calls need none.
+func ForTopic(topic string) grpc.CallOption { return withTopic(topic) }
+
 // errClientClosed is returned by calls made after Client.Close.
 var errClientClosed = status.Error(codes.Canceled, "dmq: the client is closed")
 

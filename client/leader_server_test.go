@@ -725,6 +725,19 @@ func TestClientRoutesCallsToTheirShardLeader(t *testing.T) {
 			t.Fatalf("Consumer.Close: %v", err)
 		}
 		want(t, "Subscribe", on2, 0, 1)
+		// A stream opened on the raw API goes there too with ForTopic.
+		raw, err := c.API().PublishStream(ctx, client.ForTopic(on2))
+		if err != nil {
+			t.Fatalf("PublishStream(ForTopic(%s)): %v", on2, err)
+		}
+		if err := raw.Send(&dmqv1.PublishRequest{Topic: on2, Messages: []*dmqv1.OutgoingMessage{{Body: []byte("raw")}}}); err != nil {
+			t.Fatalf("raw PublishStream Send: %v", err)
+		}
+		if _, err := raw.Recv(); err != nil {
+			t.Fatalf("raw PublishStream Recv: %v", err)
+		}
+		raw.CloseSend()
+		want(t, "PublishStream", on2, 0, 2)
 	})
 	t.Run("the shard's leader moves", func(t *testing.T) {
 		cl.lead(a, "s2")

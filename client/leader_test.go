@@ -271,6 +271,7 @@ func TestCallTopic(t *testing.T) {
 		{"no topic", &dmqv1.ListTopicsRequest{}, nil, ""},
 		{"stream", nil, []grpc.CallOption{withTopic("orders")}, "orders"},
 		{"stream without topic", nil, nil, ""},
+		{"raw stream", nil, []grpc.CallOption{ForTopic("orders")}, "orders"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := callTopic(tc.args, tc.opts); got != tc.want {
