@@ -41,15 +41,18 @@ const Version = "0.1.0"
 // safe for concurrent use.
 //
 // Seeds and leader following: Dial takes one address or several
-// ("h1:p1,h2:p2,h3:p3", the seeds). In a cluster only the leader serves; the
-// other nodes refuse every call with Unavailable and a NOT_LEADER ErrorInfo
-// naming the leader's address (none during an election). The client keeps one
-// gRPC connection per address it uses, made on first use, and sends every
-// call (publishes, Producer and Consumer streams, heartbeats, admin calls,
-// and calls through API) to its current leader:
-//   - when a node names another leader, the client switches to it (learning
-//     its address if it was not a seed) and sends the call again at once, up
-//     to 3 times in a row;
+// ("h1:p1,h2:p2,h3:p3", the seeds). A cluster spreads its topics over shards,
+// each served by its leader; a node refuses a call about a shard it does not
+// lead with Unavailable and a NOT_LEADER ErrorInfo naming the shard, the topic
+// and the shard leader's address (none during an election). Calls that name no
+// topic belong to the first shard. The client keeps one gRPC connection per
+// address it uses, made on first use, remembers each shard's leader and each
+// topic's shard as nodes name them, and sends every call (publishes, Producer
+// and Consumer streams, heartbeats, admin calls, and calls through API; a
+// stream opened on API needs ForTopic) to the leader of its shard:
+//   - when a node names another leader, the client switches that shard to it
+//     (learning its address if it was not a seed) and sends the call again at
+//     once, up to 3 times in a row;
 //   - when a node names no leader, or does not answer, the client moves on to
 //     the next known address; addresses it cannot connect to are skipped
 //     without sending anything;
@@ -59,7 +62,7 @@ const Version = "0.1.0"
 //     that failed after it was sent (the node may have done it) is sent again
 //     only if it is a publish; other calls return Unavailable;
 //   - a Producer resends its unanswered messages with the same ids on a new
-//     stream to the leader, and a Consumer re-attaches there by itself.
+//     stream to its topic's leader, and a Consumer re-attaches there by itself.
 //
 // With a single address and no cluster, all of this reduces to the
 // behaviour of one broker: publishes retry while it is unavailable, other
