@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -178,10 +180,10 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		}
 		sh := &shardReplica{c: c, name: name, store: store}
 		c.shards = append(c.shards, sh)
+		if err := adoptData(c.node, sh, peers, s.cfg.Shards, s.cfg.DataDir); err != nil {
+			return err
+		}
 		if i == 0 {
-			if err := adoptData(c.node, store, peers, s.cfg.Shards); err != nil {
-				return err
-			}
 			if err := checkShardCount(c.node, s.cfg.Shards); err != nil {
 				return err
 			}
@@ -245,33 +247,38 @@ func checkShardCount(node *cluster.Node, n int) error {
 	return nil
 }
 
-// adoptData prepares a data directory that holds a broker's data but no Raft state yet:
-// a single node becoming the first node of a cluster. Its replication log starts from 1,
-// so the applied index of an earlier one is forgotten. Several nodes bootstrapping
-// together could elect one without the data, whose log would then be applied over it:
-// that is refused, with the way to do it.
-func adoptData(node *cluster.Node, store *replica.Store, peers []cluster.Peer, shards int) error {
-	has, err := node.HasGroupState(shard.Meta)
+// adoptData prepares a shard's replica that holds data but no Raft state yet: a single
+// node, or a backup of a cluster's node, becoming the first node of a cluster. Its
+// replication log starts from 1, so the applied index of an earlier one is forgotten,
+// and the first time the node leads the shard its data becomes the group's snapshot.
+// Several nodes bootstrapping together could elect one without the data, whose log
+// would then be applied over it: that is refused, with the way to do it. A single
+// broker's data holds all its topics in one store, which becomes shard s0: only a
+// cluster of one shard can take it (a backup of a sharded node has its shards/).
+func adoptData(node *cluster.Node, sh *shardReplica, peers []cluster.Peer, shards int, dataDir string) error {
+	has, err := node.HasGroupState(sh.name)
 	if err != nil || has {
 		return err
 	}
-	empty, err := store.Empty()
+	empty, err := sh.store.Empty()
 	if err != nil || empty {
 		return err
-	}
-	if shards > 1 {
-		// Its topics would stay in s0 while their names send clients to other shards.
-		return fmt.Errorf("this data directory holds a broker's topics and settings: it can become the first node of a cluster of one shard (--shards 1), not of %d", shards)
 	}
 	if len(peers) > 1 {
 		return errors.New("this data directory holds a broker's topics and settings but no cluster state: " +
 			"start it alone as the cluster's first node (--node-id without --peers), then start the others with --join " +
 			"and add them with dmq cluster add-node; they copy its data")
 	}
-	if err := store.Meta().ResetReplication(); err != nil {
+	if sh.name == shard.Meta && shards > 1 {
+		if _, err := os.Stat(filepath.Join(dataDir, "shards")); errors.Is(err, fs.ErrNotExist) {
+			// Its topics would stay in s0 while their names send clients to other shards.
+			return fmt.Errorf("this data directory holds a broker's topics and settings: it can become the first node of a cluster of one shard (--shards 1), not of %d", shards)
+		}
+	}
+	if err := sh.store.Meta().ResetReplication(); err != nil {
 		return err
 	}
-	return store.MarkSeedNeeded()
+	return sh.store.MarkSeedNeeded()
 }
 
 // serveGRPC starts the node's gRPC server: every call finds its shard's broker through

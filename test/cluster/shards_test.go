@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -512,5 +514,45 @@ func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
 	c.stopAll()
 	for _, topic := range load.topics {
 		c.checkReplicasEqual(topic, perTopic)
+	}
+}
+
+// TestShardedBackupRestoresAsANewCluster copies a stopped node of a three-shard cluster
+// without its Raft state, as docs/operations/cluster.md says to back up, and starts the
+// copy as the first node of a new cluster with the same shard count: every shard's
+// topics are there, with their messages, and it serves them.
+func TestShardedBackupRestoresAsANewCluster(t *testing.T) {
+	const shards, perTopic = 3, 300
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards))
+	c.waitCaughtUp()
+	cl := c.dial()
+	load := newShardLoad(t, cl, "dev.backup.t", shards)
+	load.publish(t, cl, perTopic, nil)
+	load.check(t, cl, perTopic)
+	c.waitCaughtUp()
+	src := c.nodes[2]
+	c.stop(src)
+
+	restored := &node{id: "r1", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: filepath.Join(t.TempDir(), "restored")}
+	if out, err := exec.Command("cp", "-a", src.dir, restored.dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the backup: %v\n%s", err, out)
+	}
+	if err := os.RemoveAll(filepath.Join(restored.dir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	restored.p = dmqtest.StartProcess(t, restored.dir, "--node-id", restored.id, "--shards", fmt.Sprint(shards),
+		"--cluster-listen", restored.raft, "--listen", restored.grpc, "--http", restored.http)
+	rc, err := client.Dial(restored.grpc, client.WithRetry(client.RetryPolicy{Attempts: 200, Backoff: 20 * time.Millisecond, MaxBackoff: 250 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for _, topic := range load.topics {
+		if n := storedCount(t, rc, topic); n != perTopic {
+			t.Fatalf("the restored cluster holds %d messages of %s, want %d; its notable log lines:\n%s", n, topic, perTopic, restored.notableLogs())
+		}
+		if _, err := rc.Publish(t.Context(), topic, &client.Message{Body: []byte("after the restore")}); err != nil {
+			t.Fatalf("publish to %s on the restored cluster: %v", topic, err)
+		}
 	}
 }
