@@ -330,6 +330,12 @@ func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !r.URL.Query().Has(shardParam) { // the request as the operator made it
+		if code, err := sh.c.checkJoiner(r.Context(), req.ID, req.Addr); err != nil {
+			writeJSON(w, code, map[string]any{"error": err.Error()})
+			return
+		}
+	}
 	err = sh.onShards(r, body, func(t *shardReplica, ctx context.Context) error { return t.group.AddVoter(ctx, req.ID, req.Addr) })
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
@@ -337,6 +343,30 @@ func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
 	}
 	sh.c.s.logger.Info("cluster: node added", "node", req.ID, "addr", req.Addr, "shards", sh.scope(r))
 	writeJSON(w, http.StatusOK, sh.c.status())
+}
+
+// checkJoiner asks the node at addr, over the cluster port, who it is and which shards it
+// hosts before it is added: a wrong address or id, or a node started with another shard
+// count (it could never catch up with the shards it lacks), is refused and nothing
+// changes.
+func (c *clusterNode) checkJoiner(ctx context.Context, id, addr string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	b, err := c.node.PeerInfo(ctx, addr)
+	if err != nil {
+		return http.StatusServiceUnavailable, fmt.Errorf("the node at %s does not answer on its cluster port (start it first, with --join): %v", addr, err)
+	}
+	var info nodeInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return http.StatusBadGateway, fmt.Errorf("the node at %s answered %v", addr, err)
+	}
+	if info.ID != id {
+		return http.StatusConflict, fmt.Errorf("the node at %s is %s, not %s", addr, info.ID, id)
+	}
+	if len(info.Groups) != len(c.shards) {
+		return http.StatusConflict, fmt.Errorf("node %s was started with --shards %d; this cluster has %d shards: restart it with --shards %d", id, len(info.Groups), len(c.shards), len(c.shards))
+	}
+	return 0, nil
 }
 
 // handleRemoveNode removes a member (for a dead node; a live one stops being a voter).

@@ -493,6 +493,22 @@ func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
 		})
 	}()
 
+	// Bad joiners are refused and change nothing: a node started with another shard
+	// count, an id that is not the node's.
+	odd := &node{id: "n5", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
+	odd.p = dmqtest.StartProcess(t, odd.dir, "--node-id", odd.id, "--join", "--shards", "2",
+		"--cluster-listen", odd.raft, "--listen", odd.grpc, "--http", odd.http)
+	for _, bad := range []struct{ id, want string }{{"n5", "restart it with --shards 4"}, {"n9", "is n5, not n9"}} {
+		out, err := exec.Command(dmqtest.Binary(t), "cluster", "add-node", bad.id, odd.raft, "--http", c.nodes[1].http).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Fatalf("add-node %s at %s: %v\n%s", bad.id, odd.raft, err, out)
+		}
+	}
+	c.stop(odd)
+	if st, err := status(c.nodes[0]); err != nil || len(st.Groups[0].Servers) != 3 {
+		t.Fatalf("after refused joins, s0's members: %+v, %v", st.Groups[0].Servers, err)
+	}
+
 	n4 := &node{id: "n4", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
 	n4.p = dmqtest.StartProcess(t, n4.dir, "--node-id", n4.id, "--join", "--shards", fmt.Sprint(shards),
 		"--cluster-listen", n4.raft, "--listen", n4.grpc, "--http", n4.http)
