@@ -220,18 +220,25 @@ func (s *sink) ID() string    { return "test" }
 func (s *sink) Cancel() error { s.canceled = true; return nil }
 func (s *sink) Close() error  { return nil }
 
-func TestSnapshotRestoresAnotherReplica(t *testing.T) {
-	leader := openStore(t, t.TempDir())
-	defer leader.Close()
+// snapshotThenAppend applies entries to a new store, takes a snapshot and applies one
+// more append, late, which the snapshot's copy of the logs may or may not hold: the
+// replayed entry must leave a restored replica with it exactly once either way.
+func snapshotThenAppend(t *testing.T) (leader *Store, snap raft.FSMSnapshot, late *raft.Log) {
+	t.Helper()
+	leader = openStore(t, t.TempDir())
+	t.Cleanup(func() { leader.Close() })
 	apply(t, leader, entries(t)...)
 	snap, err := leader.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Appended after the snapshot was taken: the copy may or may not hold it, and the
-	// replayed entry must leave the follower with it exactly once either way.
-	late := &raft.Log{Index: 5, Data: encodeAppend("dev.a.b", 9, payloads(9, 2))}
+	late = &raft.Log{Index: 5, Data: encodeAppend("dev.a.b", 9, payloads(9, 2))}
 	apply(t, leader, late)
+	return leader, snap, late
+}
+
+func TestSnapshotRestoresAnotherReplica(t *testing.T) {
+	_, snap, late := snapshotThenAppend(t)
 	var out sink
 	if err := snap.Persist(&out); err != nil {
 		t.Fatal(err)
@@ -309,15 +316,7 @@ func (s *dirSink) Dir() string { return s.dir }
 // segments are linked, not copied, and keep their bytes after the leader removed them;
 // the stream expanded from it has the announced size and restores another replica.
 func TestSnapshotByReferenceLinksAndExpands(t *testing.T) {
-	leader := openStore(t, t.TempDir())
-	defer leader.Close()
-	apply(t, leader, entries(t)...)
-	snap, err := leader.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	late := &raft.Log{Index: 5, Data: encodeAppend("dev.a.b", 9, payloads(9, 2))}
-	apply(t, leader, late)
+	leader, snap, late := snapshotThenAppend(t)
 	out := &dirSink{dir: t.TempDir()}
 	if err := snap.Persist(out); err != nil {
 		t.Fatal(err)

@@ -145,13 +145,13 @@ func (s *Server) startCluster() error {
 	}
 	s.node = c
 	c.goFunc(c.reloadApps)
-	c.goFunc(c.pollPeers)
+	c.goFunc(func() { c.every(peerPollInterval, c.pollPeers) })
 	c.serveGRPC()
 	for _, sh := range c.shards {
 		c.goFunc(func() { c.roleLoop(sh) })
 	}
 	if len(c.shards) > 1 {
-		c.goFunc(c.balanceLoop)
+		c.goFunc(func() { c.every(balanceInterval, c.balanceOnce) })
 	}
 	return nil
 }
@@ -302,6 +302,20 @@ func (c *clusterNode) serveGRPC() {
 			s.logger.Error("gRPC server stopped", "err", err)
 		}
 	})
+}
+
+// every runs f every interval until the node stops.
+func (c *clusterNode) every(interval time.Duration, f func()) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+		f()
+	}
 }
 
 func (c *clusterNode) goFunc(f func()) {

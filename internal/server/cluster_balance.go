@@ -22,19 +22,6 @@ const (
 	balanceSettle = 5 * time.Second
 )
 
-func (c *clusterNode) balanceLoop() {
-	tick := time.NewTicker(balanceInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.quit:
-			return
-		case <-tick.C:
-		}
-		c.balanceOnce()
-	}
-}
-
 // balanceOnce hands on the leadership of at most one shard.
 func (c *clusterNode) balanceOnce() {
 	for i, sh := range c.shards {

@@ -74,49 +74,40 @@ func (c *clusterNode) selfInfo() []byte {
 	return b
 }
 
-// pollPeers asks every other member for its info, every peerPollInterval.
+// pollPeers asks every other member for its info (every peerPollInterval).
 func (c *clusterNode) pollPeers() {
-	tick := time.NewTicker(peerPollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.quit:
-			return
-		case <-tick.C:
-		}
-		members := map[string]string{} // id → cluster address
-		for _, sh := range c.shards {
-			for _, srv := range sh.group.Stats().Servers {
-				if srv.ID != c.s.cfg.NodeID {
-					members[srv.ID] = srv.Addr
-				}
+	members := map[string]string{} // id → cluster address
+	for _, sh := range c.shards {
+		for _, srv := range sh.group.Stats().Servers {
+			if srv.ID != c.s.cfg.NodeID {
+				members[srv.ID] = srv.Addr
 			}
 		}
-		var wg sync.WaitGroup
-		for id, addr := range members {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), peerPollInterval)
-				defer cancel()
-				b, err := c.node.PeerInfo(ctx, addr)
-				var info nodeInfo
-				if err == nil {
-					err = json.Unmarshal(b, &info)
-				}
-				if err == nil && info.ID != id {
-					info = nodeInfo{}
-					err = errPeerID
-				}
-				if err != nil {
-					c.peerBook.set(id, peerView{err: err.Error()})
-					return
-				}
-				c.peerBook.set(id, peerView{info: info, at: time.Now()})
-			}()
-		}
-		wg.Wait()
 	}
+	var wg sync.WaitGroup
+	for id, addr := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), peerPollInterval)
+			defer cancel()
+			b, err := c.node.PeerInfo(ctx, addr)
+			var info nodeInfo
+			if err == nil {
+				err = json.Unmarshal(b, &info)
+			}
+			if err == nil && info.ID != id {
+				info = nodeInfo{}
+				err = errPeerID
+			}
+			if err != nil {
+				c.peerBook.set(id, peerView{err: err.Error()})
+				return
+			}
+			c.peerBook.set(id, peerView{info: info, at: time.Now()})
+		}()
+	}
+	wg.Wait()
 }
 
 type peerIDError struct{}
