@@ -312,6 +312,11 @@ func (g *Group) Snapshot(ctx context.Context) error {
 // VerifyLeader prove it: a partitioned leader believes it until its lease runs out.
 func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
 
+// Term is the Raft term this replica is in. A leader that sees it change has lost and
+// regained leadership: entries of its earlier term may have been committed since, or
+// dropped, whatever it told their proposers.
+func (g *Group) Term() uint64 { return g.raft.CurrentTerm() }
+
 // Leader returns the leader this replica knows of; zero while there is none.
 func (g *Group) Leader() Leader {
 	addr, id := g.raft.LeaderWithID()

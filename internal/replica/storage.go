@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
 )
@@ -103,11 +104,51 @@ func (s *Store) RemoveLog(topic string, _ *seglog.Log) error {
 func (s *Store) CloseLog(string, *seglog.Log) error { return nil }
 
 // Storage is the store as the broker's Storage (broker.Config.Storage) while this node
-// leads. Its Close does nothing: the replica outlives the broker.
-func (s *Store) Storage() LeaderStorage { return LeaderStorage{s} }
+// leads in term. Its Close does nothing: the replica outlives the broker.
+func (s *Store) Storage(term uint64) LeaderStorage { return LeaderStorage{Store: s, term: term} }
 
-// LeaderStorage is a Store lent to a broker.
-type LeaderStorage struct{ *Store }
+// LeaderStorage is a Store lent to a broker for one term of leadership. Once the group
+// is in another term (leadership lost, perhaps regained at once), it refuses changes:
+// entries its broker was told had failed may have been committed since, unknown to the
+// broker's duplicate window, and its offset reservations may lag the log. The node then
+// opens a new broker, after every committed entry is applied.
+type LeaderStorage struct {
+	*Store
+	term uint64
+}
+
+// stale reports, as an error, that the group left the storage's term.
+func (l LeaderStorage) stale() error {
+	if t := l.group.Term(); t != l.term {
+		return fmt.Errorf("%w: the group moved from term %d to %d; the broker of term %d no longer writes", cluster.ErrNotLeader, l.term, t, l.term)
+	}
+	return nil
+}
+
+// Append is Store.Append while the term lasts.
+func (l LeaderStorage) Append(topic string, log *seglog.Log, payloads [][]byte, done func(uint64, error)) {
+	if err := l.stale(); err != nil {
+		done(0, err)
+		return
+	}
+	l.Store.Append(topic, log, payloads, done)
+}
+
+// DeleteSegmentsBefore is Store.DeleteSegmentsBefore while the term lasts.
+func (l LeaderStorage) DeleteSegmentsBefore(topic string, log *seglog.Log, off uint64) (int, error) {
+	if err := l.stale(); err != nil {
+		return 0, err
+	}
+	return l.Store.DeleteSegmentsBefore(topic, log, off)
+}
+
+// RemoveLog is Store.RemoveLog while the term lasts.
+func (l LeaderStorage) RemoveLog(topic string, log *seglog.Log) error {
+	if err := l.stale(); err != nil {
+		return err
+	}
+	return l.Store.RemoveLog(topic, log)
+}
 
 // Close ends the loan; the store stays open.
 func (LeaderStorage) Close() error { return nil }

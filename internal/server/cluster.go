@@ -92,6 +92,8 @@ type shardStack struct {
 	backend rpc.Backend
 	http    http.Handler
 	calls   callGate
+	// term is the Raft term the broker was opened in: it serves that term only.
+	term uint64
 }
 
 func (s *Server) startCluster() error {
@@ -344,7 +346,8 @@ func (c *clusterNode) Route(ctx context.Context, topic string) (*rpc.Backend, fu
 		}
 	}
 	st := sh.leading()
-	if st == nil || !st.calls.enter() {
+	if st == nil || st.term != sh.group.Term() || !st.calls.enter() {
+		// No broker, or one of an earlier term that the role loop is replacing.
 		return nil, nil, notLeaderError(c.s.cfg.NodeID, sh.name, topic, sh.leaderAddrs())
 	}
 	return &st.backend, st.calls.leave, nil
@@ -436,12 +439,17 @@ func (c *clusterNode) roleLoop(sh *shardReplica) {
 		case <-tick.C:
 		}
 		leading := sh.group.IsLeader()
-		serving := sh.leading() != nil
+		st := sh.leading()
 		switch {
-		case leading && !serving:
+		case leading && st == nil:
 			sh.lead()
-		case !leading && serving:
+		case !leading && st != nil:
 			sh.follow()
+		case leading && st.term != sh.group.Term():
+			// Leadership was lost and regained between two looks: the broker of the
+			// earlier term must not go on (see replica.LeaderStorage).
+			sh.follow()
+			sh.lead()
 		}
 	}
 }
@@ -460,6 +468,7 @@ func (sh *shardReplica) lead() {
 		}
 		return
 	}
+	term := sh.group.Term() // the broker serves this term only
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sh.group.Barrier(ctx); err != nil {
@@ -488,12 +497,12 @@ func (sh *shardReplica) lead() {
 			return
 		}
 	}
-	b, apps, err := s.openBroker(sh.store.Storage(), sh.c.apps)
+	b, apps, err := s.openBroker(sh.store.Storage(term), sh.c.apps)
 	if err != nil {
 		s.logger.Error("cluster: elected, but the broker did not open; will retry", "shard", sh.name, "err", err)
 		return
 	}
-	st := &shardStack{backend: rpc.Backend{Shard: sh.name, Broker: b, Apps: apps}}
+	st := &shardStack{backend: rpc.Backend{Shard: sh.name, Broker: b, Apps: apps}, term: term}
 	mux := http.NewServeMux()
 	sh.membershipRoutes(mux, s.apiRoutes(mux, b, apps))
 	st.http = mux
