@@ -12,13 +12,18 @@ import (
 //
 //	kindMeta    body = a Pebble batch representation (meta.Replicator)
 //	kindAppend  body = topic | base uvarint | count uvarint | count × (len uvarint | payload)
+//	kindAppendInTerm  body = term uvarint | the body of kindAppend
 //	kindTrim    body = topic | before uvarint     (retention: segments wholly before)
 //	kindRemove  body = topic                      (topic deleted or re-created: its log goes)
 //
 // where topic = len uvarint | bytes. An append names the offset its first record must get
 // (base): the leader reserves offsets in log order, so a replica that already holds them
 // (a restart replaying the log after its last snapshot) skips them, and one that does not
-// appends them at exactly those offsets.
+// appends them at exactly those offsets. An append made by a broker of one term
+// (kindAppendInTerm) is refused by every replica alike if the leader appended it to the
+// log in another term: the broker proposed after its leadership ended (lost, perhaps
+// regained at once), with offsets reserved and a duplicate window built in the earlier
+// term; the broker of the new term reserves anew.
 const (
 	commandVersion = 1
 
@@ -26,12 +31,15 @@ const (
 	kindAppend byte = 2
 	kindTrim   byte = 3
 	kindRemove byte = 4
+	// kindAppendInTerm decodes as kindAppend with its term set.
+	kindAppendInTerm byte = 5
 )
 
 type command struct {
 	kind     byte
 	topic    string
 	base     uint64 // kindAppend: offset of the first payload; kindTrim: the bound
+	term     uint64 // kindAppend: the term it was proposed in (0: any)
 	payloads [][]byte
 	repr     []byte // kindMeta
 }
@@ -48,12 +56,22 @@ func appendTopic(dst []byte, topic string) []byte {
 }
 
 func encodeAppend(topic string, base uint64, payloads [][]byte) []byte {
-	n := 2 + 3*binary.MaxVarintLen64 + len(topic)
+	return encodeAppendInTerm(0, topic, base, payloads)
+}
+
+// encodeAppendInTerm is an append valid only if committed in term (0: any term).
+func encodeAppendInTerm(term uint64, topic string, base uint64, payloads [][]byte) []byte {
+	n := 2 + 4*binary.MaxVarintLen64 + len(topic)
 	for _, p := range payloads {
 		n += binary.MaxVarintLen32 + len(p)
 	}
 	out := make([]byte, 0, n)
-	out = append(out, commandVersion, kindAppend)
+	if term == 0 {
+		out = append(out, commandVersion, kindAppend)
+	} else {
+		out = append(out, commandVersion, kindAppendInTerm)
+		out = binary.AppendUvarint(out, term)
+	}
 	out = appendTopic(out, topic)
 	out = binary.AppendUvarint(out, base)
 	out = binary.AppendUvarint(out, uint64(len(payloads)))
@@ -89,7 +107,10 @@ func decodeCommand(data []byte) (command, error) {
 	case kindMeta:
 		c.repr = r.b
 		return c, nil
-	case kindAppend:
+	case kindAppend, kindAppendInTerm:
+		if c.kind == kindAppendInTerm {
+			c.kind, c.term = kindAppend, r.uvarint()
+		}
 		c.topic = r.topic()
 		c.base = r.uvarint()
 		n := r.uvarint()

@@ -50,6 +50,11 @@ func (s *Store) proposer(topic string) *proposer {
 // Append proposes an append of payloads and calls done once the group committed it and
 // this replica applied it (a quorum has it durably), with the offset of the first.
 func (s *Store) Append(topic string, l *seglog.Log, payloads [][]byte, done func(uint64, error)) {
+	s.appendInTerm(0, topic, l, payloads, done)
+}
+
+// appendInTerm is Append valid only if committed in term (0: any).
+func (s *Store) appendInTerm(term uint64, topic string, l *seglog.Log, payloads [][]byte, done func(uint64, error)) {
 	if len(payloads) == 0 {
 		done(l.Next(), nil)
 		return
@@ -64,7 +69,7 @@ func (s *Store) Append(topic string, l *seglog.Log, payloads [][]byte, done func
 	base := p.next
 	p.next += uint64(len(payloads))
 	p.inflight++
-	prop := s.group.Propose(encodeAppend(topic, base, payloads))
+	prop := s.group.Propose(encodeAppendInTerm(term, topic, base, payloads))
 	p.mu.Unlock()
 	go func() {
 		resp, err := prop.Wait(context.Background())
@@ -131,7 +136,10 @@ func (l LeaderStorage) Append(topic string, log *seglog.Log, payloads [][]byte, 
 		done(0, err)
 		return
 	}
-	l.Store.Append(topic, log, payloads, done)
+	// The term goes with the entry too: appended by the leader in another term (the
+	// leadership changed between this check and the proposal), it is refused by every
+	// replica.
+	l.Store.appendInTerm(l.term, topic, log, payloads, done)
 }
 
 // DeleteSegmentsBefore is Store.DeleteSegmentsBefore while the term lasts.

@@ -219,6 +219,9 @@ func (s *Store) Apply(entry *raft.Log) any {
 		}
 		return nil
 	case kindAppend:
+		if err := staleAppend(entry, c); err != nil {
+			return err
+		}
 		return s.applyAppend(entry, c)
 	case kindTrim:
 		s.mu.Lock()
@@ -279,6 +282,19 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	return out
 }
 
+// errStaleTerm refuses an append its broker made for another term than the one the
+// leader appended it in.
+var errStaleTerm = errors.New("replica: append proposed by the broker of another term")
+
+// staleAppend refuses an append whose broker's term is not the entry's (see
+// kindAppendInTerm): every replica decides alike from the entry alone, replays too.
+func staleAppend(entry *raft.Log, c command) error {
+	if c.term != 0 && c.term != entry.Term {
+		return fmt.Errorf("%w: topic %q: its broker served term %d, the entry is of term %d; the client sends it again", errStaleTerm, c.topic, c.term, entry.Term)
+	}
+	return nil
+}
+
 // noteApplied records that every entry up to index is applied.
 func (s *Store) noteApplied(index uint64) {
 	if index > s.applied.Load() {
@@ -301,6 +317,10 @@ func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 // recorded, so the replay refuses the entry again rather than storing it out of place.
 func (s *Store) queueAppend(entry *raft.Log, c command, res *any, wg *sync.WaitGroup, ends map[string]uint64) {
 	if err := checkTopic(c.topic); err != nil {
+		*res = err
+		return
+	}
+	if err := staleAppend(entry, c); err != nil {
 		*res = err
 		return
 	}

@@ -361,3 +361,27 @@ func TestSnapshotByReferenceLinksAndExpands(t *testing.T) {
 		t.Fatal("a description naming a file outside the snapshot was expanded")
 	}
 }
+
+// An append made in a term is applied only if committed in that term, by Apply and by
+// ApplyBatch alike; committed in another, it is refused and changes nothing.
+func TestAppendInTermIsRefusedInAnotherTerm(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		s := openStore(t, t.TempDir())
+		run := func(e *raft.Log) any {
+			if batch {
+				return s.ApplyBatch([]*raft.Log{e})[0]
+			}
+			return s.Apply(e)
+		}
+		stale := &raft.Log{Index: 1, Term: 4, Type: raft.LogCommand, Data: encodeAppendInTerm(3, "dev.a.b", 0, payloads(0, 2))}
+		if res := run(stale); !errors.Is(res.(error), errStaleTerm) {
+			t.Fatalf("batch %v: an append of term 3 committed in term 4 gave %v", batch, res)
+		}
+		fresh := &raft.Log{Index: 2, Term: 4, Type: raft.LogCommand, Data: encodeAppendInTerm(4, "dev.a.b", 0, payloads(0, 2))}
+		if res := run(fresh); res != uint64(0) {
+			t.Fatalf("batch %v: an append committed in its own term gave %v", batch, res)
+		}
+		checkLog(t, s, "dev.a.b", 2)
+		s.Close()
+	}
+}
