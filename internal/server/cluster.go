@@ -583,17 +583,7 @@ func (c *clusterNode) shutdown(ctx context.Context) error {
 		sh.mu.leading = nil
 		sh.mu.Unlock()
 	}
-	stopped := make(chan struct{})
-	go func() {
-		c.grpc.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		c.grpc.Stop()
-		<-stopped
-	}
+	stopGRPC(ctx, c.grpc)
 	var errs []error
 	for _, st := range stacks {
 		errs = append(errs, st.backend.Broker.Close())

@@ -221,15 +221,20 @@ func (s *Server) grpcOptions(pool *bufpool.Pool) []grpc.ServerOption {
 func (st *stack) stopServing(ctx context.Context) {
 	st.health.Shutdown()
 	st.b.EndSubscriptions()
+	stopGRPC(ctx, st.grpc)
+}
+
+// stopGRPC stops g, letting calls in progress finish until ctx is done.
+func stopGRPC(ctx context.Context, g *grpc.Server) {
 	stopped := make(chan struct{})
 	go func() {
-		st.grpc.GracefulStop()
+		g.GracefulStop()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
-		st.grpc.Stop()
+		g.Stop()
 		<-stopped
 	}
 }
