@@ -336,14 +336,13 @@ const shardHeader = "dmq-shard"
 // node leads it, and is otherwise refused naming that shard's leader.
 func (c *clusterNode) Route(ctx context.Context, topic string) (*rpc.Backend, func(), error) {
 	sh := c.shardOf(topic)
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(shardHeader); len(v) == 1 {
-			i, err := shard.Index(v[0])
-			if err != nil || i >= len(c.shards) {
-				return nil, nil, status.Errorf(codes.InvalidArgument, "dmq: %s names no shard of this cluster", v[0])
-			}
-			sh = c.shards[i]
+	// Read without copying the call's metadata: Route runs for every call and message.
+	if v := metadata.ValueFromIncomingContext(ctx, shardHeader); len(v) == 1 {
+		i, err := shard.Index(v[0])
+		if err != nil || i >= len(c.shards) {
+			return nil, nil, status.Errorf(codes.InvalidArgument, "dmq: %s names no shard of this cluster", v[0])
 		}
+		sh = c.shards[i]
 	}
 	st := sh.leading()
 	if st == nil || st.term != sh.group.Term() || !st.calls.enter() {
@@ -411,10 +410,10 @@ func (sh *shardReplica) leaderAddrs() meta.Node {
 	if l.ID == sh.c.s.cfg.NodeID {
 		return meta.Node{ID: l.ID, GRPC: sh.c.s.GRPCAddr(), HTTP: sh.c.s.HTTPAddr()}
 	}
-	n, err := sh.store.Meta().GetNode(l.ID)
-	if p, ok := sh.c.peerAddrs(l.ID); ok && (err != nil || p.UpdatedAtMs > n.UpdatedAtMs) {
-		return p // what the node itself says now
+	if p, ok := sh.c.peerAddrs(l.ID); ok {
+		return p // what the node itself said in the last second
 	}
+	n, err := sh.store.Meta().GetNode(l.ID)
 	if err != nil {
 		return meta.Node{ID: l.ID}
 	}

@@ -91,8 +91,7 @@ func (c *clusterNode) fanoutInterceptor() grpc.ServerOption {
 }
 
 func hasShardHeader(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return len(md.Get(shardHeader)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, shardHeader)) > 0
 }
 
 // askLeader sends a shard's part of a call to the shard's leader, with the caller's

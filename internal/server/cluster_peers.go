@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -110,11 +111,7 @@ func (c *clusterNode) pollPeers() {
 	wg.Wait()
 }
 
-type peerIDError struct{}
-
-func (peerIDError) Error() string { return "the node at that address has another id" }
-
-var errPeerID = peerIDError{}
+var errPeerID = errors.New("the node at that address has another id")
 
 // peerAddrs returns what a peer said its client addresses are (ok false if it never
 // answered).

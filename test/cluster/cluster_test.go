@@ -166,7 +166,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	})
 	<-restarted
 	checkQueue(t, cl, topic, lg, total)
-	c.checkReplicas(topic, total)
+	c.checkReplicas(total, topic)
 }
 
 // TestNodeJoinsAfterCompaction adds a fourth node to a cluster whose Raft log was

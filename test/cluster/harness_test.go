@@ -255,13 +255,15 @@ func (c *testCluster) stopAll() {
 	}
 }
 
-// checkReplicas waits until every node applied what the leader committed, stops them, and
-// checks their copies of the topic log are identical and hold want records.
-func (c *testCluster) checkReplicas(topic string, want uint64) {
+// checkReplicas waits until every node applied what each shard's leader committed, stops
+// them, and checks their copies of each topic's log are identical and hold want records.
+func (c *testCluster) checkReplicas(want uint64, topics ...string) {
 	c.t.Helper()
 	c.waitCaughtUp()
 	c.stopAll()
-	c.checkReplicasEqual(topic, want)
+	for _, topic := range topics {
+		c.checkReplicasEqual(topic, want)
+	}
 }
 
 // checkReplicasEqual opens each stopped node's store and compares its topic log with the

@@ -169,9 +169,5 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	close(stop)
 	<-scheduleDone
 	load.check(t, cl, total)
-	c.waitCaughtUp()
-	c.stopAll()
-	for _, topic := range load.topics {
-		c.checkReplicasEqual(topic, total)
-	}
+	c.checkReplicas(total, load.topics...)
 }

@@ -526,11 +526,7 @@ func TestAddingANodeMovesShardLeadersToIt(t *testing.T) {
 	}
 	<-published
 	load.check(t, cl, perTopic)
-	c.waitCaughtUp()
-	c.stopAll()
-	for _, topic := range load.topics {
-		c.checkReplicasEqual(topic, perTopic)
-	}
+	c.checkReplicas(perTopic, load.topics...)
 }
 
 // TestShardedBackupRestoresAsANewCluster copies a stopped node of a three-shard cluster
