@@ -344,12 +344,22 @@ func (c *clusterNode) Route(ctx context.Context, topic string) (*rpc.Backend, fu
 		}
 		sh = c.shards[i]
 	}
-	st := sh.leading()
-	if st == nil || st.term != sh.group.Term() || !st.calls.enter() {
-		// No broker, or one of an earlier term that the role loop is replacing.
+	st := sh.enter()
+	if st == nil {
 		return nil, nil, notLeaderError(c.s.cfg.NodeID, sh.name, topic, sh.leaderAddrs())
 	}
 	return &st.backend, st.calls.leave, nil
+}
+
+// enter admits a call to the shard's broker, or returns nil: this node does not lead the
+// shard, or its broker is of an earlier term (the role loop is replacing it) or closing.
+// The caller calls st.calls.leave when done.
+func (sh *shardReplica) enter() *shardStack {
+	st := sh.leading()
+	if st == nil || st.term != sh.group.Term() || !st.calls.enter() {
+		return nil
+	}
+	return st
 }
 
 // shardOf is the shard holding topic ("": the first).

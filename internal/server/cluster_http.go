@@ -98,7 +98,7 @@ func (c *clusterNode) httpShard(r *http.Request) (*shardReplica, error) {
 
 // serveShard serves r with sh's broker, or sends it to sh's leader.
 func (c *clusterNode) serveShard(w http.ResponseWriter, r *http.Request, sh *shardReplica) {
-	if st := sh.leading(); st != nil && st.calls.enter() {
+	if st := sh.enter(); st != nil {
 		defer st.calls.leave()
 		st.http.ServeHTTP(w, r)
 		return
