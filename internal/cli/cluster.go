@@ -109,7 +109,7 @@ func printClusterStatus(out io.Writer, views []nodeView) error {
 		if first == nil {
 			first = &views[i].st
 		}
-		sharded = sharded || len(v.st.Groups) > 1
+		sharded = sharded || len(v.st.Groups) > 1 || v.st.Shards > 1
 		for _, g := range v.st.Groups {
 			if !slices.Contains(shards, g.Name) {
 				shards = append(shards, g.Name)
@@ -122,6 +122,12 @@ func printClusterStatus(out io.Writer, views []nodeView) error {
 			}
 		}
 	}
+	// s0, s1, ..., s10: by number.
+	slices.SortFunc(shards, func(a, b string) int {
+		i, _ := shard.Index(a)
+		k, _ := shard.Index(b)
+		return cmp.Compare(i, k)
+	})
 	// row writes one line of the table; the shard column only where there are several.
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	row := func(cells ...string) {
@@ -180,13 +186,23 @@ func printClusterStatus(out io.Writer, views []nodeView) error {
 		return errors.New("no node answered")
 	}
 	if len(first.Groups) > 0 {
-		// Membership changes are made in every shard: one that failed part way shows as
-		// a shard whose members differ from s0's.
 		members := memberList(first.Groups[0].Servers)
 		fmt.Fprintf(out, "members: %s\n", members)
-		for _, g := range first.Groups[1:] {
-			if !sameMembers(g.Servers, first.Groups[0].Servers) {
-				fmt.Fprintf(out, "members of %s differ: %s\n", g.Name, memberList(g.Servers))
+		if first.Replicas > 0 {
+			// Each shard is on some of them: as its leader says, else the first node asked
+			// that keeps it.
+			for _, name := range shards[1:] {
+				if g, ok := shardView(views, name, leaders[name].node); ok {
+					fmt.Fprintf(out, "%s is kept by %s\n", name, memberList(g.Servers))
+				}
+			}
+		} else {
+			// Every shard is on every member: one whose members differ from s0's is being
+			// changed, or a change failed part way.
+			for _, g := range first.Groups[1:] {
+				if !sameMembers(g.Servers, first.Groups[0].Servers) {
+					fmt.Fprintf(out, "members of %s differ: %s\n", g.Name, memberList(g.Servers))
+				}
 			}
 		}
 	}
@@ -194,6 +210,29 @@ func printClusterStatus(out io.Writer, views []nodeView) error {
 		fmt.Fprintln(out, "no leader among the nodes asked (an election in progress, or the leader was not asked)")
 	}
 	return nil
+}
+
+// shardView is a shard's status from node leader's answer, else from the first answer
+// that has the shard.
+func shardView(views []nodeView, name, leader string) (server.GroupStatus, bool) {
+	var found *server.GroupStatus
+	for _, v := range views {
+		for i, g := range v.st.Groups {
+			if g.Name != name || v.err != nil {
+				continue
+			}
+			if v.st.NodeID == leader {
+				return g, true
+			}
+			if found == nil {
+				found = &v.st.Groups[i]
+			}
+		}
+	}
+	if found == nil {
+		return server.GroupStatus{}, false
+	}
+	return *found, true
 }
 
 // sameMembers reports whether two shards have the same members, in any order.
@@ -213,7 +252,11 @@ func sameMembers(a, b []cluster.Server) bool {
 func memberList(servers []cluster.Server) string {
 	var members []string
 	for _, s := range servers {
-		members = append(members, s.ID+"="+s.Addr)
+		m := s.ID + "=" + s.Addr
+		if !s.Voter {
+			m += " (catching up)"
+		}
+		members = append(members, m)
 	}
 	return strings.Join(members, ", ")
 }

@@ -163,7 +163,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 		g.wg.Wait()
 	})
 
-	if !hasState && !cfg.Join {
+	if !hasState && !cfg.Join && !gc.Join {
 		boot := raft.Configuration{}
 		if len(peers) == 0 {
 			boot.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
@@ -353,6 +353,19 @@ func (g *Group) AddVoter(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("cluster: group %s: add voter %s: %w", g.name, id, err)
 	}
 	return g.wait(ctx, g.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
+}
+
+// AddNonvoter adds a member that receives the log but does not vote: a new replica
+// catches up as one, then AddVoter promotes it, so that it never counts towards a quorum
+// it cannot serve yet. It must be called on the leader.
+func (g *Group) AddNonvoter(ctx context.Context, id, addr string) error {
+	if err := validateID("node id", id); err != nil {
+		return fmt.Errorf("cluster: group %s: add non-voter: %w", g.name, err)
+	}
+	if err := validateAddr(addr); err != nil {
+		return fmt.Errorf("cluster: group %s: add non-voter %s: %w", g.name, id, err)
+	}
+	return g.wait(ctx, g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
 }
 
 // RemoveServer removes a member; it must be called on the leader. A leader may remove

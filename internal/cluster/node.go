@@ -117,6 +117,10 @@ type GroupConfig struct {
 	// only called to install a snapshot sent by the leader). Apply must then be
 	// idempotent for entries after the snapshot that the state already holds.
 	DurableFSM bool
+	// Join opens the group without bootstrapping it even on a node that has no state for
+	// it: the replica waits to be added by the group's leader (a replica placed on this
+	// node after the cluster was created).
+	Join bool
 }
 
 // OpenGroup opens (creating on first use) the group's storage under
@@ -151,6 +155,26 @@ func (n *Node) OpenGroup(gc GroupConfig) (*Group, error) {
 	}
 	n.mu.groups[gc.Name] = g
 	return g, nil
+}
+
+// CloseGroup stops a group this node hosts (a replica the group no longer has) and,
+// with removeState, deletes its Raft log and snapshots. The group may be opened again
+// later, then without state. A group that is not open is not an error.
+func (n *Node) CloseGroup(name string, removeState bool) error {
+	n.mu.Lock()
+	g := n.mu.groups[name]
+	delete(n.mu.groups, name)
+	n.mu.Unlock()
+	var err error
+	if g != nil {
+		err = g.close()
+	}
+	if err == nil && removeState {
+		if err = validateID("group name", name); err == nil {
+			err = os.RemoveAll(filepath.Join(n.raftDir, name))
+		}
+	}
+	return err
 }
 
 // Group returns an open group, or nil.

@@ -103,6 +103,11 @@ type Config struct {
 	// cluster is created, the same on every node. 1 keeps every topic in one
 	// group.
 	Shards int `yaml:"shards"`
+	// Replicas is how many nodes keep each shard (its replication factor):
+	// 0 means every node. The first shard, which holds users, tokens and
+	// the other cluster-wide state, is on every node whatever this says.
+	// Fixed when the cluster is created, the same on every node.
+	Replicas int `yaml:"replicas"`
 	// SnapshotEntries is how many Raft log entries since the last snapshot
 	// make a node take one (checked every SnapshotInterval); TrailingEntries
 	// how many a snapshot leaves in the log for a follower that is behind.
@@ -295,8 +300,8 @@ func (c *Config) Clustered() bool { return c.NodeID != "" }
 
 func (c *Config) validateCluster() error {
 	if !c.Clustered() {
-		if c.Peers != "" || c.Join || c.Shards > 1 {
-			return fmt.Errorf("peers, join, shards: a cluster node needs its node_id (--node-id) too")
+		if c.Peers != "" || c.Join || c.Shards > 1 || c.Replicas != 0 {
+			return fmt.Errorf("peers, join, shards, replicas: a cluster node needs its node_id (--node-id) too")
 		}
 		return nil
 	}
@@ -314,6 +319,12 @@ func (c *Config) validateCluster() error {
 	}
 	if c.Shards < 1 || c.Shards > shard.Max {
 		return fmt.Errorf("shards: %d is not between 1 and %d", c.Shards, shard.Max)
+	}
+	if c.Replicas < 0 || c.Replicas > 9 {
+		return fmt.Errorf("replicas: %d is not between 0 (every node) and 9", c.Replicas)
+	}
+	if c.Replicas > 0 && c.Replicas%2 == 0 {
+		return fmt.Errorf("replicas: %d is even: a shard on %d nodes survives no more failures than on %d, and needs more of them to agree; use %d or %d", c.Replicas, c.Replicas, c.Replicas-1, c.Replicas-1, c.Replicas+1)
 	}
 	if c.Shards > 1 && c.TLSCert != "" && c.ClusterCA == "" {
 		// Calls about one shard reach another node's broker through this one

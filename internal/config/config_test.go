@@ -28,16 +28,19 @@ func TestLoadRejectsBadSettings(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"unknown key":              {file: "colour: red\n", want: "colour"},
-		"bad duration":             {env: map[string]string{"DMQ_ACK_TIMEOUT": "soon"}, want: "DMQ_ACK_TIMEOUT"},
-		"bad address":              {env: map[string]string{"DMQ_LISTEN": "nowhere"}, want: "listen"},
-		"tiny body limit":          {env: map[string]string{"DMQ_MAX_BODY_BYTES": "0"}, want: "max_body_bytes"},
-		"bad log level":            {file: "log_level: loud\n", want: "log_level"},
-		"shards without a node id": {file: "shards: 3\n", want: "node_id"},
-		"no shards":                {file: "node_id: n1\nshards: 0\n", want: "shards"},
-		"too many shards":          {file: "node_id: n1\nshards: 65\n", want: "shards"},
-		"shards over TLS":          {file: "node_id: n1\nshards: 3\ntls_cert: a.pem\ntls_key: a.key\n", want: "cluster_ca"},
-		"cluster CA alone":         {file: "node_id: n1\ncluster_ca: ca.pem\n", want: "tls_cert"},
+		"unknown key":                {file: "colour: red\n", want: "colour"},
+		"bad duration":               {env: map[string]string{"DMQ_ACK_TIMEOUT": "soon"}, want: "DMQ_ACK_TIMEOUT"},
+		"bad address":                {env: map[string]string{"DMQ_LISTEN": "nowhere"}, want: "listen"},
+		"tiny body limit":            {env: map[string]string{"DMQ_MAX_BODY_BYTES": "0"}, want: "max_body_bytes"},
+		"bad log level":              {file: "log_level: loud\n", want: "log_level"},
+		"shards without a node id":   {file: "shards: 3\n", want: "node_id"},
+		"no shards":                  {file: "node_id: n1\nshards: 0\n", want: "shards"},
+		"too many shards":            {file: "node_id: n1\nshards: 65\n", want: "shards"},
+		"replicas without a node id": {file: "replicas: 3\n", want: "node_id"},
+		"even replicas":              {file: "node_id: n1\nreplicas: 2\n", want: "use 1 or 3"},
+		"negative replicas":          {file: "node_id: n1\nreplicas: -1\n", want: "replicas"},
+		"shards over TLS":            {file: "node_id: n1\nshards: 3\ntls_cert: a.pem\ntls_key: a.key\n", want: "cluster_ca"},
+		"cluster CA alone":           {file: "node_id: n1\ncluster_ca: ca.pem\n", want: "tls_cert"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

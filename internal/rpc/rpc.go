@@ -17,6 +17,7 @@ import (
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
 	"google.golang.org/grpc"
@@ -97,6 +98,10 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrShutdown):
+		// A write through a shard's Raft group (a user, a token) on a node that just
+		// lost its leadership: the client retries at the new leader.
+		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(kindCodes[broker.KindOf(err)], err.Error())
 }

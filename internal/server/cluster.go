@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ import (
 )
 
 // A cluster node spreads the broker over shards (package shard): each is a Raft group
-// replicating a broker's store (package replica) on every node. The node serves the
+// replicating a broker's store (package replica) on the nodes of its placement
+// (cluster_placement.go): every node, or as many as --replicas says. The node serves the
 // shards it leads: on becoming a shard's leader it waits until every committed entry is
 // applied, records its client addresses in the shard's replicated metadata and opens a
 // broker on the replica; on losing leadership it closes that broker. One gRPC server
@@ -46,11 +48,18 @@ import (
 
 // clusterNode is the cluster side of a Server.
 type clusterNode struct {
-	s      *Server
-	node   *cluster.Node
-	shards []*shardReplica
-	grpc   *grpc.Server
-	health *health.Server
+	s    *Server
+	node *cluster.Node
+	// nShards is the cluster's shard count; slots holds each shard as this node has it
+	// (replaced when the node starts or stops keeping a replica of it).
+	nShards int
+	slots   []atomic.Pointer[shardReplica]
+	// replicas is how many nodes keep each shard but s0 (0: every node).
+	replicas int
+	// promotions is what reconcile remembers of the replicas catching up (placement).
+	promotions map[string]uint64
+	grpc       *grpc.Server
+	health     *health.Server
 	// peers are connections to the other nodes' client ports, for calls about every
 	// shard (lists of topics); peerHTTP carries requests passed to their HTTP ports.
 	peers    *peerConns
@@ -73,12 +82,16 @@ type clusterNode struct {
 }
 
 // shardReplica is one shard on this node: its replica, its Raft group and, while this
-// node leads it, its broker.
+// node leads it, its broker. On a node that keeps no replica of the shard, store and
+// group are nil: it only knows the shard's leader, from what the other nodes tell.
 type shardReplica struct {
 	c     *clusterNode
 	name  string
+	index int
 	store *replica.Store
 	group *cluster.Group
+	// quit ends the role loop when the replica is dropped; done is closed when it ended.
+	quit, done chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -135,7 +148,8 @@ func (s *Server) startCluster() error {
 		clientTLS = peerTLS
 	}
 	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
-		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8}}
+		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8},
+		nShards:  s.cfg.Shards, replicas: s.cfg.Replicas, promotions: map[string]uint64{}}
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err
@@ -149,63 +163,148 @@ func (s *Server) startCluster() error {
 	c.goFunc(c.reloadApps)
 	c.goFunc(func() { c.every(peerPollInterval, c.pollPeers) })
 	c.serveGRPC()
-	for _, sh := range c.shards {
-		c.goFunc(func() { c.roleLoop(sh) })
+	for _, sh := range c.shardList() {
+		if sh.hosted() {
+			c.startRoleLoop(sh)
+		}
 	}
-	if len(c.shards) > 1 {
+	c.goFunc(func() { c.every(reconcileInterval, c.reconcile) })
+	if c.nShards > 1 {
 		c.goFunc(func() { c.every(balanceInterval, c.balanceOnce) })
 	}
 	return nil
 }
 
-// openShards opens every shard's replica and Raft group. The first shard keeps the data
-// directory's own layout (a single node's data becomes it); the others live under
-// <data>/shards/<name>.
+// shard returns shard i as this node has it.
+func (c *clusterNode) shard(i int) *shardReplica { return c.slots[i].Load() }
+
+// shardList returns every shard as this node has it now.
+func (c *clusterNode) shardList() []*shardReplica {
+	out := make([]*shardReplica, c.nShards)
+	for i := range out {
+		out[i] = c.shard(i)
+	}
+	return out
+}
+
+// hosted reports whether this node keeps a replica of the shard.
+func (sh *shardReplica) hosted() bool { return sh.group != nil }
+
+// startRoleLoop runs a kept shard's role loop until the node stops or drops the replica.
+func (c *clusterNode) startRoleLoop(sh *shardReplica) {
+	c.goFunc(func() {
+		defer close(sh.done)
+		c.roleLoop(sh)
+	})
+}
+
+// openShards opens the replicas this node keeps: s0 always; a shard whose Raft state
+// it has; and, when the cluster is created, the shards its placement gives this node,
+// bootstrapping each with the nodes of its placement. A node that joins, or restarts,
+// gets the others' replicas from reconcile, as their leaders add it: bootstrapping a
+// shard then would start a second group of that name.
 func (c *clusterNode) openShards(peers []cluster.Peer) error {
 	s := c.s
-	for i := range s.cfg.Shards {
+	c.slots = make([]atomic.Pointer[shardReplica], c.nShards)
+	created, err := c.node.HasGroupState(shard.Meta)
+	if err != nil {
+		return err
+	}
+	creating := !created && !s.cfg.Join
+	var ids []string
+	for _, p := range peers {
+		ids = append(ids, p.ID)
+	}
+	if len(ids) == 0 {
+		ids = []string{s.cfg.NodeID}
+	}
+	for i := range c.nShards {
 		name := shard.Name(i)
-		dir := s.cfg.DataDir
-		if i > 0 {
-			dir = filepath.Join(s.cfg.DataDir, "shards", name)
-		}
-		store, err := replica.Open(replica.Options{
-			DataDir: dir,
-			Log: seglog.Options{
-				SegmentBytes:   s.cfg.SegmentBytes,
-				MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
-			},
-			Logger: s.logger.With("shard", name),
-		})
+		has, err := c.node.HasGroupState(name)
 		if err != nil {
-			return fmt.Errorf("shard %s: %w", name, err)
-		}
-		sh := &shardReplica{c: c, name: name, store: store}
-		c.shards = append(c.shards, sh)
-		if err := adoptData(c.node, sh, peers, s.cfg.Shards, s.cfg.DataDir); err != nil {
 			return err
 		}
-		if i == 0 {
-			if err := checkShardCount(c.node, s.cfg.Shards); err != nil {
-				return err
-			}
-			// Before the group replays its log: every change it brings reloads.
-			store.OnAuthChange(func(*meta.Store) {
-				select {
-				case c.authChanged <- struct{}{}:
-				default: // a reload is due already
+		placed := shard.Placement(i, ids, c.replicas)
+		var boot []cluster.Peer // nil: the node's peers
+		switch {
+		case i == 0 || has:
+		case creating && slices.Contains(placed, s.cfg.NodeID):
+			if len(peers) > 0 {
+				for _, p := range peers {
+					if slices.Contains(placed, p.ID) {
+						boot = append(boot, p)
+					}
 				}
-			})
-			if c.apps, err = auth.Open(store.Meta()); err != nil {
-				return err
 			}
+		default:
+			c.slots[i].Store(&shardReplica{c: c, name: name, index: i})
+			continue
 		}
-		if sh.group, err = c.node.OpenGroup(cluster.GroupConfig{Name: name, FSM: store, DurableFSM: true}); err != nil {
-			return fmt.Errorf("shard %s: %w", name, err)
+		sh, err := c.openReplica(i, boot, false, peers)
+		if sh != nil {
+			c.slots[i].Store(sh)
 		}
-		store.Attach(sh.group)
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// shardDir is where shard i's replica keeps its data: the data directory's own layout
+// for the first (a single node's data becomes it), <data>/shards/<name> for the others.
+func (c *clusterNode) shardDir(i int) string {
+	if i == 0 {
+		return c.s.cfg.DataDir
+	}
+	return filepath.Join(c.s.cfg.DataDir, "shards", shard.Name(i))
+}
+
+// openReplica opens shard i's replica and Raft group: at start (boot: the shard's
+// initial members, nil for the node's peers; peers: the node's), or later, when
+// reconcile places the shard on this node (join: the group waits for its leader to add
+// this node). The replica is returned, also on error, for closeShards.
+func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers []cluster.Peer) (*shardReplica, error) {
+	s := c.s
+	name := shard.Name(i)
+	store, err := replica.Open(replica.Options{
+		DataDir: c.shardDir(i),
+		Log: seglog.Options{
+			SegmentBytes:   s.cfg.SegmentBytes,
+			MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
+		},
+		Logger: s.logger.With("shard", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shard %s: %w", name, err)
+	}
+	sh := &shardReplica{c: c, name: name, index: i, store: store, quit: make(chan struct{}), done: make(chan struct{})}
+	if !join {
+		if err := adoptData(c.node, sh, peers, c.nShards, s.cfg.DataDir); err != nil {
+			return sh, err
+		}
+	}
+	if i == 0 {
+		if err := checkRecordedCounts(c.node, c.nShards, c.replicas); err != nil {
+			return sh, err
+		}
+		// Before the group replays its log: every change it brings reloads.
+		store.OnAuthChange(func(*meta.Store) {
+			select {
+			case c.authChanged <- struct{}{}:
+			default: // a reload is due already
+			}
+		})
+		if c.apps, err = auth.Open(store.Meta()); err != nil {
+			return sh, err
+		}
+	}
+	sh.group, err = c.node.OpenGroup(cluster.GroupConfig{Name: name, FSM: store, DurableFSM: true, Peers: boot, Join: join})
+	if err != nil {
+		return sh, fmt.Errorf("shard %s: %w", name, err)
+	}
+	store.Attach(sh.group)
+	return sh, nil
 }
 
 // clusterTLS builds, when the cluster has a CA, the TLS configurations of the cluster
@@ -228,23 +327,29 @@ func clusterTLS(certFile, keyFile, caFile string) (server, peer *tls.Config, err
 	return server, peer, nil
 }
 
-// checkShardCount compares the shard count with the one the node's data was created
-// with (recorded on first start). Data from before shards existed has one.
-func checkShardCount(node *cluster.Node, n int) error {
+// checkRecordedCounts compares the shard count and the replicas per shard with those
+// the node's data was created with (recorded on first start). Data from before they
+// were recorded has one shard on every node.
+func checkRecordedCounts(node *cluster.Node, shards, replicas int) error {
 	has, err := node.HasGroupState(shard.Meta)
 	if err != nil {
 		return err
 	}
-	want := strconv.Itoa(n)
-	if has {
-		want = "1" // recorded only if missing: data from before shards
-	}
-	got, err := node.RecordedSetting("shards", want)
-	if err != nil {
-		return err
-	}
-	if got != strconv.Itoa(n) {
-		return fmt.Errorf("this node's data belongs to a cluster of %s shards, a count fixed when the cluster was created: start it with --shards %s", got, got)
+	for _, setting := range []struct {
+		name, flag string
+		value, old int
+	}{{"shards", "shards", shards, 1}, {"replicas", "replicas", replicas, 0}} {
+		want := strconv.Itoa(setting.value)
+		if has {
+			want = strconv.Itoa(setting.old) // recorded only if missing: older data
+		}
+		got, err := node.RecordedSetting(setting.name, want)
+		if err != nil {
+			return err
+		}
+		if got != strconv.Itoa(setting.value) {
+			return fmt.Errorf("this node's data belongs to a cluster of %s %s, a count fixed when the cluster was created: start it with --%s %s", got, setting.name, setting.flag, got)
+		}
 	}
 	return nil
 }
@@ -339,10 +444,10 @@ func (c *clusterNode) Route(ctx context.Context, topic string) (*rpc.Backend, fu
 	// Read without copying the call's metadata: Route runs for every call and message.
 	if v := metadata.ValueFromIncomingContext(ctx, shardHeader); len(v) == 1 {
 		i, err := shard.Index(v[0])
-		if err != nil || i >= len(c.shards) {
+		if err != nil || i >= c.nShards {
 			return nil, nil, status.Errorf(codes.InvalidArgument, "dmq: %s names no shard of this cluster", v[0])
 		}
-		sh = c.shards[i]
+		sh = c.shard(i)
 	}
 	st := sh.enter()
 	if st == nil {
@@ -364,7 +469,7 @@ func (sh *shardReplica) enter() *shardStack {
 
 // shardOf is the shard holding topic ("": the first).
 func (c *clusterNode) shardOf(topic string) *shardReplica {
-	return c.shards[shard.Of(topic, len(c.shards))]
+	return c.shard(shard.Of(topic, c.nShards))
 }
 
 // applications is the registry authenticating calls: the cluster's (see apps).
@@ -380,7 +485,7 @@ func (c *clusterNode) reloadApps() {
 			return
 		case <-c.authChanged:
 		}
-		if err := c.apps.Reload(c.shards[0].store.Meta()); err != nil {
+		if err := c.apps.Reload(c.shard(0).store.Meta()); err != nil {
 			c.s.logger.Error("cluster: could not reload applications, users and sessions", "err", err)
 		}
 	}
@@ -413,6 +518,9 @@ func (sh *shardReplica) leading() *shardStack {
 // leaderAddrs returns the shard leader's id and client addresses, as far as this node
 // knows: each leader records them in its shard's replicated metadata when elected.
 func (sh *shardReplica) leaderAddrs() meta.Node {
+	if !sh.hosted() {
+		return sh.c.leaderFromPeers(sh.name)
+	}
 	l := sh.group.Leader()
 	if l.ID == "" {
 		return meta.Node{}
@@ -439,6 +547,8 @@ func (c *clusterNode) roleLoop(sh *shardReplica) {
 	for {
 		select {
 		case <-c.quit:
+			return
+		case <-sh.quit:
 			return
 		case _, ok := <-changes:
 			if !ok {
@@ -561,7 +671,7 @@ func (c *clusterNode) updateHealth() {
 }
 
 func (c *clusterNode) leadsAny() bool {
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
 		if sh.leading() != nil {
 			return true
 		}
@@ -571,7 +681,7 @@ func (c *clusterNode) leadsAny() bool {
 
 // broker returns the broker of shard s0 while this node leads it.
 func (c *clusterNode) broker() *broker.Broker {
-	if st := c.shards[0].leading(); st != nil {
+	if st := c.shard(0).leading(); st != nil {
 		return st.backend.Broker
 	}
 	return nil
@@ -583,7 +693,7 @@ func (c *clusterNode) shutdown(ctx context.Context) error {
 	close(c.quit)
 	c.wg.Wait()
 	var stacks []*shardStack
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
 		sh.mu.Lock()
 		if st := sh.mu.leading; st != nil {
 			stacks = append(stacks, st)
@@ -613,8 +723,8 @@ func (c *clusterNode) handOff(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, handOffTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, sh := range c.shards {
-		if !sh.group.IsLeader() || len(sh.group.Stats().Servers) < 2 {
+	for _, sh := range c.shardList() {
+		if !sh.hosted() || !sh.group.IsLeader() || len(sh.group.Stats().Servers) < 2 {
 			continue
 		}
 		wg.Add(1)
@@ -634,8 +744,10 @@ func (c *clusterNode) handOff(ctx context.Context) {
 // closeShards stops Raft, then closes the replicas.
 func (c *clusterNode) closeShards(ctx context.Context) error {
 	errs := []error{c.node.Shutdown(ctx)}
-	for _, sh := range c.shards {
-		errs = append(errs, sh.store.Close())
+	for i := range c.slots {
+		if sh := c.shard(i); sh != nil && sh.store != nil {
+			errs = append(errs, sh.store.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

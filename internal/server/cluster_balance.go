@@ -7,11 +7,12 @@ import (
 )
 
 // Leaders are spread over the nodes so that every node serves a share of the shards:
-// shard i prefers the i-th of its voters in the order of their ids (modulo their
-// number), unless an operator chose its leader (dmq cluster transfer-leader --to, kept
-// in the shard's metadata until a transfer without --to). A node leading a shard it is not preferred for hands the leadership to the
-// preferred node once that node is healthy, one shard at a time, and not in a new
-// leader's first seconds. When the preferred node is down the shard stays where the
+// shard i prefers the first node of its placement (the i-th member in the order of their
+// ids, modulo their number; see shard.Placement), unless an operator chose its leader
+// (dmq cluster transfer-leader --to, kept in the shard's metadata until a transfer
+// without --to). A node leading a shard it is not preferred for hands the leadership to
+// the preferred node once that node is a healthy voter, one shard at a time, and not in a
+// new leader's first seconds. When the preferred node is down the shard stays where the
 // election put it; when it is back, the shard moves home.
 
 const (
@@ -24,14 +25,15 @@ const (
 
 // balanceOnce hands on the leadership of at most one shard.
 func (c *clusterNode) balanceOnce() {
-	for i, sh := range c.shards {
+	members := c.members()
+	for i, sh := range c.shardList() {
 		sh.mu.Lock()
 		leading, since := sh.mu.leading != nil, sh.mu.since
 		sh.mu.Unlock()
 		if !leading || time.Since(since) < balanceSettle {
 			continue
 		}
-		want := sh.preferredLeader(i)
+		want := sh.preferredLeader(c.placement(i, members))
 		if want == "" || want == c.s.cfg.NodeID {
 			continue
 		}
@@ -47,9 +49,9 @@ func (c *clusterNode) balanceOnce() {
 	}
 }
 
-// preferredLeader is the voter that should lead shard i, if it is healthy ("" if not,
-// or if this node does not lead the shard).
-func (sh *shardReplica) preferredLeader(i int) string {
+// preferredLeader is the voter that should lead the shard, placed on the nodes placed,
+// if it is healthy ("" if not, or if this node does not lead the shard).
+func (sh *shardReplica) preferredLeader(placed []string) string {
 	st := sh.group.Stats()
 	var voters []string
 	for _, srv := range st.Servers {
@@ -57,15 +59,14 @@ func (sh *shardReplica) preferredLeader(i int) string {
 			voters = append(voters, srv.ID)
 		}
 	}
-	if len(voters) == 0 {
-		return ""
+	want := ""
+	if len(placed) > 0 && slices.Contains(voters, placed[0]) {
+		want = placed[0]
 	}
-	slices.Sort(voters)
-	want := voters[i%len(voters)]
 	if pinned, err := sh.store.Meta().PinnedLeader(); err == nil && slices.Contains(voters, pinned) {
 		want = pinned
 	}
-	if want == st.Node {
+	if want == "" || want == st.Node {
 		return want
 	}
 	for _, f := range st.Followers {

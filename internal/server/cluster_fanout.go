@@ -65,12 +65,12 @@ var fanouts = map[string]fanout{
 func (c *clusterNode) fanoutInterceptor() grpc.ServerOption {
 	return grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		f, ok := fanouts[info.FullMethod]
-		if !ok || len(c.shards) == 1 || hasShardHeader(ctx) {
+		if !ok || c.nShards == 1 || hasShardHeader(ctx) {
 			return handler(ctx, req)
 		}
 		in, _ := metadata.FromIncomingContext(ctx)
-		parts := make([]any, 0, len(c.shards))
-		for _, sh := range c.shards {
+		parts := make([]any, 0, c.nShards)
+		for _, sh := range c.shardList() {
 			var resp any
 			var err error
 			if sh.leading() != nil {

@@ -54,10 +54,10 @@ func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/cluster" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, c.status())
 		return
-	case r.URL.Path == "/api/v1/topics" && r.Method == http.MethodGet && len(c.shards) > 1 && !r.URL.Query().Has(shardParam):
+	case r.URL.Path == "/api/v1/topics" && r.Method == http.MethodGet && c.nShards > 1 && !r.URL.Query().Has(shardParam):
 		c.listTopics(w, r)
 		return
-	case r.URL.Path == "/api/v1/audit" && r.Method == http.MethodGet && len(c.shards) > 1 && !r.URL.Query().Has(shardParam):
+	case r.URL.Path == "/api/v1/audit" && r.Method == http.MethodGet && c.nShards > 1 && !r.URL.Query().Has(shardParam):
 		c.listAudit(w, r)
 		return
 	}
@@ -73,16 +73,16 @@ func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *clusterNode) httpShard(r *http.Request) (*shardReplica, error) {
 	if name := r.URL.Query().Get(shardParam); name != "" {
 		i, err := shard.Index(name)
-		if err != nil || i >= len(c.shards) {
-			return nil, fmt.Errorf("%s=%q names no shard of this cluster (it has %d)", shardParam, name, len(c.shards))
+		if err != nil || i >= c.nShards {
+			return nil, fmt.Errorf("%s=%q names no shard of this cluster (it has %d)", shardParam, name, c.nShards)
 		}
-		return c.shards[i], nil
+		return c.shard(i), nil
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/topics/"); ok {
 		topic, _, _ := strings.Cut(rest, "/")
 		return c.shardOf(topic), nil
 	}
-	if r.URL.Path == "/api/v1/topics" && r.Method == http.MethodPost && len(c.shards) > 1 {
+	if r.URL.Path == "/api/v1/topics" && r.Method == http.MethodPost && c.nShards > 1 {
 		// The topic is named in the body: read it, and put it back for the broker.
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
@@ -93,7 +93,7 @@ func (c *clusterNode) httpShard(r *http.Request) (*shardReplica, error) {
 		json.Unmarshal(body, &req) // a bad body is the broker's to refuse
 		return c.shardOf(req.Name), nil
 	}
-	return c.shards[0], nil
+	return c.shard(0), nil
 }
 
 // serveShard serves r with sh's broker, or sends it to sh's leader.
@@ -107,7 +107,7 @@ func (c *clusterNode) serveShard(w http.ResponseWriter, r *http.Request, sh *sha
 	switch {
 	case l.HTTP == "":
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s and no leader is known yet (an election is in progress)", c.s.cfg.NodeID, sh.name)})
-	case len(c.shards) == 1:
+	case c.nShards == 1:
 		http.Redirect(w, r, c.scheme()+"://"+l.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	case r.Header.Get(forwardedHeader) != "":
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s (any more); its leader is %s", c.s.cfg.NodeID, sh.name, l.ID)})
@@ -145,7 +145,7 @@ func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 // the shard; it hands each answer's body to part, or answers w with the first failure
 // and returns false.
 func (c *clusterNode) gather(w http.ResponseWriter, r *http.Request, part func(shard string, body []byte) error) bool {
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
 		rec := httptest.NewRecorder()
 		sr := r.Clone(r.Context())
 		q := sr.URL.Query()
@@ -261,7 +261,7 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 // 503 on a node that leads none, which only passes requests on).
 func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
 	var leads []string
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
 		if sh.leading() != nil {
 			leads = append(leads, sh.name)
 		}
@@ -271,10 +271,10 @@ func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusServiceUnavailable
 	}
 	role := "follower"
-	if c.shards[0].leading() != nil {
+	if c.shard(0).leading() != nil {
 		role = "leader"
 	}
-	l := c.shards[0].leaderAddrs()
+	l := c.shard(0).leaderAddrs()
 	writeJSON(w, code, map[string]any{"status": "ok", "fsync": !c.s.cfg.NoSync, "role": role, "leads": leads, "leader": l.ID, "leader_http": l.HTTP})
 }
 
@@ -283,7 +283,7 @@ func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (c *clusterNode) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c.collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
 		if st := sh.leading(); st != nil {
 			prometheus.WrapRegistererWith(prometheus.Labels{"shard": sh.name}, reg).MustRegister(admin.NewCollector(st.backend.Broker))
 		}
@@ -291,12 +291,15 @@ func (c *clusterNode) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 }
 
-// membershipRoutes adds a led shard's membership endpoints, for administrators. A
-// request naming its shard (?shard=) changes that one; otherwise (it reached s0) a
-// membership change is made in every shard, each by its leader, and a leadership
-// transfer concerns s0.
+// membershipRoutes adds a led shard's membership endpoints, for administrators. Nodes
+// are added to s0 (the cluster's members; each shard's leader then adds the nodes its
+// placement gives it). A removal naming its shard (?shard=) changes that one; otherwise
+// (it reached s0) it is made in every shard, each by its leader. A leadership transfer
+// concerns the shard it names, else s0.
 func (sh *shardReplica) membershipRoutes(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler) {
-	mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(sh.handleAddNode)))
+	if sh.index == 0 {
+		mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(sh.handleAddNode)))
+	}
 	mux.Handle("DELETE /api/v1/cluster/nodes/{id}", adminOnly(http.HandlerFunc(sh.handleRemoveNode)))
 	mux.Handle("POST /api/v1/cluster/leader", adminOnly(http.HandlerFunc(sh.handleTransfer)))
 }
@@ -304,8 +307,10 @@ func (sh *shardReplica) membershipRoutes(mux *http.ServeMux, adminOnly func(http
 // membershipTimeout bounds a membership change (a new voter must catch up first).
 const membershipTimeout = time.Minute
 
-// handleAddNode adds a voter: {"id": "n4", "addr": "host:port"} (its cluster listener).
-// The node, started with --join, receives a snapshot and the log of every shard.
+// handleAddNode adds a member: {"id": "n4", "addr": "host:port"} (its cluster
+// listener). The node, started with --join, joins s0 as a non-voter, receives a snapshot
+// and the log, and votes once caught up (reconcile promotes it): the answer comes then.
+// The leaders of the shards placed on it add it to theirs the same way.
 func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
 	var req struct{ ID, Addr string }
@@ -330,18 +335,29 @@ func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !r.URL.Query().Has(shardParam) { // the request as the operator made it
-		if code, err := sh.c.checkJoiner(r.Context(), req.ID, req.Addr); err != nil {
-			writeJSON(w, code, map[string]any{"error": err.Error()})
-			return
-		}
-	}
-	err = sh.onShards(r, body, func(t *shardReplica, ctx context.Context) error { return t.group.AddVoter(ctx, req.ID, req.Addr) })
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+	if code, err := sh.c.checkJoiner(r.Context(), req.ID, req.Addr); err != nil {
+		writeJSON(w, code, map[string]any{"error": err.Error()})
 		return
 	}
-	sh.c.s.logger.Info("cluster: node added", "node", req.ID, "addr", req.Addr, "shards", sh.scope(r))
+	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	if !slices.ContainsFunc(sh.group.Stats().Servers, func(s cluster.Server) bool { return s.ID == req.ID }) {
+		if err := sh.group.AddNonvoter(ctx, req.ID, req.Addr); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+			return
+		}
+		sh.c.s.logger.Info("cluster: node added; it votes once caught up", "node", req.ID, "addr", req.Addr)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !slices.ContainsFunc(sh.group.Stats().Servers, func(s cluster.Server) bool { return s.ID == req.ID && s.Voter }) {
+		select {
+		case <-ctx.Done():
+			writeJSON(w, http.StatusAccepted, map[string]any{"error": fmt.Sprintf("node %s is a member, still catching up after %s: it votes once it has (see dmq cluster status)", req.ID, membershipTimeout)})
+			return
+		case <-tick.C:
+		}
+	}
 	writeJSON(w, http.StatusOK, sh.c.status())
 }
 
@@ -363,8 +379,11 @@ func (c *clusterNode) checkJoiner(ctx context.Context, id, addr string) (int, er
 	if info.ID != id {
 		return http.StatusConflict, fmt.Errorf("the node at %s is %s, not %s", addr, info.ID, id)
 	}
-	if len(info.Groups) != len(c.shards) {
-		return http.StatusConflict, fmt.Errorf("node %s was started with --shards %d; this cluster has %d shards: restart it with --shards %d", id, len(info.Groups), len(c.shards), len(c.shards))
+	if info.Shards != c.nShards {
+		return http.StatusConflict, fmt.Errorf("node %s was started with --shards %d; this cluster has %d shards: restart it with --shards %d", id, info.Shards, c.nShards, c.nShards)
+	}
+	if info.Replicas != c.replicas {
+		return http.StatusConflict, fmt.Errorf("node %s was started with --replicas %d; this cluster keeps each shard on %s: restart it with --replicas %d", id, info.Replicas, replicasText(c.replicas), c.replicas)
 	}
 	return 0, nil
 }
@@ -376,7 +395,11 @@ func (sh *shardReplica) handleRemoveNode(w http.ResponseWriter, r *http.Request)
 	for _, srv := range sh.group.Stats().Servers {
 		found = found || srv.ID == id
 	}
-	if !found {
+	switch {
+	case !found && r.URL.Query().Has(shardParam):
+		writeJSON(w, http.StatusOK, sh.c.status()) // a shard not placed on it
+		return
+	case !found:
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": fmt.Sprintf("node %q is not a member", id)})
 		return
 	}
@@ -425,16 +448,23 @@ func (sh *shardReplica) scope(r *http.Request) string {
 }
 
 // onShards makes a membership change in the request's scope: this shard, or every shard
-// (each by its leader: here, or the request passed to the leader naming the shard).
+// (each by its leader: here, or the request passed to the leader naming the shard), s0
+// last.
 func (sh *shardReplica) onShards(r *http.Request, body []byte, change func(*shardReplica, context.Context) error) error {
 	targets := []*shardReplica{sh}
 	if !r.URL.Query().Has(shardParam) {
-		targets = sh.c.shards
+		// s0 last: it holds the members, so a change that failed part way is still to
+		// be made when the operator tries again.
+		all := sh.c.shardList()
+		targets = append(all[1:], all[0])
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), membershipTimeout)
 	defer cancel()
 	var errs []error
 	for _, t := range targets {
+		if t.index == 0 && len(targets) > 1 && len(errs) > 0 {
+			break // the members stay as they are until every shard has changed
+		}
 		var err error
 		if t.leading() != nil {
 			err = change(t, ctx)
@@ -488,12 +518,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Status is a node's view of the cluster, served at GET /api/v1/cluster. Role and
 // Leader are shard s0's (the cluster-wide state's); Groups has every shard.
 type Status struct {
-	NodeID    string        `json:"node_id"`
-	ClusterID string        `json:"cluster_id"`
-	Role      string        `json:"role"` // "leader" or "follower"
-	Leader    meta.Node     `json:"leader"`
-	Nodes     []meta.Node   `json:"nodes"`
+	NodeID    string      `json:"node_id"`
+	ClusterID string      `json:"cluster_id"`
+	Role      string      `json:"role"` // "leader" or "follower"
+	Leader    meta.Node   `json:"leader"`
+	Nodes     []meta.Node `json:"nodes"`
+	// Shards is the cluster's shard count; Replicas how many nodes keep each (0: every
+	// node). Groups has the shards this node keeps, s0 first; Elsewhere the others, as
+	// their leaders told this node (Role "none"; CommitIndex is what the leader had
+	// applied, and the lags are measured against it).
+	Shards    int           `json:"shards"`
+	Replicas  int           `json:"replicas"`
 	Groups    []GroupStatus `json:"groups"`
+	Elsewhere []GroupStatus `json:"elsewhere,omitempty"`
 	// ReplicaError is set when this node could not apply a committed entry: it will not
 	// lead the shard until it is replaced.
 	ReplicaError string `json:"replica_error,omitempty"`
@@ -585,8 +622,16 @@ func (sh *shardReplica) status() GroupStatus {
 }
 
 func (c *clusterNode) status() Status {
-	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID}
-	for _, sh := range c.shards {
+	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Shards: c.nShards, Replicas: c.replicas}
+	var shards []*shardReplica
+	for _, sh := range c.shardList() {
+		if !sh.hosted() {
+			st.Elsewhere = append(st.Elsewhere, sh.elsewhereStatus())
+			continue
+		}
+		shards = append(shards, sh)
+	}
+	for _, sh := range shards {
 		gs := sh.status()
 		st.Groups = append(st.Groups, gs)
 		if gs.ReplicaError != "" && st.ReplicaError == "" {
@@ -604,7 +649,7 @@ func (c *clusterNode) status() Status {
 		}
 	}
 	c.peerBook.mu.Unlock()
-	for _, sh := range c.shards {
+	for _, sh := range shards {
 		nodes, _ := sh.store.Meta().Nodes()
 		for _, n := range nodes {
 			if n.UpdatedAtMs >= newest[n.ID].UpdatedAtMs {
@@ -625,4 +670,12 @@ func (s *Server) ClusterStatus() (Status, bool) {
 		return Status{}, false
 	}
 	return s.node.status(), true
+}
+
+// replicasText says how many nodes keep each shard.
+func replicasText(replicas int) string {
+	if replicas == 0 {
+		return "every node"
+	}
+	return fmt.Sprintf("%d nodes", replicas)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
 )
 
@@ -22,6 +23,10 @@ const peerPollInterval = time.Second
 // nodeInfo is what a node says about itself.
 type nodeInfo struct {
 	meta.Node
+	// Shards and Replicas are the counts the node was started with.
+	Shards   int `json:"shards"`
+	Replicas int `json:"replicas"`
+	// Groups has the shards this node keeps.
 	Groups map[string]replicaInfo `json:"groups"`
 }
 
@@ -31,6 +36,8 @@ type replicaInfo struct {
 	Term         uint64 `json:"term"`
 	LastLogIndex uint64 `json:"last_log_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// Servers is the group's members as the replica knows them.
+	Servers []cluster.Server `json:"servers"`
 }
 
 // peerView is what this node last heard from a peer.
@@ -66,10 +73,16 @@ func (b *peerBook) get(id string) (peerView, bool) {
 
 // selfInfo is this node's answer.
 func (c *clusterNode) selfInfo() []byte {
-	info := nodeInfo{Node: meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()}, Groups: map[string]replicaInfo{}}
-	for _, sh := range c.shards {
+	info := nodeInfo{Node: meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()},
+		Shards: c.nShards, Replicas: c.replicas, Groups: map[string]replicaInfo{}}
+	for _, sh := range c.shardList() {
+		if !sh.hosted() {
+			continue
+		}
 		st := sh.group.Stats()
-		info.Groups[sh.name] = replicaInfo{State: st.State, Term: st.Term, LastLogIndex: st.LastLogIndex, AppliedIndex: sh.store.AppliedIndex()}
+		ri := replicaInfo{State: st.State, Term: st.Term, LastLogIndex: st.LastLogIndex, AppliedIndex: sh.store.AppliedIndex()}
+		ri.Servers = st.Servers
+		info.Groups[sh.name] = ri
 	}
 	b, _ := json.Marshal(info)
 	return b
@@ -78,7 +91,10 @@ func (c *clusterNode) selfInfo() []byte {
 // pollPeers asks every other member for its info (every peerPollInterval).
 func (c *clusterNode) pollPeers() {
 	members := map[string]string{} // id → cluster address
-	for _, sh := range c.shards {
+	for _, sh := range c.shardList() {
+		if !sh.hosted() {
+			continue
+		}
 		for _, srv := range sh.group.Stats().Servers {
 			if srv.ID != c.s.cfg.NodeID {
 				members[srv.ID] = srv.Addr

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -56,5 +57,41 @@ func TestTopicOf(t *testing.T) {
 		if got != c.want || ok != (c.want != "") {
 			t.Errorf("TopicOf(%T) = %q, %v; want %q", c.req, got, ok, c.want)
 		}
+	}
+}
+
+func TestPlacement(t *testing.T) {
+	members := []string{"n3", "n1", "n5", "n2", "n4"}
+	for _, tc := range []struct {
+		i, replicas int
+		want        []string
+	}{
+		{0, 3, []string{"n1", "n2", "n3", "n4", "n5"}}, // the first shard is everywhere
+		{1, 3, []string{"n2", "n3", "n4"}},
+		{4, 3, []string{"n5", "n1", "n2"}},
+		{6, 3, []string{"n2", "n3", "n4"}},
+		{2, 0, []string{"n3", "n4", "n5", "n1", "n2"}}, // every member, led by the 3rd
+		{2, 9, []string{"n3", "n4", "n5", "n1", "n2"}},
+		{3, 1, []string{"n4"}},
+	} {
+		got := Placement(tc.i, members, tc.replicas)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Placement(%d, %v, %d) = %v, want %v", tc.i, members, tc.replicas, got, tc.want)
+		}
+	}
+	// Each node keeps as many shards as the others, give or take one.
+	count := map[string]int{}
+	for i := 1; i < 11; i++ {
+		for _, id := range Placement(i, members, 3) {
+			count[id]++
+		}
+	}
+	for id, n := range count {
+		if n != 6 {
+			t.Errorf("node %s keeps %d of 10 shards × 3 replicas over 5 nodes, want 6", id, n)
+		}
+	}
+	if Placement(1, nil, 3) != nil {
+		t.Error("a placement without members")
 	}
 }

@@ -61,8 +61,9 @@ type testCluster struct {
 	extra []string
 	// faults, when set, makes the nodes in-process servers sharing this link table.
 	faults *transport.Faults
-	// shards is the cluster's shard count (0: one).
-	shards int
+	// shards is the cluster's shard count (0: one); replicas how many nodes keep each
+	// shard but s0 (0: every node).
+	shards, replicas int
 	// configure, for in-process nodes, edits a node's configuration.
 	configure func(nd *node, cfg *config.Config)
 }
@@ -86,6 +87,9 @@ func startConfigured(t *testing.T, n int, faults *transport.Faults, configure fu
 	c := &testCluster{t: t, extra: extra, faults: faults, configure: configure}
 	if i := slices.Index(extra, "--shards"); i >= 0 && i+1 < len(extra) {
 		c.shards, _ = strconv.Atoi(extra[i+1])
+	}
+	if i := slices.Index(extra, "--replicas"); i >= 0 && i+1 < len(extra) {
+		c.replicas, _ = strconv.Atoi(extra[i+1])
 	}
 	// With TLS, the test trusts the nodes' CA (the cluster's, --cluster-ca).
 	var tc *tls.Config
@@ -179,43 +183,57 @@ func (c *testCluster) waitLeader(not *node) *node {
 	return leader
 }
 
-// waitCaughtUp waits until every node has applied what each shard's leader committed.
+// waitCaughtUp waits until every node has applied what the leader of each shard it
+// keeps committed.
 func (c *testCluster) waitCaughtUp() {
 	c.t.Helper()
 	c.waitLeader(nil)
-	var commits []uint64
+	shards := max(c.shards, 1)
+	commits := map[string]uint64{}
 	dmqtest.Eventually(c.t, 30*time.Second, "a leader for every shard", func() bool {
-		commits = nil
+		clear(commits)
 		for _, nd := range c.nodes {
 			st, err := status(nd)
 			if err != nil {
 				continue
 			}
-			if commits == nil {
-				commits = make([]uint64, len(st.Groups))
-			}
-			for g, gs := range st.Groups {
+			for _, gs := range st.Groups {
 				if gs.Role == "leader" {
-					commits[g] = max(gs.CommitIndex, 1)
+					commits[gs.Name] = max(gs.CommitIndex, 1)
 				}
 			}
 		}
-		return commits != nil && !slices.Contains(commits, 0)
+		return len(commits) == shards
 	})
 	dmqtest.Eventually(c.t, 30*time.Second, fmt.Sprintf("every node applied indexes %v", commits), func() bool {
 		for _, nd := range c.nodes {
 			st, err := status(nd)
-			if err != nil || len(st.Groups) != len(commits) {
+			if err != nil {
 				return false
 			}
-			for g, gs := range st.Groups {
-				if gs.AppliedIndex < commits[g] {
+			for _, gs := range st.Groups {
+				if gs.AppliedIndex < commits[gs.Name] {
 					return false
 				}
 			}
 		}
 		return true
 	})
+}
+
+// keepers is the nodes that keep the shard holding topic: every node, or those of its
+// placement over the cluster's nodes.
+func (c *testCluster) keepers(topic string) []*node {
+	i := shard.Of(topic, max(c.shards, 1))
+	if c.replicas == 0 || i == 0 {
+		return c.nodes
+	}
+	var ids []string
+	for _, nd := range c.nodes {
+		ids = append(ids, nd.id)
+	}
+	placed := shard.Placement(i, ids, c.replicas)
+	return slices.DeleteFunc(slices.Clone(c.nodes), func(nd *node) bool { return !slices.Contains(placed, nd.id) })
 }
 
 // shardDir is where a node keeps the shard holding topic, in a cluster of c.shards.
@@ -271,7 +289,8 @@ func (c *testCluster) checkReplicas(want uint64, topics ...string) {
 func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 	c.t.Helper()
 	var first [][]byte
-	for i, nd := range c.nodes {
+	keepers := c.keepers(topic)
+	for i, nd := range keepers {
 		dir := c.shardDir(nd, topic)
 		if _, err := os.Stat(filepath.Join(dir, "topics", topic)); err != nil {
 			c.t.Fatalf("%s has no log of %s (%v); its notable log lines:\n%s", nd.id, topic, err, nd.notableLogs())
@@ -306,7 +325,7 @@ func (c *testCluster) checkReplicasEqual(topic string, want uint64) {
 		}
 		for k := range recs {
 			if string(recs[k]) != string(first[k]) {
-				c.t.Fatalf("%s and %s differ at record %d", c.nodes[0].id, nd.id, k)
+				c.t.Fatalf("%s and %s differ at record %d", keepers[0].id, nd.id, k)
 			}
 		}
 	}

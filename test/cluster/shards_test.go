@@ -100,8 +100,9 @@ func (c *testCluster) waitSpread(timeout time.Duration) []*node {
 				return false
 			}
 			leads := 0
-			for g, gs := range st.Groups {
+			for _, gs := range st.Groups {
 				if gs.Role == "leader" {
+					g, _ := shard.Index(gs.Name)
 					leaders[g] = nd
 					leads++
 				}

@@ -1,0 +1,179 @@
+package cluster_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmqio/dmq/internal/dmqtest"
+	"github.com/dmqio/dmq/internal/shard"
+)
+
+// placed is shard i's placement over the test cluster's nodes.
+func (c *testCluster) placed(i int) []string {
+	var ids []string
+	for _, nd := range c.nodes {
+		ids = append(ids, nd.id)
+	}
+	return shard.Placement(i, ids, c.replicas)
+}
+
+// waitPlaced waits until every node keeps exactly the shards placed on it, every shard's
+// leader counts exactly the placed nodes as voting members, and each shard is led by the
+// first node of its placement.
+func (c *testCluster) waitPlaced(timeout time.Duration) {
+	c.t.Helper()
+	var why string
+	defer func() {
+		if c.t.Failed() {
+			c.t.Logf("last difference: %s", why)
+		}
+	}()
+	dmqtest.Eventually(c.t, timeout, "every shard kept by the nodes of its placement", func() bool {
+		why = ""
+		for _, nd := range c.nodes {
+			st, err := status(nd)
+			if err != nil {
+				why = fmt.Sprintf("%s: %v", nd.id, err)
+				return false
+			}
+			var kept, want []string
+			for _, g := range st.Groups {
+				kept = append(kept, g.Name)
+				i, _ := shard.Index(g.Name)
+				placed := c.placed(i)
+				if g.Role != "leader" {
+					continue
+				}
+				if nd.id != placed[0] {
+					why = fmt.Sprintf("%s is led by %s, want %s", g.Name, nd.id, placed[0])
+					return false
+				}
+				var voters []string
+				for _, srv := range g.Servers {
+					if srv.Voter {
+						voters = append(voters, srv.ID)
+					}
+				}
+				slices.Sort(voters)
+				slices.Sort(placed)
+				if len(g.Servers) != len(placed) || !slices.Equal(voters, placed) {
+					why = fmt.Sprintf("%s's members are %+v, want voters %v", g.Name, g.Servers, placed)
+					return false
+				}
+			}
+			for i := range c.shards {
+				if slices.Contains(c.placed(i), nd.id) {
+					want = append(want, shard.Name(i))
+				}
+			}
+			if !slices.Equal(kept, want) {
+				why = fmt.Sprintf("%s keeps %v, want %v", nd.id, kept, want)
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestShardsKeptByThreeOfFiveNodes runs five nodes with five shards, each kept by three
+// of them (--replicas 3; s0, with the cluster-wide state, by all five). Every node leads
+// the shard placed first on it and keeps only its placed shards' data; every node answers
+// for every topic, also one whose shard it does not keep. kill -9 of a node under load
+// loses nothing; removing it moves its replicas, and those its departure displaces, to
+// the nodes of the new placement, which catch up before the old replicas are removed and
+// their data deleted. A node that joins gets its share the same way; one started with
+// another replica count is refused. Every acked message is delivered once stored, and
+// the replicas of each shard are identical.
+func TestShardsKeptByThreeOfFiveNodes(t *testing.T) {
+	const shards, perTopic = 5, 1500
+	c := startCluster(t, 5, "--shards", fmt.Sprint(shards), "--replicas", "3")
+	c.waitPlaced(60 * time.Second)
+	for i := 1; i < shards; i++ {
+		for _, nd := range c.nodes {
+			_, err := os.Stat(filepath.Join(nd.dir, "shards", shard.Name(i)))
+			if keeps := slices.Contains(c.placed(i), nd.id); keeps != (err == nil) {
+				t.Fatalf("%s keeps s%d: %t, but its data directory for it: %v", nd.id, i, keeps, err)
+			}
+		}
+	}
+
+	cl := c.dial()
+	load := newShardLoad(t, cl, "dev.placed.t", shards)
+	// A node that keeps no replica of a topic's shard passes its HTTP request on.
+	for _, topic := range load.topics[1:] {
+		i := shard.Of(topic, shards)
+		k := slices.IndexFunc(c.nodes, func(nd *node) bool { return !slices.Contains(c.placed(i), nd.id) })
+		// It learns the shard's leader from the others within a second of its election.
+		dmqtest.Eventually(t, 5*time.Second, fmt.Sprintf("topic %s (shard s%d) from %s, which does not keep it", topic, i, c.nodes[k].id), func() bool {
+			return getJSON(t, c.nodes[k], "/api/v1/topics/"+topic, nil) == http.StatusOK
+		})
+	}
+
+	victim := c.nodes[1] // n2: in s0, s1 (which it leads) and s4
+	published := make(chan struct{})
+	var kill sync.Once
+	go func() {
+		defer close(published)
+		load.publish(t, cl, perTopic, func(i int) {
+			if i == perTopic/3 {
+				kill.Do(victim.p.Kill)
+			}
+			if i%100 == 0 {
+				time.Sleep(20 * time.Millisecond) // keep the load going through the moves
+			}
+		})
+	}()
+	<-victim.p.Done()
+	// Until the shards it led have elected a new leader, the removal is refused with why.
+	dmqtest.Eventually(t, 15*time.Second, "n2 removed", func() bool {
+		out, err := exec.Command(dmqtest.Binary(t), "cluster", "remove-node", victim.id, "--http", c.nodes[0].http).CombinedOutput()
+		if err != nil {
+			t.Logf("remove-node: %s", out)
+		}
+		return err == nil
+	})
+	c.nodes = slices.Delete(c.nodes, 1, 2)
+	c.waitPlaced(120 * time.Second)
+	<-published
+	load.check(t, cl, perTopic)
+
+	// n3 kept s2 (n3 n4 n5); over n1 n3 n4 n5, s2 is on n4 n5 n1: its replica is gone.
+	if _, err := os.Stat(filepath.Join(c.nodes[1].dir, "shards", "s2")); err == nil {
+		t.Fatalf("n3 still has a data directory for s2, which left it")
+	}
+	out := runCLI(t, "cluster", "status", "--http", c.nodes[0].http+","+c.nodes[1].http)
+	t.Logf("%s", out)
+	if !strings.Contains(out, "s1 is kept by") {
+		t.Fatalf("cluster status does not say which nodes keep each shard:\n%s", out)
+	}
+
+	// A node joins: one started with another replica count is refused, then the right
+	// one gets the shards the placement over five nodes gives it.
+	n6 := &node{id: "n6", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
+	join := func(replicas string) {
+		n6.p = dmqtest.StartProcess(t, n6.dir, "--node-id", n6.id, "--join", "--shards", fmt.Sprint(shards), "--replicas", replicas,
+			"--cluster-listen", n6.raft, "--listen", n6.grpc, "--http", n6.http)
+	}
+	join("1")
+	refused, err := exec.Command(dmqtest.Binary(t), "cluster", "add-node", n6.id, n6.raft, "--http", c.nodes[1].http).CombinedOutput()
+	if err == nil || !strings.Contains(string(refused), "restart it with --replicas 3") {
+		t.Fatalf("add-node of a node started with --replicas 1: %v\n%s", err, refused)
+	}
+	c.stop(n6)
+	if err := os.RemoveAll(n6.dir); err != nil {
+		t.Fatal(err)
+	}
+	join("3")
+	runCLI(t, "cluster", "add-node", n6.id, n6.raft, "--http", c.nodes[1].http)
+	c.nodes = append(c.nodes, n6)
+	c.waitPlaced(120 * time.Second)
+	c.checkReplicas(perTopic, load.topics...)
+}
