@@ -29,6 +29,13 @@ type clusterMember struct {
 // shard s0 and serves clients.
 func startConsoleCluster(t *testing.T, n, shards int) ([]*clusterMember, *clusterMember) {
 	t.Helper()
+	return startConsoleClusterReplicas(t, n, shards, 0)
+}
+
+// startConsoleClusterReplicas is startConsoleCluster with each shard but s0
+// kept by replicas of the nodes (--replicas; 0 is every node).
+func startConsoleClusterReplicas(t *testing.T, n, shards, replicas int) ([]*clusterMember, *clusterMember) {
+	t.Helper()
 	base := t.TempDir()
 	var members []*clusterMember
 	var peers, raft []string
@@ -41,7 +48,7 @@ func startConsoleCluster(t *testing.T, n, shards int) ([]*clusterMember, *cluste
 	}
 	for i, m := range members {
 		m.s = dmqtest.Start(t, filepath.Join(base, m.id), func(c *config.Config) {
-			c.NodeID, c.Peers, c.ClusterListen, c.Shards = m.id, strings.Join(peers, ","), raft[i], shards
+			c.NodeID, c.Peers, c.ClusterListen, c.Shards, c.Replicas = m.id, strings.Join(peers, ","), raft[i], shards, replicas
 		})
 	}
 	return members, waitClusterLeader(t, members, nil)
@@ -267,31 +274,44 @@ func TestConsoleClusterPageShowsMembersAndFollowsFailover(t *testing.T) {
 	b.waitText("h1", "集群")
 }
 
-// shardRow is a row of the Cluster page's shards table: the shard, its leader
-// ("" while none is known), and each node's role in it, applied index, lag
-// and whether it is marked unreachable.
+// shardRow is a row of the Cluster page's shards table: the shard, whether
+// it is one this node keeps no replica of (shown as its leader told), its
+// leader ("" while none is known), its commit index and the note under it,
+// and each node's role in it, applied index, lag and whether it is marked
+// unreachable, whether it keeps a replica and whether that is catching up.
 type shardRow struct {
-	Shard  string `json:"shard"`
-	Leader string `json:"leader"`
-	Nodes  map[string]struct {
+	Shard      string `json:"shard"`
+	Elsewhere  bool   `json:"elsewhere"`
+	Leader     string `json:"leader"`
+	Commit     string `json:"commit"`
+	CommitNote string `json:"commitNote"`
+	Nodes      map[string]struct {
 		Role        string `json:"role"`    // leader or follower
 		Applied     string `json:"applied"` // a number or unknown
 		Lag         string `json:"lag"`     // a number or unknown
 		Unreachable bool   `json:"unreachable"`
+		Placed      string `json:"placed"` // true, false (the node keeps no replica) or unknown
+		Text        string `json:"text"`
+		CatchingUp  bool   `json:"catchingUp"`
 	} `json:"nodes"`
 }
 
 const shardsJS = `[...document.querySelectorAll('#cluster-shards tbody tr')].map((tr) => {
   const shard = tr.querySelector('[data-shard]');
   const leader = tr.querySelector('[data-col="leader"]');
+  const commit = tr.querySelector('[data-col="commit"]');
+  const note = tr.querySelector('[data-commit-here], [data-commit-elsewhere]');
   const nodes = {};
   for (const n of tr.querySelectorAll('[data-node]')) {
     const role = n.querySelector('[data-node-role]');
     const col = (c) => { const e = n.querySelector('[data-col="' + c + '"]'); return !e ? '' : e.hasAttribute('data-unknown') ? 'unknown' : e.textContent; };
     nodes[n.dataset.node] = { role: role ? role.dataset.nodeRole : '', applied: col('applied'), lag: col('lag'),
-      unreachable: !!n.querySelector('[data-reachable="false"]') };
+      unreachable: !!n.querySelector('[data-reachable="false"]'), placed: n.dataset.placed || '', text: n.textContent.trim(),
+      catchingUp: !!n.querySelector('[data-catching-up]') };
   }
-  return { shard: shard ? shard.textContent : '', leader: leader && !leader.hasAttribute('data-unknown') ? leader.textContent : '', nodes };
+  return { shard: shard ? shard.textContent : '', elsewhere: !!tr.querySelector('[data-elsewhere]'),
+    leader: leader && !leader.hasAttribute('data-unknown') ? leader.textContent : '',
+    commit: commit && !commit.hasAttribute('data-unknown') ? commit.textContent : '', commitNote: note ? note.textContent : '', nodes };
 })`
 
 // waitShards waits until the shards table satisfies ok.
@@ -439,6 +459,213 @@ func TestConsoleClusterPageShowsShardLeaders(t *testing.T) {
 	b.click("#lang-toggle")
 	b.waitText("#cluster-this-node", "s1 主节点")
 	b.waitText("#cluster-body h2", "分片")
+}
+
+// placedOn is shard i's nodes in a cluster of the nodes ids (in id order)
+// where each shard but s0 is kept by replicas of them: the replicas that
+// follow the i-th, wrapping around (shard.Placement); s0 on every node.
+func placedOn(i int, ids []string, replicas int) []string {
+	if i == 0 {
+		return slices.Clone(ids)
+	}
+	var out []string
+	for k := range replicas {
+		out = append(out, ids[(i+k)%len(ids)])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// placedAsTold reports why st, a node's status, does not yet show every
+// shard led by its preferred node (the first of its placement: shard i by
+// the i-th node) with exactly its placed nodes as voting members, the
+// shards the node keeps in groups and the others in elsewhere ("" once it
+// does).
+func placedAsTold(st server.Status, ids []string, shards, replicas int) string {
+	var kept []string
+	all := map[string]server.GroupStatus{}
+	for _, g := range st.Groups {
+		kept = append(kept, g.Name)
+		all[g.Name] = g
+	}
+	for _, g := range st.Elsewhere {
+		all[g.Name] = g
+	}
+	var want []string
+	for i := range shards {
+		name := fmt.Sprintf("s%d", i)
+		placed := placedOn(i, ids, replicas)
+		if slices.Contains(placed, st.NodeID) {
+			want = append(want, name)
+		}
+		g, ok := all[name]
+		if !ok {
+			return fmt.Sprintf("%s: %s is neither in groups nor elsewhere", st.NodeID, name)
+		}
+		if g.Leader.ID != ids[i%len(ids)] {
+			return fmt.Sprintf("%s: %s is led by %q, want %s", st.NodeID, name, g.Leader.ID, ids[i%len(ids)])
+		}
+		var voters []string
+		for _, srv := range g.Servers {
+			if srv.Voter {
+				voters = append(voters, srv.ID)
+			}
+		}
+		slices.Sort(voters)
+		if len(g.Servers) != len(placed) || !slices.Equal(voters, placed) {
+			return fmt.Sprintf("%s: %s's members are %+v, want voters %v", st.NodeID, name, g.Servers, placed)
+		}
+	}
+	if !slices.Equal(kept, want) {
+		return fmt.Sprintf("%s keeps %v, want %v", st.NodeID, kept, want)
+	}
+	return ""
+}
+
+// The Cluster page of four nodes and four shards, each shard but s0 kept by
+// three of them (--replicas 3: s1 on n2 n3 n4, s2 on n3 n4 n1, s3 on n4 n1
+// n2), opened on n1, which keeps no replica of s1: its status has s1 only
+// in elsewhere, as s1's leader told it. Once each shard is led by its
+// preferred node, the shards table still lists all four shards in order; in
+// s1's row n1's cell says it keeps no replica ("—") and the commit index is
+// the leader's, marked as its leader told; in every row the nodes that keep
+// the shard show their role, applied index and lag, the others "—". The
+// overview says each shard is on 3 of the 4 nodes, and counts 4 shards.
+// Then, with the status doctored in the page (a member of s2 not a voter
+// yet, no leader of s1 known to n1): the member is marked as catching up,
+// and s1's row says its leader and members are not known.
+func TestConsoleClusterPageShowsShardsKeptElsewhere(t *testing.T) {
+	const shards, replicas = 4, 3
+	members, _ := startConsoleClusterReplicas(t, 4, shards, replicas)
+	ids := []string{"n1", "n2", "n3", "n4"}
+	var why string
+	defer func() {
+		if t.Failed() && why != "" {
+			t.Logf("last difference: %s", why)
+		}
+	}()
+	dmqtest.Eventually(t, 90*time.Second, "every shard led, its placed nodes voting members, in every node's view", func() bool {
+		for _, m := range members {
+			st, err := clusterStatus(m)
+			if err != nil {
+				why = fmt.Sprintf("%s: %v", m.id, err)
+				return false
+			}
+			if why = placedAsTold(st, ids, shards, replicas); why != "" {
+				return false
+			}
+		}
+		return true
+	})
+	self := members[0]
+	st, err := clusterStatus(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Elsewhere) != 1 || st.Elsewhere[0].Name != "s1" {
+		t.Fatalf("%s's status has elsewhere %+v, want s1 alone (the test needs a shard it does not keep)", self.id, st.Elsewhere)
+	}
+
+	b := newBrowser(t, "http://"+self.s.HTTPAddr())
+	b.open("/cluster", "#cluster-shards")
+	rows := b.waitShards("s0..s3 led by n1..n4, the placed nodes with a replica (an applied index and a lag) and the others —", stepTimeout, func(rows []shardRow) bool {
+		if len(rows) != shards {
+			return false
+		}
+		for i, r := range rows {
+			placed := placedOn(i, ids, replicas)
+			if r.Shard != fmt.Sprintf("s%d", i) || r.Leader != ids[i] || r.Elsewhere != (i == 1) || len(r.Nodes) != len(ids) {
+				return false
+			}
+			for _, id := range ids {
+				n := r.Nodes[id]
+				if slices.Contains(placed, id) {
+					if n.Placed != "true" || n.CatchingUp || n.Unreachable || n.Applied == "" || n.Applied == "unknown" || n.Lag == "" || n.Lag == "unknown" ||
+						(n.Role == "leader") != (id == r.Leader) {
+						return false
+					}
+				} else if n.Placed != "false" || n.Text != "—" || n.Role != "" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	s1 := rows[1]
+	if n, ok := shownNum(s1.Commit); !ok || n == 0 || !strings.Contains(s1.CommitNote, "as its leader told") {
+		t.Errorf("s1's commit index on the page = %q with the note %q, want the leader's applied index marked as its leader told", s1.Commit, s1.CommitNote)
+	}
+	if got := eval[string](b, `document.querySelector('#cluster-shards tr:has([data-shard="s1"]) [data-node="n1"]').getAttribute('data-placed')`); got != "false" {
+		t.Errorf("n1's cell in s1's row has data-placed=%q, want false", got)
+	}
+	if got := eval[string](b, `document.querySelector('#cluster-shards tr:has([data-shard="s1"]) [data-node="n2"]').getAttribute('data-placed')`); got != "true" {
+		t.Errorf("n2's cell in s1's row has data-placed=%q, want true", got)
+	}
+	if got := eval[int](b, `document.querySelectorAll('#cluster-shards [data-elsewhere]').length`); got != 1 {
+		t.Errorf("shards marked as kept elsewhere = %d, want 1 (s1)", got)
+	}
+	if got := b.text("#cluster-replicas"); !strings.Contains(got, "3 of 4 nodes") {
+		t.Errorf("replicas per shard on the page = %q, want 3 of 4 nodes", got)
+	}
+	if got := b.text("#cluster-shard-count"); got != "4" {
+		t.Errorf("number of shards on the page = %q, want 4 (n1 keeps 3 of them)", got)
+	}
+	if got := b.text("#cluster-this-node"); !strings.Contains(got, "Leader s0") || strings.Contains(got, "s1") {
+		t.Errorf("this node on the page = %q, want n1 marked leader of s0 only", got)
+	}
+	if eval[bool](b, `!!document.querySelector('[data-leads-several]')`) {
+		t.Errorf("the page of a balanced cluster says a node leads several shards: %.600s", b.text("#cluster-body"))
+	}
+	b.waitMembers("four members, all healthy", func(rows []memberRow) bool {
+		if len(rows) != 4 {
+			return false
+		}
+		for _, r := range rows {
+			if r.Healthy != "true" || r.Reachable != "true" {
+				return false
+			}
+		}
+		return true
+	})
+	b.screenshot("cluster-replicas")
+
+	// The same page from a doctored status: in s2 (which n1 keeps) n3 is not
+	// a voter yet, and n1 was told no leader of s1.
+	b.do("doctor the cluster status", chromedp.Evaluate[chromedp.Void](`(() => {
+  const real = window.fetch;
+  window.fetch = async (url, init) => {
+    const resp = await real(url, init);
+    if (!String(url).endsWith('/api/v1/cluster')) return resp;
+    const st = await resp.json();
+    for (const srv of st.groups.find((g) => g.name === 's2').servers) if (srv.ID === 'n3') srv.Voter = false;
+    st.elsewhere = st.elsewhere.map((g) => ({ name: g.name, role: g.role }));
+    return new Response(JSON.stringify(st), { status: 200, headers: { 'Content-Type': 'application/json' } });
+  };
+})()`))
+	b.click("#cluster-refresh")
+	rows = b.waitShards("n3 catching up in s2, s1 without a leader or members", stepTimeout, func(rows []shardRow) bool {
+		if len(rows) != shards || rows[1].Shard != "s1" || rows[1].Leader != "" || rows[1].Commit != "" || !rows[1].Elsewhere || !rows[2].Nodes["n3"].CatchingUp {
+			return false
+		}
+		for _, id := range ids {
+			if rows[1].Nodes[id].Placed != "unknown" || rows[2].Nodes[id].CatchingUp != (id == "n3") {
+				return false
+			}
+		}
+		return true
+	})
+	if got := b.text("#cluster-shards [data-catching-up]"); got != "catching up" {
+		t.Errorf("the badge of a member not voting yet = %q, want catching up", got)
+	}
+	b.screenshot("cluster-replicas-doctored")
+	b.do("undo the doctoring", chromedp.Navigate("about:blank"))
+	b.open("/cluster", "#cluster-shards")
+	b.waitShards("s1 led by n2 again", stepTimeout, func(rows []shardRow) bool { return len(rows) == shards && rows[1].Leader == "n2" })
+
+	// The page in Chinese (a missing label would be a console error).
+	b.click("#lang-toggle")
+	b.waitText("#cluster-replicas", "4 个节点中的 3 个")
+	b.waitText("#cluster-shards [data-commit-elsewhere]", "其主节点所告知")
 }
 
 // On a single node the cluster endpoint does not exist (404): the page says

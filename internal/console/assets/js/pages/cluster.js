@@ -9,12 +9,19 @@
 // Refreshed every few seconds. A single node has no cluster endpoint (404):
 // the page says so.
 //
-// A cluster of several shards (Raft groups, each with its own leader; every
-// node holds every shard) also gets a table of shards × nodes: each shard's
-// leader and term, each node's role in it, its applied index and lag. A
-// node that leads several shards is pointed out (the cluster spreads them
-// one per node while every node is healthy). The members table's positions
-// are then shard s0's, and a member is a leader if it leads any shard.
+// A cluster of several shards (Raft groups, each with its own leader) also
+// gets a table of shards × nodes: each shard's leader and term, each node's
+// role in it, its applied index and lag. With --replicas R each shard but
+// s0 is kept by R of the nodes (s0, the cluster-wide state, by every node):
+// the node's status then has in `groups` only the shards it keeps, and in
+// `elsewhere` the others as their leaders last told it (their commit index
+// is what the leader had applied, their lags are measured against it). The
+// table lists both, in shard order; a node that keeps no replica of a shard
+// shows "—" there, and a replica still catching up (not a voter yet) is
+// marked. The overview says how many nodes keep each shard. A node that
+// leads several shards is pointed out (the cluster spreads them one per
+// node while every node is healthy). The members table's positions are then
+// shard s0's, and a member is a leader if it leads any shard.
 //
 // The console reads only the node that served it; in a cluster of one
 // shard a follower redirects pages to the leader, so that is normally the
@@ -78,10 +85,28 @@ export function render(main) {
 const members = (st) => (st.groups && st.groups[0] && st.groups[0].servers) || [];
 const groups = (st) => st.groups || [];
 
+// shardNumber is the number of a shard's name ("s10" is 10), for sorting.
+function shardNumber(name) {
+  const m = /^s(\d+)$/.exec(name || '');
+  return m ? Number(m[1]) : Number.MAX_SAFE_INTEGER;
+}
+
+// allShards is every shard of the cluster in order: those this node keeps
+// (groups) and, marked elsewhere, those it keeps no replica of, as their
+// leaders last told it.
+function allShards(st) {
+  const away = (st.elsewhere || []).map((g) => ({ ...g, elsewhere: true }));
+  return [...groups(st), ...away].sort((a, b) => shardNumber(a.name) - shardNumber(b.name));
+}
+
+// shardCount is the cluster's number of shards (a status from before
+// replica placement has no count: then every shard is in groups).
+const shardCount = (st) => st.shards || groups(st).length;
+
 // ledBy maps each node to the shards it leads, as this node sees them.
 function ledBy(st) {
   const led = new Map();
-  for (const g of groups(st)) {
+  for (const g of allShards(st)) {
     const id = g.leader && g.leader.id;
     if (id) led.set(id, [...(led.get(id) || []), g.name]);
   }
@@ -90,7 +115,7 @@ function ledBy(st) {
 
 function view(st) {
   const g = (st.groups && st.groups[0]) || {};
-  const sharded = groups(st).length > 1;
+  const sharded = shardCount(st) > 1;
   const led = ledBy(st);
   const leaderID = st.leader && st.leader.id;
   const here = st.role === 'leader';
@@ -106,13 +131,14 @@ function view(st) {
       sharded ? leadsBadges(led.get(st.node_id)) : roleBadge(here))],
     sharded ? ['cluster.metaLeader', leader] : ['cluster.leader', leader],
     // With several shards, terms and positions are in the shards table.
-    ...(sharded ? [['cluster.shardCount', h('span', { id: 'cluster-shard-count' }, num(groups(st).length))]] : [
+    ...(sharded ? [['cluster.shardCount', h('span', { id: 'cluster-shard-count' }, num(shardCount(st)))]] : [
       ['cluster.term', num(g.term)],
       ['cluster.commit', num(g.commit_index)],
       here
         ? ['cluster.leadingSince', time(g.leading_since_ms)]
         : ['cluster.lastContact', g.last_contact_ms ? t('cluster.ago', { age: age(Math.max(0, Date.now() - g.last_contact_ms)) }) : ''],
     ]),
+    ...(sharded || st.replicas > 0 ? [['cluster.replicasPerShard', replicasFact(st)]] : []),
   ];
   return [
     st.replica_error ? h('div', { class: 'error-box', role: 'alert', id: 'cluster-replica-error' }, t('cluster.replicaError'), ' ', st.replica_error) : null,
@@ -129,38 +155,70 @@ function view(st) {
   ];
 }
 
+// replicasFact says how many nodes keep each shard: every node, or R of the
+// N members (s0 still on every node). With R at least N every member keeps
+// every shard, as with 0.
+function replicasFact(st) {
+  const n = members(st).length;
+  const r = st.replicas || 0;
+  if (r > 0 && r < n) {
+    return h('span', { id: 'cluster-replicas', 'data-replicas': r, 'data-nodes': n }, t('cluster.replicasOf', { r, n }),
+      shardCount(st) > 1 ? h('span', { class: 'muted small' }, ' · ', t('cluster.replicasS0')) : null);
+  }
+  return h('span', { id: 'cluster-replicas', 'data-replicas': r, 'data-nodes': n }, t('cluster.replicasEvery'),
+    r > 0 ? h('span', { class: 'muted small' }, ' · ', t('cluster.replicasAtLeastNodes', { r })) : null);
+}
+
 // shardsCard is the shards × nodes table: each shard's leader and term, and
 // each member's role in it with its applied index and lag, as it last told
-// this node.
+// this node. A shard this node keeps no replica of is as its leader last
+// told this node; a node that is not a member of a shard shows "—".
 function shardsCard(st, led) {
   const nodes = members(st).map((m) => m.ID);
-  const total = groups(st).length;
+  const total = shardCount(st);
   const several = [...led].filter(([, shards]) => shards.length > 1);
   return h('section', { class: 'card' }, h('h2', {}, t('cluster.shards')),
     several.map(([id, shards]) => h('p', { class: 'warn-box', 'data-leads-several': id },
       t('cluster.leadsSeveral', { node: id, n: shards.length, total, shards: shards.join(', ') }))),
     table([
-      { label: t('cluster.shard'), cell: (g) => h('span', { class: 'mono', 'data-shard': g.name }, g.name) },
+      { label: t('cluster.shard'), cell: (g) => h('span', { class: 'mono', 'data-shard': g.name, 'data-elsewhere': g.elsewhere ? '' : null,
+        title: g.elsewhere ? t('cluster.elsewhereHint', { shard: g.name }) : null }, g.name) },
       { label: t('cluster.leader'), cell: (g) => {
         const id = g.leader && g.leader.id;
+        if (!id && g.elsewhere) return h('span', { class: 'muted', 'data-col': 'leader', 'data-unknown': '', title: t('cluster.elsewhereHint', { shard: g.name }) }, t('cluster.leaderNotTold'));
         if (!id) return h('span', { class: 'muted', 'data-col': 'leader', 'data-unknown': '' }, t('cluster.noLeader'));
         const n = (led.get(id) || []).length;
         return [h('span', { class: 'mono', 'data-col': 'leader' }, id),
           n > 1 ? h('span', { class: 'muted small' }, ' · ', t('cluster.leadsN', { n })) : null];
       } },
-      { label: t('cluster.term'), cell: (g) => cell('term', num(g.term)), class: 'num' },
-      // Lags in the row are measured against this commit index.
-      { label: t('cluster.commit'), cell: (g) => [cell('commit', num(g.commit_index)),
-        g.role === 'leader' ? null : h('div', { class: 'muted small', 'data-commit-here': '', title: lagBasis(g) }, t('cluster.commitHere'))], class: 'num' },
+      { label: t('cluster.term'), cell: (g) => told(g) ? cell('term', num(g.term)) : unknown('term', t('cluster.elsewhereHint', { shard: g.name })), class: 'num' },
+      // Lags in the row are measured against this commit index: in a shard
+      // kept elsewhere, what its leader had applied when it last told.
+      { label: t('cluster.commit'), cell: (g) => {
+        if (!told(g)) return unknown('commit', t('cluster.elsewhereHint', { shard: g.name }));
+        if (g.elsewhere) {
+          return [cell('commit', num(g.commit_index)),
+            h('div', { class: 'muted small', 'data-commit-elsewhere': '', title: lagBasis(g) }, t('cluster.commitElsewhere'))];
+        }
+        return [cell('commit', num(g.commit_index)),
+          g.role === 'leader' ? null : h('div', { class: 'muted small', 'data-commit-here': '', title: lagBasis(g) }, t('cluster.commitHere'))];
+      }, class: 'num' },
       ...nodes.map((id) => ({
         label: h('span', { class: 'mono' }, id, id === st.node_id ? h('span', { class: 'muted small' }, ' · ', t('cluster.thisNodeShort')) : null),
         cell: (g) => {
+          if (!told(g)) return h('span', { class: 'muted', 'data-node': id, 'data-placed': 'unknown', 'data-unknown': '', title: t('cluster.elsewhereHint', { shard: g.name }) }, t('cluster.unknown'));
+          const srv = (g.servers || []).find((s) => s.ID === id);
+          if (!srv) {
+            const hint = id === st.node_id ? t('cluster.noReplicaHere', { shard: g.name }) : t('cluster.noReplicaOn', { node: id, shard: g.name });
+            return h('span', { class: 'muted', 'data-node': id, 'data-placed': 'false', title: hint }, '—');
+          }
           const r = replicaOf(g, id);
           const leads = g.leader && g.leader.id === id;
           // The Raft state where it is not what the badge says (a candidate, or a
           // stale state of an unreachable node).
           const odd = r && r.state && r.state !== (leads ? 'Leader' : 'Follower');
-          return h('span', { 'data-node': id }, roleBadge(leads),
+          return h('span', { 'data-node': id, 'data-placed': 'true' }, roleBadge(leads),
+            srv.Voter ? null : [' ', h('span', { class: 'badge status-pending', 'data-catching-up': '', title: t('cluster.catchingUpHint') }, t('cluster.catchingUp'))],
             id === st.node_id || !r || r.reachable ? null : [' ', reachBadge(r)],
             h('div', { class: 'small' }, h('span', { class: 'muted' }, t('cluster.applied'), ' '), position(r, 'applied', r && r.applied_index),
               h('span', { class: 'muted' }, ' · ', t('cluster.lag'), ' '), lagCell(g, r)),
@@ -168,7 +226,7 @@ function shardsCard(st, led) {
             id === st.node_id || !r || r.reachable ? null : lastAnswer(r));
         },
       })),
-    ], groups(st), t('cluster.none'), { id: 'cluster-shards' }),
+    ], allShards(st), t('cluster.none'), { id: 'cluster-shards' }),
     h('p', { class: 'muted small' }, t('cluster.shardsHintReplicas')));
 }
 
@@ -230,8 +288,13 @@ function lagCell(g, r) {
 }
 
 function lagBasis(g) {
+  if (g.elsewhere) return t('cluster.lagAgainstLeader', { shard: g.name, leader: (g.leader && g.leader.id) || '', commit: num(g.commit_index) });
   return t('cluster.lagAgainstHere', { shard: g.name, commit: num(g.commit_index) });
 }
+
+// told reports whether this node knows a shard's members: always for one it
+// keeps; for one kept elsewhere once its leader told this node.
+const told = (g) => !g.elsewhere || (g.servers || []).length > 0;
 
 // reachBadge says whether the member answered this node in the last few
 // seconds; when it did not, the last error is its tooltip.
