@@ -92,6 +92,10 @@ type shardReplica struct {
 	group *cluster.Group
 	// quit ends the role loop when the replica is dropped; done is closed when it ended.
 	quit, done chan struct{}
+	// uses holds off dropping the replica while a reader of its store (status, the
+	// leader's addresses) is at work; dropped is set, under it, once it is dropped.
+	uses    sync.RWMutex
+	dropped bool
 
 	mu struct {
 		sync.Mutex
@@ -189,6 +193,18 @@ func (c *clusterNode) shardList() []*shardReplica {
 
 // hosted reports whether this node keeps a replica of the shard.
 func (sh *shardReplica) hosted() bool { return sh.group != nil }
+
+// reading runs f, which reads the replica's store, unless the replica was dropped (then
+// it reports false): a reader may hold a shardReplica that reconcile has just replaced.
+func (sh *shardReplica) reading(f func()) bool {
+	sh.uses.RLock()
+	defer sh.uses.RUnlock()
+	if sh.dropped {
+		return false
+	}
+	f()
+	return true
+}
 
 // startRoleLoop runs a kept shard's role loop until the node stops or drops the replica.
 func (c *clusterNode) startRoleLoop(sh *shardReplica) {
@@ -531,10 +547,12 @@ func (sh *shardReplica) leaderAddrs() meta.Node {
 	if p, ok := sh.c.peerAddrs(l.ID); ok {
 		return p // what the node itself said in the last second
 	}
-	n, err := sh.store.Meta().GetNode(l.ID)
-	if err != nil {
-		return meta.Node{ID: l.ID}
-	}
+	n := meta.Node{ID: l.ID}
+	sh.reading(func() {
+		if recorded, err := sh.store.Meta().GetNode(l.ID); err == nil {
+			n = recorded
+		}
+	})
 	return n
 }
 

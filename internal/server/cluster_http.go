@@ -516,7 +516,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // Status is a node's view of the cluster, served at GET /api/v1/cluster. Role and
-// Leader are shard s0's (the cluster-wide state's); Groups has every shard.
+// Leader are shard s0's (the cluster-wide state's); Groups has the shards this node keeps.
 type Status struct {
 	NodeID    string      `json:"node_id"`
 	ClusterID string      `json:"cluster_id"`
@@ -623,16 +623,17 @@ func (sh *shardReplica) status() GroupStatus {
 
 func (c *clusterNode) status() Status {
 	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Shards: c.nShards, Replicas: c.replicas}
-	var shards []*shardReplica
+	var recorded []meta.Node // every kept shard's leaders record their addresses in it
 	for _, sh := range c.shardList() {
-		if !sh.hosted() {
+		kept := sh.hosted() && sh.reading(func() {
+			nodes, _ := sh.store.Meta().Nodes()
+			recorded = append(recorded, nodes...)
+		})
+		if !kept {
 			st.Elsewhere = append(st.Elsewhere, sh.elsewhereStatus())
 			continue
 		}
-		shards = append(shards, sh)
-	}
-	for _, sh := range shards {
-		gs := sh.status()
+		gs := sh.status() // reads no more than positions from the store
 		st.Groups = append(st.Groups, gs)
 		if gs.ReplicaError != "" && st.ReplicaError == "" {
 			st.ReplicaError = "shard " + gs.Name + ": " + gs.ReplicaError
@@ -649,12 +650,9 @@ func (c *clusterNode) status() Status {
 		}
 	}
 	c.peerBook.mu.Unlock()
-	for _, sh := range shards {
-		nodes, _ := sh.store.Meta().Nodes()
-		for _, n := range nodes {
-			if n.UpdatedAtMs >= newest[n.ID].UpdatedAtMs {
-				newest[n.ID] = n
-			}
+	for _, n := range recorded {
+		if n.UpdatedAtMs >= newest[n.ID].UpdatedAtMs {
+			newest[n.ID] = n
 		}
 	}
 	for _, n := range newest {

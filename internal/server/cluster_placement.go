@@ -94,6 +94,9 @@ func (c *clusterNode) drop(sh *shardReplica) {
 	close(sh.quit)
 	<-sh.done
 	sh.follow()
+	sh.uses.Lock()
+	sh.dropped = true
+	sh.uses.Unlock()
 	err := errors.Join(c.node.CloseGroup(sh.name, true), sh.store.Close())
 	if err == nil {
 		err = os.RemoveAll(c.shardDir(sh.index))
