@@ -90,7 +90,12 @@ sys.exit(0 if all(leaders) and len(set(leaders)) >= want and all(g["leader"].get
 		fi
 		sleep 0.1
 	done
-	echo "the shards have no leaders on different nodes after 60 s" >&2
+	echo "the shards have no leaders on different nodes after 60 s; the nodes' last lines:" >&2
+	for i in $(seq "$nodes"); do
+		echo "== n$i" >&2
+		grep -E 'level=(WARN|ERROR)|cluster:' "$dir.n$i.log" | tail -8 >&2 || true
+	done
+	curl -s "http://127.0.0.1:${http[1]}/api/v1/cluster" >&2 || true
 	return 1
 }
 

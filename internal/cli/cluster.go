@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -34,11 +35,11 @@ func newClusterCmd(e *env) *cobra.Command {
 	f := &clusterFlags{}
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show and change a cluster: status, add-node, remove-node, transfer-leader",
+		Short: "Show and change a cluster: status, add-node, remove-node, transfer-leader, set-replicas",
 	}
 	def := strings.Split(envOr("DMQ_HTTP", "127.0.0.1:7480"), ",")
 	cmd.PersistentFlags().StringSliceVar(&f.http, "http", def, "HTTP addresses of the nodes to ask (comma-separated; env DMQ_HTTP)")
-	cmd.AddCommand(newClusterStatusCmd(e, f), newClusterAddCmd(e, f), newClusterRemoveCmd(e, f), newClusterTransferCmd(e, f))
+	cmd.AddCommand(newClusterStatusCmd(e, f), newClusterAddCmd(e, f), newClusterRemoveCmd(e, f), newClusterTransferCmd(e, f), newClusterReplicasCmd(e, f))
 	return cmd
 }
 
@@ -287,6 +288,34 @@ func newClusterRemoveCmd(e *env, f *clusterFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "node %s removed\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newClusterReplicasCmd(e *env, f *clusterFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-replicas N",
+		Short: "Keep each shard on N nodes (1, 3, 5; 0: every node); s0 stays on every node",
+		Long: `Changes how many nodes keep each shard but s0, which every node keeps. The
+nodes then move the replicas in the background, without stopping traffic: a
+shard's leader adds the nodes its new placement gives it, which catch up from a
+snapshot and the log before they vote, and only then removes the nodes no longer
+placed, which delete their copy. dmq cluster status shows the moves.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[0])
+			if err != nil {
+				return fmt.Errorf("N: %q is not a number", args[0])
+			}
+			if err := e.clusterChange(cmd.Context(), f, http.MethodPut, "/api/v1/cluster/replicas", map[string]int{"replicas": n}); err != nil {
+				return err
+			}
+			if n == 0 {
+				fmt.Fprintln(e.stdout, "every node will keep every shard; the replicas move in the background (dmq cluster status)")
+			} else {
+				fmt.Fprintf(e.stdout, "each shard will be kept by %d nodes (s0 by every node); the replicas move in the background (dmq cluster status)\n", n)
+			}
 			return nil
 		},
 	}

@@ -346,26 +346,24 @@ func (g *Group) LeaderChanges() <-chan Leader {
 // AddVoter adds (or promotes) a voting member; it must be called on the leader. The new
 // member catches up from a snapshot and the log.
 func (g *Group) AddVoter(ctx context.Context, id, addr string) error {
-	if err := validateID("node id", id); err != nil {
-		return fmt.Errorf("cluster: group %s: add voter: %w", g.name, err)
-	}
-	if err := validateAddr(addr); err != nil {
-		return fmt.Errorf("cluster: group %s: add voter %s: %w", g.name, id, err)
-	}
-	return g.wait(ctx, g.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
+	return g.addServer(ctx, "voter", id, addr, g.raft.AddVoter)
 }
 
 // AddNonvoter adds a member that receives the log but does not vote: a new replica
 // catches up as one, then AddVoter promotes it, so that it never counts towards a quorum
 // it cannot serve yet. It must be called on the leader.
 func (g *Group) AddNonvoter(ctx context.Context, id, addr string) error {
+	return g.addServer(ctx, "non-voter", id, addr, g.raft.AddNonvoter)
+}
+
+func (g *Group) addServer(ctx context.Context, kind, id, addr string, add func(raft.ServerID, raft.ServerAddress, uint64, time.Duration) raft.IndexFuture) error {
 	if err := validateID("node id", id); err != nil {
-		return fmt.Errorf("cluster: group %s: add non-voter: %w", g.name, err)
+		return fmt.Errorf("cluster: group %s: add %s: %w", g.name, kind, err)
 	}
 	if err := validateAddr(addr); err != nil {
-		return fmt.Errorf("cluster: group %s: add non-voter %s: %w", g.name, id, err)
+		return fmt.Errorf("cluster: group %s: add %s %s: %w", g.name, kind, id, err)
 	}
-	return g.wait(ctx, g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
+	return g.wait(ctx, add(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx)))
 }
 
 // RemoveServer removes a member; it must be called on the leader. A leader may remove

@@ -103,10 +103,12 @@ type Config struct {
 	// cluster is created, the same on every node. 1 keeps every topic in one
 	// group.
 	Shards int `yaml:"shards"`
-	// Replicas is how many nodes keep each shard (its replication factor):
-	// 0 means every node. The first shard, which holds users, tokens and
-	// the other cluster-wide state, is on every node whatever this says.
-	// Fixed when the cluster is created, the same on every node.
+	// Replicas is how many nodes keep each shard (its replication factor)
+	// when the cluster is created: 0 means every node. The first shard,
+	// which holds users, tokens and the other cluster-wide state, is on
+	// every node whatever this says. The nodes that create a cluster
+	// together must agree on it; afterwards the cluster records it (dmq
+	// cluster set-replicas changes it) and a node's own value is ignored.
 	Replicas int `yaml:"replicas"`
 	// SnapshotEntries is how many Raft log entries since the last snapshot
 	// make a node take one (checked every SnapshotInterval); TrailingEntries
@@ -295,6 +297,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// CheckReplicas checks a count of nodes to keep each shard on (0: every node).
+func CheckReplicas(n int) error {
+	if n < 0 || n > 9 {
+		return fmt.Errorf("%d is not between 0 (every node) and 9", n)
+	}
+	if n > 0 && n%2 == 0 {
+		return fmt.Errorf("%d is even: a shard on %d nodes survives no more failures than on %d, and needs more of them to agree; use %d or %d", n, n, n-1, n-1, n+1)
+	}
+	return nil
+}
+
 // Clustered reports whether the server runs as a cluster node.
 func (c *Config) Clustered() bool { return c.NodeID != "" }
 
@@ -320,11 +333,8 @@ func (c *Config) validateCluster() error {
 	if c.Shards < 1 || c.Shards > shard.Max {
 		return fmt.Errorf("shards: %d is not between 1 and %d", c.Shards, shard.Max)
 	}
-	if c.Replicas < 0 || c.Replicas > 9 {
-		return fmt.Errorf("replicas: %d is not between 0 (every node) and 9", c.Replicas)
-	}
-	if c.Replicas > 0 && c.Replicas%2 == 0 {
-		return fmt.Errorf("replicas: %d is even: a shard on %d nodes survives no more failures than on %d, and needs more of them to agree; use %d or %d", c.Replicas, c.Replicas, c.Replicas-1, c.Replicas-1, c.Replicas+1)
+	if err := CheckReplicas(c.Replicas); err != nil {
+		return fmt.Errorf("replicas: %w", err)
 	}
 	if c.Shards > 1 && c.TLSCert != "" && c.ClusterCA == "" {
 		// Calls about one shard reach another node's broker through this one

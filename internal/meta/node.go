@@ -3,6 +3,7 @@ package meta
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -85,4 +86,30 @@ func (s *Store) PinnedLeader() (string, error) {
 	}
 	defer closer.Close()
 	return string(v), nil
+}
+
+// replicasKey holds, in shard s0, how many nodes keep each shard (dmq cluster
+// set-replicas): cl/replicas → decimal.
+var replicasKey = []byte("cl/replicas")
+
+// SetReplicas records how many nodes keep each shard but s0 (0: every node).
+func (s *Store) SetReplicas(n int) error {
+	return s.set(replicasKey, []byte(strconv.Itoa(n)), pebble.Sync)
+}
+
+// Replicas returns how many nodes keep each shard, and whether it was recorded.
+func (s *Store) Replicas() (n int, ok bool, err error) {
+	v, closer, err := s.db.Get(replicasKey)
+	if err == pebble.ErrNotFound {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	n, err = strconv.Atoi(string(v))
+	if err != nil {
+		return 0, false, fmt.Errorf("decode the replicas per shard %q: %w", v, err)
+	}
+	return n, true, nil
 }

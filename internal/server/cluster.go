@@ -54,8 +54,9 @@ type clusterNode struct {
 	// (replaced when the node starts or stops keeping a replica of it).
 	nShards int
 	slots   []atomic.Pointer[shardReplica]
-	// replicas is how many nodes keep each shard but s0 (0: every node).
-	replicas int
+	// createdReplicas is how many nodes keep each shard but s0 (0: every node) as this
+	// node was started with: the cluster's count until s0 records one (replicaCount).
+	createdReplicas int
 	// promotions is what reconcile remembers of the replicas catching up (placement).
 	promotions map[string]uint64
 	grpc       *grpc.Server
@@ -153,7 +154,7 @@ func (s *Server) startCluster() error {
 	}
 	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
 		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8},
-		nShards:  s.cfg.Shards, replicas: s.cfg.Replicas, promotions: map[string]uint64{}}
+		nShards:  s.cfg.Shards, createdReplicas: s.cfg.Replicas, promotions: map[string]uint64{}}
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err
@@ -240,7 +241,7 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		if err != nil {
 			return err
 		}
-		placed := shard.Placement(i, ids, c.replicas)
+		placed := shard.Placement(i, ids, c.createdReplicas)
 		var boot []cluster.Peer // nil: the node's peers
 		switch {
 		case i == 0 || has:
@@ -301,8 +302,11 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		}
 	}
 	if i == 0 {
-		if err := checkRecordedCounts(c.node, c.nShards, c.replicas); err != nil {
+		if err := checkShardCount(c.node, c.nShards); err != nil {
 			return sh, err
+		}
+		if n, ok, err := store.Meta().Replicas(); err == nil && ok && n != c.createdReplicas {
+			s.logger.Warn("cluster: this cluster keeps each shard on "+replicasText(n)+" (dmq cluster set-replicas changes it): --replicas is ignored", "replicas", c.createdReplicas)
 		}
 		// Before the group replays its log: every change it brings reloads.
 		store.OnAuthChange(func(*meta.Store) {
@@ -343,29 +347,23 @@ func clusterTLS(certFile, keyFile, caFile string) (server, peer *tls.Config, err
 	return server, peer, nil
 }
 
-// checkRecordedCounts compares the shard count and the replicas per shard with those
-// the node's data was created with (recorded on first start). Data from before they
-// were recorded has one shard on every node.
-func checkRecordedCounts(node *cluster.Node, shards, replicas int) error {
+// checkShardCount compares the shard count with the one the node's data was created
+// with (recorded on first start). Data from before shards existed has one.
+func checkShardCount(node *cluster.Node, n int) error {
 	has, err := node.HasGroupState(shard.Meta)
 	if err != nil {
 		return err
 	}
-	for _, setting := range []struct {
-		name, flag string
-		value, old int
-	}{{"shards", "shards", shards, 1}, {"replicas", "replicas", replicas, 0}} {
-		want := strconv.Itoa(setting.value)
-		if has {
-			want = strconv.Itoa(setting.old) // recorded only if missing: older data
-		}
-		got, err := node.RecordedSetting(setting.name, want)
-		if err != nil {
-			return err
-		}
-		if got != strconv.Itoa(setting.value) {
-			return fmt.Errorf("this node's data belongs to a cluster of %s %s, a count fixed when the cluster was created: start it with --%s %s", got, setting.name, setting.flag, got)
-		}
+	want := strconv.Itoa(n)
+	if has {
+		want = "1" // recorded only if missing: data from before shards
+	}
+	got, err := node.RecordedSetting("shards", want)
+	if err != nil {
+		return err
+	}
+	if got != strconv.Itoa(n) {
+		return fmt.Errorf("this node's data belongs to a cluster of %s shards, a count fixed when the cluster was created: start it with --shards %s", got, got)
 	}
 	return nil
 }
@@ -629,6 +627,10 @@ func (sh *shardReplica) lead() {
 		return
 	}
 	if sh.name == shard.Meta {
+		if err := sh.c.recordReplicas(); err != nil {
+			s.logger.Warn("cluster: elected, but could not record the replicas per shard; will retry", "err", err)
+			return
+		}
 		if err := s.announceSecurity(sh.c.apps); err != nil {
 			s.logger.Warn("cluster: elected, but could not create the setup token; will retry", "err", err)
 			return

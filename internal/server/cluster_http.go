@@ -24,6 +24,7 @@ import (
 
 	"github.com/dmqio/dmq/internal/admin"
 	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/shard"
 )
@@ -299,6 +300,7 @@ func (c *clusterNode) handleMetrics(w http.ResponseWriter, r *http.Request) {
 func (sh *shardReplica) membershipRoutes(mux *http.ServeMux, adminOnly func(http.Handler) http.Handler) {
 	if sh.index == 0 {
 		mux.Handle("POST /api/v1/cluster/nodes", adminOnly(http.HandlerFunc(sh.handleAddNode)))
+		mux.Handle("PUT /api/v1/cluster/replicas", adminOnly(http.HandlerFunc(sh.handleSetReplicas)))
 	}
 	mux.Handle("DELETE /api/v1/cluster/nodes/{id}", adminOnly(http.HandlerFunc(sh.handleRemoveNode)))
 	mux.Handle("POST /api/v1/cluster/leader", adminOnly(http.HandlerFunc(sh.handleTransfer)))
@@ -382,9 +384,6 @@ func (c *clusterNode) checkJoiner(ctx context.Context, id, addr string) (int, er
 	if info.Shards != c.nShards {
 		return http.StatusConflict, fmt.Errorf("node %s was started with --shards %d; this cluster has %d shards: restart it with --shards %d", id, info.Shards, c.nShards, c.nShards)
 	}
-	if info.Replicas != c.replicas {
-		return http.StatusConflict, fmt.Errorf("node %s was started with --replicas %d; this cluster keeps each shard on %s: restart it with --replicas %d", id, info.Replicas, replicasText(c.replicas), c.replicas)
-	}
 	return 0, nil
 }
 
@@ -409,6 +408,32 @@ func (sh *shardReplica) handleRemoveNode(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	sh.c.s.logger.Info("cluster: node removed", "node", id, "shards", sh.scope(r))
+	writeJSON(w, http.StatusOK, sh.c.status())
+}
+
+// handleSetReplicas changes how many nodes keep each shard but s0: {"replicas": 3}
+// (0: every node). It is recorded in s0; every node's reconcile then moves the replicas
+// (added ones catch up before removed ones go), which the answer does not wait for.
+func (sh *shardReplica) handleSetReplicas(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Replicas *int `json:"replicas"`
+	}
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req)
+	if err == nil && req.Replicas == nil {
+		err = errors.New("no replicas given")
+	}
+	if err == nil {
+		err = config.CheckReplicas(*req.Replicas)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be {\"replicas\": 0, 1, 3, 5, 7 or 9}: " + err.Error()})
+		return
+	}
+	if err := sh.store.Meta().SetReplicas(*req.Replicas); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	sh.c.s.logger.Info("cluster: replicas per shard changed; the replicas move in the background", "replicas", *req.Replicas)
 	writeJSON(w, http.StatusOK, sh.c.status())
 }
 
@@ -622,7 +647,7 @@ func (sh *shardReplica) status() GroupStatus {
 }
 
 func (c *clusterNode) status() Status {
-	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Shards: c.nShards, Replicas: c.replicas}
+	st := Status{NodeID: c.s.cfg.NodeID, ClusterID: c.s.cfg.ClusterID, Shards: c.nShards, Replicas: c.replicaCount()}
 	var recorded []meta.Node // every kept shard's leaders record their addresses in it
 	for _, sh := range c.shardList() {
 		kept := sh.hosted() && sh.reading(func() {

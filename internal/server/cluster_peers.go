@@ -74,7 +74,7 @@ func (b *peerBook) get(id string) (peerView, bool) {
 // selfInfo is this node's answer.
 func (c *clusterNode) selfInfo() []byte {
 	info := nodeInfo{Node: meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()},
-		Shards: c.nShards, Replicas: c.replicas, Groups: map[string]replicaInfo{}}
+		Shards: c.nShards, Replicas: c.replicaCount(), Groups: map[string]replicaInfo{}}
 	for _, sh := range c.shardList() {
 		if !sh.hosted() {
 			continue

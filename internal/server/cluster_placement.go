@@ -46,7 +46,26 @@ func (c *clusterNode) placement(i int, members []cluster.Server) []string {
 	for k, m := range members {
 		ids[k] = m.ID
 	}
-	return shard.Placement(i, ids, c.replicas)
+	return shard.Placement(i, ids, c.replicaCount())
+}
+
+// replicaCount is how many nodes keep each shard but s0 (0: every node): as recorded in
+// s0 (by its first leader, from its --replicas; changed by dmq cluster set-replicas), or
+// this node's --replicas until then.
+func (c *clusterNode) replicaCount() int {
+	if n, ok, err := c.shard(0).store.Meta().Replicas(); err == nil && ok {
+		return n
+	}
+	return c.createdReplicas
+}
+
+// recordReplicas, on s0's leader, records the replicas per shard the cluster was
+// created with, if s0 has none yet.
+func (c *clusterNode) recordReplicas() error {
+	if _, ok, err := c.shard(0).store.Meta().Replicas(); err != nil || ok {
+		return err
+	}
+	return c.shard(0).store.Meta().SetReplicas(c.createdReplicas)
 }
 
 // reconcile makes one round of changes towards the placement (see above).

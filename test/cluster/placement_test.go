@@ -89,9 +89,8 @@ func (c *testCluster) waitPlaced(timeout time.Duration) {
 // for every topic, also one whose shard it does not keep. kill -9 of a node under load
 // loses nothing; removing it moves its replicas, and those its departure displaces, to
 // the nodes of the new placement, which catch up before the old replicas are removed and
-// their data deleted. A node that joins gets its share the same way; one started with
-// another replica count is refused. Every acked message is delivered once stored, and
-// the replicas of each shard are identical.
+// their data deleted. A node that joins gets its share the same way. Every acked message
+// is delivered once stored, and the replicas of each shard are identical.
 func TestShardsKeptByThreeOfFiveNodes(t *testing.T) {
 	const shards, perTopic = 5, 1500
 	c := startCluster(t, 5, "--shards", fmt.Sprint(shards), "--replicas", "3")
@@ -155,25 +154,67 @@ func TestShardsKeptByThreeOfFiveNodes(t *testing.T) {
 		t.Fatalf("cluster status does not say which nodes keep each shard:\n%s", out)
 	}
 
-	// A node joins: one started with another replica count is refused, then the right
-	// one gets the shards the placement over five nodes gives it.
+	// A node joins, without --replicas: it takes the cluster's, and gets the shards the
+	// placement over five nodes gives it.
 	n6 := &node{id: "n6", grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: t.TempDir()}
-	join := func(replicas string) {
-		n6.p = dmqtest.StartProcess(t, n6.dir, "--node-id", n6.id, "--join", "--shards", fmt.Sprint(shards), "--replicas", replicas,
-			"--cluster-listen", n6.raft, "--listen", n6.grpc, "--http", n6.http)
-	}
-	join("1")
-	refused, err := exec.Command(dmqtest.Binary(t), "cluster", "add-node", n6.id, n6.raft, "--http", c.nodes[1].http).CombinedOutput()
-	if err == nil || !strings.Contains(string(refused), "restart it with --replicas 3") {
-		t.Fatalf("add-node of a node started with --replicas 1: %v\n%s", err, refused)
-	}
-	c.stop(n6)
-	if err := os.RemoveAll(n6.dir); err != nil {
-		t.Fatal(err)
-	}
-	join("3")
+	n6.p = dmqtest.StartProcess(t, n6.dir, "--node-id", n6.id, "--join", "--shards", fmt.Sprint(shards),
+		"--cluster-listen", n6.raft, "--listen", n6.grpc, "--http", n6.http)
 	runCLI(t, "cluster", "add-node", n6.id, n6.raft, "--http", c.nodes[1].http)
 	c.nodes = append(c.nodes, n6)
 	c.waitPlaced(120 * time.Second)
 	c.checkReplicas(perTopic, load.topics...)
+}
+
+// TestSetReplicasMovesShards creates three nodes keeping every shard, then keeps each
+// shard on one node (dmq cluster set-replicas 1): the other replicas are removed and
+// their data deleted, and every message is still there. Back to every node (0): the
+// replicas are added again and catch up. An even count is refused and changes nothing.
+func TestSetReplicasMovesShards(t *testing.T) {
+	const shards, perTopic = 3, 300
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards))
+	c.waitPlaced(30 * time.Second)
+	cl := c.dial()
+	topics := topicPerShard("dev.rf.t", shards)
+	for _, topic := range topics {
+		createTopic(t, cl, topic, "g")
+		publishAll(t, cl, topic, "m", perTopic, newLedger(), nil)
+	}
+
+	out, err := exec.Command(dmqtest.Binary(t), "cluster", "set-replicas", "2", "--http", c.nodes[0].http).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "even") {
+		t.Fatalf("set-replicas 2: %v\n%s", err, out)
+	}
+	if st, err := status(c.nodes[1]); err != nil || st.Replicas != 0 {
+		t.Fatalf("after a refused change the cluster keeps each shard on %d nodes (0: every node), %v", st.Replicas, err)
+	}
+
+	runCLI(t, "cluster", "set-replicas", "1", "--http", c.nodes[2].http)
+	c.replicas = 1
+	c.waitPlaced(60 * time.Second)
+	for i := 1; i < shards; i++ {
+		for _, nd := range c.nodes {
+			_, err := os.Stat(filepath.Join(nd.dir, "shards", shard.Name(i)))
+			if keeps := slices.Contains(c.placed(i), nd.id); keeps != (err == nil) {
+				t.Fatalf("with one replica per shard, %s keeps s%d: %t, but its data directory for it: %v", nd.id, i, keeps, err)
+			}
+		}
+	}
+	for _, topic := range topics {
+		if n := storedCount(t, cl, topic); n != perTopic {
+			t.Fatalf("%s holds %d messages on one replica, want %d", topic, n, perTopic)
+		}
+	}
+
+	runCLI(t, "cluster", "set-replicas", "0", "--http", c.nodes[0].http)
+	c.replicas = 0
+	c.waitPlaced(60 * time.Second)
+	for _, topic := range topics {
+		lg := newLedger()
+		consume(t, cl, topic, "g", lg)
+		dmqtest.Eventually(t, 30*time.Second, "every message of "+topic+" delivered", func() bool {
+			_, delivered, _ := lg.counts()
+			return delivered == perTopic
+		})
+	}
+	c.checkReplicas(perTopic, topics...)
 }
