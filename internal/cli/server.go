@@ -75,6 +75,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Bool("join", false, "start a new node that waits to be added to a running cluster (dmq cluster add-node)")
 	f.String("cluster-ca", "", "PEM CA of every node's --tls-cert: mutual TLS on the cluster port, verified calls between nodes")
 	f.Int("replicas", def.Replicas, "cluster: how many nodes keep each shard, 1, 3 or 5 (0: every node; s0 is on every node), when the cluster is created (dmq cluster set-replicas changes it)")
+	f.Duration("replace-after", def.ReplaceAfter, "cluster: copy the shards of a node unreachable this long to other nodes (0: only remove-node moves them)")
 	f.Int("shards", def.Shards, "cluster: how many Raft groups the topics are spread over, each with its own leader (fixed at creation)")
 	f.Int64("snapshot-entries", 0, "cluster: Raft log entries between snapshots (0: 8192)")
 	f.Duration("snapshot-interval", 0, "cluster: how often to check whether a snapshot is due (0: 2m)")

@@ -32,11 +32,12 @@ func (g *Group) observeLoop() {
 				delete(g.mu.failingAt, string(d.PeerID))
 				g.mu.Unlock()
 			case raft.PeerObservation:
-				if d.Removed {
-					g.mu.Lock()
-					delete(g.mu.failingAt, string(d.Peer.ID))
-					g.mu.Unlock()
-				}
+				// Removed, or added (again): a failure seen by the replication of its
+				// earlier membership, which may report after the removal, is not its
+				// health now; the new replication reports its own.
+				g.mu.Lock()
+				delete(g.mu.failingAt, string(d.Peer.ID))
+				g.mu.Unlock()
 			}
 		}
 	}

@@ -110,6 +110,12 @@ type Config struct {
 	// together must agree on it; afterwards the cluster records it (dmq
 	// cluster set-replicas changes it) and a node's own value is ignored.
 	Replicas int `yaml:"replicas"`
+	// ReplaceAfter is how long a node may be unreachable before the shards it
+	// keeps are copied to other nodes (each shard's leader adds the next
+	// member as a replica, and removes the dead one once the copy caught up;
+	// when the node is back, its shards move back to it). 0: never (only dmq
+	// cluster remove-node moves them). Only with replicas below the node count.
+	ReplaceAfter time.Duration `yaml:"replace_after"`
 	// SnapshotEntries is how many Raft log entries since the last snapshot
 	// make a node take one (checked every SnapshotInterval); TrailingEntries
 	// how many a snapshot leaves in the log for a follower that is behind.
@@ -153,6 +159,7 @@ func Default() Config {
 		LogLevel:          "info",
 		ClusterID:         "dmq",
 		Shards:            1,
+		ReplaceAfter:      5 * time.Minute,
 		ClusterListen:     "127.0.0.1:7431",
 	}
 }
@@ -335,6 +342,9 @@ func (c *Config) validateCluster() error {
 	}
 	if err := CheckReplicas(c.Replicas); err != nil {
 		return fmt.Errorf("replicas: %w", err)
+	}
+	if c.ReplaceAfter != 0 && c.ReplaceAfter < 3*time.Second {
+		return fmt.Errorf("replace_after: %s is below 3s, the time nodes take to notice one another (0 turns replacing off)", c.ReplaceAfter)
 	}
 	if c.Shards > 1 && c.TLSCert != "" && c.ClusterCA == "" {
 		// Calls about one shard reach another node's broker through this one

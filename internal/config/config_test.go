@@ -39,6 +39,7 @@ func TestLoadRejectsBadSettings(t *testing.T) {
 		"replicas without a node id": {file: "replicas: 3\n", want: "node_id"},
 		"even replicas":              {file: "node_id: n1\nreplicas: 2\n", want: "use 1 or 3"},
 		"negative replicas":          {file: "node_id: n1\nreplicas: -1\n", want: "replicas"},
+		"replace too soon":           {file: "node_id: n1\nreplace_after: 1s\n", want: "replace_after"},
 		"shards over TLS":            {file: "node_id: n1\nshards: 3\ntls_cert: a.pem\ntls_key: a.key\n", want: "cluster_ca"},
 		"cluster CA alone":           {file: "node_id: n1\ncluster_ca: ca.pem\n", want: "tls_cert"},
 	}

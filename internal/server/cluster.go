@@ -57,6 +57,9 @@ type clusterNode struct {
 	// createdReplicas is how many nodes keep each shard but s0 (0: every node) as this
 	// node was started with: the cluster's count until s0 records one (replicaCount).
 	createdReplicas int
+	// started is when this node started: a member it never heard from counts as
+	// unreachable since then (placement).
+	started time.Time
 	// promotions is what reconcile remembers of the replicas catching up (placement).
 	promotions map[string]uint64
 	grpc       *grpc.Server
@@ -154,7 +157,7 @@ func (s *Server) startCluster() error {
 	}
 	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
 		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8},
-		nShards:  s.cfg.Shards, createdReplicas: s.cfg.Replicas, promotions: map[string]uint64{}}
+		nShards:  s.cfg.Shards, createdReplicas: s.cfg.Replicas, started: time.Now(), promotions: map[string]uint64{}}
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err

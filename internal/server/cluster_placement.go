@@ -14,7 +14,9 @@ import (
 
 // Which nodes keep which shards. The cluster's members are shard s0's: every node keeps
 // s0, and dmq cluster add-node and remove-node change s0 only. From the members and the
-// replicas per shard, every node computes the same placement (shard.Placement). Then
+// replicas per shard, every node computes the same placement (shard.Placement; a member
+// that has not answered for ReplaceAfter is replaced by the next live one,
+// shard.PlacementAvoiding, until it answers again). Then
 // every node, every reconcileInterval, brings what it can towards it:
 //
 //   - a shard's leader adds the placed nodes its group lacks as non-voters; promotes a
@@ -40,13 +42,30 @@ func (c *clusterNode) members() []cluster.Server {
 	return c.shard(0).group.Stats().Servers
 }
 
-// placement is the node ids that should keep shard i.
+// placement is the node ids that should keep shard i: shard.Placement, with the
+// members unreachable for longer than ReplaceAfter replaced by the next live ones.
 func (c *clusterNode) placement(i int, members []cluster.Server) []string {
 	ids := make([]string, len(members))
 	for k, m := range members {
 		ids[k] = m.ID
 	}
-	return shard.Placement(i, ids, c.replicaCount())
+	if c.s.cfg.ReplaceAfter <= 0 {
+		return shard.Placement(i, ids, c.replicaCount())
+	}
+	return shard.PlacementAvoiding(i, ids, c.replicaCount(), c.longGone)
+}
+
+// longGone reports whether member id has not answered this node for longer than
+// ReplaceAfter (counted from this node's start for a member it never heard from).
+func (c *clusterNode) longGone(id string) bool {
+	if id == c.s.cfg.NodeID {
+		return false
+	}
+	last := c.started
+	if v, ok := c.peerBook.get(id); ok && v.at.After(last) {
+		last = v.at
+	}
+	return time.Since(last) > c.s.cfg.ReplaceAfter
 }
 
 // replicaCount is how many nodes keep each shard but s0 (0: every node): as recorded in

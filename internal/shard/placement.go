@@ -27,3 +27,31 @@ func Placement(i int, members []string, replicas int) []string {
 	}
 	return out
 }
+
+// PlacementAvoiding is Placement with the nodes for which dead is true replaced: each
+// by the next member after the placement, in the same order, that is neither dead nor
+// placed already. The live nodes of the placement keep their place (the first is still
+// the preferred leader unless it is dead), so a dead node's shards move to as few new
+// nodes as possible, and come back once it is alive again.
+func PlacementAvoiding(i int, members []string, replicas int, dead func(id string) bool) []string {
+	placed := Placement(i, members, replicas)
+	if i == 0 || replicas <= 0 || len(placed) < replicas {
+		return placed // on every member: nowhere else to go
+	}
+	out := make([]string, 0, replicas)
+	for _, id := range placed {
+		if !dead(id) {
+			out = append(out, id)
+		}
+	}
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	n := len(sorted)
+	for k := replicas; len(out) < replicas && k < n; k++ {
+		if id := sorted[(i+k)%n]; !dead(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}

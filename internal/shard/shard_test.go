@@ -95,3 +95,28 @@ func TestPlacement(t *testing.T) {
 		t.Error("a placement without members")
 	}
 }
+
+func TestPlacementAvoiding(t *testing.T) {
+	members := []string{"n1", "n2", "n3", "n4", "n5"}
+	deadSet := func(ids ...string) func(string) bool {
+		return func(id string) bool { return slices.Contains(ids, id) }
+	}
+	for _, tc := range []struct {
+		i    int
+		dead []string
+		want []string
+	}{
+		{1, nil, []string{"n2", "n3", "n4"}},
+		{1, []string{"n5"}, []string{"n2", "n3", "n4"}},       // not placed: nothing moves
+		{1, []string{"n3"}, []string{"n2", "n4", "n5"}},       // n5, next after the placement
+		{1, []string{"n2"}, []string{"n3", "n4", "n5"}},       // the leader's place goes to n3
+		{4, []string{"n1", "n2"}, []string{"n5", "n3", "n4"}}, // wraps around, skips placed
+		{1, []string{"n2", "n3", "n4", "n5"}, []string{"n1"}}, // as many as are alive
+		{0, []string{"n2"}, []string{"n1", "n2", "n3", "n4", "n5"}},
+	} {
+		got := PlacementAvoiding(tc.i, members, 3, deadSet(tc.dead...))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("PlacementAvoiding(%d, dead %v) = %v, want %v", tc.i, tc.dead, got, tc.want)
+		}
+	}
+}

@@ -64,6 +64,9 @@ type testCluster struct {
 	// shards is the cluster's shard count (0: one); replicas how many nodes keep each
 	// shard but s0 (0: every node).
 	shards, replicas int
+	// gone is the members taken for dead (killed, not removed): their shards are kept
+	// by others (--replace-after).
+	gone []string
 	// configure, for in-process nodes, edits a node's configuration.
 	configure func(nd *node, cfg *config.Config)
 }

@@ -16,13 +16,13 @@ import (
 	"github.com/dmqio/dmq/internal/shard"
 )
 
-// placed is shard i's placement over the test cluster's nodes.
+// placed is shard i's placement over the test cluster's nodes, those gone replaced.
 func (c *testCluster) placed(i int) []string {
 	var ids []string
 	for _, nd := range c.nodes {
 		ids = append(ids, nd.id)
 	}
-	return shard.Placement(i, ids, c.replicas)
+	return shard.PlacementAvoiding(i, ids, c.replicas, func(id string) bool { return slices.Contains(c.gone, id) })
 }
 
 // waitPlaced waits until every node keeps exactly the shards placed on it, every shard's
@@ -34,11 +34,23 @@ func (c *testCluster) waitPlaced(timeout time.Duration) {
 	defer func() {
 		if c.t.Failed() {
 			c.t.Logf("last difference: %s", why)
+			var http []string
+			for _, nd := range c.nodes {
+				http = append(http, nd.http)
+			}
+			out, _ := exec.Command(dmqtest.Binary(c.t), "cluster", "status", "--http", strings.Join(http, ",")).CombinedOutput()
+			c.t.Logf("cluster status:\n%s", out)
+			for _, nd := range c.nodes {
+				c.t.Logf("%s's notable log lines:\n%s", nd.id, grepLines(nd.notableLogs(), "cluster:"))
+			}
 		}
 	}()
 	dmqtest.Eventually(c.t, timeout, "every shard kept by the nodes of its placement", func() bool {
 		why = ""
 		for _, nd := range c.nodes {
+			if slices.Contains(c.gone, nd.id) {
+				continue
+			}
 			st, err := status(nd)
 			if err != nil {
 				why = fmt.Sprintf("%s: %v", nd.id, err)
@@ -83,6 +95,31 @@ func (c *testCluster) waitPlaced(timeout time.Duration) {
 	})
 }
 
+// waitDataPlaced waits until each node has a data directory for the shards placed on it
+// and none for the others (a dropped replica's is deleted just after the node stops
+// reporting it).
+func (c *testCluster) waitDataPlaced() {
+	c.t.Helper()
+	var why string
+	defer func() {
+		if c.t.Failed() {
+			c.t.Log(why)
+		}
+	}()
+	dmqtest.Eventually(c.t, 10*time.Second, "a data directory on each node for its shards only", func() bool {
+		for i := 1; i < c.shards; i++ {
+			for _, nd := range c.nodes {
+				_, err := os.Stat(filepath.Join(nd.dir, "shards", shard.Name(i)))
+				if keeps := slices.Contains(c.placed(i), nd.id); keeps != (err == nil) {
+					why = fmt.Sprintf("%s keeps s%d: %t, but its data directory for it: %v", nd.id, i, keeps, err)
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
 // TestShardsKeptByThreeOfFiveNodes runs five nodes with five shards, each kept by three
 // of them (--replicas 3; s0, with the cluster-wide state, by all five). Every node leads
 // the shard placed first on it and keeps only its placed shards' data; every node answers
@@ -95,14 +132,7 @@ func TestShardsKeptByThreeOfFiveNodes(t *testing.T) {
 	const shards, perTopic = 5, 1500
 	c := startCluster(t, 5, "--shards", fmt.Sprint(shards), "--replicas", "3")
 	c.waitPlaced(60 * time.Second)
-	for i := 1; i < shards; i++ {
-		for _, nd := range c.nodes {
-			_, err := os.Stat(filepath.Join(nd.dir, "shards", shard.Name(i)))
-			if keeps := slices.Contains(c.placed(i), nd.id); keeps != (err == nil) {
-				t.Fatalf("%s keeps s%d: %t, but its data directory for it: %v", nd.id, i, keeps, err)
-			}
-		}
-	}
+	c.waitDataPlaced()
 
 	cl := c.dial()
 	load := newShardLoad(t, cl, "dev.placed.t", shards)
@@ -145,9 +175,7 @@ func TestShardsKeptByThreeOfFiveNodes(t *testing.T) {
 	load.check(t, cl, perTopic)
 
 	// n3 kept s2 (n3 n4 n5); over n1 n3 n4 n5, s2 is on n4 n5 n1: its replica is gone.
-	if _, err := os.Stat(filepath.Join(c.nodes[1].dir, "shards", "s2")); err == nil {
-		t.Fatalf("n3 still has a data directory for s2, which left it")
-	}
+	c.waitDataPlaced()
 	out := runCLI(t, "cluster", "status", "--http", c.nodes[0].http+","+c.nodes[1].http)
 	t.Logf("%s", out)
 	if !strings.Contains(out, "s1 is kept by") {
@@ -191,14 +219,7 @@ func TestSetReplicasMovesShards(t *testing.T) {
 	runCLI(t, "cluster", "set-replicas", "1", "--http", c.nodes[2].http)
 	c.replicas = 1
 	c.waitPlaced(60 * time.Second)
-	for i := 1; i < shards; i++ {
-		for _, nd := range c.nodes {
-			_, err := os.Stat(filepath.Join(nd.dir, "shards", shard.Name(i)))
-			if keeps := slices.Contains(c.placed(i), nd.id); keeps != (err == nil) {
-				t.Fatalf("with one replica per shard, %s keeps s%d: %t, but its data directory for it: %v", nd.id, i, keeps, err)
-			}
-		}
-	}
+	c.waitDataPlaced()
 	for _, topic := range topics {
 		if n := storedCount(t, cl, topic); n != perTopic {
 			t.Fatalf("%s holds %d messages on one replica, want %d", topic, n, perTopic)
@@ -217,4 +238,33 @@ func TestSetReplicasMovesShards(t *testing.T) {
 		})
 	}
 	c.checkReplicas(perTopic, topics...)
+}
+
+// TestDeadNodesShardsAreCopiedElsewhere kills a node of four (each shard on three) and
+// leaves it dead: after --replace-after, each shard it kept gets a replica on the next
+// live node, which catches up before the dead one is removed from the shard (it stays a
+// member). Every acked message is delivered. When the node is back, its shards move
+// back to it and the stand-ins drop theirs; the replicas end identical.
+func TestDeadNodesShardsAreCopiedElsewhere(t *testing.T) {
+	const shards, perTopic = 4, 500
+	c := startCluster(t, 4, "--shards", fmt.Sprint(shards), "--replicas", "3", "--replace-after", "3s")
+	c.waitPlaced(60 * time.Second)
+	cl := c.dial()
+	load := newShardLoad(t, cl, "dev.gone.t", shards)
+	load.publish(t, cl, perTopic, nil)
+
+	victim := c.nodes[1] // n2: keeps s1 (which it leads) and s3
+	victim.p.Kill()
+	<-victim.p.Done()
+	c.gone = []string{victim.id}
+	c.waitPlaced(60 * time.Second) // s1 on n3 n4 n1, s3 on n4 n1 n3
+	load.check(t, cl, perTopic)
+	if st, err := status(c.nodes[0]); err != nil || len(st.Groups[0].Servers) != 4 {
+		t.Fatalf("the dead node is no longer a member: s0's members %+v, %v", st.Groups[0].Servers, err)
+	}
+
+	c.start(victim)
+	c.gone = nil
+	c.waitPlaced(90 * time.Second)
+	c.checkReplicas(perTopic, load.topics...)
 }
