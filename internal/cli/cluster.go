@@ -178,6 +178,9 @@ func printClusterStatus(out io.Writer, views []nodeView) error {
 			}
 		}
 	}
+	if first != nil && len(first.Gone) > 0 && first.Replicas > 0 {
+		fmt.Fprintf(out, "unreachable too long, their shards are kept by other nodes until they are back: %s\n", strings.Join(first.Gone, ", "))
+	}
 	for _, v := range views {
 		if v.err == nil && v.st.ReplicaError != "" {
 			fmt.Fprintf(out, "%s cannot apply the log and will not lead until replaced: %s\n", v.st.NodeID, v.st.ReplicaError)

@@ -556,6 +556,9 @@ type Status struct {
 	Replicas  int           `json:"replicas"`
 	Groups    []GroupStatus `json:"groups"`
 	Elsewhere []GroupStatus `json:"elsewhere,omitempty"`
+	// Gone is the members that have not answered this node for replace_after: their
+	// shards are kept by other nodes until they are back.
+	Gone []string `json:"gone,omitempty"`
 	// ReplicaError is set when this node could not apply a committed entry: it will not
 	// lead the shard until it is replaced.
 	ReplicaError string `json:"replica_error,omitempty"`
@@ -665,6 +668,13 @@ func (c *clusterNode) status() Status {
 		}
 	}
 	st.Role, st.Leader = st.Groups[0].Role, st.Groups[0].Leader
+	if c.s.cfg.ReplaceAfter > 0 {
+		for _, m := range c.members() {
+			if c.longGone(m.ID) {
+				st.Gone = append(st.Gone, m.ID)
+			}
+		}
+	}
 	// Every shard's leader records its addresses in that shard: gather them.
 	newest := map[string]meta.Node{}
 	newest[c.s.cfg.NodeID] = meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()}

@@ -259,8 +259,11 @@ func TestDeadNodesShardsAreCopiedElsewhere(t *testing.T) {
 	c.gone = []string{victim.id}
 	c.waitPlaced(60 * time.Second) // s1 on n3 n4 n1, s3 on n4 n1 n3
 	load.check(t, cl, perTopic)
-	if st, err := status(c.nodes[0]); err != nil || len(st.Groups[0].Servers) != 4 {
-		t.Fatalf("the dead node is no longer a member: s0's members %+v, %v", st.Groups[0].Servers, err)
+	if st, err := status(c.nodes[0]); err != nil || len(st.Groups[0].Servers) != 4 || !slices.Equal(st.Gone, c.gone) {
+		t.Fatalf("the dead node is no longer a member, or not said to be gone: s0's members %+v, gone %v, %v", st.Groups[0].Servers, st.Gone, err)
+	}
+	if out := runCLI(t, "cluster", "status", "--http", c.nodes[0].http); !strings.Contains(out, "kept by other nodes until they are back: n2") {
+		t.Fatalf("cluster status does not say n2 is gone:\n%s", out)
 	}
 
 	c.start(victim)
