@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/bufpool"
 	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/cluster/transport"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/replica"
 	"github.com/dmqio/dmq/internal/rpc"
@@ -122,7 +124,7 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
-	serverTLS, peerTLS, err := clusterTLS(s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.ClusterCA)
+	serverTLS, peerTLS, err := clusterTLS(s.cfg.NodeID, s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.ClusterCA)
 	if err != nil {
 		return err
 	}
@@ -333,13 +335,18 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 // clusterTLS builds, when the cluster has a CA, the TLS configurations of the cluster
 // port (mutual TLS: the node's certificate, peers verified against the CA) and of the
 // node's calls to the other nodes (the same certificate, servers verified against the CA).
-func clusterTLS(certFile, keyFile, caFile string) (server, peer *tls.Config, err error) {
+// The certificate must name the node id: peers admit a certificate for the node it names
+// only (transport.CertNames).
+func clusterTLS(nodeID, certFile, keyFile, caFile string) (server, peer *tls.Config, err error) {
 	if caFile == "" {
 		return nil, nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load the node's certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	if !transport.CertNames([]*x509.Certificate{cert.Leaf}, nodeID) {
+		return nil, nil, fmt.Errorf("the node's certificate %s does not name node %s: with --cluster-ca, each node's certificate must carry its node id as its common name or one of its DNS names, so that no node can pass for another (its names: %s, %v)", certFile, nodeID, cert.Leaf.Subject.CommonName, cert.Leaf.DNSNames)
 	}
 	pool, err := loadCA("cluster CA", caFile)
 	if err != nil {

@@ -58,6 +58,7 @@ type testCluster struct {
 	t     *testing.T
 	nodes []*node
 	peers string
+	// extra is the flags every node gets; "{id}" in one stands for the node's id.
 	extra []string
 	// faults, when set, makes the nodes in-process servers sharing this link table.
 	faults *transport.Faults
@@ -137,8 +138,10 @@ func (c *testCluster) start(nd *node) {
 		})
 		return
 	}
-	args := append([]string{"--node-id", nd.id, "--peers", c.peers, "--cluster-listen", nd.raft,
-		"--listen", nd.grpc, "--http", nd.http}, c.extra...)
+	args := []string{"--node-id", nd.id, "--peers", c.peers, "--cluster-listen", nd.raft, "--listen", nd.grpc, "--http", nd.http}
+	for _, a := range c.extra {
+		args = append(args, strings.ReplaceAll(a, "{id}", nd.id)) // a node's own file
+	}
 	nd.p = dmqtest.StartProcess(c.t, nd.dir, args...)
 }
 

@@ -400,15 +400,27 @@ func TestShardsShareTokensUsersAndSessions(t *testing.T) {
 }
 
 // TestShardsOverMutualTLS runs three shards with TLS on every port: the cluster port with
-// mutual TLS against the cluster's CA, the client ports with the same certificates. The
+// mutual TLS against the cluster's CA, the client ports with the same certificates, one
+// per node naming its id (a node started with another node's certificate is refused). The
 // nodes elect and spread leaders over TLS, pass calls to each other over TLS (the topic
 // list through the SDK and through one node's HTTPS API, a topic's details passed to its
 // shard's leader), and a client that trusts the CA publishes to every shard.
 func TestShardsOverMutualTLS(t *testing.T) {
 	const shards = 3
 	ca := testcert.NewCA(t, "cluster")
-	cert := ca.Issue(t, "node", testcert.Both, testcert.Loopback)
-	c := startCluster(t, 3, "--shards", fmt.Sprint(shards), "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile, "--cluster-ca", ca.File)
+	var certs []testcert.Cert // each node's names its id
+	for _, id := range []string{"n1", "n2", "n3"} {
+		certs = append(certs, ca.Issue(t, id, testcert.Both, testcert.Loopback))
+	}
+	dir := filepath.Dir(certs[0].CertFile)
+	// A node whose certificate names another node is refused before it starts.
+	out, err := exec.Command(dmqtest.Binary(t), "server", "--node-id", "n4", "--data", t.TempDir(), "--shards", fmt.Sprint(shards),
+		"--tls-cert", certs[0].CertFile, "--tls-key", certs[0].KeyFile, "--cluster-ca", ca.File,
+		"--cluster-listen", dmqtest.FreePort(t), "--listen", dmqtest.FreePort(t), "--http", dmqtest.FreePort(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "does not name node n4") {
+		t.Fatalf("a node started with n1's certificate as n4: %v\n%s", err, out)
+	}
+	c := startCluster(t, 3, "--shards", fmt.Sprint(shards), "--tls-cert", filepath.Join(dir, "{id}.crt"), "--tls-key", filepath.Join(dir, "{id}.key"), "--cluster-ca", ca.File)
 	c.waitSpread(60 * time.Second)
 	cl := c.dial(client.WithTLS(&tls.Config{RootCAs: ca.Pool}))
 	topics := topicPerShard("dev.secure.t", shards)

@@ -21,6 +21,13 @@
 // carrying the status and the acceptor's message (for example which cluster id it expected).
 // Both sides log a refusal. The handshake is bounded by a timeout on both sides.
 //
+// Over TLS (Config.TLS and DialTLS, mutual TLS) the handshake runs inside the TLS session,
+// and each side checks that the other's certificate names the node id it announced (as the
+// certificate's common name or one of its DNS names, see CertNames): the acceptor refuses
+// a hello whose node id the dialer's certificate does not name (status 5), and the dialer
+// drops a reply from a node its certificate does not name. So a certificate of the
+// cluster's CA admits one node id, and a node cannot pass for another.
+//
 // # Fault injection
 //
 // A Mux built with a non-nil Config.Faults consults that link table, keyed by node ids, on

@@ -24,6 +24,7 @@ const (
 	StatusUnknownGroup    Status = 2 // the acceptor hosts no group of that name
 	StatusBadVersion      Status = 3 // the acceptor does not speak the hello's version
 	StatusMalformed       Status = 4 // the hello could not be parsed
+	StatusWrongIdentity   Status = 5 // the dialer's TLS certificate does not name the node id it sent
 )
 
 func (s Status) String() string {
@@ -38,6 +39,8 @@ func (s Status) String() string {
 		return "unsupported handshake version"
 	case StatusMalformed:
 		return "malformed hello"
+	case StatusWrongIdentity:
+		return "certificate names another node"
 	}
 	return fmt.Sprintf("status %d", uint8(s))
 }

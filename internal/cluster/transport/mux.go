@@ -198,6 +198,10 @@ func (m *Mux) serve(c net.Conn) {
 		c.Close() // a cut link answers nothing
 		return
 	}
+	if tc, ok := c.(*tls.Conn); ok && !CertNames(tc.ConnectionState().PeerCertificates, h.nodeID) {
+		refuse(StatusWrongIdentity, fmt.Sprintf("the certificate presented does not name node %q (its names: %s)", h.nodeID, certNameList(tc.ConnectionState().PeerCertificates)), "peer", h.nodeID)
+		return
+	}
 	l := m.layer(h.group)
 	if l == nil {
 		refuse(StatusUnknownGroup, fmt.Sprintf("group %q is not hosted on node %s", h.group, m.cfg.NodeID), "peer", h.nodeID, "group", h.group)
@@ -363,6 +367,10 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		rerr := &RefusedError{Addr: string(address), Peer: rp.nodeID, Status: rp.status, Msg: rp.msg}
 		m.log.Warn("cluster connection refused by peer", "group", l.group, "addr", string(address), "peer", rp.nodeID, "status", rp.status.String(), "msg", rp.msg)
 		return nil, rerr
+	}
+	if tc, ok := c.(*tls.Conn); ok && !CertNames(tc.ConnectionState().PeerCertificates, rp.nodeID) {
+		c.Close()
+		return nil, fmt.Errorf("transport: %s answered as node %q, which its certificate does not name (its names: %s)", address, rp.nodeID, certNameList(tc.ConnectionState().PeerCertificates))
 	}
 	c.SetDeadline(time.Time{})
 	if f := m.cfg.Faults; f != nil {

@@ -2,6 +2,9 @@ package transport
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -56,5 +59,41 @@ func TestMutualTLSAdmitsOnlyTheClustersNodes(t *testing.T) {
 	plain := newMux(t, "c", "n4", nil)
 	if got, err := roundTrip(t, layer(t, plain, "s0"), srv.Addr(), "hello"); err == nil && got != "" {
 		t.Fatalf("a node without TLS got through: %q", got)
+	}
+}
+
+// A certificate of the cluster's CA admits the node it names only: a node presenting
+// another node's certificate is refused by the acceptor, and a dialer drops an acceptor
+// whose certificate names another node than the one it answers as.
+func TestMutualTLSTiesNodeIDsToCertificates(t *testing.T) {
+	ca := testcert.NewCA(t, "cluster")
+	srv := tlsMux(t, "n1", ca, ca.Issue(t, "n1", testcert.Both, testcert.Loopback))
+	acceptEcho(layer(t, srv, "s0"), "s0")
+
+	impostor := tlsMux(t, "n3", ca, ca.Issue(t, "n2", testcert.Both, testcert.Loopback))
+	_, err := roundTrip(t, layer(t, impostor, "s0"), srv.Addr(), "hello")
+	var refused *RefusedError
+	if !errors.As(err, &refused) || refused.Status != StatusWrongIdentity {
+		t.Fatalf("node n3 with n2's certificate: %v, want a refusal with status %q", err, StatusWrongIdentity)
+	}
+
+	// The acceptor side: a listener answering as n5 with a certificate naming n4.
+	liar := tlsMux(t, "n5", ca, ca.Issue(t, "n4", testcert.Both, testcert.Loopback))
+	acceptEcho(layer(t, liar, "s0"), "s0")
+	good := tlsMux(t, "n2", ca, ca.Issue(t, "n2", testcert.Both, testcert.Loopback))
+	if _, err := roundTrip(t, layer(t, good, "s0"), liar.Addr(), "hello"); err == nil || !strings.Contains(err.Error(), "does not name") {
+		t.Fatalf("dialling a node whose certificate names another: %v, want it dropped", err)
+	}
+}
+
+func TestCertNames(t *testing.T) {
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: "host-a"}, DNSNames: []string{"n1", "n1.dmq.internal"}}
+	for id, want := range map[string]bool{"host-a": true, "n1": true, "n1.dmq.internal": true, "n2": false, "": false} {
+		if got := CertNames([]*x509.Certificate{leaf}, id); got != want {
+			t.Errorf("CertNames(%q) = %t, want %t", id, got, want)
+		}
+	}
+	if CertNames(nil, "n1") {
+		t.Error("no certificate names n1")
 	}
 }
