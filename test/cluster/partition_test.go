@@ -111,7 +111,19 @@ func checkMetrics(t *testing.T, c *testCluster, deposed *node) {
 // delivered, none stored twice, the replicas identical. DMQ_CLUSTER_SEED replays a
 // schedule.
 func TestRandomFaultsLoseNothing(t *testing.T) {
-	const shards, total = 2, 5000
+	randomFaults(t, 3, 2, 0, 0, 5000, time.Second)
+}
+
+// TestRandomFaultsWhileReplicasMove is the same with five nodes keeping each of three
+// shards on three, and dead nodes replaced after 3 s: faults that last make shards move
+// to stand-ins and back while they are written, and a node cut off may be dropping a
+// replica while its group moves on.
+func TestRandomFaultsWhileReplicasMove(t *testing.T) {
+	randomFaults(t, 5, 3, 3, 3*time.Second, 6000, 4*time.Second)
+}
+
+// randomFaults runs the schedule over nodes, one fault every 0.3 to 1.2 stepLen, while producers publish total messages to each shard's topic.
+func randomFaults(t *testing.T, nodes, shards, replicas int, replaceAfter time.Duration, total int, stepLen time.Duration) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("DMQ_CLUSTER_SEED"); s != "" {
 		var err error
@@ -123,8 +135,13 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 
 	faults := transport.NewFaults()
-	c := startConfigured(t, 3, faults, func(_ *node, cfg *config.Config) { cfg.Shards = shards })
-	c.shards = shards
+	c := startConfigured(t, nodes, faults, func(_ *node, cfg *config.Config) {
+		cfg.Shards, cfg.Replicas, cfg.ReplaceAfter = shards, replicas, replaceAfter
+	})
+	c.shards, c.replicas = shards, replicas
+	if replicas > 0 {
+		c.waitPlaced(60 * time.Second)
+	}
 	cl := c.dial()
 	load := newShardLoad(t, cl, "dev.cluster.chaos", shards)
 
@@ -132,16 +149,19 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	scheduleDone := make(chan struct{})
 	go func() {
 		defer close(scheduleDone)
-		ids := []string{"n1", "n2", "n3"}
+		var ids []string
+		for _, nd := range c.nodes {
+			ids = append(ids, nd.id)
+		}
 		for step := 0; ; step++ {
 			select {
 			case <-stop:
 				faults.Heal()
 				return
-			case <-time.After(time.Duration(300+rng.IntN(900)) * time.Millisecond):
+			case <-time.After(stepLen * time.Duration(300+rng.IntN(900)) / 1000):
 			}
-			a := ids[rng.IntN(3)]
-			b := ids[(slices.Index(ids, a)+1+rng.IntN(2))%3] // another node
+			a := ids[rng.IntN(len(ids))]
+			b := ids[(slices.Index(ids, a)+1+rng.IntN(len(ids)-1))%len(ids)] // another node
 			switch k := rng.IntN(6); {
 			case k <= 1:
 				if st, err := status(c.nodes[0]); err == nil && st.Leader.ID != "" {
@@ -163,11 +183,15 @@ func TestRandomFaultsLoseNothing(t *testing.T) {
 	}()
 	load.publish(t, cl, total, func(i int) {
 		if i%100 == 0 {
-			time.Sleep(100 * time.Millisecond) // keep the load going through several steps
+			time.Sleep(stepLen / 10) // keep the load going through several steps
 		}
 	})
 	close(stop)
 	<-scheduleDone
 	load.check(t, cl, total)
-	c.checkReplicas(total, load.topics...)
+	if replicas > 0 {
+		c.waitPlaced(120 * time.Second) // the shards moved back
+		c.waitDataPlaced()
+	}
+	c.checkReplicas(uint64(total), load.topics...)
 }
