@@ -93,6 +93,12 @@ type Registry struct {
 	sessions  sessions
 	// Limiter slows password guessing on logins.
 	Limiter *LoginLimiter
+	// CatchUp, when set, is called once when a token or a session is not known: on a
+	// node whose copy of the registry follows another's (a cluster node that does not
+	// lead s0), it waits briefly for changes made there (a token just created, a login
+	// on another node) and reports whether the registry was reloaded meanwhile, in which
+	// case the lookup is tried again.
+	CatchUp func() bool
 
 	mu      sync.RWMutex
 	apps    map[string]*App // by name
@@ -364,6 +370,11 @@ func (r *Registry) Authenticate(token string) (*App, <-chan struct{}, error) {
 	a := r.byToken[hash]
 	ch := r.revoked[hash]
 	r.mu.RUnlock()
+	if a == nil && r.CatchUp != nil && r.CatchUp() {
+		r.mu.RLock()
+		a, ch = r.byToken[hash], r.revoked[hash]
+		r.mu.RUnlock()
+	}
 	if a == nil {
 		return nil, nil, fmt.Errorf("%w: unknown or revoked token", ErrUnauthenticated)
 	}

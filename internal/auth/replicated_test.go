@@ -96,3 +96,47 @@ func TestRegistriesOnOneStoreShareTokensAndSessions(t *testing.T) {
 		t.Fatal("a deleted user's session is accepted")
 	}
 }
+
+// A registry that does not know a token or a session asks CatchUp once, and looks again
+// if it reloaded meanwhile; without a reload the miss stands.
+func TestCatchUpOnUnknownTokenOrSession(t *testing.T) {
+	ms, err := meta.Open(t.TempDir(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	leader, err := Open(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	other.CatchUp = func() bool {
+		calls++
+		return other.Reload(ms) == nil // the change reached this copy meanwhile
+	}
+	if _, err := leader.CreateUser(User{Name: "alice", Role: RoleViewer}, "correct horse", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := leader.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := leader.Login("alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _, err := other.Authenticate(token); err != nil || a.Name != "shop" || calls != 1 {
+		t.Fatalf("a token created on the leader: %v, %v after %d catch-ups; want shop after 1", a, err, calls)
+	}
+	if got, _, err := other.Session(s.ID); err != nil || got.User != "alice" {
+		t.Fatalf("a session started on the leader: %+v, %v", got, err)
+	}
+	other.CatchUp = func() bool { calls++; return false }
+	if _, _, err := other.Authenticate("dmq_not-a-token"); err == nil || calls != 2 {
+		t.Fatalf("an unknown token: %v after %d catch-ups", err, calls)
+	}
+}

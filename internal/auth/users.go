@@ -143,6 +143,9 @@ func (r *Registry) Login(name, password string) (Session, error) {
 // Session returns the live session with id and what its user may do.
 func (r *Registry) Session(id string) (Session, *App, error) {
 	s, ok := r.sessions.get(id)
+	if !ok && r.CatchUp != nil && r.CatchUp() {
+		s, ok = r.sessions.get(id)
+	}
 	if !ok {
 		return Session{}, nil, fmt.Errorf("%w: not logged in (or the session expired)", ErrUnauthenticated)
 	}

@@ -76,6 +76,9 @@ type clusterNode struct {
 	// as they are applied (authChanged).
 	apps        *auth.Registry
 	authChanged chan struct{}
+	// authChanges counts the changes to applications, users and sessions this node's
+	// replica of s0 applied; reloaded is the count the registry last reloaded after.
+	authChanges, reloaded atomic.Uint64
 	// peerBook is what the other nodes said about themselves (cluster_peers.go).
 	peerBook peerBook
 
@@ -315,6 +318,7 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		}
 		// Before the group replays its log: every change it brings reloads.
 		store.OnAuthChange(func(*meta.Store) {
+			c.authChanges.Add(1)
 			select {
 			case c.authChanged <- struct{}{}:
 			default: // a reload is due already
@@ -323,6 +327,7 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		if c.apps, err = auth.Open(store.Meta()); err != nil {
 			return sh, err
 		}
+		c.apps.CatchUp = c.catchUpApps
 	}
 	sh.group, err = c.node.OpenGroup(cluster.GroupConfig{Name: name, FSM: store, DurableFSM: true, Peers: boot, Join: join})
 	if err != nil {
@@ -509,10 +514,37 @@ func (c *clusterNode) reloadApps() {
 			return
 		case <-c.authChanged:
 		}
+		applied := c.authChanges.Load()
 		if err := c.apps.Reload(c.shard(0).store.Meta()); err != nil {
 			c.s.logger.Error("cluster: could not reload applications, users and sessions", "err", err)
+			continue
 		}
+		c.reloaded.Store(applied)
 	}
+}
+
+// authCatchUp is how long a node that does not lead s0 waits, when a token or a session
+// is not known, for a change made through s0's leader to reach its registry: the time an
+// entry committed there takes to be applied here, a heartbeat or two.
+const authCatchUp = 250 * time.Millisecond
+
+// catchUpApps is the registry's CatchUp: on a node that does not lead s0, it waits up to
+// authCatchUp for the registry to be reloaded after a change this node's replica
+// applies (one already applied and not yet reloaded, or one still to come) and reports
+// whether it was. A token that is just unknown costs its caller that wait.
+func (c *clusterNode) catchUpApps() bool {
+	if c.shard(0).group.IsLeader() {
+		return false // the leader's registry has whatever it committed
+	}
+	start := c.reloaded.Load()
+	deadline := time.Now().Add(authCatchUp)
+	for time.Now().Before(deadline) {
+		if c.reloaded.Load() > start {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
 }
 
 // notLeaderError is the status a node answers a call about a shard it does not lead
