@@ -793,8 +793,10 @@ func TestClientFollowsOneLeaderWithoutShards(t *testing.T) {
 					t.Fatalf("Publish(%s): %v", topic, err)
 				}
 			}
-			if gotA, gotB := a.calls("Publish", topic), b.calls("Publish", topic); gotA != 1 || gotB != 2 {
-				t.Fatalf("Publish calls: a saw %d, b saw %d; want 1 and 2", gotA, gotB)
+			// a sees the first call unless the client learned the leader before it (from
+			// a redirected call of its own, such as its heartbeat); b sees both.
+			if gotA, gotB := a.calls("Publish", topic), b.calls("Publish", topic); gotA > 1 || gotB != 2 {
+				t.Fatalf("Publish calls: a saw %d, b saw %d; want at most 1 and 2", gotA, gotB)
 			}
 			if got := client.CurrentAddr(c); got != b.addr {
 				t.Fatalf("client sends to %s, want the leader b %s", got, b.addr)

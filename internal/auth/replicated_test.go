@@ -7,35 +7,47 @@ import (
 	"github.com/dmqio/dmq/internal/meta"
 )
 
+// twoRegistries opens two registries on one metadata store, as two cluster nodes.
+func twoRegistries(t *testing.T) (ms *meta.Store, leader, other *Registry) {
+	t.Helper()
+	ms, err := meta.Open(t.TempDir(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	if leader, err = Open(ms); err != nil {
+		t.Fatal(err)
+	}
+	if other, err = Open(ms); err != nil {
+		t.Fatal(err)
+	}
+	return ms, leader, other
+}
+
+// aliceAndShop creates, through r, the viewer alice (logged in: s) and the application
+// shop (its token).
+func aliceAndShop(t *testing.T, r *Registry) (token string, s Session) {
+	t.Helper()
+	if _, err := r.CreateUser(User{Name: "alice", Role: RoleViewer}, "correct horse", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, token, err := r.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = r.Login("alice", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	return token, s
+}
+
 // Two registries on one metadata store stand for two cluster nodes reading the same
 // replicated data: what one writes, the other knows after Reload — tokens, their
 // revocation (open streams end), console sessions and their end. Sessions also outlive
 // a restart.
 func TestRegistriesOnOneStoreShareTokensAndSessions(t *testing.T) {
-	ms, err := meta.Open(t.TempDir(), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	leader, err := Open(ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := Open(ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := leader.CreateUser(User{Name: "alice", Role: RoleViewer}, "correct horse", "test"); err != nil {
-		t.Fatal(err)
-	}
-	_, token, err := leader.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := leader.Login("alice", "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, leader, other := twoRegistries(t)
+	token, s := aliceAndShop(t, leader)
 	if _, _, err := other.Session(s.ID); err == nil {
 		t.Fatal("a session is known before the reload: the test proves nothing")
 	}
@@ -100,35 +112,13 @@ func TestRegistriesOnOneStoreShareTokensAndSessions(t *testing.T) {
 // A registry that does not know a token or a session asks CatchUp once, and looks again
 // if it reloaded meanwhile; without a reload the miss stands.
 func TestCatchUpOnUnknownTokenOrSession(t *testing.T) {
-	ms, err := meta.Open(t.TempDir(), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	leader, err := Open(ms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := Open(ms)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms, leader, other := twoRegistries(t)
 	calls := 0
 	other.CatchUp = func() bool {
 		calls++
 		return other.Reload(ms) == nil // the change reached this copy meanwhile
 	}
-	if _, err := leader.CreateUser(User{Name: "alice", Role: RoleViewer}, "correct horse", "test"); err != nil {
-		t.Fatal(err)
-	}
-	_, token, err := leader.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := leader.Login("alice", "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
+	token, s := aliceAndShop(t, leader)
 	if a, _, err := other.Authenticate(token); err != nil || a.Name != "shop" || calls != 1 {
 		t.Fatalf("a token created on the leader: %v, %v after %d catch-ups; want shop after 1", a, err, calls)
 	}

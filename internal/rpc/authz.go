@@ -80,7 +80,7 @@ func authStatus(err error) error {
 	case errors.Is(err, auth.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	}
-	return status.Error(codes.Internal, err.Error())
+	return toStatus(err) // a store's error: Unavailable when the node lost leadership
 }
 
 func (a *authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
