@@ -184,7 +184,10 @@ func (sh *shardReplica) reconcileMembers(placed []string, members []cluster.Serv
 			c.s.logger.Info("cluster: replica added to the shard; it catches up before it votes", "shard", sh.name, "node", id)
 		case !srv.Voter:
 			complete = false
-			if !c.caughtUp(sh.name, id, st.CommitIndex) {
+			// Against what this node's replica applied: configuration entries are
+			// committed but not applied, so a replica of an idle group never reaches
+			// a commit index that ends with one.
+			if !c.caughtUp(sh.name, id, sh.store.AppliedIndex()) {
 				continue
 			}
 			if err := sh.group.AddVoter(ctx, id, srv.Addr); err != nil {
@@ -218,12 +221,12 @@ func (sh *shardReplica) reconcileMembers(placed []string, members []cluster.Serv
 	}
 }
 
-// caughtUp reports whether node id's replica of the shard has applied what this node
-// had committed at the previous round (called once a round per replica catching up).
-func (c *clusterNode) caughtUp(group, id string, commit uint64) bool {
+// caughtUp reports whether node id's replica of the shard has applied what this node's
+// had applied at the previous round (called once a round per replica catching up).
+func (c *clusterNode) caughtUp(group, id string, applied uint64) bool {
 	key := group + "/" + id
 	target, seen := c.promotions[key]
-	c.promotions[key] = commit
+	c.promotions[key] = applied
 	v, ok := c.peerBook.get(id)
 	if !seen || !ok || v.at.IsZero() || time.Since(v.at) > peerStale {
 		return false
