@@ -76,9 +76,11 @@ type clusterNode struct {
 	// as they are applied (authChanged).
 	apps        *auth.Registry
 	authChanged chan struct{}
-	// authChanges counts the changes to applications, users and sessions this node's
-	// replica of s0 applied; reloaded is the count the registry last reloaded after.
-	authChanges, reloaded atomic.Uint64
+	// reloads is closed, and replaced, each time the registry reloads (catchUpApps).
+	reloads struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 	// peerBook is what the other nodes said about themselves (cluster_peers.go).
 	peerBook peerBook
 
@@ -163,6 +165,7 @@ func (s *Server) startCluster() error {
 	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
 		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8},
 		nShards:  s.cfg.Shards, createdReplicas: s.cfg.Replicas, started: time.Now(), promotions: map[string]uint64{}}
+	c.reloads.ch = make(chan struct{})
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
 		return err
@@ -254,11 +257,9 @@ func (c *clusterNode) openShards(peers []cluster.Peer) error {
 		switch {
 		case i == 0 || has:
 		case creating && slices.Contains(placed, s.cfg.NodeID):
-			if len(peers) > 0 {
-				for _, p := range peers {
-					if slices.Contains(placed, p.ID) {
-						boot = append(boot, p)
-					}
+			for _, p := range peers { // none: a cluster of this node alone
+				if slices.Contains(placed, p.ID) {
+					boot = append(boot, p)
 				}
 			}
 		default:
@@ -318,7 +319,6 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		}
 		// Before the group replays its log: every change it brings reloads.
 		store.OnAuthChange(func(*meta.Store) {
-			c.authChanges.Add(1)
 			select {
 			case c.authChanged <- struct{}{}:
 			default: // a reload is due already
@@ -514,12 +514,14 @@ func (c *clusterNode) reloadApps() {
 			return
 		case <-c.authChanged:
 		}
-		applied := c.authChanges.Load()
 		if err := c.apps.Reload(c.shard(0).store.Meta()); err != nil {
 			c.s.logger.Error("cluster: could not reload applications, users and sessions", "err", err)
 			continue
 		}
-		c.reloaded.Store(applied)
+		c.reloads.Lock()
+		close(c.reloads.ch)
+		c.reloads.ch = make(chan struct{})
+		c.reloads.Unlock()
 	}
 }
 
@@ -529,22 +531,24 @@ func (c *clusterNode) reloadApps() {
 const authCatchUp = 250 * time.Millisecond
 
 // catchUpApps is the registry's CatchUp: on a node that does not lead s0, it waits up to
-// authCatchUp for the registry to be reloaded after a change this node's replica
-// applies (one already applied and not yet reloaded, or one still to come) and reports
-// whether it was. A token that is just unknown costs its caller that wait.
+// authCatchUp for the registry's next reload (after a change this node's replica has
+// applied, or one still to come) and reports whether one came. A token that is just
+// unknown costs its caller that wait.
 func (c *clusterNode) catchUpApps() bool {
 	if c.shard(0).group.IsLeader() {
 		return false // the leader's registry has whatever it committed
 	}
-	start := c.reloaded.Load()
-	deadline := time.Now().Add(authCatchUp)
-	for time.Now().Before(deadline) {
-		if c.reloaded.Load() > start {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
+	c.reloads.Lock()
+	next := c.reloads.ch
+	c.reloads.Unlock()
+	t := time.NewTimer(authCatchUp)
+	defer t.Stop()
+	select {
+	case <-next:
+		return true
+	case <-t.C:
+		return false
 	}
-	return false
 }
 
 // notLeaderError is the status a node answers a call about a shard it does not lead

@@ -25,7 +25,7 @@ const (
 
 // balanceOnce hands on the leadership of at most one shard.
 func (c *clusterNode) balanceOnce() {
-	members := c.members()
+	placements := c.placements(c.members())
 	for i, sh := range c.shardList() {
 		sh.mu.Lock()
 		leading, since := sh.mu.leading != nil, sh.mu.since
@@ -33,7 +33,7 @@ func (c *clusterNode) balanceOnce() {
 		if !leading || time.Since(since) < balanceSettle {
 			continue
 		}
-		want := sh.preferredLeader(c.placement(i, members))
+		want := sh.preferredLeader(placements[i])
 		if want == "" || want == c.s.cfg.NodeID {
 			continue
 		}

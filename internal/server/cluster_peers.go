@@ -23,9 +23,8 @@ const peerPollInterval = time.Second
 // nodeInfo is what a node says about itself.
 type nodeInfo struct {
 	meta.Node
-	// Shards and Replicas are the counts the node was started with.
-	Shards   int `json:"shards"`
-	Replicas int `json:"replicas"`
+	// Shards is the shard count the node was started with.
+	Shards int `json:"shards"`
 	// Groups has the shards this node keeps.
 	Groups map[string]replicaInfo `json:"groups"`
 }
@@ -74,7 +73,7 @@ func (b *peerBook) get(id string) (peerView, bool) {
 // selfInfo is this node's answer.
 func (c *clusterNode) selfInfo() []byte {
 	info := nodeInfo{Node: meta.Node{ID: c.s.cfg.NodeID, GRPC: c.s.GRPCAddr(), HTTP: c.s.HTTPAddr(), UpdatedAtMs: nowMs()},
-		Shards: c.nShards, Replicas: c.replicaCount(), Groups: map[string]replicaInfo{}}
+		Shards: c.nShards, Groups: map[string]replicaInfo{}}
 	for _, sh := range c.shardList() {
 		if !sh.hosted() {
 			continue

@@ -42,17 +42,24 @@ func (c *clusterNode) members() []cluster.Server {
 	return c.shard(0).group.Stats().Servers
 }
 
-// placement is the node ids that should keep shard i: shard.Placement, with the
-// members unreachable for longer than ReplaceAfter replaced by the next live ones.
-func (c *clusterNode) placement(i int, members []cluster.Server) []string {
+// placements is, for every shard, the node ids that should keep it: shard.Placement
+// over the members, with those unreachable for longer than ReplaceAfter replaced by the
+// next live ones.
+func (c *clusterNode) placements(members []cluster.Server) [][]string {
 	ids := make([]string, len(members))
 	for k, m := range members {
 		ids[k] = m.ID
 	}
-	if c.s.cfg.ReplaceAfter <= 0 {
-		return shard.Placement(i, ids, c.replicaCount())
+	replicas := c.replicaCount()
+	out := make([][]string, c.nShards)
+	for i := range out {
+		if c.s.cfg.ReplaceAfter <= 0 {
+			out[i] = shard.Placement(i, ids, replicas)
+		} else {
+			out[i] = shard.PlacementAvoiding(i, ids, replicas, c.longGone)
+		}
 	}
-	return shard.PlacementAvoiding(i, ids, c.replicaCount(), c.longGone)
+	return out
 }
 
 // longGone reports whether member id has not answered this node for longer than
@@ -94,9 +101,8 @@ func (c *clusterNode) reconcile() {
 		return // not (yet) a member: a node waiting to be added, or removed
 	}
 	self := c.s.cfg.NodeID
-	for i := range c.nShards {
+	for i, placed := range c.placements(members) {
 		sh := c.shard(i)
-		placed := c.placement(i, members)
 		switch {
 		case !sh.hosted():
 			if slices.Contains(placed, self) {
@@ -265,11 +271,9 @@ func (c *clusterNode) leaderView(group string) (peerView, bool) {
 }
 
 // leaderFromPeers is the leader of a shard this node does not keep, as the others say.
-func (c *clusterNode) leaderFromPeers(group string) (n meta.Node) {
-	if v, ok := c.leaderView(group); ok {
-		return v.info.Node
-	}
-	return n
+func (c *clusterNode) leaderFromPeers(group string) meta.Node {
+	v, _ := c.leaderView(group) // zero if none is known
+	return v.info.Node
 }
 
 // elsewhereStatus is a shard this node keeps no replica of, as its leader last told:

@@ -10,9 +10,7 @@ import "slices"
 // shard's placement is the one that should lead it, so leaders spread too. Every node
 // computes the same placement from the same members.
 func Placement(i int, members []string, replicas int) []string {
-	sorted := slices.Clone(members)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
+	sorted := sortedIDs(members)
 	n := len(sorted)
 	if n == 0 {
 		return nil
@@ -44,9 +42,7 @@ func PlacementAvoiding(i int, members []string, replicas int, dead func(id strin
 			out = append(out, id)
 		}
 	}
-	sorted := slices.Clone(members)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
+	sorted := sortedIDs(members)
 	n := len(sorted)
 	for k := replicas; len(out) < replicas && k < n; k++ {
 		if id := sorted[(i+k)%n]; !dead(id) {
@@ -54,4 +50,11 @@ func PlacementAvoiding(i int, members []string, replicas int, dead func(id strin
 		}
 	}
 	return out
+}
+
+// sortedIDs is the member ids in order, each once.
+func sortedIDs(members []string) []string {
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	return slices.Compact(sorted)
 }
