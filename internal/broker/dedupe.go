@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"hash/maphash"
 	"slices"
@@ -38,6 +39,7 @@ type dedupeWindow struct {
 
 	producers   map[string]*producerIDs // by id prefix
 	runs        int                     // runs in producers
+	recorded    uint64                  // ids recorded in runs so far (idRun.lastSeq)
 	sweptMs     int64                   // when the runs were last expired
 	waitingRuns map[string]*pendingID   // copies of ids reserved in producers, by id
 }
@@ -133,25 +135,22 @@ func (d *dedupeWindow) expireLocked(nowMs int64) (cutShort bool) {
 // sweepRunsLocked drops the runs older than limitMs and, beyond maxIDs, the
 // oldest runs; it forgets producers with nothing left.
 func (d *dedupeWindow) sweepRunsLocked(limitMs int64) (cutShort bool) {
+	var keepSeq uint64
 	if d.runs > d.maxIDs {
-		// Raise the limit to the lastMs of the run that brings the count
-		// under the bound.
-		last := make([]int64, 0, d.runs)
+		// Keep the maxIDs runs that grew last (by sequence: runs made in the same
+		// millisecond are ordered too, so the newest is never the one dropped).
+		last := make([]idRun, 0, d.runs)
 		for _, p := range d.producers {
-			for _, r := range p.runs {
-				last = append(last, r.lastMs)
-			}
+			last = append(last, p.runs...)
 		}
-		slices.Sort(last)
-		if cut := last[d.runs-d.maxIDs-1] + 1; cut > limitMs {
-			limitMs = cut
-			if !d.evicted {
-				d.evicted, cutShort = true, true
-			}
+		slices.SortFunc(last, func(a, b idRun) int { return cmp.Compare(a.lastSeq, b.lastSeq) })
+		keepSeq = last[d.runs-d.maxIDs].lastSeq
+		if last[d.runs-d.maxIDs-1].lastMs >= limitMs && !d.evicted {
+			d.evicted, cutShort = true, true // a run inside the window is dropped
 		}
 	}
 	for prefix, p := range d.producers {
-		d.runs -= p.expire(limitMs)
+		d.runs -= p.expire(limitMs, keepSeq)
 		if len(p.runs) == 0 && len(p.pending) == 0 {
 			delete(d.producers, prefix)
 		}
@@ -366,7 +365,8 @@ func (d *dedupeWindow) rememberLocked(id string, off uint64, atMs int64) {
 			prod = &producerIDs{}
 			d.producers[prefix] = prod
 		}
-		newRun, ok := prod.record(n, off, atMs)
+		d.recorded++
+		newRun, ok := prod.record(n, off, atMs, d.recorded)
 		if newRun {
 			d.runs++
 		}

@@ -44,6 +44,9 @@ type idRun struct {
 	lo, hi uint64 // counters
 	first  uint64 // offset of counter lo
 	lastMs int64  // when counter hi was stored
+	// lastSeq orders the runs of every producer by when they last grew: the window's
+	// count of recorded ids then. Milliseconds tie; this does not.
+	lastSeq uint64
 }
 
 // counterSpan is a range of counters whose messages are being stored.
@@ -118,7 +121,7 @@ func (p *producerIDs) release(n uint64) bool {
 // record remembers that counter n was stored at offset off. It extends the
 // last run or starts a new one; false when n is not above every counter
 // stored (an id out of order), which the caller keeps one by one.
-func (p *producerIDs) record(n, off uint64, atMs int64) (newRun, ok bool) {
+func (p *producerIDs) record(n, off uint64, atMs int64, seq uint64) (newRun, ok bool) {
 	k := len(p.runs)
 	if k > 0 {
 		last := &p.runs[k-1]
@@ -126,21 +129,22 @@ func (p *producerIDs) record(n, off uint64, atMs int64) (newRun, ok bool) {
 			return false, false
 		}
 		if n == last.hi+1 && off == last.first+(last.hi-last.lo)+1 {
-			last.hi, last.lastMs = n, max(last.lastMs, atMs)
+			last.hi, last.lastMs, last.lastSeq = n, max(last.lastMs, atMs), seq
 			return false, true
 		}
 		atMs = max(atMs, last.lastMs) // keeps lastMs ascending along runs
 	}
-	p.runs = append(p.runs, idRun{lo: n, hi: n, first: off, lastMs: atMs})
+	p.runs = append(p.runs, idRun{lo: n, hi: n, first: off, lastMs: atMs, lastSeq: seq})
 	return true, true
 }
 
-// expire drops the runs whose last id was stored before limitMs and returns
-// how many it dropped. The ids of a live run are kept even when older than
-// the window: the window is the least a retransmission is detected within.
-func (p *producerIDs) expire(limitMs int64) int {
+// expire drops the runs whose last id was stored before limitMs, or that last grew
+// before keepSeq, and returns how many it dropped. The ids of a live run are kept even
+// when older than the window: the window is the least a retransmission is detected
+// within.
+func (p *producerIDs) expire(limitMs int64, keepSeq uint64) int {
 	i := 0
-	for i < len(p.runs) && p.runs[i].lastMs < limitMs {
+	for i < len(p.runs) && (p.runs[i].lastMs < limitMs || p.runs[i].lastSeq < keepSeq) {
 		i++
 	}
 	p.runs = p.runs[i:]

@@ -240,3 +240,26 @@ func TestProducerRunsAreBounded(t *testing.T) {
 		t.Fatalf("the oldest id, beyond the bound, was found: %+v", r)
 	}
 }
+
+// Runs made in the same millisecond are kept by the bound in the order they grew: the
+// newest stays, the oldest go (a cut by time dropped every run of that millisecond).
+func TestRunsOfOneMillisecondKeepTheNewest(t *testing.T) {
+	d := newDedupeWindow(time.Minute, 3)
+	const atMs = 1_000_000
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for n := uint64(0); n < 20; n += 2 { // one run per id: offsets are not consecutive
+		d.rememberLocked(sdkID("p", n), n*10, atMs)
+	}
+	d.expireLocked(atMs)
+	if d.runs != 3 {
+		t.Fatalf("%d runs kept, want 3", d.runs)
+	}
+	p := d.producers["p-"]
+	for n := uint64(0); n < 20; n += 2 {
+		_, found := p.find(n)
+		if want := n >= 14; found != want {
+			t.Errorf("id %d kept: %t, want %t (the three newest runs only)", n, found, want)
+		}
+	}
+}
