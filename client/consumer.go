@@ -229,9 +229,12 @@ func (k *Consumer) workLoop() {
 			k.running.RUnlock()
 			continue // closing: leave it for redelivery
 		}
-		r := result{id: d.msg.ID, err: k.call(d.msg), session: d.session}
+		// The outcome is queued before the handler counts as done: a closing session
+		// that waited for running handlers then finds it, and acks it on its stream
+		// before it ends (after, the delivery would be released and redelivered). The
+		// buffer holds an outcome for every delivery taken, so this does not block.
+		k.results <- result{id: d.msg.ID, err: k.call(d.msg), session: d.session}
 		k.running.RUnlock()
-		k.results <- r
 	}
 }
 
