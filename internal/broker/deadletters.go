@@ -57,6 +57,9 @@ func (b *Broker) ListDeadLetters(topicName, groupName string, from uint64, limit
 	if limit <= 0 || limit > 1000 {
 		limit = min(max(limit, 100), 1000)
 	}
+	if err := b.store.Settle(); err != nil {
+		return nil, 0, wrap(KindUnavailable, err, "list dead letters of group %q", groupName)
+	}
 	var out []DeadLetter
 	var derr error
 	err = b.meta.ScanDeadLetters(topicName, groupName, from, func(dl meta.DeadLetter) bool {
@@ -98,6 +101,9 @@ func (b *Broker) GetDeadLetter(topicName, groupName string, off uint64) (DeadLet
 func (b *Broker) selectDeadLetters(topicName, groupName string, sel DeadLetterSelector) ([]meta.DeadLetter, error) {
 	if err := sel.validate(); err != nil {
 		return nil, err
+	}
+	if err := b.store.Settle(); err != nil {
+		return nil, wrap(KindUnavailable, err, "select dead letters of group %q", groupName)
 	}
 	want := map[uint64]bool{}
 	for _, off := range sel.Offsets {

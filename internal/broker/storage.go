@@ -29,6 +29,10 @@ type Storage interface {
 	RemoveLog(topic string, l *seglog.Log) error
 	// CloseLog tells the storage the broker no longer uses l.
 	CloseLog(topic string, l *seglog.Log) error
+	// Settle returns once every change made so far is visible to reads: a cluster
+	// leader's unawaited metadata writes (positions, counters, traces) are applied to
+	// its replica. A single node's are visible at once.
+	Settle() error
 	// Close releases the storage when the broker closes.
 	Close() error
 }
@@ -91,6 +95,8 @@ func (s *localStorage) RemoveLog(topic string, l *seglog.Log) error {
 }
 
 func (s *localStorage) CloseLog(_ string, l *seglog.Log) error { return l.Close() }
+
+func (s *localStorage) Settle() error { return nil }
 
 func (s *localStorage) Close() error {
 	err := s.meta.Close()

@@ -73,9 +73,7 @@ func (b *Broker) TraceOf(topicName, id string) ([]meta.TraceEvent, error) {
 	if _, err := b.topic(topicName); err != nil {
 		return nil, err
 	}
-	if b.trace != nil {
-		b.trace.Flush()
-	}
+	b.flushTrace()
 	var events []meta.TraceEvent
 	if strings.HasPrefix(id, "d") {
 		if _, _, err := ParseDelayID(id); err != nil {
@@ -152,9 +150,7 @@ func (b *Broker) TraceByKey(topicName, key string, from, to time.Time, limit int
 	if limit <= 0 || limit > 100 {
 		limit = min(max(limit, 20), 100)
 	}
-	if b.trace != nil {
-		b.trace.Flush()
-	}
+	b.flushTrace()
 	entries, err := b.meta.TraceKeys(topicName, key, from.UnixMilli(), to.UnixMilli(), limit)
 	if err != nil {
 		return nil, wrap(KindInternal, err, "search trace of key %q", key)
@@ -185,5 +181,16 @@ func (b *Broker) expireTrace(now time.Time) {
 		if err := b.meta.ExpireTrace(ti.Name, bound, before.UnixMilli()); err != nil {
 			b.logger.Error("expire trace", "topic", ti.Name, "err", err)
 		}
+	}
+}
+
+// flushTrace writes the buffered trace events and waits until a read sees them.
+func (b *Broker) flushTrace() {
+	if b.trace == nil {
+		return
+	}
+	b.trace.Flush()
+	if err := b.store.Settle(); err != nil {
+		b.logger.Warn("trace: the latest events may be missing from this answer", "err", err)
 	}
 }

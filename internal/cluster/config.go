@@ -74,6 +74,10 @@ type Config struct {
 	// compaction removes whole segments only, so the log keeps up to one segment more
 	// than TrailingLogs.
 	LogSegmentBytes int
+	// NoSync leaves the Raft log's appends unsynced (the user's --no-sync): a
+	// commit then means a quorum wrote the entry, not that it is on their disks,
+	// and a power loss on a majority can lose acknowledged entries.
+	NoSync bool
 
 	// TransportTimeout is the I/O deadline of Raft RPCs; MaxPool the idle connections kept
 	// per peer and group.

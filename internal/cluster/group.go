@@ -75,7 +75,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
-	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, hlog.Named("wal"))
+	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, logVFS(cfg.NoSync), hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}

@@ -8,7 +8,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // logCacheEntries is how many recent log entries a group keeps in memory for
@@ -37,12 +40,14 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
-func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*walStore, error) {
+// openLogStore opens the log in dir, its segment files through vfs.
+func openLogStore(dir string, segmentBytes int, vfs types.VFS, log hclog.Logger) (*walStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(log), wal.WithSegmentSize(segmentBytes))
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(log), wal.WithSegmentSize(segmentBytes),
+		wal.WithSegmentFiler(segment.NewFiler(dir, vfs)))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
@@ -53,3 +58,37 @@ func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*walStore, er
 func (s *walStore) Close() error {
 	return errors.Join(s.WAL.Close(), s.meta.Close())
 }
+
+// logVFS is the file system of the log's segments: raft-wal's own, which fsyncs each
+// append batch, or with noSync one whose segment files ignore Sync. Creating and
+// deleting segments still syncs the directory, as does the small meta database
+// (term, vote, segment list): those are rare.
+func logVFS(noSync bool) types.VFS {
+	if noSync {
+		return unsyncedVFS{fs.New()}
+	}
+	return fs.New()
+}
+
+// unsyncedVFS hands out segment files whose Sync does nothing.
+type unsyncedVFS struct{ types.VFS }
+
+func (v unsyncedVFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	f, err := v.VFS.Create(dir, name, size)
+	if err != nil {
+		return nil, err
+	}
+	return unsyncedFile{f}, nil
+}
+
+func (v unsyncedVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
+	f, err := v.VFS.OpenWriter(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return unsyncedFile{f}, nil
+}
+
+type unsyncedFile struct{ types.WritableFile }
+
+func (unsyncedFile) Sync() error { return nil }

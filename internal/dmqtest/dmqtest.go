@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,11 @@ import (
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/server"
 )
+
+// OneVoter reports whether the servers this package starts without cluster settings
+// are one-voter clusters (DMQTEST_ONE_VOTER set): the single-node suites then run on
+// the cluster's code path, Raft log and replicated storage included.
+func OneVoter() bool { return os.Getenv("DMQTEST_ONE_VOTER") != "" }
 
 // Server is an in-process server.
 type Server struct {
@@ -40,6 +46,9 @@ func Start(t testing.TB, dir string, edit func(*config.Config)) *Server {
 	}
 	cfg := config.Default()
 	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.Version = dir, "127.0.0.1:0", "127.0.0.1:0", "test"
+	if OneVoter() {
+		cfg.NodeID, cfg.ClusterListen = "n1", "127.0.0.1:0"
+	}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -152,6 +161,9 @@ func StartProcess(t testing.TB, dir string, extra ...string) *Process {
 func StartProcessEnv(t testing.TB, dir string, env []string, extra ...string) *Process {
 	t.Helper()
 	args := append([]string{"server", "--data", dir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, extra...)
+	if OneVoter() && !slices.Contains(extra, "--node-id") {
+		args = append(args, "--node-id", "n1", "--cluster-listen", "127.0.0.1:0")
+	}
 	cmd := exec.Command(Binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()

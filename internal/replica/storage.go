@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
@@ -105,6 +106,17 @@ func (s *Store) RemoveLog(topic string, _ *seglog.Log) error {
 	return err
 }
 
+// settleTimeout bounds Settle's wait for the group to apply what was proposed before.
+const settleTimeout = 5 * time.Second
+
+// Settle returns once this replica applied every entry proposed before the call, the
+// unawaited metadata writes included (a Raft barrier): a read after it sees them.
+func (s *Store) Settle() error {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	return s.group.Barrier(ctx)
+}
+
 // CloseLog does nothing: the replica keeps applying to its logs whoever leads.
 func (s *Store) CloseLog(string, *seglog.Log) error { return nil }
 
@@ -158,8 +170,21 @@ func (l LeaderStorage) RemoveLog(topic string, log *seglog.Log) error {
 	return l.Store.RemoveLog(topic, log)
 }
 
-// Close ends the loan; the store stays open.
-func (LeaderStorage) Close() error { return nil }
+// Close ends the loan once the group applied the broker's last writes (the positions
+// and counters a closing broker saves are unawaited proposals): a node that stops
+// gracefully, or hands its shards on, keeps its consumers' latest acks. The store stays
+// open. A broker whose term ended has nothing to wait for; one that loses leadership
+// while it waits loses those writes as at any failover (its consumers' last acks may
+// be delivered again), which is logged, not an error of the close.
+func (l LeaderStorage) Close() error {
+	if l.stale() != nil {
+		return nil
+	}
+	if err := l.Settle(); err != nil {
+		l.logger.Warn("replica: the closing broker's last writes (positions, counters) may be lost", "err", err)
+	}
+	return nil
+}
 
 // metaReplicator proposes the metadata store's writes.
 type metaReplicator struct{ s *Store }

@@ -193,7 +193,9 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 		return nil, fmt.Errorf("open log of topic %q: %w", name, err)
 	}
 	if r := l.Recovery(); r.DroppedBytes > 0 {
-		s.logger.Info("topic log: dropped a torn tail; the Raft log has what was committed", "topic", name, "segment", r.Segment, "dropped_bytes", r.DroppedBytes)
+		// As a single node reports it; here the Raft log restores what was committed.
+		s.logger.Warn("recovered topic log", "topic", name, "segment", r.Segment, "truncated_at", r.TruncatedAt,
+			"dropped_bytes", r.DroppedBytes, "reason", r.Reason, "restored_from", "the Raft log, as far as it was committed")
 	}
 	s.mu.logs[name] = l
 	return l, nil

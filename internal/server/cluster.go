@@ -149,6 +149,7 @@ func (s *Server) startCluster() error {
 		TrailingLogs:      uint64(s.cfg.TrailingEntries),
 		// The Raft log's segments are the size of the topic logs'.
 		LogSegmentBytes: int(s.cfg.SegmentBytes),
+		NoSync:          s.cfg.NoSync,
 		Logger:          s.logger,
 	})
 	if err == nil {
@@ -188,7 +189,38 @@ func (s *Server) startCluster() error {
 	if c.nShards > 1 {
 		c.goFunc(func() { c.every(balanceInterval, c.balanceOnce) })
 	}
+	c.awaitLoneVoter(loneVoterWait)
 	return nil
+}
+
+// loneVoterWait bounds how long a node that is its shards' only voter waits at start
+// for its own election.
+const loneVoterWait = 10 * time.Second
+
+// awaitLoneVoter returns once this node serves every shard whose only voter it is (a
+// one-voter cluster elects itself within a heartbeat timeout, and a server that says it
+// listens should serve), or after within. A shard with other voters needs them to
+// elect a leader, which start does not wait for.
+func (c *clusterNode) awaitLoneVoter(within time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for _, sh := range c.shardList() {
+		if !sh.hosted() {
+			continue
+		}
+		servers, err := sh.group.Configuration(ctx)
+		if err != nil || len(servers) != 1 || servers[0].ID != c.s.cfg.NodeID || !servers[0].Voter {
+			continue
+		}
+		for sh.leading() == nil {
+			select {
+			case <-ctx.Done():
+				c.s.logger.Warn("cluster: this node is the shard's only voter but does not serve it yet", "shard", sh.name, "waited", within)
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // shard returns shard i as this node has it.
@@ -755,7 +787,6 @@ func (c *clusterNode) broker() *broker.Broker {
 
 // shutdown stops serving, closes the brokers that run, then Raft and the replicas.
 func (c *clusterNode) shutdown(ctx context.Context) error {
-	c.handOff(ctx)
 	close(c.quit)
 	c.wg.Wait()
 	var stacks []*shardStack
@@ -771,8 +802,11 @@ func (c *clusterNode) shutdown(ctx context.Context) error {
 	stopGRPC(ctx, c.grpc)
 	var errs []error
 	for _, st := range stacks {
+		// Returns once the group applied the broker's last writes.
 		errs = append(errs, st.backend.Broker.Close())
 	}
+	// Then the shards go to other voters, with those writes.
+	c.handOff(ctx)
 	c.peers.close()
 	c.peerHTTP.CloseIdleConnections()
 	return errors.Join(append(errs, c.closeShards(ctx))...)

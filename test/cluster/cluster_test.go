@@ -3,8 +3,10 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -351,4 +353,114 @@ func TestNodeAwayCatchesUpFromASnapshot(t *testing.T) {
 	stored := storedCount(t, cl, topic)
 	c.stopAll()
 	c.checkReplicasEqual(topic, stored)
+}
+
+// TestGracefulStopKeepsTheLatestAcks stops the leader cleanly right after its consumer
+// acked half the messages, on a one-voter cluster (restarted) and on three nodes: the
+// acks it had proposed without waiting are applied before its broker closes and before
+// it hands the shard on, so the leader after it redelivers the unacked half only.
+// Raft's shutdown used to drop such proposals on a one-voter cluster: a third of the
+// acks came back.
+func TestGracefulStopKeepsTheLatestAcks(t *testing.T) {
+	for _, nodes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) { gracefulStopKeepsAcks(t, nodes) })
+	}
+}
+
+func gracefulStopKeepsAcks(t *testing.T, nodes int) {
+	const topic, n = "dev.cluster.stopacks", 200
+	c := startCluster(t, nodes)
+	cl := c.dial()
+	leader := c.waitLeader(nil)
+	createTopic(t, cl, topic, "g")
+	lg := newLedger()
+	publishAll(t, cl, topic, "m", n, lg, nil)
+
+	// Ack the odd messages; the even ones stay in flight until the leader stops.
+	var mu sync.Mutex
+	acked, again := map[string]bool{}, map[string]int{}
+	var stopped atomic.Bool
+	block := make(chan struct{})
+	seen := make(chan struct{}, n)
+	handler := func(_ context.Context, m *client.Message) error {
+		body := string(m.Body)
+		mu.Lock()
+		if acked[body] {
+			again[body]++
+		}
+		mu.Unlock()
+		var i int
+		fmt.Sscanf(body, "m-%d", &i)
+		if stopped.Load() {
+			return fmt.Errorf("not now") // a re-attached first consumer leaves them to the second
+		}
+		select {
+		case seen <- struct{}{}:
+		default:
+		}
+		if i%2 == 0 {
+			<-block
+			return fmt.Errorf("stopping")
+		}
+		mu.Lock()
+		acked[body] = true
+		mu.Unlock()
+		return nil
+	}
+	k, err := cl.Subscribe(context.Background(), topic, "g", handler, client.Concurrency(n), client.Prefetch(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-seen:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d messages delivered", i, n)
+		}
+	}
+	dmqtest.Eventually(t, 10*time.Second, "the odd half acked", func() bool {
+		g, err := cl.GetGroup(context.Background(), topic, "g")
+		return err == nil && g.Stats.InFlight == n/2
+	})
+	stopped.Store(true)
+	c.stop(leader)
+	close(block)
+	k.Close()
+	if nodes == 1 {
+		c.start(leader)
+	}
+
+	// A second consumer, through the new leader, gets the even half only.
+	got := map[string]int{}
+	k2, err := cl.Subscribe(context.Background(), topic, "g", func(_ context.Context, m *client.Message) error {
+		body := string(m.Body)
+		mu.Lock()
+		got[body]++
+		if acked[body] {
+			again[body]++
+		}
+		mu.Unlock()
+		return nil
+	}, client.Prefetch(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k2.Close()
+	dmqtest.Eventually(t, 20*time.Second, "the unacked half redelivered and acked", func() bool {
+		g, err := cl.GetGroup(context.Background(), topic, "g")
+		return err == nil && g.Stats.AckFloor == n && g.Stats.InFlight == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) != n/2 {
+		t.Fatalf("%d messages acked before the stop, want %d", len(acked), n/2)
+	}
+	if len(again) > 0 {
+		t.Errorf("%d acked messages delivered again after the leader stopped cleanly, e.g. %v", len(again), slices.Collect(maps.Keys(again))[:min(5, len(again))])
+	}
+	for i := 0; i < n; i += 2 {
+		if got[fmt.Sprintf("m-%d", i)] == 0 {
+			t.Errorf("unacked message m-%d not redelivered", i)
+		}
+	}
 }

@@ -186,19 +186,24 @@ func TestTornCorruptTailIsTruncatedAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp.Stats.NextOffset != n-1 {
-		t.Fatalf("after recovery next offset = %d, want %d (all but the torn record)", tp.Stats.NextOffset, n-1)
+	// A cluster node's Raft log holds the torn record too, and restores it.
+	kept := n - 1
+	if dmqtest.OneVoter() {
+		kept = n
 	}
-	got := readAll(t, c, topic, "verify", n-1)
-	for i, id := range ids[:n-1] {
+	if tp.Stats.NextOffset != uint64(kept) {
+		t.Fatalf("after recovery next offset = %d, want %d", tp.Stats.NextOffset, kept)
+	}
+	got := readAll(t, c, topic, "verify", kept)
+	for i, id := range ids[:kept] {
 		if got[id] != fmt.Sprint("m", i) {
 			t.Errorf("message %s = %q after recovery, want %q", id, got[id], fmt.Sprint("m", i))
 		}
 	}
 	// New publishes continue after the intact records.
 	rs, err := c.Publish(context.Background(), topic, &client.Message{Body: []byte("after")})
-	if err != nil || rs[0].ID != fmt.Sprint(n-1) {
-		t.Errorf("publish after recovery = %v, %v; want id %d", rs, err, n-1)
+	if err != nil || rs[0].ID != fmt.Sprint(kept) {
+		t.Errorf("publish after recovery = %v, %v; want id %d", rs, err, kept)
 	}
 	p.Stop(t)
 }
