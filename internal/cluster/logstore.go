@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -46,13 +47,65 @@ func openLogStore(dir string, segmentBytes int, vfs types.VFS, log hclog.Logger)
 		return nil, err
 	}
 	meta := &metadb.BoltMetaDB{}
+	filer := segment.NewFiler(dir, vfs)
+	if err := finishRotation(dir, meta, filer, segmentBytes, log); err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
+	}
 	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(log), wal.WithSegmentSize(segmentBytes),
-		wal.WithSegmentFiler(segment.NewFiler(dir, vfs)))
+		wal.WithSegmentFiler(filer))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
 	}
 	return &walStore{WAL: w, meta: meta}, nil
+}
+
+// finishRotation completes a segment rotation a crash interrupted. raft-wal v0.4.0 seals
+// a full segment in the same write as the batch that fills it, then records the seal and
+// the next segment in its meta database, from another goroutine. Killed in between, it
+// leaves a tail sealed on disk but not in the meta database, and once reopened it
+// appends to that tail and fails each time with "segment is sealed": its recovery does
+// not finish the rotation, so the group never commits again (found by kill -9 under
+// load: a one-voter node that never led again). This records what the rotation would
+// have: the tail sealed at its last entry and a new, empty tail after it, which the WAL
+// then creates as after a crash between recording a segment and creating its file.
+func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, segmentBytes int, log hclog.Logger) error {
+	state, err := meta.Load(dir)
+	if err != nil || len(state.Segments) == 0 {
+		return err
+	}
+	tail := state.Segments[len(state.Segments)-1]
+	if !tail.SealTime.IsZero() {
+		return nil
+	}
+	w, err := filer.RecoverTail(tail)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the WAL creates it
+	}
+	if err != nil {
+		return err
+	}
+	sealed, indexStart, err := w.Sealed()
+	last := w.LastIndex()
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || !sealed {
+		return err
+	}
+	if segmentBytes <= 0 {
+		segmentBytes = wal.DefaultSegmentSize
+	}
+	tail.SealTime, tail.MaxIndex, tail.IndexStart = time.Now(), last, indexStart
+	state.Segments[len(state.Segments)-1] = tail
+	state.Segments = append(state.Segments, types.SegmentInfo{
+		ID: state.NextSegmentID, BaseIndex: last + 1, MinIndex: last + 1,
+		SizeLimit: uint32(segmentBytes), Codec: tail.Codec, CreateTime: time.Now(),
+	})
+	state.NextSegmentID++
+	log.Warn("finished a segment rotation a crash interrupted", "segment", tail.ID, "last_index", last)
+	return meta.CommitState(state)
 }
 
 func (s *walStore) Close() error {

@@ -1,12 +1,18 @@
 package cluster
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -71,5 +77,72 @@ func TestLogSyncsUnlessOptedOut(t *testing.T) {
 	}
 	if _, ok := logVFS(true).(unsyncedVFS); !ok {
 		t.Errorf("logVFS(true) = %T, want the unsynced file system", logVFS(true))
+	}
+}
+
+// A crash between sealing a full segment and recording the seal (raft-wal rotates in
+// the background) leaves a tail sealed on disk only. The log must still take appends
+// after a restart, and keep every entry: raft-wal v0.4.0 alone fails each append with
+// "segment is sealed" from then on.
+func TestLogRecoversARotationCutByACrash(t *testing.T) {
+	dir := t.TempDir()
+	const segBytes = 64 << 10
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 10<<10)}
+	}
+	open := func() *walStore {
+		s, err := openLogStore(dir, segBytes, logVFS(false), hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Entries 1-5 in the first segment, which is not full yet; keep its meta database.
+	s := open()
+	next := uint64(1)
+	for ; next <= 5; next++ {
+		if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	metaFile := filepath.Join(dir, metadb.FileName)
+	before, err := os.ReadFile(metaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry that fills it seals it; the rotation records the seal and a new tail.
+	s = open()
+	for {
+		if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+			t.Fatal(err)
+		}
+		next++
+		time.Sleep(50 * time.Millisecond) // the rotation runs in the background
+		if files, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(files) > 1 {
+			break // the last entry sealed the first segment; the new one is empty
+		}
+	}
+	s.Close()
+	// The crash: the meta database as before the rotation, the new tail never created.
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	slices.Sort(files)
+	for _, f := range files[1:] {
+		os.Remove(f)
+	}
+	if err := os.WriteFile(metaFile, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open()
+	defer s.Close()
+	if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+		t.Fatalf("append after the restart: %v", err)
+	}
+	for i := uint64(1); i <= next; i++ {
+		var got raft.Log
+		if err := s.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, entry(i).Data) {
+			t.Fatalf("entry %d after the restart: %v", i, err)
+		}
 	}
 }

@@ -114,7 +114,7 @@ func TestAckedMessagesSurviveKill9(t *testing.T) {
 	c := dmqtest.Dial(t, p.Addr)
 	tp, err := c.GetTopic(context.Background(), topic)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, p.Logs())
 	}
 	stored := int(tp.Stats.NextOffset - tp.Stats.FirstOffset)
 	if stored < len(acked) {
