@@ -304,8 +304,13 @@ func (g *Group) VerifyLeader(ctx context.Context) error {
 }
 
 // Snapshot takes a snapshot now and compacts the log (keeping TrailingLogs entries).
+// With nothing applied since the last snapshot there is nothing to do: no error.
 func (g *Group) Snapshot(ctx context.Context) error {
-	return g.wait(ctx, g.raft.Snapshot())
+	err := g.wait(ctx, g.raft.Snapshot())
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
 }
 
 // IsLeader reports whether this replica believes it leads the group. Only Apply or

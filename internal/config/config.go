@@ -123,6 +123,11 @@ type Config struct {
 	SnapshotEntries  int64         `yaml:"snapshot_entries"`
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
 	TrailingEntries  int64         `yaml:"trailing_entries"`
+	// SnapshotBytes also makes a node take a snapshot of a shard, as soon as
+	// the entries it applied since the last one add up to this many bytes, so
+	// that a restart replays at most about this much of the Raft log. 0: only
+	// snapshot_entries.
+	SnapshotBytes int64 `yaml:"snapshot_bytes"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
 	// LogFS and MetaFS replace the operating system's file system for the
@@ -161,6 +166,7 @@ func Default() Config {
 		Shards:            1,
 		ReplaceAfter:      5 * time.Minute,
 		ClusterListen:     "127.0.0.1:7431",
+		SnapshotBytes:     64 << 20,
 	}
 }
 
@@ -352,8 +358,8 @@ func (c *Config) validateCluster() error {
 		// other with the cluster's CA.
 		return fmt.Errorf("shards: with TLS, a cluster of %d shards needs the CA of the nodes' certificates (cluster_ca, --cluster-ca): nodes pass calls to each other", c.Shards)
 	}
-	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 {
-		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries: must not be negative")
+	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 || c.SnapshotBytes < 0 {
+		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries, snapshot_bytes: must not be negative")
 	}
 	if c.SnapshotInterval > 0 && c.SnapshotInterval < 10*time.Millisecond {
 		return fmt.Errorf("snapshot_interval: %s is below 10ms", c.SnapshotInterval)

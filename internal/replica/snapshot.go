@@ -66,6 +66,7 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 	if err := os.Remove(ckpt); err != nil {
 		return nil, err
 	}
+	s.sinceSnapshot.Store(0) // on the FSM goroutine: every entry applied so far is in it
 	s.mu.Lock()
 	ms := s.mu.meta
 	topics := make(map[string][]seglog.SegmentInfo, len(s.mu.logs))

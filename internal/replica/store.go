@@ -40,6 +40,10 @@ type Options struct {
 	// and NoSync are set by the store.
 	Log    seglog.Options
 	Logger *slog.Logger
+	// SnapshotBytes: once the entries applied since the last snapshot add up to this
+	// many bytes, Grown signals, so that the node takes a snapshot and a restart
+	// replays at most about this much of the Raft log (0: never).
+	SnapshotBytes int64
 }
 
 // Store is one replica of a shard. Its Apply, Snapshot and Restore are called by Raft;
@@ -60,6 +64,10 @@ type Store struct {
 	broken atomic.Pointer[error]
 	// onAuth is told about changes of the replicated registry (OnAuthChange).
 	onAuth atomic.Pointer[func(*meta.Store)]
+	// sinceSnapshot is the bytes of the entries applied since the last snapshot;
+	// grown receives when they reach Options.SnapshotBytes.
+	sinceSnapshot atomic.Int64
+	grown         chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -81,7 +89,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, logger: opts.Logger, lock: lock}
+	s := &Store{opts: opts, logger: opts.Logger, lock: lock, grown: make(chan struct{}, 1)}
 	if err := s.openState(); err != nil {
 		lock.Release()
 		return nil, err
@@ -281,8 +289,28 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	if len(entries) > 0 {
 		s.noteApplied(entries[len(entries)-1].Index)
 	}
+	var n int64
+	for _, e := range entries {
+		n += int64(len(e.Data))
+	}
+	s.noteLogBytes(n)
 	return out
 }
+
+// noteLogBytes counts n bytes of applied entries towards the next snapshot.
+func (s *Store) noteLogBytes(n int64) {
+	if s.opts.SnapshotBytes > 0 && s.sinceSnapshot.Add(n) >= s.opts.SnapshotBytes {
+		select {
+		case s.grown <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
+
+// Grown receives when the entries applied since the last snapshot reach
+// Options.SnapshotBytes: raft counts entries, not bytes, and a restart replays
+// everything after the last snapshot.
+func (s *Store) Grown() <-chan struct{} { return s.grown }
 
 // errStaleTerm refuses an append its broker made for another term than the one the
 // leader appended it in.

@@ -256,6 +256,29 @@ func (c *clusterNode) startRoleLoop(sh *shardReplica) {
 		defer close(sh.done)
 		c.roleLoop(sh)
 	})
+	c.goFunc(func() { c.snapshotOnGrowth(sh) })
+}
+
+// snapshotOnGrowth takes a snapshot of the shard whenever its replica applied
+// snapshot_bytes since the last one. Raft's own trigger counts entries (checked every
+// snapshot_interval), and entries are publish batches of any size: without this, a
+// restart after a busy minute replayed hundreds of megabytes before it served.
+func (c *clusterNode) snapshotOnGrowth(sh *shardReplica) {
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-sh.quit:
+			return
+		case <-sh.store.Grown():
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := sh.group.Snapshot(ctx)
+		cancel()
+		if err != nil {
+			c.s.logger.Warn("cluster: snapshot after the log grew failed; raft's own schedule goes on", "shard", sh.name, "err", err)
+		}
+	}
 }
 
 // openShards opens the replicas this node keeps: s0 always; a shard whose Raft state
@@ -331,7 +354,8 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 			SegmentBytes:   s.cfg.SegmentBytes,
 			MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
 		},
-		Logger: s.logger.With("shard", name),
+		Logger:        s.logger.With("shard", name),
+		SnapshotBytes: s.cfg.SnapshotBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", name, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/dmqtest"
+	"github.com/dmqio/dmq/internal/server"
 )
 
 // publishAll publishes total messages "<prefix>-<i>" through a pipelined producer,
@@ -463,4 +464,55 @@ func gracefulStopKeepsAcks(t *testing.T, nodes int) {
 			t.Errorf("unacked message m-%d not redelivered", i)
 		}
 	}
+}
+
+// TestLogGrowthTakesSnapshots publishes 8 MiB in few, large entries to a one-voter
+// cluster with --snapshot-bytes 1 MiB: far below raft's own trigger (8192 entries,
+// checked every 2 minutes), yet the node snapshots as the bytes grow, so a restart
+// replays about a mebibyte of log, not all of it. Then kill -9 and a restart: every
+// acked message is there.
+func TestLogGrowthTakesSnapshots(t *testing.T) {
+	const topic, n = "dev.cluster.snapbytes", 2000
+	c := startCluster(t, 1, "--snapshot-bytes", "1048576")
+	cl := c.dial()
+	createTopic(t, cl, topic, "audit")
+	lg := newLedger()
+	body := strings.Repeat("x", 4000)
+	prod := cl.NewProducer(topic, client.MaxInFlight(100), client.BatchSize(100))
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		b := fmt.Sprintf("s-%d-%s", i, body)
+		wg.Add(1)
+		if err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(b)}, func(r client.PublishResult, err error) {
+			defer wg.Done()
+			if err != nil {
+				lg.fail(b, err)
+				return
+			}
+			lg.ack(b, r.ID)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	prod.Close()
+	nd := c.nodes[0]
+	var st server.Status
+	dmqtest.Eventually(t, 10*time.Second, "a snapshot taken as the log grew", func() bool {
+		var err error
+		st, err = status(nd)
+		return err == nil && len(st.Groups) > 0 && st.Groups[0].LastSnapshotIndex > 0
+	})
+	g := st.Groups[0]
+	t.Logf("last log index %d, last snapshot index %d", g.LastLogIndex, g.LastSnapshotIndex)
+	if g.LastLogIndex > 8192 {
+		t.Fatalf("the test wrote %d entries: raft's own threshold could have taken the snapshot", g.LastLogIndex)
+	}
+
+	nd.p.Kill()
+	c.start(nd)
+	c.waitLeader(nil)
+	cl2 := c.dial()
+	consume(t, cl2, topic, "audit", lg)
+	checkQueue(t, cl2, topic, lg, n)
 }
