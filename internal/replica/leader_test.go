@@ -4,19 +4,19 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dmqio/dmq/internal/cluster"
 )
 
-// A broker's storage writes only in the term its leadership began: once the group is in
-// another term, appends, retention and removals are refused as not-leader errors (so
-// that the node opens a new broker), and nothing reaches the log.
-func TestLeaderStorageWritesOnlyInItsTerm(t *testing.T) {
+// oneVoterStore opens a store as the state machine of a one-voter group that leads.
+func oneVoterStore(t *testing.T) (*Store, *cluster.Group) {
+	t.Helper()
 	dir := t.TempDir()
 	s := openStore(t, filepath.Join(dir, "replica"))
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	node, err := cluster.New(cluster.Config{ClusterID: "test", NodeID: "n1", DataDir: filepath.Join(dir, "node"), ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +24,7 @@ func TestLeaderStorageWritesOnlyInItsTerm(t *testing.T) {
 	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer node.Shutdown(context.Background())
+	t.Cleanup(func() { node.Shutdown(context.Background()) }) // before the store closes
 	g, err := node.OpenGroup(cluster.GroupConfig{Name: "s0", FSM: s, DurableFSM: true})
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +37,48 @@ func TestLeaderStorageWritesOnlyInItsTerm(t *testing.T) {
 	if !g.IsLeader() {
 		t.Fatal("a one-voter group elected no leader")
 	}
+	return s, g
+}
+
+// Appends are reported in the order they were proposed, as a single node's log reports
+// them: the broker's duplicate window keeps a producer's ids as runs only when their
+// batches settle in order.
+func TestAppendsAreReportedInProposalOrder(t *testing.T) {
+	s, g := oneVoterStore(t)
+	l, err := s.OpenLog("dev.a.b", s.opts.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	st := s.Storage(g.Term())
+	var mu sync.Mutex
+	var reported []uint64
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		st.Append("dev.a.b", l, payloads(i, 1), func(first uint64, err error) {
+			defer wg.Done()
+			if err != nil {
+				t.Errorf("append: %v", err)
+			}
+			mu.Lock()
+			reported = append(reported, first)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for i, off := range reported {
+		if off != uint64(i) {
+			t.Fatalf("report %d is of offset %d: appends reported out of order (%v...)", i, off, reported[max(0, i-3):min(len(reported), i+3)])
+		}
+	}
+}
+
+// A broker's storage writes only in the term its leadership began: once the group is in
+// another term, appends, retention and removals are refused as not-leader errors (so
+// that the node opens a new broker), and nothing reaches the log.
+func TestLeaderStorageWritesOnlyInItsTerm(t *testing.T) {
+	s, g := oneVoterStore(t)
 	l, err := s.OpenLog("dev.a.b", s.opts.Log)
 	if err != nil {
 		t.Fatal(err)

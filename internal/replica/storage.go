@@ -30,11 +30,27 @@ func (s *Store) OpenLog(topic string, _ seglog.Options) (*seglog.Log, error) {
 	return s.openLogLocked(topic)
 }
 
-// proposer reserves a topic's offsets in the order its appends enter the Raft log.
+// proposer reserves a topic's offsets in the order its appends enter the Raft log, and
+// reports their outcomes in that order too.
 type proposer struct {
 	mu       sync.Mutex
 	next     uint64 // offset the next proposal gets
 	inflight int
+	// waiting holds the appends proposed and not yet reported, oldest first; one
+	// goroutine (while reporting is set) waits for each in turn. A goroutine per
+	// proposal woke in any order, so a batch could be reported before the one
+	// proposed before it: the broker's duplicate window then kept their ids one by
+	// one instead of as runs.
+	waiting   []pendingAppend
+	reporting bool
+}
+
+// pendingAppend is an append proposed to the group, waiting for its outcome.
+type pendingAppend struct {
+	prop  *cluster.Proposal
+	base  uint64
+	topic string
+	done  func(uint64, error)
 }
 
 func (s *Store) proposer(topic string) *proposer {
@@ -71,23 +87,46 @@ func (s *Store) appendInTerm(term uint64, topic string, l *seglog.Log, payloads 
 	p.next += uint64(len(payloads))
 	p.inflight++
 	prop := s.group.Propose(encodeAppendInTerm(term, topic, base, payloads))
+	p.waiting = append(p.waiting, pendingAppend{prop: prop, base: base, topic: topic, done: done})
+	start := !p.reporting
+	p.reporting = true
 	p.mu.Unlock()
-	go func() {
-		resp, err := prop.Wait(context.Background())
+	if start {
+		go p.report()
+	}
+}
+
+// report waits for the topic's proposed appends in the order they were proposed (the
+// order the group applies them in) and reports each, until none is left.
+func (p *proposer) report() {
+	for {
+		p.mu.Lock()
+		if len(p.waiting) == 0 {
+			p.reporting = false
+			p.waiting = nil // let a long queue's array go
+			p.mu.Unlock()
+			return
+		}
+		a := p.waiting[0]
+		p.waiting[0] = pendingAppend{}
+		p.waiting = p.waiting[1:]
+		p.mu.Unlock()
+
+		resp, err := a.prop.Wait(context.Background())
 		p.mu.Lock()
 		p.inflight--
 		p.mu.Unlock()
 		if err != nil {
-			done(0, err)
-			return
+			a.done(0, err)
+			continue
 		}
 		first, ok := resp.(uint64)
-		if !ok || first != base {
-			done(0, fmt.Errorf("replica: append to %q answered %v, want offset %d", topic, resp, base))
-			return
+		if !ok || first != a.base {
+			a.done(0, fmt.Errorf("replica: append to %q answered %v, want offset %d", a.topic, resp, a.base))
+			continue
 		}
-		done(first, nil)
-	}()
+		a.done(first, nil)
+	}
 }
 
 // DeleteSegmentsBefore proposes retention of a topic's segments wholly before off.
