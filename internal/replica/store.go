@@ -68,6 +68,9 @@ type Store struct {
 	// grown receives when they reach Options.SnapshotBytes.
 	sinceSnapshot atomic.Int64
 	grown         chan struct{}
+	// unawaited counts the metadata writes proposed without waiting and not yet
+	// applied (or failed), for Settle.
+	unawaited atomic.Int64
 
 	mu struct {
 		sync.Mutex
