@@ -33,6 +33,7 @@ func (s *Store) OpenLog(topic string, _ seglog.Options) (*seglog.Log, error) {
 // proposer reserves a topic's offsets in the order its appends enter the Raft log, and
 // reports their outcomes in that order too.
 type proposer struct {
+	topic    string
 	mu       sync.Mutex
 	next     uint64 // offset the next proposal gets
 	inflight int
@@ -47,10 +48,9 @@ type proposer struct {
 
 // pendingAppend is an append proposed to the group, waiting for its outcome.
 type pendingAppend struct {
-	prop  *cluster.Proposal
-	base  uint64
-	topic string
-	done  func(uint64, error)
+	prop *cluster.Proposal
+	base uint64
+	done func(uint64, error)
 }
 
 func (s *Store) proposer(topic string) *proposer {
@@ -58,7 +58,7 @@ func (s *Store) proposer(topic string) *proposer {
 	defer s.mu.Unlock()
 	p := s.mu.proposers[topic]
 	if p == nil {
-		p = &proposer{}
+		p = &proposer{topic: topic}
 		s.mu.proposers[topic] = p
 	}
 	return p
@@ -87,7 +87,7 @@ func (s *Store) appendInTerm(term uint64, topic string, l *seglog.Log, payloads 
 	p.next += uint64(len(payloads))
 	p.inflight++
 	prop := s.group.Propose(encodeAppendInTerm(term, topic, base, payloads))
-	p.waiting = append(p.waiting, pendingAppend{prop: prop, base: base, topic: topic, done: done})
+	p.waiting = append(p.waiting, pendingAppend{prop: prop, base: base, done: done})
 	start := !p.reporting
 	p.reporting = true
 	p.mu.Unlock()
@@ -122,7 +122,7 @@ func (p *proposer) report() {
 		}
 		first, ok := resp.(uint64)
 		if !ok || first != a.base {
-			a.done(0, fmt.Errorf("replica: append to %q answered %v, want offset %d", a.topic, resp, a.base))
+			a.done(0, fmt.Errorf("replica: append to %q answered %v, want offset %d", p.topic, resp, a.base))
 			continue
 		}
 		a.done(first, nil)
