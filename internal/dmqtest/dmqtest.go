@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -244,13 +245,55 @@ func (p *Process) Stop(t testing.TB) {
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// FreePort returns a loopback address that was free a moment ago.
+// FreePort returns a loopback address that was free a moment ago, for a server the
+// test starts (and restarts) on a fixed port. It is picked at random below the
+// system's ephemeral range: a port the kernel handed out for ":0" would often be handed
+// out again, to another test's server or to an outgoing connection, before the test
+// binds it (a CI run failed so, "address already in use"). Where the range is unknown
+// it falls back to such a port.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if lo, hi, ok := belowEphemeral(); ok {
+		for range 100 {
+			port := lo + rand.IntN(hi-lo)
+			if freePorts.given[port] {
+				continue
+			}
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			freePorts.given[port] = true
+			return l.Addr().String()
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// freePorts are the ports FreePort gave in this process, not given twice.
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// belowEphemeral returns up to 10,000 ports just below the system's ephemeral range
+// (Linux: /proc/sys/net/ipv4/ip_local_port_range).
+func belowEphemeral() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil || first < 11000 {
+		return 0, 0, false
+	}
+	return max(first-10000, 10000), first, true
 }
