@@ -274,7 +274,9 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	out := make([]any, len(entries))
 	var wg sync.WaitGroup
 	ends := map[string]uint64{} // each topic log's end once what is queued is written
+	var bytes int64
 	for i, e := range entries {
+		bytes += int64(len(e.Data))
 		if e.Type != raft.LogCommand {
 			continue
 		}
@@ -292,11 +294,7 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	if len(entries) > 0 {
 		s.noteApplied(entries[len(entries)-1].Index)
 	}
-	var n int64
-	for _, e := range entries {
-		n += int64(len(e.Data))
-	}
-	s.noteLogBytes(n)
+	s.noteLogBytes(bytes)
 	return out
 }
 
