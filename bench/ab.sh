@@ -6,9 +6,11 @@
 # message (the steadier figure when the machine is noisy).
 #
 #   bench/ab.sh [--a REV] [--b REV|worktree] [--workload w1_1k] [--rounds 6] [--reps 1]
-#               [--out /tmp/dmq-ab]
+#               [--out /tmp/dmq-ab] [--server-args "..."] [--one-voter]
 #
 # --a defaults to HEAD and --b to the working tree (uncommitted changes included).
+# --server-args passes flags to both builds' `dmq server`; --one-voter is short for a one-voter
+# cluster's (--node-id n1 --cluster-listen 127.0.0.1:0).
 set -euo pipefail
 
 a=HEAD
@@ -17,6 +19,7 @@ workload=w1_1k
 rounds=6
 reps=1
 out=/tmp/dmq-ab
+server_args=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
@@ -27,6 +30,8 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift 2 ;;
 	--reps) reps=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--server-args) server_args=$2; shift 2 ;;
+	--one-voter) server_args="--node-id n1 --cluster-listen 127.0.0.1:0"; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "ab: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -59,7 +64,9 @@ run() {
 	rm -rf "$data"
 	grpc=$(free_port)
 	http=$(free_port)
-	"$out/dmq-$side" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server-$side.log" 2>&1 &
+	# shellcheck disable=SC2086 # server_args is a list of flags
+	"$out/dmq-$side" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" $server_args \
+		>"$out/server-$side.log" 2>&1 &
 	server_pid=$!
 	wait_ready "$http"
 	"$out/dmq-b" bench all --server "127.0.0.1:$grpc" --workloads "$workload" --reps "$reps" \
@@ -68,7 +75,7 @@ run() {
 	rm -rf "$data"
 }
 
-echo "ab: $workload, $rounds rounds of $reps run(s) per build; A=$a B=$b; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ab: $workload, $rounds rounds of $reps run(s) per build; A=$a B=$b${server_args:+; server $server_args}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq "$rounds"); do
 	if [ $((i % 2)) -eq 1 ]; then run a; run b; else run b; run a; fi
 done
