@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -45,6 +46,13 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 		all = append(all, "component", h.name)
 	}
 	all = append(append(all, h.args...), args...)
+	for i, a := range all {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			// hclog.Fmt("%+v", v): a value to format, as hclog's own writer does.
+			format, _ := f[0].(string)
+			all[i] = fmt.Sprintf(format, f[1:]...)
+		}
+	}
 	h.l.Log(context.Background(), h.slogLevel(level), msg, all...)
 }
 

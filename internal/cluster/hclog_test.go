@@ -25,6 +25,11 @@ func TestHCLogAdapter(t *testing.T) {
 			t.Fatalf("log line %q lacks %q", out, want)
 		}
 	}
+	buf.Reset()
+	l.Info("initial configuration", "servers", hclog.Fmt("%+v", []string{"n1"}))
+	if out := buf.String(); !strings.Contains(out, "servers=[n1]") {
+		t.Fatalf("an hclog.Fmt value is not formatted: %s", out)
+	}
 	if !l.IsInfo() || l.IsDebug() || l.GetLevel() != hclog.Info {
 		t.Fatalf("level reporting: IsInfo %v IsDebug %v GetLevel %v", l.IsInfo(), l.IsDebug(), l.GetLevel())
 	}
