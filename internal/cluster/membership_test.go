@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -125,5 +126,60 @@ func TestTransferLeadership(t *testing.T) {
 	}
 	if err := follower.node.Group(group).TransferLeadership(ctx, ""); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("TransferLeadership on follower %s = %v, want ErrNotLeader", follower.id, err)
+	}
+}
+
+// TestLoneVoterRecordsItsNewAddress restarts a one-voter node on another cluster address,
+// as a node started alone on loopback is restarted to grow into a cluster: once it leads,
+// its groups' configurations hold the new address, and a node that joins then reaches it
+// there after leadership moved to the newcomer.
+func TestLoneVoterRecordsItsNewAddress(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	for _, group := range testGroups {
+		c.waitLeader(group, "n1")
+		c.apply(group, group+"-before")
+	}
+	c.stop("n1")
+	n1 := c.node("n1")
+	old := n1.addr
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.addr = ln.Addr().String()
+	if err := c.startNode(n1, ln, nil, false); err != nil {
+		t.Fatalf("restart n1 on %s: %v", n1.addr, err)
+	}
+	for _, group := range testGroups {
+		g := c.waitLeader(group, "n1").node.Group(group)
+		waitFor(t, 10*time.Second, group+": n1's new address in the configuration", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			servers, err := g.Configuration(ctx)
+			if err != nil {
+				return err
+			}
+			if len(servers) != 1 || servers[0].Addr != n1.addr {
+				return fmt.Errorf("configuration %+v, want n1 at %s (was %s)", servers, n1.addr, old)
+			}
+			return nil
+		})
+	}
+	n2 := c.addNode("n2")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, group := range testGroups {
+		g := n1.node.Group(group)
+		if err := g.AddVoter(ctx, n2.id, n2.addr); err != nil {
+			t.Fatalf("%s: AddVoter(n2): %v", group, err)
+		}
+		c.waitConverged(group, []string{group + "-before"})
+		if err := g.TransferLeadership(ctx, "n2"); err != nil {
+			t.Fatalf("%s: transfer to n2: %v", group, err)
+		}
+		c.waitLeader(group, "n2")
+		// n2 leads and replicates to n1 at the address the configuration holds.
+		c.apply(group, group+"-after")
+		c.waitConverged(group, []string{group + "-before", group + "-after"})
 	}
 }

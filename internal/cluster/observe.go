@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"github.com/hashicorp/raft"
+	"time"
 )
 
 // observeLoop turns raft's observations into leader-change notifications and follower
@@ -18,6 +20,9 @@ func (g *Group) observeLoop() {
 				l := Leader{ID: string(d.LeaderID), Addr: string(d.LeaderAddr)}
 				g.log.Info("leader changed", "leader", l.ID, "leader_addr", l.Addr)
 				g.publishLeader(l)
+				if string(d.LeaderID) == g.node.cfg.NodeID {
+					g.goFunc(g.recordOwnAddress)
+				}
 				g.mu.Lock()
 				clear(g.mu.failingAt)
 				g.mu.Unlock()
@@ -61,5 +66,37 @@ func (g *Group) publishLeader(l Leader) {
 		case ch <- l:
 		default:
 		}
+	}
+}
+
+// recordOwnAddress runs when this node becomes the group's leader: if the group's
+// configuration holds another address for it than the one it listens on now (it was
+// restarted with another --cluster-listen, as a node started alone on loopback is when it
+// grows into a cluster), it records the new one, so that the other members reach it
+// there once it no longer leads.
+func (g *Group) recordOwnAddress() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	servers, err := g.Configuration(ctx)
+	if err != nil {
+		return // no longer the leader: the next one records its own
+	}
+	self, now := g.node.cfg.NodeID, string(g.trans.LocalAddr())
+	for _, s := range servers {
+		if s.ID != self || s.Addr == now || !s.Voter {
+			continue
+		}
+		if err := g.AddVoter(ctx, self, now); err != nil {
+			g.log.Warn("cluster: could not record this node's new cluster address", "recorded", s.Addr, "now", now, "err", err)
+			return
+		}
+		g.log.Info("cluster: recorded this node's new cluster address", "was", s.Addr, "now", now)
 	}
 }
