@@ -2,9 +2,9 @@
 # Measure DMQ in cluster mode with its own workloads (dmq bench w1|w2|w3): a cluster of
 # --nodes nodes on this machine (1 = a one-voter cluster), once per shard count of
 # --shards and replica count of --replicas (0: every node keeps every shard; each run
-# waits until the shards' leaders are on different nodes), and for comparison a plain
-# single node, alternating run by run. After each setup's workloads, the bytes each node
-# keeps on disk.
+# waits until the shards' leaders are on different nodes), and for comparison a standalone
+# server (--standalone, no Raft), alternating run by run. After each setup's workloads, the
+# bytes each node keeps on disk.
 # --args passes flags to every `dmq bench` (the W1 scaling run uses
 # "--topics 3 --producers 3 --shards 3": one topic per shard).
 #
@@ -102,7 +102,7 @@ sys.exit(0 if all(leaders) and len(set(leaders)) >= want and all(g["leader"].get
 start_single() {
 	local dir=$1 grpc http
 	grpc=$(free_port) http=$(free_port)
-	"$bin" server --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --data "$dir" >"$dir.log" 2>&1 &
+	"$bin" server --standalone --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --data "$dir" >"$dir.log" 2>&1 &
 	pids+=($!)
 	wait_ready "$http"
 	leader_grpc=127.0.0.1:$grpc

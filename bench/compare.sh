@@ -134,7 +134,7 @@ data=/tmp/dmq-compare-data
 rm -rf "$data"
 grpc=$(free_port)
 http=$(free_port)
-"$out/dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
+"$out/dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --cluster-listen "127.0.0.1:$(free_port)" >"$out/server.log" 2>&1 &
 server_pid=$!
 wait_ready "$http"
 log "dmq: server pid $server_pid on 127.0.0.1:$grpc, data $data; load:$(cut -d' ' -f1-3 /proc/loadavg)"

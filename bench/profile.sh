@@ -6,11 +6,13 @@
 # TotalAlloc before and after, from /debug/pprof/allocs?debug=1).
 #
 #   bench/profile.sh [--workload w1_1k] [--reps 5] [--seconds 15] [--scale 1] [--top 25]
-#                    [--out /tmp/dmq-profile]
+#                    [--out /tmp/dmq-profile] [--standalone] [--server-args "..."]
 #
 # The broker's CPU profile covers the first --seconds of the runs: choose --reps so the runs last
 # at least that long. Files in --out: server.cpu, server-allocs-{before,after}.pb.gz,
 # client.cpu, client.allocs, bench.jsonl, the dmq binary (pprof needs it) and summary.txt.
+# The broker is a plain `dmq server` (a one-voter cluster); --standalone runs it without Raft.
+# --server-args passes more flags to `dmq server`.
 # Read more with e.g. `go tool pprof -list 'seglog.*Append' $out/dmq $out/server.cpu`.
 set -euo pipefail
 
@@ -20,6 +22,7 @@ seconds=15
 scale=1
 top=25
 out=/tmp/dmq-profile
+server_args=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
@@ -30,6 +33,8 @@ while [ $# -gt 0 ]; do
 	--scale) scale=$2; shift 2 ;;
 	--top) top=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--server-args) server_args=$2; shift 2 ;;
+	--standalone) server_args="$server_args --standalone"; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "profile: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -47,7 +52,8 @@ data=$out/data
 rm -rf "$data"
 grpc=$(free_port)
 http=$(free_port)
-"$dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
+# shellcheck disable=SC2086 # server_args is a list of flags
+"$dmq" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --cluster-listen "127.0.0.1:$(free_port)" $server_args >"$out/server.log" 2>&1 &
 server_pid=$!
 wait_ready "$http"
 

@@ -26,7 +26,7 @@ go build -o "$out/soak" ./bench/soak
 grpc=$(free_port)
 http=$(free_port)
 rm -rf "$out/data"
-"$out/dmq" server --data "$out/data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" >"$out/server.log" 2>&1 &
+"$out/dmq" server --data "$out/data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --cluster-listen "127.0.0.1:$(free_port)" >"$out/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 wait_ready "$http"

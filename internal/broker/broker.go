@@ -916,26 +916,10 @@ func (b *Broker) EndSubscriptions() {
 	}
 }
 
-// checkMetaPresent refuses to start on topic logs without the metadata
-// store that describes them (deleted, or a wrong data directory): a new
-// empty store would hide every topic, and their groups' positions would be
-// lost for good once new topics were created over them.
+// checkMetaPresent refuses to start on topic logs without the metadata store that
+// describes them (meta.CheckPresent).
 func checkMetaPresent(cfg Config) error {
-	fs := cfg.MetaFS
-	if fs == nil {
-		fs = vfs.Default
-	}
-	dir := filepath.Join(cfg.DataDir, "meta")
-	if _, err := fs.Stat(dir); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return nil // present, or a problem Pebble will report
-	}
-	topics, err := cfg.LogFS.ListDirs(filepath.Join(cfg.DataDir, "topics"))
-	if err != nil || len(topics) == 0 {
-		return nil
-	}
-	if len(topics) > 5 {
-		topics = append(topics[:5], "...")
-	}
-	return fmt.Errorf("metadata store %s is missing but topic logs exist in %s (%s): restore the store from a backup, or move the topic directories away to start empty",
-		dir, filepath.Join(cfg.DataDir, "topics"), strings.Join(topics, ", "))
+	return meta.CheckPresent(cfg.MetaFS, cfg.DataDir, func() ([]string, error) {
+		return cfg.LogFS.ListDirs(filepath.Join(cfg.DataDir, "topics"))
+	})
 }

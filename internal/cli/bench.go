@@ -102,7 +102,8 @@ messages.`,
 	return cmd
 }
 
-// startEmbedded runs a broker on free loopback ports in a temporary directory.
+// startEmbedded runs a broker (a one-voter cluster, as `dmq server`) on free loopback
+// ports in a temporary directory.
 func startEmbedded(noSync bool) (stop func(), addr string, err error) {
 	dir, err := os.MkdirTemp("", "dmq-bench-")
 	if err != nil {
@@ -110,6 +111,7 @@ func startEmbedded(noSync bool) (stop func(), addr string, err error) {
 	}
 	cfg := config.Default()
 	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.NoSync, cfg.Version = dir, "127.0.0.1:0", "127.0.0.1:0", noSync, Version
+	cfg.ClusterListen = "127.0.0.1:0" // a one-voter cluster, as a plain dmq server, on a free port
 	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
 	if err == nil {
 		err = s.Start()

@@ -80,16 +80,26 @@ type Config struct {
 	TLSCert     string `yaml:"tls_cert"`
 	TLSKey      string `yaml:"tls_key"`
 	TLSClientCA string `yaml:"tls_client_ca"`
-	// NodeID turns on cluster mode: this node's id in the cluster (n1, n2, ...).
-	// ClusterID names the cluster; a data directory keeps the first it was
-	// started with. ClusterListen is the address other nodes reach this one
-	// at (Raft traffic). Peers lists every node as id=host:port of its
-	// cluster listener ("n1=10.0.0.1:7431,n2=..."), this one included; all
-	// nodes start with the same list. No peers: a cluster of one voter.
+	// Every server is a cluster node, by default the only voter of its own
+	// cluster (n1, no peers): the broker's storage is the Raft-replicated one
+	// from the first start, so a server grows into a cluster by adding nodes
+	// (dmq cluster add-node), without a second code path.
+	// NodeID is this node's id in the cluster (n1, n2, ...). ClusterID names
+	// the cluster; a data directory keeps the first it was started with.
+	// ClusterListen is the address other nodes reach this one at (Raft
+	// traffic). Peers lists every node as id=host:port of its cluster
+	// listener ("n1=10.0.0.1:7431,n2=..."), this one included; all nodes
+	// start with the same list. No peers: a cluster of one voter.
 	NodeID        string `yaml:"node_id"`
 	ClusterID     string `yaml:"cluster_id"`
 	ClusterListen string `yaml:"cluster_listen"`
 	Peers         string `yaml:"peers"`
+	// Standalone runs the broker without Raft: its storage is the topic logs
+	// and metadata store alone. It serves 10–25% more publishes per second
+	// on the same machine (docs/benchmarks.md), and cannot be joined: to
+	// grow it into a cluster, restart it without standalone (its data is
+	// taken over). A cluster node's data directory is refused.
+	Standalone bool `yaml:"standalone"`
 	// Join starts a new node that waits to be added to a running cluster
 	// (dmq cluster add-node) instead of bootstrapping one; it takes no peers.
 	Join bool `yaml:"join"`
@@ -162,6 +172,7 @@ func Default() Config {
 		StatsRetention:    30 * 24 * time.Hour,
 		TraceRetention:    72 * time.Hour,
 		LogLevel:          "info",
+		NodeID:            "n1",
 		ClusterID:         "dmq",
 		Shards:            1,
 		ReplaceAfter:      5 * time.Minute,
@@ -321,15 +332,19 @@ func CheckReplicas(n int) error {
 	return nil
 }
 
-// Clustered reports whether the server runs as a cluster node.
-func (c *Config) Clustered() bool { return c.NodeID != "" }
+// Clustered reports whether the server runs as a cluster node (every server
+// but a standalone one).
+func (c *Config) Clustered() bool { return !c.Standalone }
 
 func (c *Config) validateCluster() error {
 	if !c.Clustered() {
 		if c.Peers != "" || c.Join || c.Shards > 1 || c.Replicas != 0 {
-			return fmt.Errorf("peers, join, shards, replicas: a cluster node needs its node_id (--node-id) too")
+			return fmt.Errorf("standalone: a standalone server is no cluster node: peers, join, shards and replicas do not apply (leave standalone out)")
 		}
 		return nil
+	}
+	if c.NodeID == "" {
+		return fmt.Errorf("node_id: must not be empty (default n1)")
 	}
 	if c.ClusterID == "" {
 		return fmt.Errorf("cluster_id: must not be empty in cluster mode")

@@ -28,9 +28,10 @@ import (
 )
 
 // OneVoter reports whether the servers this package starts without cluster settings
-// are one-voter clusters (DMQTEST_ONE_VOTER set): the single-node suites then run on
-// the cluster's code path, Raft log and replicated storage included.
-func OneVoter() bool { return os.Getenv("DMQTEST_ONE_VOTER") != "" }
+// are one-voter clusters, as a plain `dmq server` is. With DMQTEST_STANDALONE set they
+// are standalone servers (--standalone) instead, so that the suites also check the
+// broker without Raft.
+func OneVoter() bool { return os.Getenv("DMQTEST_STANDALONE") == "" }
 
 // Server is an in-process server.
 type Server struct {
@@ -45,13 +46,13 @@ func Start(t testing.TB, dir string, edit func(*config.Config)) *Server {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cfg := config.Default()
-	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.Version = dir, "127.0.0.1:0", "127.0.0.1:0", "test"
-	if OneVoter() {
-		cfg.NodeID, cfg.ClusterListen = "n1", "127.0.0.1:0"
-	}
+	cfg := Config(dir)
 	if edit != nil {
+		before := cfg
 		edit(&cfg)
+		if cfg.NodeID != before.NodeID || cfg.ClusterListen != before.ClusterListen || cfg.Peers != "" || cfg.Join {
+			cfg.Standalone = false // the test asks for a cluster node
+		}
 	}
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
@@ -63,6 +64,19 @@ func Start(t testing.TB, dir string, edit func(*config.Config)) *Server {
 	srv := &Server{Server: s, Config: cfg}
 	t.Cleanup(func() { srv.Stop(t) })
 	return srv
+}
+
+// Config is the configuration Start gives a server in dir: the defaults, on free
+// loopback ports, a one-voter cluster unless DMQTEST_STANDALONE is set.
+func Config(dir string) config.Config {
+	cfg := config.Default()
+	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.Version = dir, "127.0.0.1:0", "127.0.0.1:0", "test"
+	if OneVoter() {
+		cfg.ClusterListen = "127.0.0.1:0"
+	} else {
+		cfg.Standalone = true
+	}
+	return cfg
 }
 
 // Stop shuts the server down; safe to call twice.
@@ -162,8 +176,12 @@ func StartProcess(t testing.TB, dir string, extra ...string) *Process {
 func StartProcessEnv(t testing.TB, dir string, env []string, extra ...string) *Process {
 	t.Helper()
 	args := append([]string{"server", "--data", dir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, extra...)
-	if OneVoter() && !slices.Contains(extra, "--node-id") {
-		args = append(args, "--node-id", "n1", "--cluster-listen", "127.0.0.1:0")
+	switch {
+	case slices.Contains(extra, "--cluster-listen") || slices.Contains(extra, "--standalone"):
+	case OneVoter():
+		args = append(args, "--cluster-listen", "127.0.0.1:0")
+	case !slices.Contains(extra, "--node-id"):
+		args = append(args, "--standalone")
 	}
 	cmd := exec.Command(Binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)

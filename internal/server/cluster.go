@@ -348,6 +348,12 @@ func (c *clusterNode) shardDir(i int) string {
 func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers []cluster.Peer) (*shardReplica, error) {
 	s := c.s
 	name := shard.Name(i)
+	err := meta.CheckPresent(nil, c.shardDir(i), func() ([]string, error) {
+		return seglog.OSFS.ListDirs(filepath.Join(c.shardDir(i), "topics"))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shard %s: %w", name, err)
+	}
 	store, err := replica.Open(replica.Options{
 		DataDir: c.shardDir(i),
 		Log: seglog.Options{

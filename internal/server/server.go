@@ -10,10 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/console"
 	"github.com/dmqio/dmq/internal/rpc"
+	"github.com/dmqio/dmq/internal/seglog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -58,6 +62,10 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Clustered() && (cfg.LogFS != nil && cfg.LogFS != seglog.OSFS || cfg.MetaFS != nil) {
+		// A node's replicas write through the operating system's file system.
+		return nil, errors.New("server: LogFS and MetaFS need a standalone server")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -90,6 +98,11 @@ func (s *Server) Start() error {
 		s.logger.Info("dmq cluster node started", "node", s.cfg.NodeID, "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "cluster", s.node.node.Addr(), "data", s.cfg.DataDir)
 		return nil
 	}
+	if err := refuseClusterData(s.cfg.DataDir); err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return err
+	}
 	st, err := s.openStack()
 	if err != nil {
 		s.grpcLis.Close()
@@ -105,6 +118,21 @@ func (s *Server) Start() error {
 	s.serveHTTP(st.http)
 	s.logger.Info("dmq server started", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "data", s.cfg.DataDir, "fsync", !s.cfg.NoSync)
 	return nil
+}
+
+// refuseClusterData refuses to open a cluster node's data directory without Raft: the
+// broker would change the shard's state behind its log, which the node would replay
+// over it when started as a node again.
+func refuseClusterData(dir string) error {
+	_, err := os.Stat(filepath.Join(dir, "raft"))
+	switch {
+	case err == nil:
+		return fmt.Errorf("data directory %s belongs to a cluster node (it holds raft/): start it without --standalone", dir)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	default:
+		return err
+	}
 }
 
 // stack is one broker with what serves it: its gRPC server and HTTP handler.

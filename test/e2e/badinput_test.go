@@ -147,8 +147,7 @@ func TestSecondServerOnSameDataDirAndBusyPortFail(t *testing.T) {
 	dir := t.TempDir()
 	first := dmqtest.Start(t, dir, nil)
 
-	cfg := config.Default()
-	cfg.DataDir, cfg.Listen, cfg.HTTP = dir, "127.0.0.1:0", "127.0.0.1:0"
+	cfg := dmqtest.Config(dir)
 	s, _ := server.New(cfg, nil)
 	if err := s.Start(); err == nil || !strings.Contains(err.Error(), "in use by another dmq server") {
 		t.Errorf("second server on %s: err = %v, want 'in use by another dmq server'", dir, err)

@@ -182,8 +182,8 @@ func TestSetupToken(t *testing.T) {
 // Without authentication the broker listens on loopback only unless told
 // --insecure.
 func TestNoAuthBeyondLoopbackIsRefused(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir, cfg.Listen, cfg.HTTP = t.TempDir(), "0.0.0.0:0", "127.0.0.1:0"
+	cfg := dmqtest.Config(t.TempDir())
+	cfg.Listen = "0.0.0.0:0"
 	if _, err := server.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "--insecure") {
 		t.Fatalf("listening on 0.0.0.0 without auth: %v, want a refusal that mentions --insecure", err)
 	}

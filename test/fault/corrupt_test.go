@@ -15,6 +15,7 @@ import (
 
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/server"
 )
 
@@ -36,12 +37,24 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-// startDir starts a server on real files in dir, returning Start's error
-// instead of failing, and the server's log.
+// startDir starts a standalone server on real files in dir, returning Start's
+// error instead of failing, and the server's log.
+//
+// Standalone: on a cluster node (a plain dmq server) the topic logs are a copy of
+// the Raft log, and a restart replays the entries after the last snapshot into them
+// (a topic created after it is rebuilt whole), which repairs most of the damage made
+// here. The damage the Raft log cannot repair is checked on a node by
+// TestANodeRefusesTopicLogsWithoutTheirMetadata and, for a torn tail, by the e2e
+// kill -9 tests.
 func startDir(t *testing.T, dir string) (*server.Server, *logBuffer, error) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.Version = dir, "127.0.0.1:0", "127.0.0.1:0", "test"
+	return startConfig(t, dmqtest.Config(dir), true)
+}
+
+// startConfig is startDir with cfg, standalone or as a one-voter node.
+func startConfig(t *testing.T, cfg config.Config, standalone bool) (*server.Server, *logBuffer, error) {
+	t.Helper()
+	cfg.Standalone = standalone
 	cfg.SegmentBytes = 1 << 20
 	logs := &logBuffer{}
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
@@ -320,6 +333,49 @@ func TestDamagedFilesAreRecoveredOrReported(t *testing.T) {
 		}
 		wantBodies(t, got, len(got))
 	})
+}
+
+// TestANodeRefusesTopicLogsWithoutTheirMetadata: a node whose data directory lost its
+// metadata store but kept its topic logs refuses to start, as a standalone server does:
+// after a snapshot its Raft log no longer holds what the store held, and an empty store
+// would hide every topic.
+func TestANodeRefusesTopicLogsWithoutTheirMetadata(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := startConfig(t, dmqtest.Config(dir), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(s.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.CreateTopic(ctx, client.TopicSpec{Name: topicName}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NewProducer(topicName).Publish(ctx, &client.Message{Body: []byte(body(0))}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "meta")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = startConfig(t, dmqtest.Config(dir), false)
+	if err == nil || !strings.Contains(err.Error(), "meta") || !strings.Contains(err.Error(), topicName) {
+		t.Fatalf("a node without its metadata store but with topic logs started: %v; want a refusal naming the store and the topic", err)
+	}
+	// Standalone on a node's data directory: refused too, it would change the shard
+	// behind its Raft log.
+	if err := os.MkdirAll(filepath.Join(dir, "meta"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = startConfig(t, dmqtest.Config(dir), true)
+	if err == nil || !strings.Contains(err.Error(), "cluster node") {
+		t.Fatalf("standalone on a node's data directory: %v; want a refusal", err)
+	}
 }
 
 func appendFile(t *testing.T, path string, p []byte) {

@@ -18,7 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/broker"
-	"github.com/dmqio/dmq/internal/config"
+	"github.com/dmqio/dmq/internal/dmqtest"
 	"github.com/dmqio/dmq/internal/faultfs"
 	"github.com/dmqio/dmq/internal/server"
 )
@@ -45,8 +45,11 @@ func (d disks) cutPower(rng *rand.Rand) disks {
 // cannot recover from what the last power cut left.
 func startOn(t *testing.T, d disks) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir, cfg.Listen, cfg.HTTP, cfg.Version = "/data", "127.0.0.1:0", "127.0.0.1:0", "test"
+	cfg := dmqtest.Config("/data")
+	// A node's replicas write through the operating system's files, which cannot lose
+	// their page cache on demand: power cuts are simulated on a standalone broker, and
+	// on a node by kill -9 (test/e2e, test/cluster) and crash points (crashpoints_test).
+	cfg.Standalone = true
 	cfg.LogFS, cfg.MetaFS = d.log, d.meta
 	cfg.SegmentBytes = 1 << 20 // roll often
 	cfg.NoTrace = true         // trace records are not what this test checks
