@@ -112,15 +112,16 @@ func (s *walStore) Close() error {
 	return errors.Join(s.WAL.Close(), s.meta.Close())
 }
 
-// logVFS is the file system of the log's segments: raft-wal's own, which fsyncs each
-// append batch, or with noSync one whose segment files ignore Sync. Creating and
-// deleting segments still syncs the directory, as does the small meta database
-// (term, vote, segment list): those are rare.
+// logVFS is the file system of the log's segments: raft-wal's own, which syncs each
+// append batch, with zeros written ahead of the writer (logstore_prealloc.go), or with
+// noSync one whose segment files ignore Sync. Creating and deleting segments still
+// syncs the directory, as does the small meta database (term, vote, segment list):
+// those are rare.
 func logVFS(noSync bool) types.VFS {
 	if noSync {
 		return unsyncedVFS{fs.New()}
 	}
-	return fs.New()
+	return preallocVFS{fs.New()}
 }
 
 // unsyncedVFS hands out segment files whose Sync does nothing.
