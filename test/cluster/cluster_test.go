@@ -135,7 +135,7 @@ func TestKillLeaderUnderPipelinedLoad(t *testing.T) {
 		t.Fatalf("dmq cluster status after the restart:\n%s", out)
 	}
 	c.stopAll()
-	c.checkReplicasEqual(topic, total)
+	c.checkReplicasEqual(topic, uint64(total))
 }
 
 func TestRollingRestartUnderLoad(t *testing.T) {
@@ -235,13 +235,13 @@ func runCLI(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// TestSingleNodeBecomesCluster turns a single broker's data directory into the first node
-// of a cluster: the others join and receive its topics, groups and messages. Starting it
-// with a peers list instead is refused, with the way to do it.
+// TestSingleNodeBecomesCluster turns a standalone broker's data directory into the first
+// node of a cluster: the others join and receive its topics, groups and messages. Starting
+// it with a peers list instead is refused, with the way to do it.
 func TestSingleNodeBecomesCluster(t *testing.T) {
 	const topic, total = "dev.cluster.migrate", 2000
 	dir := t.TempDir()
-	single := dmqtest.StartProcess(t, filepath.Join(dir, "n1"))
+	single := dmqtest.StartProcess(t, filepath.Join(dir, "n1"), "--standalone")
 	cl, err := client.Dial(single.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -253,10 +253,7 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	cl.Close()
 	single.Stop(t)
 
-	c := &testCluster{t: t}
-	for i := 1; i <= 3; i++ {
-		c.nodes = append(c.nodes, &node{id: fmt.Sprintf("n%d", i), grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: filepath.Join(dir, fmt.Sprintf("n%d", i))})
-	}
+	c := threeNodesIn(t, dir)
 	n1 := c.nodes[0]
 	// With peers, the data could be overwritten by a node elected without it: refused.
 	out, err := exec.Command(dmqtest.Binary(t), "server", "--data", n1.dir, "--node-id", "n1", "--peers", "n1="+n1.raft+",n2="+c.nodes[1].raft,
@@ -270,7 +267,44 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "cluster of one shard") {
 		t.Fatalf("a single node's data as a cluster of 3 shards: %v\n%s", err, out)
 	}
-	n1.p = dmqtest.StartProcess(t, n1.dir, "--node-id", "n1", "--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http)
+	n1.p = dmqtest.StartProcess(t, n1.dir, "--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http)
+	c.growFromFirst(topic, total)
+}
+
+// TestPlainServerGrowsIntoACluster: a plain dmq server (a one-voter cluster) with messages
+// and a consumer group takes two more nodes while it runs, without a restart; they receive
+// everything, and once one of them leads, every message is delivered.
+func TestPlainServerGrowsIntoACluster(t *testing.T) {
+	const topic, total = "dev.cluster.grow", 2000
+	c := threeNodesIn(t, t.TempDir())
+	n1 := c.nodes[0]
+	n1.p = dmqtest.StartProcess(t, n1.dir, "--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http)
+	cl, err := client.Dial(n1.grpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createTopic(t, cl, topic, "g")
+	lg := newLedger()
+	publishAll(t, cl, topic, "s", total, lg, nil)
+	lg.checkAcked(t, total)
+	cl.Close()
+	c.growFromFirst(topic, total)
+}
+
+// threeNodesIn lays out nodes n1..n3 under dir, none started.
+func threeNodesIn(t *testing.T, dir string) *testCluster {
+	c := &testCluster{t: t}
+	for i := 1; i <= 3; i++ {
+		c.nodes = append(c.nodes, &node{id: fmt.Sprintf("n%d", i), grpc: dmqtest.FreePort(t), http: dmqtest.FreePort(t), raft: dmqtest.FreePort(t), dir: filepath.Join(dir, fmt.Sprintf("n%d", i))})
+	}
+	return c
+}
+
+// growFromFirst starts n2 and n3 empty, adds them to the running n1, which holds total
+// messages of topic for group g, moves leadership off n1, and checks that the new leader
+// delivers them all and that every replica holds them.
+func (c *testCluster) growFromFirst(topic string, total int) {
+	t, n1 := c.t, c.nodes[0]
 	for _, nd := range c.nodes[1:] {
 		nd.p = dmqtest.StartProcess(t, nd.dir, "--node-id", nd.id, "--join", "--cluster-listen", nd.raft, "--listen", nd.grpc, "--http", nd.http)
 		runCLI(t, "cluster", "add-node", nd.id, nd.raft, "--http", n1.http)
@@ -279,7 +313,7 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	// The old data is on every node: n1 hands leadership over and the new leader serves it.
 	runCLI(t, "cluster", "transfer-leader", "--http", n1.http)
 	c.waitLeader(n1)
-	cl = c.dial()
+	cl := c.dial()
 	k := newLedger()
 	consume(t, cl, topic, "g", k)
 	dmqtest.Eventually(t, 30*time.Second, "the messages stored before the cluster delivered", func() bool {
@@ -287,7 +321,7 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 		return delivered == total
 	})
 	c.stopAll()
-	c.checkReplicasEqual(topic, total)
+	c.checkReplicasEqual(topic, uint64(total))
 }
 
 // TestNodeAwayCatchesUpFromASnapshot stops a follower, writes megabytes while the others
