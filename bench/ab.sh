@@ -6,11 +6,12 @@
 # message (the steadier figure when the machine is noisy).
 #
 #   bench/ab.sh [--a REV] [--b REV|worktree] [--workload w1_1k] [--rounds 6] [--reps 1]
-#               [--out /tmp/dmq-ab] [--server-args "..."] [--one-voter]
+#               [--out /tmp/dmq-ab] [--server-args "..."] [--one-voter] [--standalone]
 #
 # --a defaults to HEAD and --b to the working tree (uncommitted changes included).
 # --server-args passes flags to both builds' `dmq server`; --one-voter is short for a one-voter
-# cluster's (--node-id n1 --cluster-listen 127.0.0.1:0).
+# cluster's (--node-id n1), which a plain server is since the one-voter default (73be0a2), and
+# --standalone (builds from then on) for a broker without Raft. Each server's Raft port is free.
 set -euo pipefail
 
 a=HEAD
@@ -31,7 +32,8 @@ while [ $# -gt 0 ]; do
 	--reps) reps=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--server-args) server_args=$2; shift 2 ;;
-	--one-voter) server_args="--node-id n1 --cluster-listen 127.0.0.1:0"; shift ;;
+	--one-voter) server_args="$server_args --node-id n1"; shift ;;
+	--standalone) server_args="$server_args --standalone"; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "ab: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -65,7 +67,7 @@ run() {
 	grpc=$(free_port)
 	http=$(free_port)
 	# shellcheck disable=SC2086 # server_args is a list of flags
-	"$out/dmq-$side" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" $server_args \
+	"$out/dmq-$side" server --data "$data" --listen "127.0.0.1:$grpc" --http "127.0.0.1:$http" --cluster-listen 127.0.0.1:0 $server_args \
 		>"$out/server-$side.log" 2>&1 &
 	server_pid=$!
 	wait_ready "$http"

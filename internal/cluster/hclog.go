@@ -38,6 +38,12 @@ func (h *slogHCLog) slogLevel(level hclog.Level) slog.Level {
 }
 
 func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Warn && msg == firstElection && argValue(args, "last-leader-id") == "" {
+		// A node that never saw a leader since it started elects one: every start of a
+		// lone voter (a plain dmq server) does, so it is news, not a warning. A follower
+		// that lost its leader still warns.
+		level = hclog.Info
+	}
 	if level == hclog.Off || (level != hclog.NoLevel && level < h.level) {
 		return
 	}
@@ -54,6 +60,19 @@ func (h *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 		}
 	}
 	h.l.Log(context.Background(), h.slogLevel(level), msg, all...)
+}
+
+// firstElection is raft's line when a follower's heartbeat timeout fires.
+const firstElection = "heartbeat timeout reached, starting election"
+
+// argValue is the value after key in hclog's key/value args, as text ("" if absent).
+func argValue(args []any, key string) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == key {
+			return fmt.Sprint(args[i+1])
+		}
+	}
+	return ""
 }
 
 func (h *slogHCLog) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

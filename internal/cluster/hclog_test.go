@@ -30,6 +30,12 @@ func TestHCLogAdapter(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, "servers=[n1]") {
 		t.Fatalf("an hclog.Fmt value is not formatted: %s", out)
 	}
+	buf.Reset()
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "", "last-leader-id", "")
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "127.0.0.1:7431", "last-leader-id", "n1")
+	if out := buf.String(); strings.Count(out, "level=INFO") != 1 || strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "last-leader-id=n1") {
+		t.Fatalf("the first election of a node is not news at info, or a lost leader not a warning:\n%s", out)
+	}
 	if !l.IsInfo() || l.IsDebug() || l.GetLevel() != hclog.Info {
 		t.Fatalf("level reporting: IsInfo %v IsDebug %v GetLevel %v", l.IsInfo(), l.IsDebug(), l.GetLevel())
 	}
