@@ -242,15 +242,7 @@ func TestSingleNodeBecomesCluster(t *testing.T) {
 	const topic, total = "dev.cluster.migrate", 2000
 	dir := t.TempDir()
 	single := dmqtest.StartProcess(t, filepath.Join(dir, "n1"), "--standalone")
-	cl, err := client.Dial(single.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createTopic(t, cl, topic, "g")
-	lg := newLedger()
-	publishAll(t, cl, topic, "s", total, lg, nil)
-	lg.checkAcked(t, total)
-	cl.Close()
+	publishToNewTopic(t, single.Addr, topic, total)
 	single.Stop(t)
 
 	c := threeNodesIn(t, dir)
@@ -279,16 +271,23 @@ func TestPlainServerGrowsIntoACluster(t *testing.T) {
 	c := threeNodesIn(t, t.TempDir())
 	n1 := c.nodes[0]
 	n1.p = dmqtest.StartProcess(t, n1.dir, "--cluster-listen", n1.raft, "--listen", n1.grpc, "--http", n1.http)
-	cl, err := client.Dial(n1.grpc)
+	publishToNewTopic(t, n1.grpc, topic, total)
+	c.growFromFirst(topic, total)
+}
+
+// publishToNewTopic creates topic with group g on the broker at addr and publishes total
+// messages to it, every one acked.
+func publishToNewTopic(t *testing.T, addr, topic string, total int) {
+	t.Helper()
+	cl, err := client.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer cl.Close()
 	createTopic(t, cl, topic, "g")
 	lg := newLedger()
 	publishAll(t, cl, topic, "s", total, lg, nil)
 	lg.checkAcked(t, total)
-	cl.Close()
-	c.growFromFirst(topic, total)
 }
 
 // threeNodesIn lays out nodes n1..n3 under dir, none started.
