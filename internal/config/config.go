@@ -95,7 +95,7 @@ type Config struct {
 	ClusterListen string `yaml:"cluster_listen"`
 	Peers         string `yaml:"peers"`
 	// Standalone runs the broker without Raft: its storage is the topic logs
-	// and metadata store alone. It serves 10–25% more publishes per second
+	// and metadata store alone. It serves 1.1–1.5× the publishes per second
 	// on the same machine (docs/benchmarks.md), and cannot be joined: to
 	// grow it into a cluster, restart it without standalone (its data is
 	// taken over). A cluster node's data directory is refused.
