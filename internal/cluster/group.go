@@ -29,7 +29,9 @@ type Group struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store logStore
-	obs   *raft.Observer
+	// trailingMu orders fitTrailingEntries' changes of raft's TrailingLogs.
+	trailingMu sync.Mutex
+	obs        *raft.Observer
 
 	obsCh chan raft.Observation // fed by raft (non-blocking: raft drops when full), drained by observeLoop
 	quit  chan struct{}         // closed by close: stops observeLoop

@@ -22,6 +22,7 @@ func (g *Group) observeLoop() {
 				g.publishLeader(l)
 				if string(d.LeaderID) == g.node.cfg.NodeID {
 					g.goFunc(g.recordOwnAddress)
+					g.goFunc(g.fitTrailingEntries)
 				}
 				g.mu.Lock()
 				clear(g.mu.failingAt)
@@ -37,6 +38,7 @@ func (g *Group) observeLoop() {
 				delete(g.mu.failingAt, string(d.PeerID))
 				g.mu.Unlock()
 			case raft.PeerObservation:
+				g.goFunc(g.fitTrailingEntries) // the members changed
 				// Removed, or added (again): a failure seen by the replication of its
 				// earlier membership, which may report after the removal, is not its
 				// health now; the new replication reports its own.
@@ -99,4 +101,39 @@ func (g *Group) recordOwnAddress() {
 		}
 		g.log.Info("cluster: recorded this node's new cluster address", "was", s.Addr, "now", now)
 	}
+}
+
+// loneTrailingEntries is how many entries a snapshot leaves in the log of a group with a
+// single member: they are kept for followers that fall behind, and it has none. A node
+// added later catches up from the snapshot.
+const loneTrailingEntries = 64
+
+// fitTrailingEntries sets how many entries a snapshot leaves in the leader's log: the
+// configured TrailingLogs while the group has other members, loneTrailingEntries while
+// this node is its only one. A lone voter (a plain dmq server) would otherwise keep
+// 10,240 entries after every snapshot, each up to a publish batch of megabytes: gigabytes
+// of log beside its topic logs, for nobody.
+func (g *Group) fitTrailingEntries() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers, err := g.Configuration(ctx)
+	if err != nil {
+		return
+	}
+	want := g.node.cfg.TrailingLogs
+	if len(servers) == 1 && servers[0].ID == g.node.cfg.NodeID {
+		want = min(want, loneTrailingEntries)
+	}
+	g.trailingMu.Lock() // one change at a time: the read and the reload are two steps
+	defer g.trailingMu.Unlock()
+	rc := g.raft.ReloadableConfig()
+	if rc.TrailingLogs == want {
+		return
+	}
+	rc.TrailingLogs = want
+	if err := g.raft.ReloadConfig(rc); err != nil {
+		g.log.Warn("cluster: could not change the entries kept after a snapshot", "trailing_entries", want, "err", err)
+		return
+	}
+	g.log.Info("cluster: entries kept after a snapshot", "trailing_entries", want, "members", len(servers))
 }

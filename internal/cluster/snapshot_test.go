@@ -97,3 +97,47 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 	t.Logf("node %s caught up from a snapshot (%d restores)", away.id, away.fsms[group].restores.Load())
 }
+
+// TestLoneVoterKeepsFewEntriesAfterASnapshot: a group whose only member is this node keeps
+// loneTrailingEntries after a snapshot, not the configured TrailingLogs (it has no
+// follower to keep them for); once a second member is added it keeps TrailingLogs again.
+func TestLoneVoterKeepsFewEntriesAfterASnapshot(t *testing.T) {
+	const trailing = 1000
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.TrailingLogs = trailing
+		cfg.LogSegmentBytes = 4096 // compaction removes whole segments
+	})
+	const group = "s1"
+	g := c.waitLeader(group, "n1").node.Group(group)
+	waitFor(t, 10*time.Second, "the lone voter's trailing entries", func() error {
+		if got := g.raft.ReloadableConfig().TrailingLogs; got != loneTrailingEntries {
+			return fmt.Errorf("TrailingLogs %d, want %d", got, loneTrailingEntries)
+		}
+		return nil
+	})
+	want := entries("lone", 0, 300)
+	for _, e := range want {
+		c.apply(group, e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := g.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := g.Stats()
+	if kept := st.LastLogIndex - st.FirstLogIndex + 1; kept > loneTrailingEntries+64 { // plus one segment's worth
+		t.Fatalf("after a snapshot at %d the log keeps %d entries (%d to %d), want about %d", st.LastSnapshotIndex, kept, st.FirstLogIndex, st.LastLogIndex, loneTrailingEntries)
+	}
+
+	n2 := c.addNode("n2")
+	if err := g.AddVoter(ctx, n2.id, n2.addr); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged(group, want)
+	waitFor(t, 10*time.Second, "the configured trailing entries back", func() error {
+		if got := g.raft.ReloadableConfig().TrailingLogs; got != trailing {
+			return fmt.Errorf("TrailingLogs %d with two members, want %d", got, trailing)
+		}
+		return nil
+	})
+}
