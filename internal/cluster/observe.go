@@ -2,8 +2,9 @@ package cluster
 
 import (
 	"context"
-	"github.com/hashicorp/raft"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // observeLoop turns raft's observations into leader-change notifications and follower
