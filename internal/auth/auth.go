@@ -126,10 +126,17 @@ func Open(store interface {
 // one it writes to: on a cluster node, after another node changed the replicated
 // registry, or after the replica was replaced by a snapshot. Streams of tokens that are
 // gone end.
+//
+// It holds the registry's lock while it reads the store, as every write does while it
+// writes the store and then the maps: a write made while the store was read (a token
+// created on s0's leader while another change reloaded) would otherwise be lost from the
+// maps, replaced by the older state read, and its token refused until the next reload.
 func (r *Registry) Reload(store interface {
 	Store
 	UserStore
 }) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	users := map[string]*User{}
 	err := store.Users(func(b []byte) error {
 		var u User
@@ -155,8 +162,6 @@ func (r *Registry) Reload(store interface {
 		return fmt.Errorf("load applications: %w", err)
 	}
 	ss, _ := store.(SessionStore)
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.sessions.mu.Lock()
 	r.sessions.store = ss
 	r.sessions.mu.Unlock()

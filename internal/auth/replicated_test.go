@@ -2,7 +2,10 @@ package auth
 
 import (
 	"log/slog"
+	"maps"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dmqio/dmq/internal/meta"
 )
@@ -128,5 +131,79 @@ func TestCatchUpOnUnknownTokenOrSession(t *testing.T) {
 	other.CatchUp = func() bool { calls++; return false }
 	if _, _, err := other.Authenticate("dmq_not-a-token"); err == nil || calls != 2 {
 		t.Fatalf("an unknown token: %v after %d catch-ups", err, calls)
+	}
+}
+
+// pausedStore is a memStore whose Apps, while pause is set, copies what it holds, says
+// so on reading, and waits for resume before handing the copy out: a reload that read
+// the store just before a write.
+type pausedStore struct {
+	*memStore
+	pause   atomic.Bool
+	reading chan struct{}
+	resume  chan struct{}
+}
+
+func (p *pausedStore) Apps(fn func([]byte) error) error {
+	if !p.pause.Load() {
+		return p.memStore.Apps(fn)
+	}
+	p.mu.Lock()
+	held := maps.Clone(p.apps)
+	p.mu.Unlock()
+	close(p.reading)
+	<-p.resume
+	for _, b := range held {
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A token created while the registry reloads (on s0's leader, while another node's
+// change is being loaded) is known once both are done: the reload does not put back the
+// state it read before the token was written.
+func TestATokenCreatedDuringAReloadIsKept(t *testing.T) {
+	store := &pausedStore{memStore: newMemStore(), reading: make(chan struct{}), resume: make(chan struct{})}
+	r, err := Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.pause.Store(true)
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- r.Reload(store) }()
+	<-store.reading
+	type created struct {
+		token string
+		err   error
+	}
+	done := make(chan created, 1)
+	go func() {
+		_, token, err := r.Create(App{Name: "shop", Grants: []Grant{{Pattern: "dev.shop.*", Publish: true}}}, "test")
+		done <- created{token, err}
+	}()
+	// Give the write its chance to land inside the reload (it must wait for it instead).
+	var c created
+	finished := false
+	select {
+	case c = <-done:
+		finished = true
+		t.Log("the write finished while the reload was reading")
+	case <-time.After(100 * time.Millisecond):
+	}
+	store.pause.Store(false)
+	close(store.resume)
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if !finished {
+		c = <-done
+	}
+	if c.err != nil {
+		t.Fatal(c.err)
+	}
+	if _, _, err := r.Authenticate(c.token); err != nil {
+		t.Fatalf("the token created during the reload: %v", err)
 	}
 }
