@@ -155,10 +155,12 @@ func TestTokensAndPermissions(t *testing.T) {
 func TestSetupToken(t *testing.T) {
 	dir := t.TempDir()
 	p := dmqtest.StartProcess(t, dir, "--auth")
-	m := regexp.MustCompile(`setup_token=(dmq_[A-Za-z0-9_-]+)`).FindStringSubmatch(p.Logs())
-	if m == nil {
-		t.Fatalf("no setup token in the log:\n%s", p.Logs())
-	}
+	// The log (stderr) is read apart from the "listening" line (stdout): wait for it.
+	var m []string
+	dmqtest.Eventually(t, 5*time.Second, "the setup token in the log", func() bool {
+		m = regexp.MustCompile(`setup_token=(dmq_[A-Za-z0-9_-]+)`).FindStringSubmatch(p.Logs())
+		return m != nil
+	})
 	ctx := context.Background()
 	setup := dmqtest.Dial(t, p.Addr, client.WithToken(m[1]))
 	resp, err := setup.API().CreateToken(ctx, &dmqv1.CreateTokenRequest{App: "ops", Admin: true})
