@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft-wal/types"
+
+	"github.com/dmqio/dmq/internal/seglog"
 )
 
 // Zeros ahead of the Raft log's writer, as package seglog keeps them ahead of a topic
@@ -24,16 +26,12 @@ import (
 // end is raft-wal's to know), and only while the log is written slowly: a busy log
 // commits large batches, where a journal commit per batch costs little per entry and
 // writing every byte twice costs disk bandwidth and CPU.
-const (
-	minLogPrealloc = 64 << 10
-	maxLogPrealloc = 512 << 10
-	// logPreallocMaxRate: the filler runs only while the log is written more slowly.
-	logPreallocMaxRate = 16 << 20 // bytes per second
-	logRateWindow      = 100 * time.Millisecond
-)
+//
+// The filler's bounds and its rate limit are seglog's (MinPrealloc, MaxPrealloc,
+// PreallocMaxRate), measured there.
 
 // logZeros is the source of the filler's writes; never written to.
-var logZeros = make([]byte, maxLogPrealloc)
+var logZeros = make([]byte, seglog.MaxPrealloc)
 
 // preallocVFS hands out new segment files kept zero-filled ahead of their writer.
 type preallocVFS struct{ types.VFS }
@@ -61,7 +59,7 @@ type zeroedFile struct {
 	written int64      // the writer's writes reach up to here
 	filling bool       // the filler goroutine runs
 	stopped bool       // a fill failed, or the file is closing
-	rate    logWriteRate
+	rate    seglog.WriteRate
 	lead    int64 // how far ahead to fill, from the rate
 }
 
@@ -79,10 +77,10 @@ func (z *zeroedFile) WriteAt(p []byte, off int64) (int, error) {
 	for z.claimed > z.filled && end > z.filled {
 		z.cond.Wait()
 	}
-	rate := z.rate.add(max(end-z.written, 0), time.Now())
+	rate := z.rate.Add(max(end-z.written, 0), time.Now())
 	z.written = max(z.written, end)
-	z.lead = min(max(rate, minLogPrealloc), maxLogPrealloc)
-	start := rate < logPreallocMaxRate && !z.stopped && !z.filling && z.filled-z.written < z.lead && z.filled < z.limit
+	z.lead = min(max(rate, seglog.MinPrealloc), seglog.MaxPrealloc)
+	start := rate < seglog.PreallocMaxRate && !z.stopped && !z.filling && z.filled-z.written < z.lead && z.filled < z.limit
 	z.filling = z.filling || start
 	z.mu.Unlock()
 	if start {
@@ -110,7 +108,7 @@ func (z *zeroedFile) fill() {
 
 		_, err := z.WritableFile.WriteAt(logZeros[:to-from], from)
 		if err == nil {
-			err = datasync(z.WritableFile)
+			err = seglog.Datasync(z.WritableFile)
 		}
 
 		z.mu.Lock()
@@ -129,7 +127,7 @@ func (z *zeroedFile) fill() {
 // with fdatasync.
 func (z *zeroedFile) Sync() error {
 	if z.synced.Load() {
-		return datasync(z.WritableFile)
+		return seglog.Datasync(z.WritableFile)
 	}
 	if err := z.WritableFile.Sync(); err != nil {
 		return err
@@ -147,25 +145,4 @@ func (z *zeroedFile) Close() error {
 	}
 	z.mu.Unlock()
 	return z.WritableFile.Close()
-}
-
-// logWriteRate estimates how fast the log is written, over windows of logRateWindow.
-type logWriteRate struct {
-	start     time.Time
-	bytes     int64 // written since start
-	lastBytes int64 // written in the window before, scaled to one window
-}
-
-// add counts n bytes written at now and returns the rate in bytes per second: the
-// larger of the last full window's and the current one's.
-func (r *logWriteRate) add(n int64, now time.Time) int64 {
-	if elapsed := now.Sub(r.start); elapsed >= 2*logRateWindow {
-		r.lastBytes = 0 // the window just before now had no write
-		r.start, r.bytes = now, 0
-	} else if elapsed >= logRateWindow {
-		r.lastBytes = r.bytes * int64(logRateWindow) / int64(elapsed)
-		r.start, r.bytes = now, 0
-	}
-	r.bytes += n
-	return max(r.bytes, r.lastBytes) * int64(time.Second/logRateWindow)
 }

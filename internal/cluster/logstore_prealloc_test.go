@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
+
+	"github.com/dmqio/dmq/internal/seglog"
 )
 
 // A segment file written slowly gets durable zeros ahead of its writer, never over what
@@ -52,7 +54,7 @@ func TestLogSegmentsAreZeroFilledAheadOfTheWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		if off == 0 {
-			filledTo(1000 + minLogPrealloc)
+			filledTo(1000 + seglog.MinPrealloc)
 		}
 	}
 	filledTo(size)

@@ -274,7 +274,7 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 
 // maxZeroTail bounds the zeros a crash can leave after the records of the
 // active segment: what the filler keeps ahead, plus one step.
-const maxZeroTail = 3 * maxPrealloc
+const maxZeroTail = 3 * MaxPrealloc
 
 // allZeros reports whether f holds only zero bytes in [from, to), which is
 // at most maxZeroTail long (a longer tail is not preallocated space).

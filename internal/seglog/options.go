@@ -52,7 +52,7 @@ type Options struct {
 	// test replaces it.
 	fsync func(File) error
 
-	// preallocMaxRate replaces the const of that name in tests.
+	// preallocMaxRate replaces PreallocMaxRate in tests.
 	preallocMaxRate int64
 }
 
@@ -89,7 +89,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.fsync = syncData
 	}
 	if o.preallocMaxRate == 0 {
-		o.preallocMaxRate = preallocMaxRate
+		o.preallocMaxRate = PreallocMaxRate
 	}
 	return o, nil
 }

@@ -28,27 +28,27 @@ import (
 // systems of package faultfs) are not preallocated.
 const (
 	// The filler keeps about one second of writes ahead (at the rate the
-	// log is written), at least minPrealloc and at most maxPrealloc, and
+	// log is written), at least MinPrealloc and at most MaxPrealloc, and
 	// writes that much per step: a topic written a trickle reserves 64 KiB,
 	// a busier one 512 KiB. Larger steps stall the writer's commits behind
 	// the filler's sync for longer: with 4 MiB steps W3's paced p99 was
 	// 4.6-5.0 ms, with 512 KiB 3.5 ms (two alternating runs each).
-	minPrealloc = 64 << 10
-	maxPrealloc = 512 << 10
+	MinPrealloc = 64 << 10
+	MaxPrealloc = 512 << 10
 
-	// preallocMaxRate: the filler runs only while the log is written more
+	// PreallocMaxRate: the filler runs only while the log is written more
 	// slowly than this. A busy log commits large groups, where a journal
 	// commit per group costs little per record and writing every byte twice
 	// (zeros first) costs disk bandwidth and CPU: W1 (170 MB/s) ran 20-25%
 	// slower with the filler on. A lightly loaded log commits small groups,
 	// where each commit's latency counts: W2 and W3's paced latency
 	// (1-5 MB/s) gained 20-35%.
-	preallocMaxRate = 16 << 20 // bytes per second
+	PreallocMaxRate = 16 << 20 // bytes per second
 	rateWindow      = 100 * time.Millisecond
 )
 
 // zeroChunk is the source of the filler's writes; never written to.
-var zeroChunk = make([]byte, maxPrealloc)
+var zeroChunk = make([]byte, MaxPrealloc)
 
 // preallocator is the filler goroutine's state, shared with the writer.
 type preallocator struct {
@@ -61,7 +61,7 @@ type preallocator struct {
 	claimed int64    // the filler is writing zeros in [filled, claimed)
 	written int64    // the writer's writes reach up to here
 	failed  bool     // a fill failed: preallocation is off for this segment
-	rate    writeRate
+	rate    WriteRate
 	lead    int64 // how far ahead to fill, from the rate
 
 	wake chan struct{}
@@ -109,9 +109,9 @@ func (p *preallocator) beforeWrite(s *segment, end int64) {
 	for p.claimed > p.filled && end > p.filled {
 		p.cond.Wait()
 	}
-	rate := p.rate.add(end-p.written, time.Now())
+	rate := p.rate.Add(end-p.written, time.Now())
 	p.written = max(p.written, end)
-	p.lead = min(max(rate, minPrealloc), maxPrealloc)
+	p.lead = min(max(rate, MinPrealloc), MaxPrealloc)
 	if rate < p.l.opts.preallocMaxRate && !p.failed && p.filled-p.written < p.lead && p.filled < p.l.opts.SegmentBytes {
 		select {
 		case p.wake <- struct{}{}:
@@ -174,17 +174,17 @@ func (p *preallocator) fill(s *segment, from, to int64) error {
 	return nil
 }
 
-// writeRate estimates how fast the log is written, over windows of
+// WriteRate estimates how fast the log is written, over windows of
 // rateWindow.
-type writeRate struct {
+type WriteRate struct {
 	start     time.Time
 	bytes     int64 // written since start
 	lastBytes int64 // written in the window before, scaled to one window
 }
 
-// add counts n bytes written at now and returns the rate in bytes per
+// Add counts n bytes written at now and returns the rate in bytes per
 // second: the larger of the last full window's and the current one's.
-func (r *writeRate) add(n int64, now time.Time) int64 {
+func (r *WriteRate) Add(n int64, now time.Time) int64 {
 	if elapsed := now.Sub(r.start); elapsed >= 2*rateWindow {
 		r.lastBytes = 0 // the window just before now had no write
 		r.start, r.bytes = now, 0

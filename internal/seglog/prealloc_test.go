@@ -203,22 +203,22 @@ func TestNoPreallocationWhileBusy(t *testing.T) {
 }
 
 func TestWriteRate(t *testing.T) {
-	var r writeRate
+	var r WriteRate
 	t0 := time.Unix(1000, 0)
-	r.add(0, t0) // starts a window
-	if got := r.add(1000, t0.Add(10*time.Millisecond)); got != 10_000 {
+	r.Add(0, t0) // starts a window
+	if got := r.Add(1000, t0.Add(10*time.Millisecond)); got != 10_000 {
 		t.Fatalf("1000 bytes in the current window = %d B/s, want 10000", got)
 	}
 	// The next window keeps the last one's rate until it exceeds it.
-	if got := r.add(10, t0.Add(100*time.Millisecond)); got != 10_000 {
+	if got := r.Add(10, t0.Add(100*time.Millisecond)); got != 10_000 {
 		t.Fatalf("rate after the window turned = %d B/s, want the last window's 10000", got)
 	}
 	// A window that turns late is scaled to its length.
-	if got := r.add(0, t0.Add(250*time.Millisecond)); got != 60 {
+	if got := r.Add(0, t0.Add(250*time.Millisecond)); got != 60 {
 		t.Fatalf("10 bytes in 150 ms = %d B/s, want 60 (6 bytes per 100 ms window)", got)
 	}
 	// After a pause longer than a window the rate is what came since.
-	if got := r.add(5, t0.Add(10*time.Second)); got != 50 {
+	if got := r.Add(5, t0.Add(10*time.Second)); got != 50 {
 		t.Fatalf("rate after 10 s idle = %d B/s, want 50", got)
 	}
 }
