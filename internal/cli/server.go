@@ -44,6 +44,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.String("data", def.DataDir, "data directory")
 	f.String("listen", def.Listen, "gRPC listen address")
 	f.String("http", def.HTTP, "HTTP listen address (health, metrics, console)")
+	f.StringSlice("http-allowed-hosts", nil, "more names the HTTP port answers to as Host, beside localhost and its own addresses (DNS rebinding defence; \"*\": any)")
 	f.Bool("no-sync", false, "ack publishes before fsync (faster; loses recent messages on power loss)")
 	f.Int("max-body-bytes", def.MaxBodyBytes, "largest accepted message body")
 	f.Int64("segment-bytes", def.SegmentBytes, "log segment size")

@@ -29,6 +29,11 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// HTTP is the address of health, metrics and (later) the console.
 	HTTP string `yaml:"http"`
+	// HTTPAllowedHosts adds names the HTTP port answers to as a request's Host,
+	// beside localhost, loopback and this server's own addresses (a defence
+	// against DNS rebinding): the names under which people and proxies reach
+	// it, such as dmq.example.com. "*" accepts any Host.
+	HTTPAllowedHosts []string `yaml:"http_allowed_hosts"`
 	// NoSync acks publishes before fsync: faster, loses the last writes on
 	// power loss (not on a process crash).
 	NoSync bool `yaml:"no_sync"`
@@ -272,6 +277,11 @@ func (c *Config) Validate() error {
 		}
 		if !c.Auth && !c.Insecure && !Loopback(addr) {
 			return fmt.Errorf("%s: %s is reachable beyond this machine and authentication is off: turn it on (auth: true, --auth) or accept the risk with insecure: true (--insecure)", name, addr)
+		}
+	}
+	for _, h := range c.HTTPAllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ ,") {
+			return fmt.Errorf("http_allowed_hosts: %q is not a host name (such as dmq.example.com, without scheme or path)", h)
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

@@ -267,9 +267,14 @@ func stopGRPC(ctx context.Context, g *grpc.Server) {
 	}
 }
 
-// serveHTTP serves h on the HTTP listener.
+// serveHTTP serves h on the HTTP listener, to requests that name this server as
+// their Host (hosts.go).
 func (s *Server) serveHTTP(h http.Handler) {
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tc}
+	g := s.newHostGuard(h)
+	if s.node != nil {
+		g.more = s.node.memberHost
+	}
+	s.http = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.tc}
 	lis := s.httpLis
 	if s.tc != nil {
 		lis = tls.NewListener(lis, s.tc)
