@@ -233,15 +233,32 @@ func (m *Message) outgoing() *dmqv1.OutgoingMessage {
 	out := &dmqv1.OutgoingMessage{Key: m.Key, Headers: m.Headers, Body: m.Body, ClientMessageId: m.ClientMessageID}
 	// Round up to whole milliseconds: never deliver early.
 	if !m.DeliverAt.IsZero() {
-		out.DeliverAtMs = max(ceilMs(m.DeliverAt.UnixNano()), 1)
+		out.DeliverAtMs = max(unixMilliCeil(m.DeliverAt), 1)
 	} else if m.Delay > 0 {
 		out.DelayMs = max(ceilMs(int64(m.Delay)), 1)
 	}
 	return out
 }
 
-// ceilMs converts nanoseconds to milliseconds, rounding up.
-func ceilMs(ns int64) int64 { return (ns + int64(time.Millisecond) - 1) / int64(time.Millisecond) }
+// ceilMs converts nanoseconds to milliseconds, rounding up, without overflowing
+// near the largest Duration.
+func ceilMs(ns int64) int64 {
+	ms := ns / int64(time.Millisecond)
+	if ns%int64(time.Millisecond) > 0 {
+		ms++
+	}
+	return ms
+}
+
+// unixMilliCeil is t in Unix milliseconds, rounded up. Unlike UnixNano it holds any
+// year (UnixNano overflows after 2262, which turned a far deliver-at into "now").
+func unixMilliCeil(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if t.Nanosecond()%int(time.Millisecond) != 0 {
+		ms++
+	}
+	return ms
+}
 
 func fromProto(m *dmqv1.Message) *Message {
 	return &Message{

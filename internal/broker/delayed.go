@@ -254,11 +254,20 @@ func (b *Broker) validateDelay(msgs []*message.Message, nowMs int64) error {
 	limit := nowMs + b.cfg.MaxDelay.Milliseconds()
 	for i, m := range msgs {
 		if m.DeliverAtMs > limit {
-			return errorf(KindInvalid, "message %d: deliver-at %s is more than the maximum delay of %s ahead",
-				i, time.UnixMilli(m.DeliverAtMs).UTC().Format(time.RFC3339), b.cfg.MaxDelay)
+			return errorf(KindInvalid, "message %d: deliver-at %s is more than the maximum delay of %s ahead (the server's --max-delay; latest accepted now: %s)",
+				i, formatDeliverAt(m.DeliverAtMs), b.cfg.MaxDelay, time.UnixMilli(limit).UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
+}
+
+// formatDeliverAt renders a deliver-at time for an error: RFC 3339 while the year
+// has four digits, else the milliseconds as given.
+func formatDeliverAt(ms int64) string {
+	if t := time.UnixMilli(ms).UTC(); t.Year() <= 9999 {
+		return t.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%d ms after 1970", ms)
 }
 
 func (b *Broker) loadDelayed(t *topic) error {

@@ -232,8 +232,9 @@ func (s *Service) DeleteTopic(ctx context.Context, req *dmqv1.DeleteTopicRequest
 }
 
 // toMessages converts wire messages; a relative delay becomes a deliver-at time, by
-// the broker's clock (now, in Unix milliseconds).
-func toMessages(in []*dmqv1.OutgoingMessage, now int64) ([]*message.Message, error) {
+// the broker's clock (now, in Unix milliseconds). A delay longer than maxDelay is
+// refused here, before the sum could overflow; the broker checks deliver-at times.
+func toMessages(in []*dmqv1.OutgoingMessage, now int64, maxDelay time.Duration) ([]*message.Message, error) {
 	out := make([]*message.Message, len(in))
 	slab := make([]message.Message, len(in)) // one allocation for the batch
 	for i, m := range in {
@@ -242,6 +243,9 @@ func toMessages(in []*dmqv1.OutgoingMessage, now int64) ([]*message.Message, err
 		}
 		at := m.DeliverAtMs
 		if at == 0 && m.DelayMs > 0 {
+			if m.DelayMs > maxDelay.Milliseconds() {
+				return nil, invalid("message %d: delay of %d ms is longer than the maximum delay of %s (the server's --max-delay)", i, m.DelayMs, maxDelay)
+			}
 			at = now + m.DelayMs
 		}
 		slab[i] = message.Message{Key: m.Key, ClientMessageID: m.ClientMessageId, Headers: m.Headers, Body: m.Body, DeliverAtMs: at}
@@ -277,7 +281,7 @@ func failedResults(err error, n int) []*dmqv1.PublishResult {
 
 // Publish implements dmq.v1.Broker.
 func (s *Service) Publish(ctx context.Context, req *dmqv1.PublishRequest) (*dmqv1.PublishResponse, error) {
-	msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli())
+	msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli(), s.brokerOf(ctx).Config().MaxDelay)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +343,7 @@ func (s *Service) receiveBatches(ctx context.Context, stream dmqv1.Broker_Publis
 		}
 		pending.Add(1)
 		seq, n := req.Sequence, len(req.Messages)
-		msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli())
+		msgs, err := toMessages(req.Messages, s.brokerOf(ctx).Now().UnixMilli(), s.brokerOf(ctx).Config().MaxDelay)
 		if err != nil {
 			answers <- &dmqv1.PublishResponse{Sequence: seq, Results: failedResults(err, n)}
 			continue
