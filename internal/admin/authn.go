@@ -150,6 +150,10 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if err := decodeBody(r, &req); err != nil {
 		return 0, nil, err
 	}
+	if len(req.User) > auth.MaxNameLen {
+		// No user has such a name: refused before it reaches the limiter or the audit log.
+		return 0, nil, badRequest("user name is %d bytes long; user names have at most %d characters", len(req.User), auth.MaxNameLen)
+	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	if wait := a.sec.Registry.Limiter.Wait(req.User, host); wait > 0 {
 		secs := int(math.Ceil(wait.Seconds()))

@@ -85,6 +85,27 @@ var (
 	segmentRE = regexp.MustCompile(`^([a-z0-9_-]+|\*)$`)
 )
 
+// Sizes of what an application's grants may hold (docs/api.md, "Limits"). Names of
+// applications and users have at most 64 characters (appNameRE), a user's
+// department too (MaxDepartmentLen).
+const (
+	MaxNameLen      = 64  // an application's or user's name
+	MaxGrants       = 100 // grants of one application
+	MaxPatternLen   = 200 // a topic pattern, as long as a topic name
+	MaxGrantGroups  = 100 // groups named by one grant
+	MaxGroupNameLen = 128 // as the broker's group names
+	// MaxDepartmentLen bounds the department an owner manages.
+	MaxDepartmentLen = 64
+)
+
+// short quotes s for an error message, cut to its first 40 bytes when longer than 64.
+func short(s string) string {
+	if len(s) <= 64 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:40], len(s))
+}
+
 // Registry holds the applications and console users, checks tokens,
 // passwords and permissions, and keeps console sessions.
 type Registry struct {
@@ -203,14 +224,25 @@ func hashToken(token string) string {
 // Validate checks an application's name and grants.
 func (a *App) Validate() error {
 	if !appNameRE.MatchString(a.Name) {
-		return fmt.Errorf("%w: application name %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, a.Name)
+		return fmt.Errorf("%w: application name %s: use 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, short(a.Name))
 	}
 	if !a.Admin && len(a.Grants) == 0 {
 		return fmt.Errorf("%w: application %q would be allowed nothing: give grants or make it an administrator", ErrInvalid, a.Name)
 	}
+	if len(a.Grants) > MaxGrants {
+		return fmt.Errorf("%w: application %q has %d grants; the limit is %d", ErrInvalid, a.Name, len(a.Grants), MaxGrants)
+	}
 	for _, g := range a.Grants {
 		if err := ValidatePattern(g.Pattern); err != nil {
 			return err
+		}
+		if len(g.Groups) > MaxGrantGroups {
+			return fmt.Errorf("%w: grant on %q names %d groups; the limit is %d", ErrInvalid, g.Pattern, len(g.Groups), MaxGrantGroups)
+		}
+		for _, name := range g.Groups {
+			if name == "" || len(name) > MaxGroupNameLen {
+				return fmt.Errorf("%w: grant on %q: group name %s must have 1 to %d characters", ErrInvalid, g.Pattern, short(name), MaxGroupNameLen)
+			}
 		}
 		if !g.Publish && !g.Subscribe && !g.Manage {
 			return fmt.Errorf("%w: grant on %q allows nothing (give publish, subscribe or manage)", ErrInvalid, g.Pattern)
@@ -226,6 +258,9 @@ func (a *App) Validate() error {
 func ValidatePattern(p string) error {
 	if p == "*" {
 		return nil
+	}
+	if len(p) > MaxPatternLen {
+		return fmt.Errorf("%w: topic pattern %s is longer than %d characters", ErrInvalid, short(p), MaxPatternLen)
 	}
 	parts := strings.Split(p, ".")
 	if len(parts) < 2 {

@@ -57,17 +57,17 @@ func (u *User) principal() *App {
 // CreateUser adds a user with a bcrypt hash of password.
 func (r *Registry) CreateUser(u User, password, by string) (User, error) {
 	if !appNameRE.MatchString(u.Name) {
-		return User{}, fmt.Errorf("%w: user name %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, u.Name)
+		return User{}, fmt.Errorf("%w: user name %s: use 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalid, short(u.Name))
 	}
 	switch u.Role {
 	case RoleAdmin, RoleViewer:
 		u.Department = ""
 	case RoleOwner:
-		if !segmentRE.MatchString(u.Department) || u.Department == "*" {
-			return User{}, fmt.Errorf("%w: an owner needs the department it manages (a topic name part, such as shop)", ErrInvalid)
+		if !segmentRE.MatchString(u.Department) || u.Department == "*" || len(u.Department) > MaxDepartmentLen {
+			return User{}, fmt.Errorf("%w: an owner needs the department it manages (a topic name part of 1 to 64 characters, such as shop)", ErrInvalid)
 		}
 	default:
-		return User{}, fmt.Errorf("%w: role %q: want admin, owner or viewer", ErrInvalid, u.Role)
+		return User{}, fmt.Errorf("%w: role %s: want admin, owner or viewer", ErrInvalid, short(u.Role))
 	}
 	if len(password) < MinPasswordLen {
 		return User{}, fmt.Errorf("%w: the password must have at least %d characters", ErrInvalid, MinPasswordLen)

@@ -387,13 +387,16 @@ var (
 	groupNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 )
 
+// maxTopicNameLen bounds a topic name (its parts are ASCII).
+const maxTopicNameLen = 200
+
 // ValidateTopicName checks the env.dept.name form.
 func ValidateTopicName(name string) error {
 	if name == "" {
 		return errorf(KindInvalid, "topic name is empty")
 	}
-	if len(name) > 200 {
-		return errorf(KindInvalid, "topic name %q is longer than 200 characters", name)
+	if len(name) > maxTopicNameLen {
+		return errorf(KindInvalid, "topic name %q… is %d characters long; the limit is %d", name[:40], len(name), maxTopicNameLen)
 	}
 	parts := strings.Split(name, ".")
 	if len(parts) < 3 {
@@ -432,6 +435,14 @@ type TopicInfo struct {
 // CreateTopic creates a topic.
 func (b *Broker) CreateTopic(ti meta.Topic) (TopicInfo, error) {
 	if err := ValidateTopicName(ti.Name); err != nil {
+		return TopicInfo{}, err
+	}
+	if err := checkTexts(
+		textField{"owner", ti.Owner, MaxOwnerLen},
+		textField{"department", ti.Department, MaxDepartmentLen},
+		textField{"purpose", ti.Purpose, MaxPurposeLen},
+		textField{"requested_by", ti.RequestedBy, MaxOwnerLen},
+	); err != nil {
 		return TopicInfo{}, err
 	}
 	b.mu.Lock()
@@ -600,7 +611,11 @@ func (b *Broker) Publish(ctx context.Context, topicName string, from Origin, msg
 // from another goroutine, when the messages are stored or failed. done must
 // not block. from names the producer in statistics and the trace.
 func (b *Broker) PublishAsync(topicName string, from Origin, msgs []*message.Message, done func([]PublishResult, error)) {
-	t, err := b.topic(topicName)
+	err := checkClientID(from.Client)
+	var t *topic
+	if err == nil {
+		t, err = b.topic(topicName)
+	}
 	if err == nil {
 		err = t.usable()
 	}

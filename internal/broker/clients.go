@@ -48,8 +48,24 @@ func (b *Broker) online(c *meta.Client, nowMs int64) bool {
 // Heartbeat records that a client is alive (or, with Left, leaving) and
 // what it produces and consumes. addr is where the broker sees it.
 func (b *Broker) Heartbeat(c meta.Client, addr string) error {
-	if c.ID == "" || len(c.ID) > 256 {
-		return errorf(KindInvalid, "client id must be 1 to 256 bytes")
+	if c.ID == "" || len(c.ID) > MaxClientIDLen {
+		return errorf(KindInvalid, "client id must be 1 to %d bytes", MaxClientIDLen)
+	}
+	if err := checkTexts(textField{"host", c.Host, MaxHostLen}, textField{"sdk_version", c.SDKVersion, MaxSDKVersionLen}); err != nil {
+		return err
+	}
+	if len(c.Produces) > MaxClientTopics || len(c.Consumes) > MaxClientTopics {
+		return errorf(KindInvalid, "a heartbeat lists %d produced and %d consumed topics; the limit is %d each", len(c.Produces), len(c.Consumes), MaxClientTopics)
+	}
+	for _, name := range c.Produces {
+		if len(name) > maxTopicNameLen {
+			return errorf(KindInvalid, "a heartbeat names a produced topic longer than %d bytes", maxTopicNameLen)
+		}
+	}
+	for _, s := range c.Consumes {
+		if len(s.Topic) > maxTopicNameLen || len(s.Group) > maxTopicNameLen {
+			return errorf(KindInvalid, "a heartbeat names a consumed topic or group longer than %d bytes", maxTopicNameLen)
+		}
 	}
 	nowMs := b.Now().UnixMilli()
 	b.clients.mu.Lock()

@@ -354,6 +354,7 @@ func (g *group) detach(s *Subscription) {
 
 // ackOrNack applies acks (nack=false) or nacks to offsets of member's cursor.
 func (g *group) ackOrNack(member string, offs []uint64, nack bool, reason string) error {
+	reason = cutText(reason, MaxNackReasonLen) // a consumer's error text: kept, not refused
 	end := g.t.log.Next()
 	for _, off := range offs {
 		if off >= end {

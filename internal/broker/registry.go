@@ -92,6 +92,9 @@ func (b *Broker) decide(d Decision, to string, from []string) (TopicInfo, error)
 	if strings.TrimSpace(d.By) == "" {
 		return TopicInfo{}, errorf(KindInvalid, "say who decides (the approver's name)")
 	}
+	if err := checkTexts(textField{"the decider's name", d.By, MaxOwnerLen}, textField{"reason", d.Reason, MaxReasonLen}); err != nil {
+		return TopicInfo{}, err
+	}
 	t, err := b.topic(d.Topic)
 	if err != nil {
 		return TopicInfo{}, err
