@@ -5,10 +5,15 @@
 //
 // Errors returned by the SDK are gRPC status errors; use Code to branch on
 // them. Retry contract: publishes are already retransmitted with the same
-// client message ids while the broker is Unavailable (see RetryPolicy), and
-// the broker stores each id once within its duplicate window; an error that
-// still comes back after the retries means the message may or may not be
-// stored (Unavailable, DeadlineExceeded), or that it was not (other codes).
+// client message ids while the broker is Unavailable, for a bounded time (the
+// RetryPolicy: about 30 s with DefaultRetry; a Producer counts it per outage,
+// see Producer), and the broker stores each id once within its duplicate
+// window. An error that still comes back after the retries (for a Producer,
+// one that wraps ErrRetriesExhausted) means the message may or may not be
+// stored (Unavailable, DeadlineExceeded, Aborted): publishing it again with the
+// same client message id is safe within the duplicate window. Other codes mean
+// it was not stored. A Consumer re-attaches by itself while the broker is
+// unavailable, and stops on errors that cannot heal (see Consumer.Err).
 package client
 
 import (
@@ -78,18 +83,45 @@ type Client struct {
 }
 
 // RetryPolicy says how often and how fast a publish is retransmitted when
-// the broker is unavailable or the call timed out. Retransmissions carry the
-// same client message id, so the broker stores each message once.
+// the broker is unavailable or the call timed out, and when to give up.
+// Retransmissions carry the same client message id, so the broker stores each
+// message once. For a Producer the budget belongs to the outage, not to each
+// message: it counts from the first failure until the broker stores a message
+// again, and the producer gives up on every unanswered message at once when it
+// is spent (see Producer). Client.Publish retries each call up to Attempts
+// sends, within its context.
 type RetryPolicy struct {
-	// Attempts is the total number of sends, the first included (default 20).
+	// Attempts is the total number of sends, the first included (default 20);
+	// 1 turns retransmission off.
 	Attempts int
 	// Backoff is the wait before the first resend; it doubles up to MaxBackoff
 	// (defaults 100 ms and 2 s).
 	Backoff, MaxBackoff time.Duration
+	// MaxElapsed bounds a Producer's outage: once this long has passed since its
+	// first failure, or Attempts sends failed, whichever comes first, every
+	// unanswered message fails with the last error. Zero means the sum of the
+	// backoffs between Attempts sends (31.1 s for DefaultRetry).
+	MaxElapsed time.Duration
 }
 
-// DefaultRetry retransmits for about 30 seconds before giving up.
+// DefaultRetry retransmits for about 30 seconds (31.1 s: 20 sends, the
+// backoffs doubling from 100 ms to 2 s) before giving up.
 var DefaultRetry = RetryPolicy{Attempts: 20, Backoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second}
+
+// withDefaults fills in what r leaves zero.
+func (r RetryPolicy) withDefaults() RetryPolicy {
+	r.Attempts = max(r.Attempts, 1)
+	if r.Backoff <= 0 {
+		r.Backoff = DefaultRetry.Backoff
+	}
+	r.MaxBackoff = max(r.MaxBackoff, r.Backoff)
+	if r.MaxElapsed <= 0 {
+		for i := 1; i < r.Attempts; i++ {
+			r.MaxElapsed += r.backoff(i)
+		}
+	}
+	return r
+}
 
 // backoff returns the wait before send number attempts+1.
 func (r RetryPolicy) backoff(attempts int) time.Duration {
@@ -110,8 +142,8 @@ type dialOptions struct {
 	tls      *tls.Config
 }
 
-// WithRetry sets how publishes are retransmitted (default DefaultRetry).
-// Attempts 1 turns retransmission off.
+// WithRetry sets how publishes are retransmitted and when they give up
+// (default DefaultRetry). Attempts 1 turns retransmission off.
 func WithRetry(r RetryPolicy) Option { return func(o *dialOptions) { o.retry = r } }
 
 // WithClientID sets the client id used for subscriptions (default: host-pid).
@@ -132,11 +164,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	o.retry.Attempts = max(o.retry.Attempts, 1)
-	if o.retry.Backoff <= 0 {
-		o.retry.Backoff = DefaultRetry.Backoff
-	}
-	o.retry.MaxBackoff = max(o.retry.MaxBackoff, o.retry.Backoff)
+	o.retry = o.retry.withDefaults()
 	if o.clientID == "" {
 		host, _ := os.Hostname()
 		o.clientID = fmt.Sprintf("%s-%d", host, os.Getpid())

@@ -3,9 +3,12 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
@@ -15,6 +18,13 @@ import (
 
 // ErrProducerClosed is returned by a Producer after Close.
 var ErrProducerClosed = errors.New("dmq: producer is closed")
+
+// ErrRetriesExhausted is wrapped, together with the last failure, in the error of
+// every message a Producer gave up on because its RetryPolicy was spent (see
+// Producer). errors.Is finds it, and Code returns the last failure's code
+// (Unavailable, DeadlineExceeded or Aborted): the message may or may not be stored,
+// and may be sent again with the same client message id.
+var ErrRetriesExhausted = errors.New("dmq: retry budget spent")
 
 // PublishResult is the broker's answer for one message.
 type PublishResult struct {
@@ -30,26 +40,58 @@ type PublishResult struct {
 // run as the broker answers. At most MaxInFlight messages are unanswered;
 // PublishAsync blocks beyond that.
 //
-// Every message gets a client message id (unless it has one). When the
-// stream breaks or the broker is unavailable, unanswered messages are sent
-// again with the same ids, following the retry policy; the broker's
-// duplicate window drops the copies it already stored and answers with the
-// original id (PublishResult.Duplicate). In a cluster, a stream refused by a
-// node that names the leader is reopened on the leader and its messages are
-// sent again at once, without counting an attempt (at most 3 times in a row).
+// Every message gets a client message id (unless it has one). In a cluster, a
+// stream refused by a node that names the leader is reopened on the leader and
+// its messages are sent again at once, without counting an attempt (at most 3
+// times in a row).
+//
+// Retry budget. A failure that may heal (Unavailable: the stream broke, the
+// broker is down or has no leader; DeadlineExceeded; Aborted) starts an outage,
+// which lasts until the broker stores a message again. During an outage the
+// unanswered messages, and those queued meanwhile, are held and sent again
+// together, with the same client message ids, after the RetryPolicy's backoff;
+// one backoff is waited per resend for all of them, however many batches were in
+// flight. The broker's duplicate window drops the copies it already stored and
+// answers with the original id (PublishResult.Duplicate). Once the policy is
+// spent — Attempts sends failed, or MaxElapsed (about 30 s with DefaultRetry)
+// passed since the outage's first failure, whichever comes first — every
+// unanswered message, sent, held or queued, fails with ErrRetriesExhausted
+// wrapping the last failure. Until the broker answers again, each message
+// published after that is sent once: when that send fails, it fails at once
+// with its own error (wrapping ErrRetriesExhausted too), and so do the messages
+// queued at that moment, so PublishAsync does not block for another budget; the
+// first stored message ends the outage and the next one gets the whole budget
+// again. Other failures (InvalidArgument, PermissionDenied, NotFound,
+// FailedPrecondition, ResourceExhausted...) fail their messages at once: they
+// were not stored.
+//
+// A message that failed with ErrRetriesExhausted (or that Shutdown gave up on)
+// may or may not be stored: publishing it again with the same client message id
+// (Message.ClientMessageID) is safe within the broker's duplicate window, and
+// stores it at most once.
 type Producer struct {
 	c     *Client
 	topic string
 	opts  producerOptions
 	ids   *idSource
+	seq   atomic.Uint64 // orders messages in the resends
 
 	queue chan *pendingPublish
-	// resend carries batches of a broken stream back to the sender. It has
-	// room for every unanswered message, so the receiver never blocks on it.
-	resend chan []*pendingPublish
-	slots  chan struct{} // one per unanswered message
-	quit   chan struct{}
-	done   chan struct{}
+	// failed carries messages back from the streams to the send loop: those of a
+	// broken stream, and those the broker answered with an error worth a retry. It
+	// has room for every unanswered message, so the receivers never block on it.
+	failed chan failure
+	// answered counts the messages the broker stored: one stored since the last
+	// failure ends the outage.
+	answered atomic.Uint64
+	slots    chan struct{} // one per unanswered message
+	// stopStreams cancels the context of every stream and of a stream being opened:
+	// Shutdown gives up.
+	stopStreams context.CancelFunc
+	stopOnce    sync.Once
+	stopErr     error         // nil: everything was answered; else what the rest fail with
+	quit        chan struct{} // closed by Shutdown, after stopErr is set
+	done        chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -60,14 +102,19 @@ type Producer struct {
 }
 
 type pendingPublish struct {
-	msg      *dmqv1.OutgoingMessage
-	done     func(PublishResult, error)
-	attempts int
-	lastErr  error
-	// redirects counts the NOT_LEADER redirects followed in a row; redirected
-	// says the last failure was one, to resend without a backoff.
-	redirects  int
-	redirected bool
+	msg  *dmqv1.OutgoingMessage
+	done func(PublishResult, error)
+	seq  uint64
+	// redirects counts the NOT_LEADER redirects followed in a row.
+	redirects int
+}
+
+// failure is messages handed back to the send loop with what they failed with.
+// final says the producer gave up on them (it abandoned their stream).
+type failure struct {
+	batch []*pendingPublish
+	err   error
+	final bool
 }
 
 type producerOptions struct {
@@ -85,7 +132,8 @@ func MaxInFlight(n int) ProducerOption { return func(o *producerOptions) { o.max
 // BatchSize bounds the messages sent in one request (default 256).
 func BatchSize(n int) ProducerOption { return func(o *producerOptions) { o.batchSize = n } }
 
-// ProducerRetry sets how unanswered messages are retransmitted (default: the client's).
+// ProducerRetry sets how unanswered messages are retransmitted and when the
+// producer gives up (default: the client's; see Producer).
 func ProducerRetry(r RetryPolicy) ProducerOption { return func(o *producerOptions) { o.retry = r } }
 
 // NewProducer starts a pipelined producer for topic.
@@ -96,24 +144,28 @@ func (c *Client) NewProducer(topic string, opts ...ProducerOption) *Producer {
 	}
 	o.maxInFlight = max(o.maxInFlight, 1)
 	o.batchSize = max(o.batchSize, 1)
+	o.retry = o.retry.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
 	p := &Producer{
 		c: c, topic: topic, opts: o, ids: newIDSource(),
-		queue:  make(chan *pendingPublish, o.maxInFlight),
-		resend: make(chan []*pendingPublish, o.maxInFlight),
-		slots:  make(chan struct{}, o.maxInFlight),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+		queue:       make(chan *pendingPublish, o.maxInFlight),
+		failed:      make(chan failure, o.maxInFlight),
+		slots:       make(chan struct{}, o.maxInFlight),
+		stopStreams: cancel,
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	p.mu.idle = make(chan struct{})
 	close(p.mu.idle)
 	c.presence.produce(topic)
-	go p.sendLoop()
+	go p.sendLoop(ctx)
 	return p
 }
 
 // PublishAsync queues m and returns; done is called exactly once, from
-// another goroutine, once the broker stored m or the producer gave up.
-// It blocks while MaxInFlight messages are unanswered.
+// another goroutine, once the broker stored m or the producer gave up (see
+// Producer for the retry budget). It blocks while MaxInFlight messages are
+// unanswered, until ctx ends.
 func (p *Producer) PublishAsync(ctx context.Context, m *Message, done func(PublishResult, error)) error {
 	select {
 	case p.slots <- struct{}{}:
@@ -137,7 +189,7 @@ func (p *Producer) PublishAsync(ctx context.Context, m *Message, done func(Publi
 	if out.ClientMessageId == "" {
 		out.ClientMessageId = p.ids.next()
 	}
-	p.queue <- &pendingPublish{msg: out, done: done}
+	p.queue <- &pendingPublish{msg: out, done: done, seq: p.seq.Add(1)}
 	return nil
 }
 
@@ -171,70 +223,67 @@ func (p *Producer) finish(pp *pendingPublish, r PublishResult, err error) {
 	p.mu.Unlock()
 }
 
-// Flush waits until every queued message was answered.
+// Flush waits until every queued message was answered or given up.
 func (p *Producer) Flush(ctx context.Context) error {
-	p.mu.Lock()
-	idle := p.mu.idle
-	p.mu.Unlock()
 	select {
-	case <-idle:
+	case <-p.idle():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// Close waits for every queued message to be answered (or given up), then
-// stops the producer.
-func (p *Producer) Close() error {
+func (p *Producer) idle() <-chan struct{} {
 	p.mu.Lock()
-	if p.mu.closed {
-		p.mu.Unlock()
-		return nil
-	}
+	defer p.mu.Unlock()
+	return p.mu.idle
+}
+
+// Close waits for every queued message to be answered or given up (within the
+// retry budget: see Producer), then stops the producer. It is Shutdown without
+// a deadline.
+func (p *Producer) Close() error {
+	return p.Shutdown(context.Background())
+}
+
+// Shutdown stops taking messages, waits until every queued message was answered
+// or given up, and stops the producer. If ctx ends first, every message still
+// unanswered fails at once with ctx's error (it may or may not be stored: see
+// Producer), and Shutdown returns that error. Safe to call more than once, also
+// concurrently: a later call with a shorter deadline cuts the wait short.
+func (p *Producer) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
 	p.mu.closed = true
 	p.mu.Unlock()
-	err := p.Flush(context.Background())
-	close(p.quit)
+	err := p.Flush(ctx)
+	p.stopOnce.Do(func() {
+		if err != nil {
+			p.stopErr = err
+			p.stopStreams() // a stream being opened or written to lets go
+		}
+		close(p.quit)
+	})
 	<-p.done
 	return err
 }
 
-// publishStream is one open PublishStream with the batches it awaits.
-type publishStream struct {
-	stream dmqv1.Broker_PublishStreamClient
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	seq    uint64
-	await  map[uint64][]*pendingPublish
-	err    error // set when the stream broke; awaiting batches were handed back
-}
-
-// sendLoop batches queued messages onto the stream and re-sends batches of
-// a broken stream. It wakes on the queue and on resend, and stops on quit
-// (after Close flushed everything).
-func (p *Producer) sendLoop() {
+// sendLoop batches queued messages onto the stream and rides out outages (see
+// sender). It wakes on the queue, on messages handed back by the streams and on
+// the timers of an outage, and stops on quit: at once when Shutdown found
+// everything answered, else after failing what is left.
+func (p *Producer) sendLoop(ctx context.Context) {
 	defer close(p.done)
-	var ps *publishStream
-	defer func() {
-		if ps != nil {
-			ps.stream.CloseSend()
-			ps.cancel()
-		}
-	}()
-	batch := make([]*pendingPublish, 0, p.opts.batchSize)
+	s := &sender{p: p, ctx: ctx}
+	defer s.closeStream()
 	for {
-		batch = batch[:0]
 		select {
 		case <-p.quit:
-			return
-		case again := <-p.resend:
-			batch = p.prepareResend(batch, again)
-			if len(batch) == 0 {
-				continue
+			if p.stopErr != nil {
+				s.abandon(p.stopErr)
 			}
+			return
 		case pp := <-p.queue:
-			batch = append(batch, pp)
+			batch := []*pendingPublish{pp}
 		fill:
 			for len(batch) < p.opts.batchSize {
 				select {
@@ -244,57 +293,296 @@ func (p *Producer) sendLoop() {
 					break fill
 				}
 			}
-		}
-		if ps == nil || ps.broken() {
-			var err error
-			if ps, err = p.openStream(); err != nil {
-				ps = nil
-				p.retryOrFail(batch, err)
+			if s.round != nil {
+				// A resend is due: these go with it rather than to a broker that
+				// just failed.
+				s.held = append(s.held, batch...)
+			} else {
+				s.send(batch)
+			}
+		case f := <-p.failed:
+			if f.final {
+				for _, pp := range f.batch {
+					p.finish(pp, PublishResult{}, f.err)
+				}
 				continue
 			}
+			s.failed(f.batch, f.err)
+		case <-s.roundC():
+			s.resend()
+		case <-s.deadlineC():
+			s.deadline()
 		}
-		ps.send(p, batch)
 	}
 }
 
-// prepareResend waits the backoff of a batch coming back from a broken
-// stream (none after a redirect to the leader) and returns it to send.
-func (p *Producer) prepareResend(batch, again []*pendingPublish) []*pendingPublish {
-	if !again[0].redirected {
-		select {
-		case <-time.After(p.opts.retry.backoff(again[0].attempts)):
-		case <-p.quit:
-		}
-	}
-	return append(batch, again...)
+// sender is the state of the send loop, owned by its goroutine: the current
+// stream, and the outage being ridden out, if any.
+type sender struct {
+	p   *Producer
+	ctx context.Context // canceled by Shutdown giving up
+	ps  *publishStream
+
+	out outage
+	// held are the messages waiting for the next resend, due when round fires
+	// (nil: none due).
+	held  []*pendingPublish
+	round *time.Timer
+	// giveUp fires when the outage's MaxElapsed is over (nil: no outage).
+	giveUp *time.Timer
 }
 
-// retryOrFail hands a failed batch back for retransmission when err is
-// worth retrying and attempts are left, and fails it otherwise. A redirect
-// to the leader is not an attempt: the node refused the stream untouched.
-func (p *Producer) retryOrFail(batch []*pendingPublish, err error) {
-	var now, again []*pendingPublish // resent at once / after a backoff
+// outage is a failure the producer rides out: from the first failure that may
+// heal until the broker stores a message again.
+type outage struct {
+	since   time.Time // first failure; zero: none
+	resends int       // resend rounds so far
+	err     error     // the last failure
+	mark    uint64    // Producer.answered at the last failure
+	spent   bool      // the budget is spent: one send per message until an answer
+}
+
+func (s *sender) roundC() <-chan time.Time {
+	if s.round == nil {
+		return nil
+	}
+	return s.round.C
+}
+
+func (s *sender) deadlineC() <-chan time.Time {
+	if s.giveUp == nil {
+		return nil
+	}
+	return s.giveUp.C
+}
+
+// over reports whether no outage is under way: none began, or the broker stored a
+// message since its last failure.
+func (s *sender) over() bool {
+	return s.out.since.IsZero() || s.p.answered.Load() != s.out.mark
+}
+
+// send transmits a batch on the current stream, opening one if needed. It
+// returns the error of a stream that could not be opened (the batch was handled
+// as failed with it).
+func (s *sender) send(batch []*pendingPublish) error {
+	if s.ps == nil || s.ps.broken() {
+		if s.ps != nil {
+			s.ps.cancel()
+			s.ps = nil
+		}
+		ps, err := s.p.openStream(s.ctx)
+		if err != nil {
+			s.failed(batch, err)
+			return err
+		}
+		s.ps = ps
+	}
+	if err := s.ps.send(s.p, batch); err != nil {
+		s.failed(batch, err)
+	}
+	return nil
+}
+
+// failed handles messages that failed with err: sent again at once after a
+// redirect to the leader, held for the next resend when err may heal and the
+// budget allows, failed otherwise.
+func (s *sender) failed(batch []*pendingPublish, err error) {
+	var now, again []*pendingPublish
 	redirect := isRedirect(err)
 	for _, pp := range batch {
-		pp.lastErr = err
-		pp.redirected = redirect && pp.redirects < maxRedirects
-		if pp.redirected {
+		if redirect && pp.redirects < maxRedirects {
 			pp.redirects++
 			now = append(now, pp)
 			continue
 		}
 		pp.redirects = 0
-		pp.attempts++
-		if retryable(err) && pp.attempts < p.opts.retry.Attempts {
-			again = append(again, pp)
-		} else {
-			p.finish(pp, PublishResult{}, err)
+		if !retryable(err) {
+			s.p.finish(pp, PublishResult{}, err)
+			continue
+		}
+		again = append(again, pp)
+	}
+	if len(again) > 0 {
+		s.hold(again, err)
+	}
+	if len(now) > 0 {
+		s.send(now) // the recursion ends: each message follows maxRedirects at most
+	}
+}
+
+// hold keeps messages that failed with err, which may heal, for the next resend,
+// or fails them when the outage's budget is spent.
+func (s *sender) hold(msgs []*pendingPublish, err error) {
+	retry := s.p.opts.retry
+	now := time.Now()
+	if s.over() {
+		s.out = outage{since: now}
+		s.stopTimers()
+		s.giveUp = time.NewTimer(retry.MaxElapsed)
+	}
+	s.out.err, s.out.mark = err, s.p.answered.Load()
+	if !s.out.spent && (s.out.resends+1 >= retry.Attempts || now.Sub(s.out.since) >= retry.MaxElapsed) {
+		s.spend()
+	}
+	if s.out.spent {
+		// The queued messages would meet the same broker: they fail alike.
+		err = s.exhausted(err)
+		for _, pp := range msgs {
+			s.p.finish(pp, PublishResult{}, err)
+		}
+		s.failQueued(err)
+		return
+	}
+	s.held = append(s.held, msgs...)
+	if s.round == nil {
+		s.round = time.NewTimer(retry.backoff(s.out.resends + 1))
+	}
+}
+
+// resend sends the held messages again, oldest first.
+func (s *sender) resend() {
+	s.round = nil
+	s.out.resends++
+	held := s.held
+	s.held = nil
+	slices.SortFunc(held, func(a, b *pendingPublish) int { return compareSeq(a.seq, b.seq) })
+	for len(held) > 0 {
+		n := min(len(held), s.p.opts.batchSize)
+		batch := held[:n:n]
+		held = held[n:]
+		if err := s.send(batch); err != nil && len(held) > 0 {
+			s.failed(held, err) // no stream: the rest fails alike, without trying
+			return
 		}
 	}
-	for _, b := range [][]*pendingPublish{now, again} {
-		if len(b) > 0 {
-			p.resend <- b
+}
+
+func compareSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// deadline ends the outage when its MaxElapsed is over: the producer gives up,
+// unless the broker stored a message since the last failure.
+func (s *sender) deadline() {
+	s.giveUp = nil
+	if !s.over() {
+		s.spend()
+		return
+	}
+	if len(s.held) == 0 {
+		s.out = outage{}
+		return
+	}
+	// The broker answered, but these failed before it did and wait for their
+	// resend: a new outage counts from now.
+	s.out = outage{since: time.Now(), err: s.out.err, mark: s.p.answered.Load()}
+	s.giveUp = time.NewTimer(s.p.opts.retry.MaxElapsed)
+}
+
+// spend gives up on the outage: every unanswered message fails with
+// ErrRetriesExhausted and the last failure; the held and queued ones now, those
+// on the stream as it hands them back.
+func (s *sender) spend() {
+	s.out.spent = true
+	s.stopTimers()
+	err := s.exhausted(s.out.err)
+	for _, pp := range s.held {
+		s.p.finish(pp, PublishResult{}, err)
+	}
+	s.held = nil
+	s.failQueued(err)
+	if s.ps != nil {
+		s.ps.abandon(err) // a stream that does not answer within the budget
+		s.ps = nil
+	}
+}
+
+// failQueued fails the messages queued now with err.
+func (s *sender) failQueued(err error) {
+	for {
+		select {
+		case pp := <-s.p.queue:
+			s.p.finish(pp, PublishResult{}, err)
+		default:
+			return
 		}
+	}
+}
+
+// exhausted is the error of a message given up on after err, in this outage.
+func (s *sender) exhausted(err error) error {
+	if errors.Is(err, ErrRetriesExhausted) {
+		return err
+	}
+	return newExhaustedError(err, time.Since(s.out.since))
+}
+
+// exhaustedError is the error of a message given up on: the last failure's
+// status, its message saying so.
+type exhaustedError struct {
+	st    *status.Status
+	cause error
+}
+
+func newExhaustedError(err error, after time.Duration) *exhaustedError {
+	p := status.Convert(err).Proto()
+	p.Message = fmt.Sprintf("%s (%v after %s)", p.Message, ErrRetriesExhausted, after.Round(time.Millisecond))
+	return &exhaustedError{st: status.FromProto(p), cause: err}
+}
+
+func (e *exhaustedError) Error() string              { return e.st.Err().Error() }
+func (e *exhaustedError) GRPCStatus() *status.Status { return e.st }
+func (e *exhaustedError) Is(target error) bool       { return target == ErrRetriesExhausted }
+func (e *exhaustedError) Unwrap() error              { return e.cause }
+
+func (s *sender) stopTimers() {
+	if s.round != nil {
+		s.round.Stop()
+		s.round = nil
+	}
+	if s.giveUp != nil {
+		s.giveUp.Stop()
+		s.giveUp = nil
+	}
+}
+
+// abandon fails every unanswered message with err (Shutdown gave up), waiting
+// for the streams to hand back theirs.
+func (s *sender) abandon(err error) {
+	s.stopTimers()
+	if s.ps != nil {
+		s.ps.abandon(err)
+		s.ps = nil
+	}
+	for _, pp := range s.held {
+		s.p.finish(pp, PublishResult{}, err)
+	}
+	s.held = nil
+	for {
+		select {
+		case pp := <-s.p.queue:
+			s.p.finish(pp, PublishResult{}, err)
+		case f := <-s.p.failed:
+			for _, pp := range f.batch {
+				s.p.finish(pp, PublishResult{}, err)
+			}
+		case <-s.p.idle():
+			return
+		}
+	}
+}
+
+func (s *sender) closeStream() {
+	if s.ps != nil {
+		s.ps.stream.CloseSend()
+		s.ps.cancel()
 	}
 }
 
@@ -308,14 +596,35 @@ func retryable(err error) bool {
 	return false
 }
 
+// publishStream is one open PublishStream with the batches it awaits.
+type publishStream struct {
+	stream dmqv1.Broker_PublishStreamClient
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	seq    uint64
+	await  map[uint64][]*pendingPublish
+	err    error // set when the stream broke; awaiting batches were handed back
+	// abandoned, when set, is what the awaiting batches fail with: the producer
+	// gave up on the stream.
+	abandoned error
+}
+
 func (ps *publishStream) broken() bool {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	return ps.err != nil
 }
 
-func (p *Producer) openStream() (*publishStream, error) {
-	ctx, cancel := context.WithCancel(context.Background())
+// abandon ends the stream; its awaiting batches come back failed with err.
+func (ps *publishStream) abandon(err error) {
+	ps.mu.Lock()
+	ps.abandoned = err
+	ps.mu.Unlock()
+	ps.cancel()
+}
+
+func (p *Producer) openStream(ctx context.Context) (*publishStream, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	stream, err := p.c.api.PublishStream(ctx, withTopic(p.topic))
 	if err != nil {
 		cancel()
@@ -326,9 +635,9 @@ func (p *Producer) openStream() (*publishStream, error) {
 	return ps, nil
 }
 
-// send transmits one batch; if the stream already broke, the batch goes
-// back for retransmission.
-func (ps *publishStream) send(p *Producer, batch []*pendingPublish) {
+// send transmits one batch; it returns the stream's error if it already broke
+// (the batch was not sent).
+func (ps *publishStream) send(p *Producer, batch []*pendingPublish) error {
 	req := &dmqv1.PublishRequest{Topic: p.topic, ClientId: p.c.clientID, Messages: make([]*dmqv1.OutgoingMessage, len(batch))}
 	for i, pp := range batch {
 		req.Messages[i] = pp.msg
@@ -338,8 +647,7 @@ func (ps *publishStream) send(p *Producer, batch []*pendingPublish) {
 	if ps.err != nil {
 		err := ps.err
 		ps.mu.Unlock()
-		p.retryOrFail(own, err)
-		return
+		return err
 	}
 	ps.seq++
 	req.Sequence = ps.seq
@@ -349,10 +657,11 @@ func (ps *publishStream) send(p *Producer, batch []*pendingPublish) {
 		// receive sees the same failure and hands back every awaiting batch.
 		ps.cancel()
 	}
+	return nil
 }
 
 // receive matches answers to batches until the stream ends, then hands
-// whatever is still awaited back for retransmission, oldest first.
+// whatever is still awaited back to the send loop, oldest first.
 func (ps *publishStream) receive(p *Producer) {
 	for {
 		resp, err := ps.stream.Recv()
@@ -361,6 +670,10 @@ func (ps *publishStream) receive(p *Producer) {
 				err = status.Error(codes.Unavailable, "publish stream closed before the broker answered")
 			}
 			ps.mu.Lock()
+			final := ps.abandoned != nil
+			if final {
+				err = ps.abandoned
+			}
 			ps.err = err
 			awaiting := ps.await
 			ps.await = nil
@@ -370,8 +683,12 @@ func (ps *publishStream) receive(p *Producer) {
 				seqs = append(seqs, seq)
 			}
 			sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+			var back []*pendingPublish
 			for _, seq := range seqs {
-				p.retryOrFail(awaiting[seq], err)
+				back = append(back, awaiting[seq]...)
+			}
+			if len(back) > 0 {
+				p.failed <- failure{back, err, final}
 			}
 			return
 		}
@@ -389,22 +706,18 @@ func (ps *publishStream) receive(p *Producer) {
 			r := resp.Results[i]
 			if r.Error != nil {
 				err := status.Error(codes.Code(r.Error.Code), r.Error.Message)
-				pp.attempts++
-				pp.redirects, pp.redirected = 0, false
-				if retryable(err) && pp.attempts < p.opts.retry.Attempts {
+				if retryable(err) {
 					again, againErr = append(again, pp), err
 					continue
 				}
 				p.finish(pp, PublishResult{}, err)
 				continue
 			}
+			p.answered.Add(1)
 			p.finish(pp, PublishResult{ID: r.Id, Duplicate: r.Duplicate}, nil)
 		}
 		if len(again) > 0 {
-			for _, pp := range again {
-				pp.lastErr = againErr
-			}
-			p.resend <- again
+			p.failed <- failure{again, againErr, false}
 		}
 	}
 }
