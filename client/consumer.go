@@ -39,10 +39,21 @@ func Prefetch(n int) ConsumerOption { return func(o *consumerOptions) { o.prefet
 func ConsumerClientID(id string) ConsumerOption { return func(o *consumerOptions) { o.clientID = id } }
 
 // OnError receives errors the consumer recovers from (a broken stream it
-// re-opens, an ack the broker refused).
+// re-opens, a broker it cannot reach yet, an ack the broker refused). An error
+// that ends the consumer is not passed to it: see Consumer.Err.
 func OnError(f func(error)) ConsumerOption { return func(o *consumerOptions) { o.onError = f } }
 
 // Consumer is a running subscription. Close drains it gracefully.
+//
+// While the broker is unreachable, restarts or changes leader, the consumer
+// re-attaches by itself, with a backoff of up to 2 s, for as long as it takes:
+// those errors go to OnError. An error that cannot heal by waiting ends it
+// (see final): its token was revoked or lost its grant (Unauthenticated,
+// PermissionDenied), its topic or group was deleted (NotFound), its topic is
+// disabled or no longer approved (FailedPrecondition), or the broker refuses
+// the subscription itself (InvalidArgument, Unimplemented). Then the handlers
+// that run finish, their messages are acked where the broker still allows it,
+// Done is closed and Err returns the error.
 type Consumer struct {
 	c            *Client
 	topic, group string
@@ -62,7 +73,7 @@ type Consumer struct {
 	running   sync.RWMutex
 	sessionID int // owned by run
 	done      chan struct{}
-	err       error
+	err       error // set by run before done is closed
 
 	// started is closed once the first subscription was accepted.
 	started  chan struct{}
@@ -135,18 +146,42 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 
 // Close stops taking messages, lets running handlers finish, sends their
 // acks, and ends the subscription. Messages received but not yet handled go
-// back to the broker for redelivery.
+// back to the broker for redelivery. It returns Err.
 func (k *Consumer) Close() error {
 	k.cancel()
 	<-k.done
 	return k.err
 }
 
-// Done is closed when the consumer stopped.
+// Done is closed when the consumer stopped: after Close, once the context
+// given to Subscribe ended, or on an error that cannot heal (see Consumer).
 func (k *Consumer) Done() <-chan struct{} { return k.done }
 
+// Err returns why the consumer stopped, once Done is closed: the error that
+// cannot heal, or an ack that failed while it closed; nil when it stopped
+// because of Close or its context, or while it runs.
+func (k *Consumer) Err() error {
+	select {
+	case <-k.done:
+		return k.err
+	default:
+		return nil
+	}
+}
+
+// final reports whether a consumer's stream that failed with err cannot work
+// again by retrying: the consumer ends with it.
+func final(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.NotFound, codes.FailedPrecondition,
+		codes.InvalidArgument, codes.Unimplemented:
+		return true
+	}
+	return false
+}
+
 // run owns the workers and the stream sessions, reconnecting with backoff
-// until the context is canceled.
+// until the context is canceled or a session fails with a final error.
 func (k *Consumer) run() {
 	defer close(k.done)
 	var workers sync.WaitGroup
@@ -178,6 +213,11 @@ func (k *Consumer) run() {
 			break
 		}
 		if err != nil {
+			if final(err) {
+				k.err = err
+				k.cancel() // queued deliveries are left for redelivery, as on Close
+				break
+			}
 			k.opts.onError(err)
 		}
 		select {
@@ -205,7 +245,7 @@ func (k *Consumer) run() {
 		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := k.c.api.Ack(actx, &dmqv1.AckRequest{Topic: k.topic, Group: k.group, ClientId: k.opts.clientID, Ids: left})
 		cancel()
-		if err != nil {
+		if err != nil && k.err == nil {
 			k.err = fmt.Errorf("ack %d messages at close: %w", len(left), err)
 		}
 	}
@@ -321,7 +361,14 @@ func (k *Consumer) session(carry []result, first bool) (_ []result, attached boo
 			if err := k.flush(stream, pending, sid); err != nil {
 				return pending, true, err
 			}
+			// The broker ends the stream once it applied what came before the
+			// half-close: wait for that, since canceling the stream could overtake
+			// the acks.
 			stream.CloseSend()
+			select {
+			case <-recvErr:
+			case <-time.After(drainWait):
+			}
 			return nil, true, nil
 		case err := <-recvErr:
 			return pending, true, err
@@ -330,6 +377,9 @@ func (k *Consumer) session(carry []result, first bool) (_ []result, attached boo
 		}
 	}
 }
+
+// drainWait bounds the wait for the broker to end a stream the consumer closes.
+const drainWait = 2 * time.Second
 
 // attach opens a Subscribe stream and waits for the broker to accept it.
 func (k *Consumer) attach(ctx context.Context) (dmqv1.Broker_SubscribeClient, error) {

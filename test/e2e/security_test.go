@@ -99,16 +99,10 @@ func TestTokensAndPermissions(t *testing.T) {
 	subTok := createToken(t, admin, &dmqv1.CreateTokenRequest{App: "billing", Grants: []*dmqv1.TokenGrant{{Pattern: "test.a.x", Subscribe: true, Groups: []string{"g"}}}})
 	billing := dmqtest.Dial(t, s.GRPCAddr(), client.WithToken(subTok), client.WithRetry(client.RetryPolicy{Attempts: 1}))
 	got := make(chan string, 10)
-	ended := make(chan error, 1)
 	k, err = billing.Subscribe(ctx, "test.a.x", "g", func(_ context.Context, m *client.Message) error {
 		got <- string(m.Body)
 		return nil
-	}, client.OnError(func(err error) {
-		select {
-		case ended <- err:
-		default:
-		}
-	}))
+	})
 	if err != nil {
 		t.Fatalf("subscribe with the grant: %v", err)
 	}
@@ -125,9 +119,9 @@ func TestTokensAndPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-ended:
-		if client.Code(err) != codes.Unauthenticated {
-			t.Fatalf("the open stream ended with %v, want Unauthenticated", err)
+	case <-k.Done():
+		if client.Code(k.Err()) != codes.Unauthenticated {
+			t.Fatalf("the open stream ended with %v, want Unauthenticated", k.Err())
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the open subscription of a revoked token did not end")
