@@ -44,7 +44,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "dmq:", describe(err))
-		return 1
+		return exitCode(err) // 1, or 130 and 143 for pub and sub stopped by a signal
 	}
 	return 0
 }

@@ -30,7 +30,15 @@ func newSubCmd(e *env) *cobra.Command {
 		Long: `Consume messages of a group, print one line each (the body, or a JSON object
 with --json) and ack each printed message. With --no-ack, printed messages are
 held unacked until the command exits: after the group's ack timeout the broker
-redelivers them to other members, and on exit they go back to the group.`,
+redelivers them to other members, and on exit they go back to the group.
+
+While the broker cannot be reached the command waits and re-attaches by itself.
+It exits with 1 and the error when the subscription cannot work again: its
+token was revoked (Unauthenticated) or lacks the grant (PermissionDenied), its
+topic or group was deleted (NotFound), its topic was disabled
+(FailedPrecondition). SIGINT or SIGTERM stop it at any moment: the message being
+printed is acked, the others go back to the group, and it exits with 130
+(SIGINT) or 143 (SIGTERM); a second signal ends it at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if group == "" {
@@ -46,12 +54,21 @@ redelivers them to other members, and on exit they go back to the group.`,
 			if clientID != "" {
 				opts = append(opts, client.WithClientID(clientID))
 			}
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
 			c, err := client.Dial(e.server, opts...)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return subscribe(cmd.Context(), e, c, args[0], group, subOptions{count: count, idle: idle, asJSON: asJSON, noAck: noAck})
+			err = subscribe(ctx, e, c, args[0], group, subOptions{count: count, idle: idle, asJSON: asJSON, noAck: noAck})
+			if in := interruption(ctx); in != nil {
+				if err != nil && !errors.Is(err, context.Canceled) {
+					return fmt.Errorf("%w; %s", in, describe(err))
+				}
+				return in
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&group, "group", "", "consumer group (required)")
