@@ -89,8 +89,7 @@ type Producer struct {
 	// Shutdown gives up.
 	stopStreams context.CancelFunc
 	stopOnce    sync.Once
-	stopErr     error         // nil: everything was answered; else what the rest fail with
-	quit        chan struct{} // closed by Shutdown, after stopErr is set
+	quit        chan struct{} // closed by Shutdown, after mu.stopErr is set
 	done        chan struct{}
 
 	mu struct {
@@ -98,6 +97,8 @@ type Producer struct {
 		inflight int
 		idle     chan struct{} // closed while inflight == 0
 		closed   bool
+		// stopErr is what the unanswered messages fail with once Shutdown gave up.
+		stopErr error
 	}
 }
 
@@ -258,7 +259,9 @@ func (p *Producer) Shutdown(ctx context.Context) error {
 	err := p.Flush(ctx)
 	p.stopOnce.Do(func() {
 		if err != nil {
-			p.stopErr = err
+			p.mu.Lock()
+			p.mu.stopErr = err
+			p.mu.Unlock()
 			p.stopStreams() // a stream being opened or written to lets go
 		}
 		close(p.quit)
@@ -278,8 +281,8 @@ func (p *Producer) sendLoop(ctx context.Context) {
 	for {
 		select {
 		case <-p.quit:
-			if p.stopErr != nil {
-				s.abandon(p.stopErr)
+			if err := p.stopped(); err != nil {
+				s.abandon(err)
 			}
 			return
 		case pp := <-p.queue:
@@ -314,6 +317,14 @@ func (p *Producer) sendLoop(ctx context.Context) {
 			s.deadline()
 		}
 	}
+}
+
+// stopped returns what Shutdown fails the unanswered messages with once it
+// gave up, or nil.
+func (p *Producer) stopped() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.stopErr
 }
 
 // sender is the state of the send loop, owned by its goroutine: the current
@@ -388,6 +399,13 @@ func (s *sender) send(batch []*pendingPublish) error {
 // redirect to the leader, held for the next resend when err may heal and the
 // budget allows, failed otherwise.
 func (s *sender) failed(batch []*pendingPublish, err error) {
+	if stop := s.p.stopped(); stop != nil {
+		// Shutdown gave up, and canceled the streams: not a failure to retry.
+		for _, pp := range batch {
+			s.p.finish(pp, PublishResult{}, stop)
+		}
+		return
+	}
 	var now, again []*pendingPublish
 	redirect := isRedirect(err)
 	for _, pp := range batch {
