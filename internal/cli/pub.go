@@ -125,7 +125,7 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMs
 	// ids are printed in input order: each line gets a slot, filled by its callback.
 	var mu sync.Mutex
 	var answers []*answer
-	var printed, stored int
+	var printed, stored, unknown int // unknown: failed without a "not stored"
 	var firstErr error
 	var firstErrLine int
 	printReady := func() {
@@ -187,6 +187,9 @@ read:
 			} else if client.Code(err) != codes.InvalidArgument {
 				stopRead()
 			}
+			if outcomeUnknown(err) {
+				unknown++
+			}
 			printReady()
 			mu.Unlock()
 		})
@@ -211,6 +214,9 @@ read:
 	mu.Lock()
 	defer mu.Unlock()
 	summary := fmt.Sprintf("%d of %d lines read were stored", stored, len(answers))
+	if unknown > 0 {
+		summary += fmt.Sprintf(" (%d more may or may not be: the broker did not answer)", unknown)
+	}
 	switch {
 	case ctx.Err() != nil:
 		if firstErr != nil && !errors.Is(firstErr, context.DeadlineExceeded) {
@@ -232,4 +238,17 @@ read:
 	default:
 	}
 	return nil
+}
+
+// outcomeUnknown reports whether a line that failed with err may have been
+// stored all the same: the broker did not answer.
+func outcomeUnknown(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch client.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
+		return true
+	}
+	return false
 }
