@@ -87,11 +87,11 @@ func (a *api) authorize(r *http.Request, check rule) (*http.Request, error) {
 	}
 	var p *auth.App
 	if h := r.Header.Get("Authorization"); h != "" {
-		token, ok := strings.CutPrefix(h, "Bearer ")
+		token, ok := auth.BearerToken(h)
 		if !ok {
 			return r, unauthenticated("Authorization must be Bearer <application token>")
 		}
-		app, _, err := a.sec.Registry.Authenticate(strings.TrimSpace(token))
+		app, _, err := a.sec.Registry.Authenticate(token)
 		if err != nil {
 			return r, unauthenticated("%v", err)
 		}
@@ -106,7 +106,7 @@ func (a *api) authorize(r *http.Request, check rule) (*http.Request, error) {
 			return r, unauthenticated("%v", err)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(s.CSRF)) != 1 {
-			return r, &apiError{status: http.StatusForbidden, code: "PermissionDenied", msg: "missing or wrong CSRF token (send the X-CSRF-Token header given at login)"}
+			return r, errCSRF
 		}
 		p = user
 	}
@@ -115,6 +115,9 @@ func (a *api) authorize(r *http.Request, check rule) (*http.Request, error) {
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), nil
 }
+
+// errCSRF refuses a change made with the session cookie but without its CSRF token.
+var errCSRF = &apiError{status: http.StatusForbidden, code: "PermissionDenied", msg: "missing or wrong CSRF token (send the X-CSRF-Token header given at login)"}
 
 func unauthenticated(format string, args ...any) error {
 	return &apiError{status: http.StatusUnauthorized, code: "Unauthenticated", msg: fmt.Sprintf(format, args...)}
@@ -177,9 +180,16 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	return http.StatusOK, sessionJSON{Auth: true, User: s.User, Role: s.Role, Department: s.Department, CSRFToken: s.CSRF}, nil
 }
 
+// logout ends the session of the cookie. Like every change made with the cookie,
+// it needs the session's CSRF token; a cookie of no live session is only cleared.
 func (a *api) logout(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if c, err := r.Cookie(sessionCookie); err == nil && a.sec.Registry != nil {
-		a.sec.Registry.Logout(c.Value)
+		if s, _, err := a.sec.Registry.Session(c.Value); err == nil {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(s.CSRF)) != 1 {
+				return 0, nil, errCSRF
+			}
+			a.sec.Registry.Logout(c.Value)
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: a.sec.TLS,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})

@@ -99,6 +99,9 @@ func (a *api) listTopics(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := broker.CheckStatus(q.Get("status")); err != nil {
+		return 0, nil, badRequest("query parameter %v", err)
+	}
 	ts := a.b.ListTopics(broker.TopicFilter{
 		Department: q.Get("dept"), Owner: q.Get("owner"), Environment: q.Get("env"),
 		Status: q.Get("status"), NameContains: q.Get("name"),

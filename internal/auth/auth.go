@@ -502,3 +502,14 @@ func (a *App) Describe() string {
 	}
 	return fmt.Sprintf("application %q", a.Name)
 }
+
+// BearerToken returns the token of an Authorization value "Bearer <token>". The
+// scheme is case-insensitive (RFC 9110, section 11.1), and spaces around the token
+// do not count.
+func BearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}

@@ -97,6 +97,9 @@ type Config struct {
 	// (default 10 s); ClientTimeout is how long without one before a client
 	// counts as offline (default 30 s).
 	HeartbeatInterval, ClientTimeout time.Duration
+	// ClientRetention is how long an offline client stays in the registry
+	// (default 24 h).
+	ClientRetention time.Duration
 	// ServerName labels this broker's per-minute counters (default: host name).
 	ServerName string
 	// StatsRetention is how long per-minute counters are kept (default 30 days).
@@ -141,6 +144,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ClientTimeout == 0 {
 		c.ClientTimeout = 3 * c.HeartbeatInterval
+	}
+	if c.ClientRetention == 0 {
+		c.ClientRetention = 24 * time.Hour
 	}
 	if c.ServerName == "" {
 		c.ServerName, _ = os.Hostname()
@@ -377,6 +383,9 @@ func (b *Broker) topic(name string) (*topic, error) {
 	}
 	t := b.mu.topics[name]
 	if t == nil {
+		if name == "" {
+			return nil, errorf(KindInvalid, "topic name is empty")
+		}
 		return nil, errorf(KindNotFound, "topic %q does not exist", name)
 	}
 	return t, nil
@@ -505,6 +514,9 @@ func (b *Broker) ListTopics(f TopicFilter) []TopicInfo {
 // DeleteTopic removes a topic with its groups and messages. Subscriptions
 // on it end with a NotFound error.
 func (b *Broker) DeleteTopic(name string) error {
+	if name == "" {
+		return errorf(KindInvalid, "topic name is empty")
+	}
 	b.mu.Lock()
 	t := b.mu.topics[name]
 	if t == nil {
@@ -850,6 +862,9 @@ func (b *Broker) group(topicName, name string) (*group, error) {
 	}
 	g := t.group(name)
 	if g == nil {
+		if name == "" {
+			return nil, errorf(KindInvalid, "group name is empty")
+		}
 		return nil, errorf(KindNotFound, "group %q of topic %q does not exist", name, topicName)
 	}
 	return g, nil

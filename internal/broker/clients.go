@@ -10,8 +10,11 @@ import (
 )
 
 // clientRegistry knows the SDK clients that announced themselves with
-// heartbeats: online while they keep coming within the timeout, offline
-// after, until someone deletes them.
+// heartbeats: online while they keep coming within the timeout, offline after,
+// until someone deletes them or ClientRetention passed. A client that leaves
+// within its first heartbeat interval (a dmq pub, a one-shot job) is forgotten at
+// once: each such process has an id of its own, and thousands of them would bury
+// the registry.
 type clientRegistry struct {
 	mu      sync.Mutex
 	clients map[string]*meta.Client
@@ -76,6 +79,16 @@ func (b *Broker) Heartbeat(c meta.Client, addr string) error {
 		c.ConnectedSinceMs = old.ConnectedSinceMs
 	} else {
 		c.ConnectedSinceMs = nowMs
+	}
+	if c.Left && (old == nil || b.online(old, nowMs) && nowMs-old.ConnectedSinceMs < b.cfg.HeartbeatInterval.Milliseconds()) {
+		if old == nil {
+			return nil
+		}
+		if err := b.meta.DeleteClient(c.ID); err != nil {
+			return wrap(KindInternal, err, "delete client %q", c.ID)
+		}
+		delete(b.clients.clients, c.ID)
+		return nil
 	}
 	sort.Strings(c.Produces)
 	if err := b.meta.PutClient(c); err != nil {
@@ -145,4 +158,22 @@ func (b *Broker) DeleteClients(id string, allOffline bool) (int, error) {
 		delete(b.clients.clients, v)
 	}
 	return len(victims), nil
+}
+
+// expireClients forgets the clients offline for longer than ClientRetention.
+func (b *Broker) expireClients() {
+	nowMs := b.Now().UnixMilli()
+	limit := nowMs - b.cfg.ClientRetention.Milliseconds()
+	b.clients.mu.Lock()
+	defer b.clients.mu.Unlock()
+	for id, c := range b.clients.clients {
+		if c.LastSeenMs >= limit || b.online(c, nowMs) {
+			continue
+		}
+		if err := b.meta.DeleteClient(id); err != nil {
+			b.logger.Error("forget offline client", "client", id, "err", err)
+			return
+		}
+		delete(b.clients.clients, id)
+	}
 }

@@ -203,7 +203,10 @@ func (g *group) fillLocked(c *cursor, nowNs int64) {
 			attempt, lastFailure := c.deliver(offs[i], s, nowNs, &g.policy)
 			batch[i] = Delivery{Offset: offs[i], Attempt: attempt, LastFailure: lastFailure, Payload: p}
 		}
-		g.traceDelivered(s.clientID, batch, nowNs/1e6)
+		// Stamped now, not at nowNs: that was read before the lock was taken and
+		// the log's end looked up, so it can precede the publish of a message
+		// stored meanwhile, whose trace would show it delivered before published.
+		g.traceDelivered(s.clientID, batch, g.t.b.Now().UnixMilli())
 		s.push(batch)
 		sent += len(batch)
 		if g.policy.autoAck {

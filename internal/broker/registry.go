@@ -15,6 +15,16 @@ const (
 	StatusDisabled = "disabled"
 )
 
+// CheckStatus refuses a status filter that names no status ("" filters nothing),
+// so that a misspelt filter fails instead of matching nothing.
+func CheckStatus(s string) error {
+	switch s {
+	case "", StatusPending, StatusApproved, StatusRejected, StatusDisabled:
+		return nil
+	}
+	return errorf(KindInvalid, "status %q is not pending, approved, rejected or disabled", s)
+}
+
 // environment returns the env part of a topic name (env.dept.name).
 func environment(name string) string {
 	env, _, _ := strings.Cut(name, ".")

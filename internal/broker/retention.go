@@ -4,8 +4,9 @@ import (
 	"time"
 )
 
-// retentionLoop removes old segments, and closes the files of segments
-// nobody read lately, every RetentionInterval until the broker closes.
+// retentionLoop removes old segments, closes the files of segments nobody read
+// lately and forgets clients offline for long, every RetentionInterval until the
+// broker closes.
 // Woken only by its ticker and by quit.
 func (b *Broker) retentionLoop() {
 	tick := time.NewTicker(b.cfg.RetentionInterval)
@@ -17,6 +18,7 @@ func (b *Broker) retentionLoop() {
 		case now := <-tick.C:
 			b.applyRetention(now)
 			b.closeIdleFiles()
+			b.expireClients()
 		}
 	}
 }

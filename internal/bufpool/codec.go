@@ -2,6 +2,8 @@ package bufpool
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -13,7 +15,15 @@ import (
 // into one buffer before it is decoded: that buffer comes from here too.
 // Install it with grpc.ForceServerCodecV2 or grpc.ForceCodecV2; its name is
 // "proto", so peers see the usual content type.
-type Codec struct{ Pool *Pool }
+//
+// gRPC answers a request its codec cannot decode with Internal, as if the server
+// had failed. With Malformed set, Unmarshal records the decode error there and
+// returns nil instead, so that an interceptor can answer InvalidArgument (see
+// Malformed).
+type Codec struct {
+	Pool      *Pool
+	Malformed *Malformed
+}
 
 // Name is the content subtype, the same as gRPC's own protobuf codec.
 func (Codec) Name() string { return "proto" }
@@ -51,5 +61,35 @@ func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(c.Pool)
 	defer buf.Free()
-	return proto.Unmarshal(buf.ReadOnlyData(), m)
+	err := proto.Unmarshal(buf.ReadOnlyData(), m)
+	if err != nil && c.Malformed != nil {
+		c.Malformed.put(m, err)
+		return nil
+	}
+	return err
+}
+
+// Malformed holds the decode errors of requests a Codec could not decode, by
+// message, until the server's interceptor takes them (Take) and refuses the call.
+// Every decoded request must be passed to Take, or its entry stays.
+type Malformed struct {
+	n    atomic.Int64 // entries held: Take costs one atomic load while none is
+	errs sync.Map     // proto.Message → error
+}
+
+func (t *Malformed) put(m proto.Message, err error) {
+	t.errs.Store(m, err)
+	t.n.Add(1)
+}
+
+// Take returns and forgets the decode error of m, nil if m was decoded.
+func (t *Malformed) Take(m any) error {
+	if t.n.Load() == 0 {
+		return nil
+	}
+	if err, ok := t.errs.LoadAndDelete(m); ok {
+		t.n.Add(-1)
+		return err.(error)
+	}
+	return nil
 }

@@ -63,6 +63,9 @@ type Config struct {
 	// ClientTimeout how long without one before a client counts as offline.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	ClientTimeout     time.Duration `yaml:"client_timeout"`
+	// ClientRetention is how long an offline client stays in the client
+	// registry before it is forgotten.
+	ClientRetention time.Duration `yaml:"client_retention"`
 	// ServerName labels this broker's per-minute counters (default: host name).
 	ServerName string `yaml:"server_name"`
 	// StatsRetention is how long per-minute counters are kept.
@@ -174,6 +177,7 @@ func Default() Config {
 		AutoApproveEnvs:   []string{"dev", "test"},
 		HeartbeatInterval: 10 * time.Second,
 		ClientTimeout:     30 * time.Second,
+		ClientRetention:   24 * time.Hour,
 		StatsRetention:    30 * 24 * time.Hour,
 		TraceRetention:    72 * time.Hour,
 		LogLevel:          "info",
@@ -307,6 +311,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 10*time.Millisecond || c.ClientTimeout < c.HeartbeatInterval {
 		return fmt.Errorf("heartbeat_interval must be at least 10ms and client_timeout at least the interval")
+	}
+	if c.ClientRetention < time.Second {
+		return fmt.Errorf("client_retention: %s is below 1s", c.ClientRetention)
 	}
 	if c.TraceRetention < time.Hour {
 		return fmt.Errorf("trace_retention: %s is below 1h", c.TraceRetention)

@@ -54,8 +54,8 @@ func (a *authorizer) authenticate(ctx context.Context) (*auth.App, *auth.Registr
 	var token string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get("authorization") {
-			if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-				token = strings.TrimSpace(t)
+			if t, ok := auth.BearerToken(v); ok {
+				token = t
 			}
 		}
 	}

@@ -188,6 +188,9 @@ func (s *Service) GetTopic(ctx context.Context, req *dmqv1.GetTopicRequest) (*dm
 
 // ListTopics implements dmq.v1.Broker.
 func (s *Service) ListTopics(ctx context.Context, req *dmqv1.ListTopicsRequest) (*dmqv1.ListTopicsResponse, error) {
+	if err := broker.CheckStatus(req.Status); err != nil {
+		return nil, toStatus(err)
+	}
 	resp := &dmqv1.ListTopicsResponse{}
 	for _, ti := range s.brokerOf(ctx).ListTopics(broker.TopicFilter{
 		Department: req.Department, Owner: req.Owner, Environment: req.Environment,

@@ -151,8 +151,12 @@ func (r *Recorder) Stop() {
 // same topic, group and client, offsets adjacent — into one event, so a
 // consumer acking in small batches costs a few records per flush, not one
 // per batch. A merged run keeps a time that leaves every message's events
-// in causal order: the earliest time (and record order) for steps that
-// start something (published, delivered), the latest for acks.
+// in causal order: the earliest time (and record order) for publishes,
+// which come first, the latest for acks, which come last. Deliveries are
+// merged only within one millisecond: a delivery follows its message's
+// publish, and the earlier time of a run delivered before could precede the
+// publish of a message in a later run (traces showed "delivered" before
+// "published"); a later time could follow an ack.
 func coalesce(events []meta.TraceEvent) []meta.TraceEvent {
 	type stream struct {
 		kind, topic, group, client, addr string
@@ -168,7 +172,7 @@ func coalesce(events []meta.TraceEvent) []meta.TraceEvent {
 		k := stream{e.Kind, e.Topic, e.Group, e.Client, e.Addr, e.Attempt}
 		if i, ok := last[k]; ok {
 			p := &out[i]
-			if p.Offset+uint64(p.Count) == e.Offset && p.Count+e.Count <= meta.MaxTraceRun {
+			if p.Offset+uint64(p.Count) == e.Offset && p.Count+e.Count <= meta.MaxTraceRun && (e.Kind != Delivered || p.TimeMs == e.TimeMs) {
 				p.Count += e.Count
 				if e.Kind == Acked {
 					p.TimeMs, p.Seq = max(p.TimeMs, e.TimeMs), max(p.Seq, e.Seq)

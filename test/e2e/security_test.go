@@ -381,7 +381,16 @@ func TestConsoleLoginOverHTTP(t *testing.T) {
 	if a := call("GET", "/tokens", "", nil, vcookie); a.status != 403 {
 		t.Fatalf("a viewer listing tokens: %d", a.status)
 	}
-	call("POST", "/logout", "", nil, cookie)
+	// Logging out is a change like any other: it needs the CSRF token.
+	if a := call("POST", "/logout", "", nil, cookie); a.status != 403 || !strings.Contains(a.body, "CSRF") {
+		t.Fatalf("logout without the CSRF token: %d %s, want 403", a.status, a.body)
+	}
+	if a := call("GET", "/topics", "", nil, cookie); a.status != 200 {
+		t.Fatalf("a logout refused ended the session: %d, want 200", a.status)
+	}
+	if a := call("POST", "/logout", "", map[string]string{"X-CSRF-Token": csrf}, cookie); a.status != 200 {
+		t.Fatalf("logout with the CSRF token: %d %s", a.status, a.body)
+	}
 	if a := call("GET", "/topics", "", nil, cookie); a.status != 401 {
 		t.Fatalf("after logout: %d, want 401", a.status)
 	}
