@@ -23,8 +23,8 @@ func newPubCmd(e *env) *cobra.Command {
 		Use:   "pub TOPIC [BODY...]",
 		Short: "Publish a message, or one message per line of standard input",
 		Long: `Publish BODY (the arguments joined by spaces) as one message. Without BODY,
-publish one message per line of standard input, pipelined. Prints the id of
-each message once the broker stored it.
+publish one message per line of standard input (empty lines are skipped),
+pipelined. Prints the id of each message once the broker stored it.
 
 While the broker cannot be reached, unanswered lines are sent again (with the
 same client message ids, so none is stored twice) for --retry-for since the
@@ -48,6 +48,9 @@ exits with 130 (SIGINT) or 143 (SIGTERM); a second signal ends it at once.`,
 			}
 			if delay < 0 {
 				return fmt.Errorf("--delay %s is negative", delay)
+			}
+			if delay != 0 && at != "" {
+				return fmt.Errorf("--delay and --at exclude each other: give one")
 			}
 			newMsg := func(body []byte) *client.Message {
 				return &client.Message{Key: key, Headers: hs, Body: body, Delay: delay, DeliverAt: deliverAt}
@@ -112,15 +115,17 @@ func parseHeaders(kvs []string) (map[string]string, error) {
 // reported and the others go on; any other failure (the retry budget spent,
 // a revoked token, a deleted topic...) stops the reading, as SIGINT and SIGTERM
 // do (then the answers of lines already sent are awaited for a second). The
-// error says how many lines were stored.
+// error says how many lines were stored. Empty lines are skipped: a message
+// needs a body, and one empty line would fail the batch it was sent in.
 func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMsg func([]byte) *client.Message, retry client.RetryPolicy) error {
 	p := c.NewProducer(topic, client.ProducerRetry(retry))
 	// stopRead ends the reading at a failure that later lines would share.
 	readCtx, stopRead := context.WithCancel(ctx)
 	defer stopRead()
 	type answer struct {
-		id  string
-		err error
+		line int // of standard input
+		id   string
+		err  error
 	}
 	// ids are printed in input order: each line gets a slot, filled by its callback.
 	var mu sync.Mutex
@@ -136,7 +141,7 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMs
 			}
 			if a.err != nil {
 				if firstErr == nil {
-					firstErr, firstErrLine = a.err, printed+1
+					firstErr, firstErrLine = a.err, a.line
 				}
 			} else {
 				fmt.Fprintln(e.stdout, a.id)
@@ -147,15 +152,22 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMs
 	}
 	// The reader may block on a terminal or a pipe for ever: it runs apart so
 	// that a signal ends the command at once.
-	lines := make(chan []byte)
+	type input struct {
+		n    int
+		body []byte
+	}
+	lines := make(chan input)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(e.stdin)
 		sc.Buffer(make([]byte, 64<<10), 64<<20)
-		for sc.Scan() {
+		for n := 1; sc.Scan(); n++ {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
 			select {
-			case lines <- append([]byte(nil), sc.Bytes()...):
+			case lines <- input{n, append([]byte(nil), sc.Bytes()...)}:
 			case <-readCtx.Done():
 				return
 			}
@@ -165,7 +177,7 @@ func pubLines(ctx context.Context, e *env, c *client.Client, topic string, newMs
 	var pubErr error // PublishAsync's own
 read:
 	for {
-		var line []byte
+		var line input
 		var ok bool
 		select {
 		case line, ok = <-lines:
@@ -175,11 +187,11 @@ read:
 		case <-readCtx.Done():
 			break read
 		}
-		a := &answer{}
+		a := &answer{line: line.n}
 		mu.Lock()
 		answers = append(answers, a)
 		mu.Unlock()
-		err := p.PublishAsync(readCtx, newMsg(line), func(r client.PublishResult, err error) {
+		err := p.PublishAsync(readCtx, newMsg(line.body), func(r client.PublishResult, err error) {
 			mu.Lock()
 			a.id, a.err = r.ID, err
 			if err == nil {

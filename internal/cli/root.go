@@ -92,6 +92,7 @@ func newRoot(e *env) *cobra.Command {
 		newAuditCmd(e),
 		newClusterCmd(e),
 	)
+	refuseUnknownSubcommands(root)
 	return root
 }
 
