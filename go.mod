@@ -8,7 +8,7 @@ require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
-	github.com/hashicorp/raft-wal v0.4.0
+	github.com/hashicorp/raft-wal v0.4.2
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.71.0
@@ -67,3 +67,8 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
+
+// raft-wal v0.4.2 (which seals a segment whose tail Raft cuts; v0.4.0 left it unreadable
+// after a restart) imports go-metrics/compat, which go-metrics v0.7.0 (hashicorp/raft
+// v1.8.0's) removed; v0.6.1 is v0.7.0 with compat still in it.
+replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.6.1

@@ -15,6 +15,10 @@ var (
 	// still be applied; retry only with an idempotent command (DMQ's client message ids).
 	ErrOutcomeUnknown = errors.New("outcome unknown: the command may or may not be applied")
 
+	// ErrDamagedLog is matched when a group's Raft log on disk cannot be read or repaired:
+	// the node refuses to start, with the file and the remedy in the error.
+	ErrDamagedLog = errors.New("cluster: damaged raft log")
+
 	// ErrShutdown is returned once the group or its node is shut down.
 	ErrShutdown = errors.New("cluster: shut down")
 )

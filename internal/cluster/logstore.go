@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,13 +54,44 @@ func openLogStore(dir string, segmentBytes int, vfs types.VFS, log hclog.Logger)
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
 	}
+	if err := repairSeals(dir, meta, filer, log); err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
+	}
 	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(log), wal.WithSegmentSize(segmentBytes),
 		wal.WithSegmentFiler(filer))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
 	}
-	return &walStore{WAL: w, meta: meta}, nil
+	s := &walStore{WAL: w, meta: meta}
+	if err := s.checkEnds(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open raft log in %s: %w: %v; remedy: stop the node, move %s aside and start it again, "+
+			"and it receives this group's log from its leader (on a node that is the group's only voter, restore from a backup instead)",
+			dir, ErrDamagedLog, err, filepath.Dir(dir))
+	}
+	return s, nil
+}
+
+// checkEnds reads the log's first and last entries, as raft.NewRaft does before it
+// starts (and panics when it cannot).
+func (s *walStore) checkEnds() error {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return err
+	}
+	last, err := s.LastIndex()
+	if err != nil || last == 0 {
+		return err
+	}
+	for _, idx := range []uint64{first, last} {
+		var l raft.Log
+		if err := s.GetLog(idx, &l); err != nil {
+			return fmt.Errorf("entry %d: %w", idx, err)
+		}
+	}
+	return nil
 }
 
 // finishRotation completes a segment rotation a crash interrupted. raft-wal v0.4.0 seals
@@ -106,6 +139,115 @@ func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, s
 	state.NextSegmentID++
 	log.Warn("finished a segment rotation a crash interrupted", "segment", tail.ID, "last_index", last)
 	return meta.CommitState(state)
+}
+
+// repairSeals makes every sealed segment readable. raft-wal reads a sealed segment only
+// through the index block written when it was sealed. Before v0.4.2, cutting the log's
+// tail (a follower that clears a suffix after a leader change) recorded the tail as
+// sealed without writing its index, so every later start failed in raft.NewRaft with
+// "sealed segment has no index block", and an append that failed half-way (a full
+// disk) could record an index that was never written ("failed to read segment
+// index: EOF"). Logs written by those versions are repaired here: the segment's
+// committed frames are read back, its index block is written and synced after them,
+// and the meta database records where. A segment that holds fewer entries than the
+// meta database says cannot be repaired: the start is refused with the file and the
+// remedy, before Raft reads the log.
+func repairSeals(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, log hclog.Logger) error {
+	state, err := meta.Load(dir)
+	if err != nil {
+		return err
+	}
+	changed := false
+	for i, si := range state.Segments {
+		if si.SealTime.IsZero() {
+			continue // the tail: raft-wal recovers it from its frames
+		}
+		if sealReadable(filer, si) {
+			continue
+		}
+		file := filepath.Join(dir, segment.FileName(si))
+		indexStart, err := reseal(filer, si)
+		if err != nil {
+			return fmt.Errorf("%w: segment %s (entries %d-%d): %v; "+
+				"remedy: stop the node, move %s aside and start it again, and it receives this group's log from its leader "+
+				"(on a node that is the group's only voter, restore from a backup instead)",
+				ErrDamagedLog, file, si.MinIndex, si.MaxIndex, err, filepath.Dir(dir))
+		}
+		log.Warn("repaired a sealed segment without a readable index", "file", file,
+			"min_index", si.MinIndex, "max_index", si.MaxIndex)
+		si.IndexStart = indexStart
+		state.Segments[i] = si
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return meta.CommitState(state)
+}
+
+// sealReadable reports whether the first and last entries of a sealed segment read back
+// through its index block.
+func sealReadable(filer *segment.Filer, si types.SegmentInfo) bool {
+	if si.IndexStart == 0 {
+		return false
+	}
+	r, err := filer.Open(si)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	for _, idx := range []uint64{si.MinIndex, si.MaxIndex} {
+		buf, err := r.GetLog(idx)
+		if err != nil {
+			return false
+		}
+		buf.Close()
+	}
+	return true
+}
+
+// reseal writes a sealed segment's index block after its last committed frame and
+// returns where the index starts, once every entry the meta database counts in the
+// segment reads back through it as it reads from the frames.
+func reseal(filer *segment.Filer, si types.SegmentInfo) (uint64, error) {
+	tail := si
+	tail.SealTime, tail.IndexStart = time.Time{}, 0
+	w, err := filer.RecoverTail(tail)
+	if err != nil {
+		return 0, err
+	}
+	defer w.Close()
+	if last := w.LastIndex(); last < si.MaxIndex {
+		return 0, fmt.Errorf("its frames end at entry %d", last)
+	}
+	indexStart, err := w.ForceSeal()
+	if err != nil {
+		return 0, fmt.Errorf("write its index: %w", err)
+	}
+	si.IndexStart = indexStart
+	r, err := filer.Open(si)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	for idx := si.MinIndex; idx <= si.MaxIndex; idx++ {
+		want, err := w.GetLog(idx)
+		if err != nil {
+			return 0, fmt.Errorf("entry %d: %w", idx, err)
+		}
+		got, err := r.GetLog(idx)
+		if err != nil {
+			want.Close()
+			return 0, fmt.Errorf("entry %d through the new index: %w", idx, err)
+		}
+		same := bytes.Equal(got.Bs, want.Bs)
+		got.Close()
+		want.Close()
+		if !same {
+			return 0, fmt.Errorf("entry %d reads differently through the new index", idx)
+		}
+	}
+	return indexStart, nil
 }
 
 func (s *walStore) Close() error {

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -145,4 +148,136 @@ func TestLogRecoversARotationCutByACrash(t *testing.T) {
 			t.Fatalf("entry %d after the restart: %v", i, err)
 		}
 	}
+}
+
+// A follower that cuts its log's tail (Raft's "clearing log suffix", after a leader
+// change) and restarts must read its whole log again. raft-wal v0.4.0 recorded the cut
+// segment as sealed without writing its index, so every later start failed in
+// raft.NewRaft with "sealed segment has no index block": the node was lost for good.
+func TestLogReadsBackAfterItsTailWasCut(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *walStore {
+		s, err := openLogStore(dir, 1<<20, logVFS(false), hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	entry := func(i, term uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: []byte{byte(i), byte(term)}}
+	}
+	s := open()
+	for i := uint64(1); i <= 20; i++ {
+		if err := s.StoreLogs([]*raft.Log{entry(i, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The new leader's log differs from 15 on: the follower cuts 15-20 and takes 15-17 of term 2.
+	if err := s.DeleteRange(15, 20); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(15); i <= 17; i++ {
+		if err := s.StoreLogs([]*raft.Log{entry(i, 2)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for restart := range 2 {
+		s.Close()
+		s = open()
+		for i := uint64(1); i <= 17; i++ {
+			want := entry(i, 1)
+			if i >= 15 {
+				want = entry(i, 2)
+			}
+			var got raft.Log
+			if err := s.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, want.Data) {
+				t.Fatalf("restart %d: entry %d = %v, %v; want %v", restart+1, i, got.Data, err, want.Data)
+			}
+		}
+		if last, err := s.LastIndex(); err != nil || last != 17 {
+			t.Fatalf("restart %d: last index %d, %v; want 17", restart+1, last, err)
+		}
+	}
+	s.Close()
+}
+
+// Logs that earlier builds left damaged start again: a segment recorded as sealed without
+// its index (raft-wal v0.4.0 after a cut tail) or with an index past its file's end (an
+// append that failed half-way) is resealed, with every entry kept. A segment that lost
+// entries the log counts is refused with the file and the remedy, and nothing panics.
+func TestLogRepairsOrRefusesDamagedSeals(t *testing.T) {
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 10<<10)}
+	}
+	// fill writes 1..n in 64 KiB segments and returns the dir and the meta state.
+	fill := func(t *testing.T, n uint64) string {
+		dir := t.TempDir()
+		s, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := uint64(1); i <= n; i++ {
+			if err := s.StoreLogs([]*raft.Log{entry(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // raft-wal rotates in the background
+		s.Close()
+		return dir
+	}
+	damage := func(t *testing.T, dir string, edit func(si *types.SegmentInfo)) types.SegmentInfo {
+		meta := &metadb.BoltMetaDB{}
+		defer meta.Close()
+		state, err := meta.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(state.Segments) < 3 {
+			t.Fatalf("%d segments, want at least 3", len(state.Segments))
+		}
+		edit(&state.Segments[1])
+		if err := meta.CommitState(state); err != nil {
+			t.Fatal(err)
+		}
+		return state.Segments[1]
+	}
+	readAll := func(t *testing.T, dir string, n uint64) {
+		for restart := range 2 {
+			s, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+			if err != nil {
+				t.Fatalf("start %d: %v", restart+1, err)
+			}
+			for i := uint64(1); i <= n; i++ {
+				var got raft.Log
+				if err := s.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, entry(i).Data) {
+					s.Close()
+					t.Fatalf("start %d: entry %d: %v", restart+1, i, err)
+				}
+			}
+			s.Close()
+		}
+	}
+	t.Run("sealed without index", func(t *testing.T) {
+		dir := fill(t, 30)
+		damage(t, dir, func(si *types.SegmentInfo) { si.IndexStart = 0 })
+		readAll(t, dir, 30)
+	})
+	t.Run("index past the file's end", func(t *testing.T) {
+		dir := fill(t, 30)
+		damage(t, dir, func(si *types.SegmentInfo) { si.IndexStart = 1 << 30 })
+		readAll(t, dir, 30)
+	})
+	t.Run("entries lost", func(t *testing.T) {
+		dir := fill(t, 30)
+		si := damage(t, dir, func(si *types.SegmentInfo) { si.IndexStart = 0 })
+		file := filepath.Join(dir, segment.FileName(si))
+		if err := os.Truncate(file, 20<<10); err != nil { // the frames after the first two entries are gone
+			t.Fatal(err)
+		}
+		_, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+		if !errors.Is(err, ErrDamagedLog) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "remedy") {
+			t.Fatalf("start over a segment that lost entries: %v; want ErrDamagedLog naming %s and the remedy", err, file)
+		}
+		t.Log(err)
+	})
 }
