@@ -84,6 +84,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Duration("snapshot-interval", 0, "cluster: how often to check whether a snapshot is due (0: 2m)")
 	f.Int64("trailing-entries", 0, "cluster: log entries a snapshot keeps for followers behind (0: 10240)")
 	f.Int64("snapshot-bytes", def.SnapshotBytes, "cluster: also snapshot a shard once this many bytes of entries were applied since the last snapshot, bounding what a restart replays (0: by entries only)")
+	f.Int64("disk-reserve", 0, "cluster: free bytes of the data directory's disk below which publishes are refused as disk full (0: two segments, or 1% of the disk up to 1 GiB)")
 	return cmd
 }
 

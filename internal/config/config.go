@@ -146,6 +146,12 @@ type Config struct {
 	// that a restart replays at most about this much of the Raft log. 0: only
 	// snapshot_entries.
 	SnapshotBytes int64 `yaml:"snapshot_bytes"`
+	// DiskReserve is the free space, in bytes, of the data directory's file
+	// system below which a shard's leader refuses publishes (ResourceExhausted,
+	// "disk full"), keeping room for the Raft log's next segment, acks and
+	// other metadata. 0: two segments (segment_bytes), or 1% of the file
+	// system up to 1 GiB if that is more.
+	DiskReserve int64 `yaml:"disk_reserve"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
 	// LogFS and MetaFS replace the operating system's file system for the
@@ -389,6 +395,9 @@ func (c *Config) validateCluster() error {
 		// (lists of topics, the console): over TLS the nodes verify each
 		// other with the cluster's CA.
 		return fmt.Errorf("shards: with TLS, a cluster of %d shards needs the CA of the nodes' certificates (cluster_ca, --cluster-ca): nodes pass calls to each other", c.Shards)
+	}
+	if c.DiskReserve < 0 {
+		return fmt.Errorf("disk_reserve: %d is negative", c.DiskReserve)
 	}
 	if c.SnapshotEntries < 0 || c.TrailingEntries < 0 || c.SnapshotInterval < 0 || c.SnapshotBytes < 0 {
 		return fmt.Errorf("snapshot_entries, snapshot_interval, trailing_entries, snapshot_bytes: must not be negative")

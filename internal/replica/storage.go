@@ -30,6 +30,25 @@ func (s *Store) OpenLog(topic string, _ seglog.Options) (*seglog.Log, error) {
 	return s.openLogLocked(topic)
 }
 
+// refuse returns why a new publish must not enter the log: this replica cannot apply
+// (a stalled entry: the publish would wait for the disk), or the disk's free space is
+// below the reserve. A refusal is an answer of "not stored", true since nothing was
+// proposed; it matches syscall.ENOSPC when the disk is full, so that the client gets
+// ResourceExhausted as from a single broker.
+func (s *Store) refuse() error {
+	if err := s.Stalled(); err != nil {
+		return fmt.Errorf("this node cannot write its replica, so it does not take publishes: %w", err)
+	}
+	return s.space.check()
+}
+
+// DiskFree returns the free and total bytes of the data directory's file system, and
+// the reserve below which publishes are refused.
+func (s *Store) DiskFree() (free, total, reserve int64, err error) {
+	free, total, err = s.space.read()
+	return free, total, s.space.Reserve(), err
+}
+
 // proposer reserves a topic's offsets in the order its appends enter the Raft log, and
 // reports their outcomes in that order too.
 type proposer struct {
@@ -46,9 +65,13 @@ type proposer struct {
 	reporting bool
 }
 
+// errAbandoned answers a publish whose proposal the replica abandoned (stall.go).
+var errAbandoned = fmt.Errorf("%w: this node's replica cannot write, and another node leads the shard now", cluster.ErrOutcomeUnknown)
+
 // pendingAppend is an append proposed to the group, waiting for its outcome.
 type pendingAppend struct {
 	prop *cluster.Proposal
+	ctx  context.Context // ended when the replica abandons its proposals (stall.go)
 	base uint64
 	done func(uint64, error)
 }
@@ -76,6 +99,10 @@ func (s *Store) appendInTerm(term uint64, topic string, l *seglog.Log, payloads 
 		done(l.Next(), nil)
 		return
 	}
+	if err := s.refuse(); err != nil {
+		done(0, err)
+		return
+	}
 	p := s.proposer(topic)
 	p.mu.Lock()
 	if p.inflight == 0 {
@@ -87,7 +114,7 @@ func (s *Store) appendInTerm(term uint64, topic string, l *seglog.Log, payloads 
 	p.next += uint64(len(payloads))
 	p.inflight++
 	prop := s.group.Propose(encodeAppendInTerm(term, topic, base, payloads))
-	p.waiting = append(p.waiting, pendingAppend{prop: prop, base: base, done: done})
+	p.waiting = append(p.waiting, pendingAppend{prop: prop, ctx: s.pendingCtx(), base: base, done: done})
 	start := !p.reporting
 	p.reporting = true
 	p.mu.Unlock()
@@ -112,7 +139,10 @@ func (p *proposer) report() {
 		p.waiting = p.waiting[1:]
 		p.mu.Unlock()
 
-		resp, err := a.prop.Wait(context.Background())
+		resp, err := a.prop.Wait(a.ctx)
+		if err != nil && a.ctx.Err() != nil {
+			err = errAbandoned // not the context's error: the client must send it again
+		}
 		p.mu.Lock()
 		p.inflight--
 		p.mu.Unlock()

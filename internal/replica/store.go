@@ -14,6 +14,7 @@
 package replica
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type Options struct {
 	// many bytes, Grown signals, so that the node takes a snapshot and a restart
 	// replays at most about this much of the Raft log (0: never).
 	SnapshotBytes int64
+	// DiskReserve is the free space, in bytes, below which the leader refuses new
+	// publishes (0: AutoReserve of the file system's size and Log.SegmentBytes).
+	DiskReserve int64
 }
 
 // Store is one replica of a shard. Its Apply, Snapshot and Restore are called by Raft;
@@ -60,8 +64,22 @@ type Store struct {
 	applied atomic.Uint64
 	// selfRestore is set while Seed hands this store's own state to the group.
 	selfRestore atomic.Bool
-	// broken is the first committed entry this replica could not apply.
+	// broken is the first committed entry this replica could not apply for a cause
+	// other than its disk (a bug: every replica fails it alike or the store is damaged).
 	broken atomic.Pointer[error]
+	// stalled is set while a committed entry cannot be written here (stall.go).
+	stalled atomic.Pointer[stall]
+	// interrupted is closed by Interrupt: a stalled entry is retried no more.
+	interrupted   chan struct{}
+	interruptOnce sync.Once
+	// space is the free space of the data directory's file system.
+	space *diskSpace
+	// pending holds the context proposals are waited for with (stall.go).
+	pending struct {
+		sync.Mutex
+		ctx    context.Context
+		cancel context.CancelFunc
+	}
 	// onAuth is told about changes of the replicated registry (OnAuthChange).
 	onAuth atomic.Pointer[func(*meta.Store)]
 	// sinceSnapshot is the bytes of the entries applied since the last snapshot;
@@ -92,7 +110,12 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, logger: opts.Logger, lock: lock, grown: make(chan struct{}, 1)}
+	segment := opts.Log.SegmentBytes
+	if segment <= 0 {
+		segment = seglog.DefaultSegmentBytes
+	}
+	s := &Store{opts: opts, logger: opts.Logger, lock: lock, grown: make(chan struct{}, 1),
+		interrupted: make(chan struct{}), space: newDiskSpace(opts.DataDir, opts.DiskReserve, segment)}
 	if err := s.openState(); err != nil {
 		lock.Release()
 		return nil, err
@@ -154,6 +177,7 @@ func (s *Store) Attach(g *cluster.Group) { s.group = g }
 // Close closes the logs and the metadata store and releases the directory. Raft must
 // be shut down first.
 func (s *Store) Close() error {
+	s.Interrupt()
 	err := s.closeState()
 	s.lock.Release()
 	return err
@@ -214,8 +238,15 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 
 // Apply applies one committed entry. It runs on raft's FSM goroutine, in log order, on
 // every replica; what it returns comes back from the leader's proposal.
-func (s *Store) Apply(entry *raft.Log) any {
-	defer s.noteApplied(entry.Index)
+//
+// A failure caused by this replica's disk is returned as a *stallError and the entry is
+// not counted as applied: ApplyBatch tries it again until it applies (stall.go).
+func (s *Store) Apply(entry *raft.Log) (res any) {
+	defer func() {
+		if !isStall(res) {
+			s.noteApplied(entry.Index)
+		}
+	}()
 	c, err := decodeCommand(entry.Data)
 	if err != nil {
 		err = fmt.Errorf("replica: entry %d: %w", entry.Index, err)
@@ -270,11 +301,16 @@ func (s *Store) applyAppend(entry *raft.Log, c command) any {
 // ApplyBatch applies committed entries in order (raft.BatchingFSM). Consecutive appends
 // are queued to their logs together and waited for once, so a batch of publishes costs
 // one hand-off to each log's writer instead of one per entry.
+//
+// From the first entry this replica's disk failed on, the entries are applied again one
+// by one, each until it applies (applyUntilDone): entries after it that were applied
+// already (appends to other topics) are found applied and skipped, as in a replay.
 func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 	out := make([]any, len(entries))
 	var wg sync.WaitGroup
 	ends := map[string]uint64{} // each topic log's end once what is queued is written
 	var bytes int64
+	stalled := -1 // the first entry that failed for the disk
 	for i, e := range entries {
 		bytes += int64(len(e.Data))
 		if e.Type != raft.LogCommand {
@@ -285,17 +321,46 @@ func (s *Store) ApplyBatch(entries []*raft.Log) []any {
 			// Anything else sees every earlier append done.
 			wg.Wait()
 			clear(ends)
-			out[i] = s.Apply(e)
+			if stalled = firstStall(out[:i]); stalled >= 0 {
+				break
+			}
+			if out[i] = s.Apply(e); isStall(out[i]) {
+				stalled = i
+				break
+			}
 			continue
 		}
 		s.queueAppend(e, c, &out[i], &wg, ends)
 	}
 	wg.Wait()
+	if stalled < 0 {
+		stalled = firstStall(out)
+	}
+	if stalled >= 0 {
+		for j := stalled; j < len(entries); j++ {
+			if entries[j].Type != raft.LogCommand {
+				continue
+			}
+			if out[j] = s.applyUntilDone(entries[j]); isStall(out[j]) {
+				return out // interrupted: nothing from here on is applied
+			}
+		}
+	}
 	if len(entries) > 0 {
 		s.noteApplied(entries[len(entries)-1].Index)
 	}
 	s.noteLogBytes(bytes)
 	return out
+}
+
+// firstStall returns the index of the first stallError in out, or -1.
+func firstStall(out []any) int {
+	for i, res := range out {
+		if isStall(res) {
+			return i
+		}
+	}
+	return -1
 }
 
 // noteLogBytes counts n bytes of applied entries towards the next snapshot.
@@ -411,7 +476,9 @@ func (s *Store) queueAppend(entry *raft.Log, c command, res *any, wg *sync.WaitG
 		case err != nil:
 			*res = s.failed(entry, c, err)
 		case first != next:
-			*res = s.failed(entry, c, fmt.Errorf("appended at %d, expected %d", first, next))
+			err := fmt.Errorf("replica: apply entry %d: topic %q appended at %d, expected %d", entry.Index, c.topic, first, next)
+			s.setBroken(err)
+			*res = err
 		default:
 			*res = c.base
 		}
@@ -421,17 +488,17 @@ func (s *Store) queueAppend(entry *raft.Log, c command, res *any, wg *sync.WaitG
 // errGap marks an append refused because offsets before it were never stored.
 var errGap = errors.New("replica: gap in reserved offsets")
 
-// failed reports an entry this replica could not apply: its disk failed it, and its
-// state may now differ from the other replicas' for that topic.
+// failed reports an entry this replica could not apply because its disk failed it: a
+// *stallError, tried again until it applies (stall.go).
 func (s *Store) failed(entry *raft.Log, c command, err error) error {
-	err = fmt.Errorf("replica: apply entry %d (kind %d, topic %q): %w", entry.Index, c.kind, c.topic, err)
-	s.setBroken(err)
-	return err
+	return &stallError{fmt.Errorf("replica: apply entry %d (kind %d, topic %q): %w", entry.Index, c.kind, c.topic, err)}
 }
 
-// setBroken records that a committed entry could not be applied: this replica's state
-// now differs from the others', so it must not lead (it may still vote and hold the log).
-// Replace the node (dmq cluster remove-node, a new one with --join) to rebuild it.
+// setBroken records that a committed entry could not be applied for a cause other than
+// the disk (an entry that does not decode, an append that landed elsewhere than
+// reserved): this replica's state may now differ from the others', so it must not lead
+// (it may still vote and hold the log). Replace the node (dmq cluster remove-node, a new
+// one with --join) to rebuild it.
 func (s *Store) setBroken(err error) {
 	if s.broken.CompareAndSwap(nil, &err) {
 		s.logger.Error("replica: a committed entry could not be applied; this node will not lead until it is rebuilt (remove it and add a fresh node)", "err", err)

@@ -90,6 +90,9 @@ type clusterNode struct {
 	// leaderChanges counts the leader changes this node saw in any shard (elections
 	// that produced a leader, and leaderless spells).
 	leaderChanges atomic.Uint64
+	// diskLow is set while the data directory's free space is below the reserve (logged
+	// once when it falls below, once when it is back).
+	diskLow atomic.Bool
 }
 
 // shardReplica is one shard on this node: its replica, its Raft group and, while this
@@ -362,6 +365,7 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		},
 		Logger:        s.logger.With("shard", name),
 		SnapshotBytes: s.cfg.SnapshotBytes,
+		DiskReserve:   s.cfg.DiskReserve,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", name, err)
@@ -680,6 +684,9 @@ func (c *clusterNode) roleLoop(sh *shardReplica) {
 			}
 			c.leaderChanges.Add(1)
 		case <-tick.C:
+			if sh.index == 0 {
+				c.watchDisk()
+			}
 		}
 		leading := sh.group.IsLeader()
 		st := sh.leading()
@@ -693,7 +700,42 @@ func (c *clusterNode) roleLoop(sh *shardReplica) {
 			// earlier term must not go on (see replica.LeaderStorage).
 			sh.follow()
 			sh.lead()
+		case leading && sh.store.Stalled() != nil:
+			// Its replica cannot write: the clients are better served by another.
+			sh.handOn("this node's replica cannot write", sh.store.Stalled())
 		}
+	}
+}
+
+// watchDisk logs when the data directory's free space falls below the reserve, and when
+// it is back above.
+func (c *clusterNode) watchDisk() {
+	d := c.disk()
+	if d.Error != "" || c.diskLow.Load() == d.Low() {
+		return
+	}
+	c.diskLow.Store(d.Low())
+	if d.Low() {
+		c.s.logger.Warn("disk space low: publishes are refused (disk full) until space is freed",
+			"dir", c.s.cfg.DataDir, "free_mib", d.FreeBytes>>20, "reserve_mib", d.ReserveBytes>>20)
+		return
+	}
+	c.s.logger.Info("disk space back above the reserve: publishes are taken again", "dir", c.s.cfg.DataDir, "free_mib", d.FreeBytes>>20)
+}
+
+// handOn hands the shard's leadership to another voter, when there is one, because this
+// node cannot serve it (why, err); a lone voter stays and retries.
+func (sh *shardReplica) handOn(why string, err error) {
+	s := sh.c.s
+	if len(sh.group.Stats().Servers) < 2 {
+		s.logger.Warn("cluster: "+why+"; will retry", "shard", sh.name, "err", err)
+		return
+	}
+	s.logger.Error("cluster: "+why+"; handing leadership to another node", "shard", sh.name, "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sh.group.TransferLeadership(ctx, ""); err != nil {
+		s.logger.Warn("cluster: leadership transfer failed", "shard", sh.name, "err", err)
 	}
 }
 
@@ -703,19 +745,20 @@ func (sh *shardReplica) lead() {
 	start := time.Now()
 	if err := sh.store.Broken(); err != nil {
 		// Elected with a replica that differs from the others: hand leadership on.
-		s.logger.Error("cluster: elected, but this node's replica is broken; handing leadership to another node", "shard", sh.name, "err", err)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := sh.group.TransferLeadership(ctx, ""); err != nil {
-			s.logger.Warn("cluster: leadership transfer failed", "shard", sh.name, "err", err)
-		}
+		sh.handOn("elected, but this node's replica is broken", err)
+		return
+	}
+	if err := sh.store.Stalled(); err != nil {
+		sh.handOn("elected, but this node's replica cannot write", err)
 		return
 	}
 	term := sh.group.Term() // the broker serves this term only
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sh.group.Barrier(ctx); err != nil {
-		s.logger.Warn("cluster: elected, but the log could not be applied yet; will retry", "shard", sh.name, "err", err)
+		// A leader that cannot apply its log cannot serve: clients would be told it
+		// leads and that it does not, for as long as it lasts.
+		sh.handOn("elected, but the log could not be applied", err)
 		return
 	}
 	if sh.store.SeedNeeded() {
@@ -873,6 +916,11 @@ func (c *clusterNode) handOff(ctx context.Context) {
 
 // closeShards stops Raft, then closes the replicas.
 func (c *clusterNode) closeShards(ctx context.Context) error {
+	for i := range c.slots {
+		if sh := c.shard(i); sh != nil && sh.store != nil {
+			sh.store.Interrupt() // a replica stalled on a full disk lets Raft stop
+		}
+	}
 	errs := []error{c.node.Shutdown(ctx)}
 	for i := range c.slots {
 		if sh := c.shard(i); sh != nil && sh.store != nil {

@@ -258,8 +258,10 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 	w.Write(rec.Body.Bytes())
 }
 
-// handleHealth: the node is alive (/healthz) and ready while it leads a shard (/readyz:
-// 503 on a node that leads none, which only passes requests on).
+// handleHealth: the node is alive and serves as it should (/healthz: 503 with the
+// reasons while a shard it keeps has no leader, its replica cannot write, or its disk is
+// below the reserve), and ready while it also leads a shard (/readyz: 503 on a node that
+// leads none, which only passes requests on).
 func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
 	var leads []string
 	for _, sh := range c.shardList() {
@@ -276,7 +278,11 @@ func (c *clusterNode) handleHealth(w http.ResponseWriter, r *http.Request) {
 		role = "leader"
 	}
 	l := c.shard(0).leaderAddrs()
-	writeJSON(w, code, map[string]any{"status": "ok", "fsync": !c.s.cfg.NoSync, "role": role, "leads": leads, "leader": l.ID, "leader_http": l.HTTP})
+	body := map[string]any{"status": "ok", "fsync": !c.s.cfg.NoSync, "role": role, "leads": leads, "leader": l.ID, "leader_http": l.HTTP}
+	if why := c.unready(); len(why) > 0 {
+		code, body["status"], body["reasons"] = http.StatusServiceUnavailable, "unavailable", why
+	}
+	writeJSON(w, code, body)
 }
 
 // handleMetrics serves the node's metrics: its Raft groups, the process, and the broker
@@ -562,7 +568,21 @@ type Status struct {
 	// ReplicaError is set when this node could not apply a committed entry: it will not
 	// lead the shard until it is replaced.
 	ReplicaError string `json:"replica_error,omitempty"`
+	// Disk is the free space of this node's data directory.
+	Disk DiskStatus `json:"disk"`
 }
+
+// DiskStatus is the free space of a node's data directory, and the reserve below which
+// its shards refuse publishes.
+type DiskStatus struct {
+	FreeBytes    int64  `json:"free_bytes"`
+	TotalBytes   int64  `json:"total_bytes"`
+	ReserveBytes int64  `json:"reserve_bytes"`
+	Error        string `json:"error,omitempty"`
+}
+
+// Low reports whether the free space is below the reserve.
+func (d DiskStatus) Low() bool { return d.Error == "" && d.FreeBytes < d.ReserveBytes }
 
 // GroupStatus is one Raft group (a shard) as this node sees it.
 type GroupStatus struct {
@@ -584,6 +604,9 @@ type GroupStatus struct {
 	// LeadingSinceMs is when this node last became leader, on the leader.
 	LeadingSinceMs int64  `json:"leading_since_ms,omitempty"`
 	ReplicaError   string `json:"replica_error,omitempty"`
+	// Stalled is set while this node's replica cannot write a committed entry (a full
+	// disk): it applies nothing more until it can, then catches up by itself.
+	Stalled string `json:"stalled,omitempty"`
 	// Replicas is every member's replica as it last told this node (this node's own
 	// included), with its lag behind this node's commit index: on the leader, each
 	// follower's lag.
@@ -630,6 +653,9 @@ func (sh *shardReplica) status() GroupStatus {
 	if err := sh.store.Broken(); err != nil {
 		gs.ReplicaError = err.Error()
 	}
+	if err := sh.store.Stalled(); err != nil {
+		gs.Stalled = err.Error()
+	}
 	lag := func(applied uint64) uint64 { return st.CommitIndex - min(applied, st.CommitIndex) }
 	for _, srv := range st.Servers {
 		r := ReplicaStatus{ID: srv.ID, Voter: srv.Voter}
@@ -668,6 +694,7 @@ func (c *clusterNode) status() Status {
 		}
 	}
 	st.Role, st.Leader = st.Groups[0].Role, st.Groups[0].Leader
+	st.Disk = c.disk()
 	if c.s.cfg.ReplaceAfter > 0 {
 		for _, m := range c.members() {
 			if c.longGone(m.ID) {
@@ -711,4 +738,42 @@ func replicasText(replicas int) string {
 		return "every node"
 	}
 	return fmt.Sprintf("%d nodes", replicas)
+}
+
+// disk reads the free space of the data directory (through shard s0's replica, whose
+// directory is the data directory: every shard's is on the same file system).
+func (c *clusterNode) disk() DiskStatus {
+	sh := c.shard(0)
+	if sh == nil || sh.store == nil {
+		return DiskStatus{Error: "no replica open"}
+	}
+	free, total, reserve, err := sh.store.DiskFree()
+	d := DiskStatus{FreeBytes: free, TotalBytes: total, ReserveBytes: reserve}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	return d
+}
+
+// unready lists why this node cannot serve as it should, for /healthz and /readyz: a
+// kept shard without a known leader, a replica that cannot write, a disk below its
+// reserve. Empty while all is well.
+func (c *clusterNode) unready() []string {
+	st := c.status()
+	var why []string
+	for _, g := range st.Groups {
+		if g.Leader.ID == "" {
+			why = append(why, fmt.Sprintf("shard %s has no leader", g.Name))
+		}
+		if g.Stalled != "" {
+			why = append(why, fmt.Sprintf("shard %s: %s", g.Name, g.Stalled))
+		}
+		if g.ReplicaError != "" {
+			why = append(why, fmt.Sprintf("shard %s: %s", g.Name, g.ReplicaError))
+		}
+	}
+	if st.Disk.Low() {
+		why = append(why, fmt.Sprintf("disk: %d MiB free, below the reserve of %d MiB: publishes are refused", st.Disk.FreeBytes>>20, st.Disk.ReserveBytes>>20))
+	}
+	return why
 }

@@ -11,7 +11,8 @@ import (
 type clusterCollector struct {
 	c *clusterNode
 
-	leader, term, lastLog, commit, applied, snapshot, contact, followerUp, followerLag, changes *prometheus.Desc
+	leader, term, lastLog, commit, applied, snapshot, contact, followerUp, followerLag, changes, stalled *prometheus.Desc
+	diskFree, diskReserve                                                                                *prometheus.Desc
 }
 
 func (c *clusterNode) collector() prometheus.Collector {
@@ -31,17 +32,26 @@ func (c *clusterNode) collector() prometheus.Collector {
 		followerUp:  d("follower_healthy", "On the leader: 1 while heartbeats reach the follower.", "follower"),
 		followerLag: d("follower_lag_entries", "On the leader: its commit index minus the follower's applied index, as the follower last told (every second).", "follower"),
 		changes:     d("leader_changes_total", "Leader changes this node saw since it started (new leaders and leaderless spells)."),
+		stalled:     d("replica_stalled", "1 while this node's replica of the group cannot write a committed entry (a full disk) and applies nothing."),
+		diskFree: prometheus.NewDesc("dmq_disk_free_bytes", "Free bytes of the file system holding the data directory.",
+			nil, prometheus.Labels{"node": c.s.cfg.NodeID}),
+		diskReserve: prometheus.NewDesc("dmq_disk_reserve_bytes", "Free bytes below which the node refuses publishes (disk_reserve).",
+			nil, prometheus.Labels{"node": c.s.cfg.NodeID}),
 	}
 }
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp, cc.followerLag, cc.changes} {
+	for _, d := range []*prometheus.Desc{cc.leader, cc.term, cc.lastLog, cc.commit, cc.applied, cc.snapshot, cc.contact, cc.followerUp, cc.followerLag, cc.changes, cc.stalled, cc.diskFree, cc.diskReserve} {
 		ch <- d
 	}
 }
 
 func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	st := cc.c.status()
+	if st.Disk.Error == "" {
+		ch <- prometheus.MustNewConstMetric(cc.diskFree, prometheus.GaugeValue, float64(st.Disk.FreeBytes))
+		ch <- prometheus.MustNewConstMetric(cc.diskReserve, prometheus.GaugeValue, float64(st.Disk.ReserveBytes))
+	}
 	for _, g := range st.Groups {
 		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{g.Name}, extra...)...)
@@ -51,6 +61,11 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 			lead = 1
 		}
 		gauge(cc.leader, lead)
+		stalled := 0.0
+		if g.Stalled != "" {
+			stalled = 1
+		}
+		gauge(cc.stalled, stalled)
 		gauge(cc.term, float64(g.Term))
 		gauge(cc.lastLog, float64(g.LastLogIndex))
 		gauge(cc.commit, float64(g.CommitIndex))

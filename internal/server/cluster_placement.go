@@ -122,6 +122,7 @@ func (c *clusterNode) host(i int) {
 	if err != nil {
 		c.s.logger.Error("cluster: could not open a replica of a shard placed on this node; will retry", "shard", shard.Name(i), "err", err)
 		if sh != nil {
+			sh.store.Interrupt()
 			c.node.CloseGroup(sh.name, false)
 			sh.store.Close()
 		}
@@ -141,6 +142,7 @@ func (c *clusterNode) drop(sh *shardReplica) {
 	sh.uses.Lock()
 	sh.dropped = true
 	sh.uses.Unlock()
+	sh.store.Interrupt()
 	err := errors.Join(c.node.CloseGroup(sh.name, true), sh.store.Close())
 	if err == nil {
 		err = os.RemoveAll(c.shardDir(sh.index))

@@ -1,0 +1,85 @@
+package replica
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A replica that cannot write stops applying where it is (stall.go); the leader keeps it
+// from getting there by refusing new publishes while the disk's free space is below a
+// reserve. The reserve leaves room for what must still be written when publishes stop:
+// the Raft log's next segment (created at its full size), acknowledgements and other
+// metadata, and the entries already in flight.
+
+// spaceCheckEvery bounds how often the free space is read (one statfs call).
+const spaceCheckEvery = 250 * time.Millisecond
+
+// diskSpace reads the free space of the file system holding a directory, at most every
+// spaceCheckEvery.
+type diskSpace struct {
+	dir     string
+	reserve int64 // bytes; 0 until the first reading when automatic
+	auto    bool
+	segment int64 // a log segment's size, for the automatic reserve
+
+	mu struct {
+		sync.Mutex
+		at          time.Time
+		free, total int64
+		err         error
+	}
+}
+
+func newDiskSpace(dir string, reserve, segment int64) *diskSpace {
+	return &diskSpace{dir: dir, reserve: reserve, auto: reserve == 0, segment: segment}
+}
+
+// AutoReserve is the reserve kept free when none is configured: two log segments, or
+// 1% of the file system's size up to 1 GiB if that is more.
+func AutoReserve(total, segment int64) int64 {
+	return max(2*segment, min(total/100, 1<<30))
+}
+
+// read returns the free and total bytes, read again if the last reading is old.
+func (d *diskSpace) read() (free, total int64, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := time.Now(); now.Sub(d.mu.at) >= spaceCheckEvery {
+		var st unix.Statfs_t
+		d.mu.err = unix.Statfs(d.dir, &st)
+		d.mu.free, d.mu.total = int64(st.Bavail)*int64(st.Bsize), int64(st.Blocks)*int64(st.Bsize)
+		d.mu.at = now
+	}
+	return d.mu.free, d.mu.total, d.mu.err
+}
+
+// Reserve is the free space below which publishes are refused.
+func (d *diskSpace) Reserve() int64 {
+	if !d.auto {
+		return d.reserve
+	}
+	_, total, _ := d.read()
+	return AutoReserve(total, d.segment)
+}
+
+// check returns an error matching syscall.ENOSPC while the free space is below the
+// reserve (nil if it cannot be read: the writes will tell).
+func (d *diskSpace) check() error {
+	free, total, err := d.read()
+	if err != nil {
+		return nil
+	}
+	reserve := d.reserve
+	if d.auto {
+		reserve = AutoReserve(total, d.segment)
+	}
+	if free < reserve {
+		return fmt.Errorf("%w: %s has %d MiB free, below the %d MiB kept in reserve for the logs and metadata",
+			syscall.ENOSPC, d.dir, free>>20, reserve>>20)
+	}
+	return nil
+}
