@@ -315,3 +315,27 @@ func belowEphemeral() (lo, hi int, ok bool) {
 	}
 	return max(first-10000, 10000), first, true
 }
+
+// MountTmpfs mounts a tmpfs of size ("24m") at a new directory, unmounted at the end of
+// the test, for a disk that fills up. It needs root; without it the test is skipped,
+// unless DMQ_REQUIRE_TMPFS=1 (CI as root) makes that a failure.
+func MountTmpfs(t testing.TB, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out)
+		if os.Getenv("DMQ_REQUIRE_TMPFS") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}

@@ -21,30 +21,6 @@ import (
 	"github.com/dmqio/dmq/internal/dmqtest"
 )
 
-// mountTmpfs mounts a tmpfs of size at a new directory, unmounted at the end of the
-// test. It needs root; without it the test is skipped, unless DMQ_REQUIRE_TMPFS=1 (CI)
-// makes that a failure.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out)
-		if os.Getenv("DMQ_REQUIRE_TMPFS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
 // fillDisk writes a ballast file in dir until the file system is full, and returns it.
 func fillDisk(t *testing.T, dir string) string {
 	t.Helper()
@@ -94,7 +70,7 @@ func health(nd *node) (code int, body string) {
 // leader answered ResourceExhausted for publishes its followers had stored.
 func TestOneNodesDiskFillsAndHeals(t *testing.T) {
 	const topic = "dev.cluster.diskfull"
-	disk := mountTmpfs(t, "40m")
+	disk := dmqtest.MountTmpfs(t, "40m")
 	c := startCluster(t, 3, "--segment-bytes", "1048576")
 	victim := c.nodes[0] // s0's preferred leader: the balancer brings the shard back to it
 	c.stop(victim)

@@ -3,9 +3,7 @@ package fault_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,38 +13,13 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// mountTmpfs mounts a small tmpfs at a new directory and unmounts it at
-// the end of the test. It needs root; without it the test is skipped,
-// unless DMQ_REQUIRE_TMPFS=1 (CI) makes that a failure.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs (needs root): %v %s", err, out)
-		if os.Getenv("DMQ_REQUIRE_TMPFS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
 // On a real file system that fills up (the log, and the metadata store
 // with its trace records, on the same disk), a real broker process refuses
 // publishes with ResourceExhausted and stays up; once space is freed,
 // publishing resumes by itself, and after a restart every acked message
 // is there.
 func TestRealDiskFullAndBack(t *testing.T) {
-	disk := mountTmpfs(t, "24m")
+	disk := dmqtest.MountTmpfs(t, "24m")
 	filler := filepath.Join(disk, "filler")
 	if err := os.WriteFile(filler, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
