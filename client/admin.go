@@ -129,6 +129,15 @@ type ResetTo struct {
 	Time time.Time
 }
 
+// DeleteGroup removes a group with its position, acks and dead letters. Its
+// consumers end with NotFound (see Consumer.Err); the messages only it had not
+// acked become subject to retention. A group created again under the name starts
+// afresh.
+func (c *Client) DeleteGroup(ctx context.Context, topic, group string) error {
+	_, err := c.api.DeleteGroup(ctx, &dmqv1.DeleteGroupRequest{Topic: topic, Name: group})
+	return err
+}
+
 // ResetGroup moves a group's position so messages are delivered again from
 // there (replay), or skipped up to the end.
 func (c *Client) ResetGroup(ctx context.Context, topic, group string, to ResetTo) (*dmqv1.Group, error) {

@@ -47,6 +47,7 @@ func NewAPI(b *broker.Broker, sec Security) http.Handler {
 	a.handle("DELETE /api/v1/topics/{topic}/delayed/{id}", publishesOrManages, a.cancelDelayed)
 	a.handle("GET /api/v1/topics/{topic}/groups/{group}", seesTopic, a.getGroup)
 	a.handle("POST /api/v1/topics/{topic}/groups/{group}/reset", managesTopic, a.resetGroup)
+	a.handle("DELETE /api/v1/topics/{topic}/groups/{group}", managesTopic, a.deleteGroup)
 	a.handle("GET /api/v1/topics/{topic}/groups/{group}/deadletters", seesTopic, a.listDeadLetters)
 	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/redrive", managesTopic, a.deadLetterAction("deadletters.redrive", b.RedriveDeadLetters, "redriven"))
 	a.handle("POST /api/v1/topics/{topic}/groups/{group}/deadletters/purge", managesTopic, a.deadLetterAction("deadletters.purge", b.PurgeDeadLetters, "purged"))

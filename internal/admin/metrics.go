@@ -17,6 +17,7 @@ type collector struct {
 
 	topicMessages, topicBytes, topicSegments, delayedPending *prometheus.Desc
 	backlog, inFlight, deadLetters, members, oldestUnacked   *prometheus.Desc
+	abandoned                                                *prometheus.Desc
 	produced, consumed, failures                             *prometheus.Desc
 }
 
@@ -35,6 +36,7 @@ func NewCollector(b *broker.Broker) prometheus.Collector {
 		deadLetters:    prometheus.NewDesc("dmq_group_dead_letters", "Messages in the group's dead-letter queue.", group, nil),
 		members:        prometheus.NewDesc("dmq_group_members_online", "Consumers connected to the group.", group, nil),
 		oldestUnacked:  prometheus.NewDesc("dmq_group_oldest_unacked_age_seconds", "How long the group's oldest unacked message has waited since it was published (0: caught up).", group, nil),
+		abandoned:      prometheus.NewDesc("dmq_group_abandoned", "1 when the group has no member connected and its oldest unacked message waited longer than abandoned_group_after: it holds messages back from retention for nobody (delete it: dmq group delete).", group, nil),
 		produced:       prometheus.NewDesc("dmq_messages_produced_total", "Messages stored for producers since the broker started.", topic, nil),
 		consumed:       prometheus.NewDesc("dmq_messages_consumed_total", "Messages acked by consumers since the broker started.", topic, nil),
 		failures:       prometheus.NewDesc("dmq_consume_failures_total", "Failed deliveries (nacks, ack timeouts, consumers gone) since the broker started.", topic, nil),
@@ -43,7 +45,7 @@ func NewCollector(b *broker.Broker) prometheus.Collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.topicMessages, c.topicBytes, c.topicSegments, c.delayedPending,
-		c.backlog, c.inFlight, c.deadLetters, c.members, c.oldestUnacked, c.produced, c.consumed, c.failures} {
+		c.backlog, c.inFlight, c.deadLetters, c.members, c.oldestUnacked, c.abandoned, c.produced, c.consumed, c.failures} {
 		ch <- d
 	}
 }
@@ -73,6 +75,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.deadLetters, float64(g.DeadLetters), t.Name, g.Name)
 			gauge(c.members, float64(g.MembersOnline), t.Name, g.Name)
 			gauge(c.oldestUnacked, g.OldestUnackedAge(now).Seconds(), t.Name, g.Name)
+			abandoned := 0.0
+			if g.Abandoned {
+				abandoned = 1
+			}
+			gauge(c.abandoned, abandoned, t.Name, g.Name)
 		}
 	}
 }

@@ -70,6 +70,9 @@ type groupJSON struct {
 	MembersOnline  int      `json:"members_online"`
 	// OldestUnackedAgeMs is how long the oldest unacked message has waited.
 	OldestUnackedAgeMs int64 `json:"oldest_unacked_age_ms"`
+	// Abandoned: no member connected, oldest unacked message older than
+	// abandoned_group_after (see broker.GroupInfo).
+	Abandoned bool `json:"abandoned"`
 }
 
 func groupOf(gi broker.GroupInfo, now time.Time) groupJSON {
@@ -80,7 +83,7 @@ func groupOf(gi broker.GroupInfo, now time.Time) groupJSON {
 		CreatedAt: formatMs(gi.CreatedAtMs), CreatedAtMs: gi.CreatedAtMs, StartOffset: gi.StartOffset,
 		AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 		DeadLetters: gi.DeadLetters, MembersOnline: gi.MembersOnline,
-		OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(),
+		OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(), Abandoned: gi.Abandoned,
 	}
 	for _, d := range gi.RetryBackoffMs {
 		g.RetryBackoff = append(g.RetryBackoff, ms(d).String())
@@ -224,6 +227,15 @@ func (a *api) getGroup(r *http.Request) (int, any, error) {
 type resetRequest struct {
 	// To is "earliest", "latest" or an RFC 3339 time.
 	To string `json:"to"`
+}
+
+func (a *api) deleteGroup(r *http.Request) (int, any, error) {
+	topic, group := r.PathValue("topic"), r.PathValue("group")
+	if err := a.b.DeleteGroup(topic, group); err != nil {
+		return 0, nil, err
+	}
+	a.audit(r, "group.delete", topic+"/"+group, "")
+	return http.StatusOK, map[string]string{"deleted": group}, nil
 }
 
 func (a *api) resetGroup(r *http.Request) (int, any, error) {

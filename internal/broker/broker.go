@@ -100,6 +100,10 @@ type Config struct {
 	// ClientRetention is how long an offline client stays in the registry
 	// (default 24 h).
 	ClientRetention time.Duration
+	// AbandonedGroupAfter is how long the oldest unacked message of a group
+	// without members may wait before the group counts as abandoned (default
+	// 24 h; see GroupInfo.Abandoned).
+	AbandonedGroupAfter time.Duration
 	// ServerName labels this broker's per-minute counters (default: host name).
 	ServerName string
 	// StatsRetention is how long per-minute counters are kept (default 30 days).
@@ -147,6 +151,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ClientRetention == 0 {
 		c.ClientRetention = 24 * time.Hour
+	}
+	if c.AbandonedGroupAfter == 0 {
+		c.AbandonedGroupAfter = 24 * time.Hour
 	}
 	if c.ServerName == "" {
 		c.ServerName, _ = os.Hostname()
@@ -838,6 +845,31 @@ func (b *Broker) GetGroup(topicName, name string) (GroupInfo, error) {
 		return GroupInfo{}, err
 	}
 	return g.describe(), nil
+}
+
+// DeleteGroup removes a group with its positions, acks and dead letters. Its
+// subscriptions end with KindNotFound; what only it held back from retention may
+// go. A group created again under the name starts afresh.
+func (b *Broker) DeleteGroup(topicName, name string) error {
+	g, err := b.group(topicName, name)
+	if err != nil {
+		return err
+	}
+	t := g.t
+	// Stopped first (its cursors persisted for the last time), still listed, so
+	// that a group of the same name cannot be created in between.
+	g.stop(errorf(KindNotFound, "group %q of topic %q was deleted", name, topicName))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.groups[name] != g {
+		return errorf(KindNotFound, "group %q of topic %q does not exist", name, topicName)
+	}
+	if err := b.meta.DeleteGroup(topicName, name); err != nil {
+		return wrap(KindInternal, err, "delete group %q of topic %q", name, topicName)
+	}
+	delete(t.groups, name)
+	b.logger.Info("group deleted", "topic", topicName, "group", name)
+	return nil
 }
 
 // ListGroups describes the groups of a topic, sorted by name.

@@ -436,6 +436,10 @@ type GroupInfo struct {
 	// OldestUnackedMs is when the oldest message not yet acked by every
 	// member was published (Unix ms; 0 when nothing waits).
 	OldestUnackedMs int64
+	// Abandoned: no member is connected and the oldest unacked message has
+	// waited longer than AbandonedGroupAfter. Such a group holds messages back
+	// from retention for nobody, which ends in a full disk.
+	Abandoned bool
 }
 
 // OldestUnackedAge is how long the oldest unacked message has waited at
@@ -465,6 +469,8 @@ func (g *group) describe() GroupInfo {
 			gi.OldestUnackedMs = ms
 		}
 	}
+	gi.Abandoned = gi.MembersOnline == 0 && gi.OldestUnackedMs != 0 &&
+		gi.OldestUnackedAge(g.t.b.Now()) > g.t.b.cfg.AbandonedGroupAfter
 	return gi
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 func newGroupCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "Create, list and show consumer groups"}
+	cmd := &cobra.Command{Use: "group", Short: "Create, list, show, reset and delete consumer groups"}
 	var mode, ack, from string
 	var ackTimeout time.Duration
 	var retry []time.Duration
@@ -140,7 +140,28 @@ replays the messages published at or after TIME.`,
 		},
 	}
 	reset.Flags().StringVar(&to, "to", "", "earliest, latest or an RFC 3339 time")
-	cmd.AddCommand(create, list, get, reset)
+	del := &cobra.Command{
+		Use:   "delete TOPIC GROUP",
+		Short: "Delete a group with its position and dead letters",
+		Long: `Delete a group with its position, acks and dead letters. Its consumers end
+with NotFound, and the messages only it had not acked become subject to
+retention. A group created again under the name starts afresh. Groups without
+members that hold old messages back are marked abandoned in dmq group list.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, done, err := e.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := c.DeleteGroup(ctx, args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deleted group %s of %s\n", args[1], args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, get, reset, del)
 	return cmd
 }
 
@@ -154,11 +175,15 @@ func ackName(m dmqv1.AckMode) string {
 
 func printGroups(e *env, gs []*dmqv1.Group) {
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tGROUP\tMODE\tACK\tACK-TIMEOUT\tMAX-ATTEMPTS\tACK-FLOOR\tBACKLOG\tIN-FLIGHT\tDEAD\tMEMBERS")
+	fmt.Fprintln(w, "TOPIC\tGROUP\tMODE\tACK\tACK-TIMEOUT\tMAX-ATTEMPTS\tACK-FLOOR\tBACKLOG\tIN-FLIGHT\tDEAD\tMEMBERS\tNOTE")
 	for _, g := range gs {
 		st := g.Stats
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", g.Topic, g.Name, modeName(g.Mode), ackName(g.AckMode),
-			time.Duration(g.AckTimeoutMs)*time.Millisecond, g.MaxAttempts, st.GetAckFloor(), st.GetBacklog(), st.GetInFlight(), st.GetDeadLetters(), st.GetMembersOnline())
+		note := ""
+		if st.GetAbandoned() {
+			note = "abandoned: no members, oldest unacked " + (time.Duration(st.GetOldestUnackedAgeMs()) * time.Millisecond).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", g.Topic, g.Name, modeName(g.Mode), ackName(g.AckMode),
+			time.Duration(g.AckTimeoutMs)*time.Millisecond, g.MaxAttempts, st.GetAckFloor(), st.GetBacklog(), st.GetInFlight(), st.GetDeadLetters(), st.GetMembersOnline(), note)
 	}
 	w.Flush()
 }

@@ -58,6 +58,7 @@ DMQ_NO_SYNC, ...), then flags.`,
 	f.Bool("allow-self-approval", false, "let a topic's requester approve it")
 	f.Duration("heartbeat-interval", def.HeartbeatInterval, "how often SDK clients announce themselves")
 	f.Duration("client-timeout", def.ClientTimeout, "how long without a heartbeat before a client is offline")
+	f.Duration("abandoned-group-after", def.AbandonedGroupAfter, "report a group without members as abandoned once its oldest unacked message is this old")
 	f.Duration("client-retention", def.ClientRetention, "how long an offline client stays in the client registry")
 	f.String("server-name", "", "name of this broker in per-minute statistics (default: host name)")
 	f.Duration("stats-retention", def.StatsRetention, "how long per-minute statistics are kept")

@@ -66,6 +66,11 @@ type Config struct {
 	// ClientRetention is how long an offline client stays in the client
 	// registry before it is forgotten.
 	ClientRetention time.Duration `yaml:"client_retention"`
+	// AbandonedGroupAfter is how long the oldest unacked message of a group
+	// without connected members may wait before the group is reported as
+	// abandoned (metric dmq_group_abandoned, the console): it holds messages
+	// back from retention for nobody.
+	AbandonedGroupAfter time.Duration `yaml:"abandoned_group_after"`
 	// ServerName labels this broker's per-minute counters (default: host name).
 	ServerName string `yaml:"server_name"`
 	// StatsRetention is how long per-minute counters are kept.
@@ -170,29 +175,30 @@ type Config struct {
 // Default returns the embedded single-machine defaults.
 func Default() Config {
 	return Config{
-		DataDir:           "./dmq-data",
-		Listen:            "127.0.0.1:7420",
-		HTTP:              "127.0.0.1:7480",
-		MaxBodyBytes:      4 << 20,
-		SegmentBytes:      64 << 20,
-		AckTimeout:        30 * time.Second,
-		RetentionAge:      72 * time.Hour,
-		RetentionInterval: time.Minute,
-		DedupeWindow:      2 * time.Minute,
-		MaxDelay:          90 * 24 * time.Hour,
-		AutoApproveEnvs:   []string{"dev", "test"},
-		HeartbeatInterval: 10 * time.Second,
-		ClientTimeout:     30 * time.Second,
-		ClientRetention:   24 * time.Hour,
-		StatsRetention:    30 * 24 * time.Hour,
-		TraceRetention:    72 * time.Hour,
-		LogLevel:          "info",
-		NodeID:            "n1",
-		ClusterID:         "dmq",
-		Shards:            1,
-		ReplaceAfter:      5 * time.Minute,
-		ClusterListen:     "127.0.0.1:7431",
-		SnapshotBytes:     64 << 20,
+		DataDir:             "./dmq-data",
+		Listen:              "127.0.0.1:7420",
+		HTTP:                "127.0.0.1:7480",
+		MaxBodyBytes:        4 << 20,
+		SegmentBytes:        64 << 20,
+		AckTimeout:          30 * time.Second,
+		RetentionAge:        72 * time.Hour,
+		RetentionInterval:   time.Minute,
+		DedupeWindow:        2 * time.Minute,
+		MaxDelay:            90 * 24 * time.Hour,
+		AutoApproveEnvs:     []string{"dev", "test"},
+		HeartbeatInterval:   10 * time.Second,
+		ClientTimeout:       30 * time.Second,
+		ClientRetention:     24 * time.Hour,
+		AbandonedGroupAfter: 24 * time.Hour,
+		StatsRetention:      30 * 24 * time.Hour,
+		TraceRetention:      72 * time.Hour,
+		LogLevel:            "info",
+		NodeID:              "n1",
+		ClusterID:           "dmq",
+		Shards:              1,
+		ReplaceAfter:        5 * time.Minute,
+		ClusterListen:       "127.0.0.1:7431",
+		SnapshotBytes:       64 << 20,
 	}
 }
 
@@ -317,6 +323,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 10*time.Millisecond || c.ClientTimeout < c.HeartbeatInterval {
 		return fmt.Errorf("heartbeat_interval must be at least 10ms and client_timeout at least the interval")
+	}
+	if c.AbandonedGroupAfter < time.Second {
+		return fmt.Errorf("abandoned_group_after: %s is below 1s", c.AbandonedGroupAfter)
 	}
 	if c.ClientRetention < time.Second {
 		return fmt.Errorf("client_retention: %s is below 1s", c.ClientRetention)

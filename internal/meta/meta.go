@@ -229,6 +229,28 @@ func (s *Store) DeleteTopic(topic string) error {
 	return s.commit(b, pebble.Sync)
 }
 
+// DeleteGroup removes a group with its cursors, acks, failures and dead letters,
+// durably, in one batch.
+func (s *Store) DeleteGroup(topic, group string) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, p := range [][]byte{
+		cursorPrefix(topic, group),
+		groupScoped("a", topic, group),
+		groupScoped("f", topic, group),
+		groupScoped("q", topic, group),
+	} {
+		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+			return err
+		}
+	}
+	// The group key has no separator after the name: deleted exactly.
+	if err := b.Delete(groupKey(topic, group), nil); err != nil {
+		return err
+	}
+	return s.commit(b, pebble.Sync)
+}
+
 // PutGroup creates or replaces a group record, durably, together with the
 // initial cursors of its members (for a cluster group, the single member "").
 func (s *Store) PutGroup(g Group, initial []Cursor) error {

@@ -197,6 +197,8 @@ func check(app *auth.App, method string, req any) error {
 		return app.Allowed(auth.Subscribe, r.Topic, r.Group)
 	case *dmqv1.ResetGroupRequest:
 		return app.Allowed(auth.Manage, r.Topic, "")
+	case *dmqv1.DeleteGroupRequest:
+		return app.Allowed(auth.Manage, r.Topic, "")
 	case *dmqv1.ListDeadLettersRequest:
 		return manageOr(r.Topic, auth.Subscribe, r.Group)
 	case *dmqv1.GetDeadLetterRequest:

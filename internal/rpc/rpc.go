@@ -161,7 +161,7 @@ func groupProto(gi broker.GroupInfo, now time.Time) *dmqv1.Group {
 		Stats: &dmqv1.GroupStats{
 			AckFloor: gi.AckFloor, Backlog: gi.Backlog, InFlight: gi.InFlight,
 			MembersOnline: int32(gi.MembersOnline), DeadLetters: gi.DeadLetters,
-			OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(),
+			OldestUnackedAgeMs: gi.OldestUnackedAge(now).Milliseconds(), Abandoned: gi.Abandoned,
 		},
 	}
 }
@@ -431,6 +431,15 @@ func (s *Service) ListGroups(ctx context.Context, req *dmqv1.ListGroupsRequest) 
 		resp.Groups = append(resp.Groups, groupProto(gi, s.brokerOf(ctx).Now()))
 	}
 	return resp, nil
+}
+
+// DeleteGroup implements dmq.v1.Broker.
+func (s *Service) DeleteGroup(ctx context.Context, req *dmqv1.DeleteGroupRequest) (*dmqv1.DeleteGroupResponse, error) {
+	if err := s.brokerOf(ctx).DeleteGroup(req.Topic, req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	s.audit(ctx, "group.delete", req.Topic+"/"+req.Name, "")
+	return &dmqv1.DeleteGroupResponse{}, nil
 }
 
 // Ack implements dmq.v1.Broker.

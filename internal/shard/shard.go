@@ -77,6 +77,8 @@ func TopicOf(req any) (string, bool) {
 		t = r.GetTopic()
 	case *dmqv1.ResetGroupRequest:
 		t = r.GetTopic()
+	case *dmqv1.DeleteGroupRequest:
+		t = r.GetTopic()
 	case *dmqv1.ListDeadLettersRequest:
 		t = r.GetTopic()
 	case *dmqv1.GetDeadLetterRequest:

@@ -1289,8 +1289,12 @@ type GroupStats struct {
 	DeadLetters uint64 `protobuf:"varint,5,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
 	// How long the oldest message not yet acked has waited (0: none waits).
 	OldestUnackedAgeMs int64 `protobuf:"varint,6,opt,name=oldest_unacked_age_ms,json=oldestUnackedAgeMs,proto3" json:"oldest_unacked_age_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// No member is connected and the oldest message not yet acked has waited
+	// longer than the server's abandoned_group_after: the group holds messages
+	// back from retention for nobody. Delete it, or start its consumers.
+	Abandoned     bool `protobuf:"varint,7,opt,name=abandoned,proto3" json:"abandoned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupStats) Reset() {
@@ -1363,6 +1367,13 @@ func (x *GroupStats) GetOldestUnackedAgeMs() int64 {
 		return x.OldestUnackedAgeMs
 	}
 	return 0
+}
+
+func (x *GroupStats) GetAbandoned() bool {
+	if x != nil {
+		return x.Abandoned
+	}
+	return false
 }
 
 type CreateGroupRequest struct {
@@ -1565,6 +1576,94 @@ func (x *ListGroupsRequest) GetTopic() string {
 	return ""
 }
 
+type DeleteGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_dmq_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupResponse) Reset() {
+	*x = DeleteGroupResponse{}
+	mi := &file_dmq_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupResponse) ProtoMessage() {}
+
+func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dmq_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
+	return file_dmq_proto_rawDescGZIP(), []int{20}
+}
+
 type ListGroupsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Groups        []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
@@ -1574,7 +1673,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_dmq_proto_msgTypes[19]
+	mi := &file_dmq_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1685,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[19]
+	mi := &file_dmq_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1698,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{19}
+	return file_dmq_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1632,7 +1731,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_dmq_proto_msgTypes[20]
+	mi := &file_dmq_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1743,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[20]
+	mi := &file_dmq_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1756,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{20}
+	return file_dmq_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Message) GetId() string {
@@ -1738,7 +1837,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_dmq_proto_msgTypes[21]
+	mi := &file_dmq_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1849,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[21]
+	mi := &file_dmq_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1862,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{21}
+	return file_dmq_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubscribeRequest) GetRequest() isSubscribeRequest_Request {
@@ -1853,7 +1952,7 @@ type SubscribeStart struct {
 
 func (x *SubscribeStart) Reset() {
 	*x = SubscribeStart{}
-	mi := &file_dmq_proto_msgTypes[22]
+	mi := &file_dmq_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1964,7 @@ func (x *SubscribeStart) String() string {
 func (*SubscribeStart) ProtoMessage() {}
 
 func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[22]
+	mi := &file_dmq_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1977,7 @@ func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
 func (*SubscribeStart) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{22}
+	return file_dmq_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubscribeStart) GetTopic() string {
@@ -1918,7 +2017,7 @@ type AckIds struct {
 
 func (x *AckIds) Reset() {
 	*x = AckIds{}
-	mi := &file_dmq_proto_msgTypes[23]
+	mi := &file_dmq_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2029,7 @@ func (x *AckIds) String() string {
 func (*AckIds) ProtoMessage() {}
 
 func (x *AckIds) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[23]
+	mi := &file_dmq_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2042,7 @@ func (x *AckIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckIds.ProtoReflect.Descriptor instead.
 func (*AckIds) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{23}
+	return file_dmq_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckIds) GetIds() []string {
@@ -1963,7 +2062,7 @@ type NackIds struct {
 
 func (x *NackIds) Reset() {
 	*x = NackIds{}
-	mi := &file_dmq_proto_msgTypes[24]
+	mi := &file_dmq_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2074,7 @@ func (x *NackIds) String() string {
 func (*NackIds) ProtoMessage() {}
 
 func (x *NackIds) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[24]
+	mi := &file_dmq_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2087,7 @@ func (x *NackIds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackIds.ProtoReflect.Descriptor instead.
 func (*NackIds) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{24}
+	return file_dmq_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NackIds) GetIds() []string {
@@ -2019,7 +2118,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_dmq_proto_msgTypes[25]
+	mi := &file_dmq_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2130,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[25]
+	mi := &file_dmq_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2143,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{25}
+	return file_dmq_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubscribeResponse) GetResponse() isSubscribeResponse_Response {
@@ -2114,7 +2213,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_dmq_proto_msgTypes[26]
+	mi := &file_dmq_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2225,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[26]
+	mi := &file_dmq_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2238,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{26}
+	return file_dmq_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Subscribed) GetClientId() string {
@@ -2165,7 +2264,7 @@ type Deliveries struct {
 
 func (x *Deliveries) Reset() {
 	*x = Deliveries{}
-	mi := &file_dmq_proto_msgTypes[27]
+	mi := &file_dmq_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2276,7 @@ func (x *Deliveries) String() string {
 func (*Deliveries) ProtoMessage() {}
 
 func (x *Deliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[27]
+	mi := &file_dmq_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2289,7 @@ func (x *Deliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliveries.ProtoReflect.Descriptor instead.
 func (*Deliveries) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{27}
+	return file_dmq_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Deliveries) GetMessages() []*Message {
@@ -2213,7 +2312,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_dmq_proto_msgTypes[28]
+	mi := &file_dmq_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2324,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[28]
+	mi := &file_dmq_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2337,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{28}
+	return file_dmq_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AckRequest) GetTopic() string {
@@ -2277,7 +2376,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_dmq_proto_msgTypes[29]
+	mi := &file_dmq_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2388,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[29]
+	mi := &file_dmq_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2401,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{29}
+	return file_dmq_proto_rawDescGZIP(), []int{31}
 }
 
 type NackRequest struct {
@@ -2318,7 +2417,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_dmq_proto_msgTypes[30]
+	mi := &file_dmq_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2429,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[30]
+	mi := &file_dmq_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2442,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{30}
+	return file_dmq_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NackRequest) GetTopic() string {
@@ -2389,7 +2488,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2500,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[31]
+	mi := &file_dmq_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2513,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{31}
+	return file_dmq_proto_rawDescGZIP(), []int{33}
 }
 
 type ListDelayedRequest struct {
@@ -2435,7 +2534,7 @@ type ListDelayedRequest struct {
 
 func (x *ListDelayedRequest) Reset() {
 	*x = ListDelayedRequest{}
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2546,7 @@ func (x *ListDelayedRequest) String() string {
 func (*ListDelayedRequest) ProtoMessage() {}
 
 func (x *ListDelayedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[32]
+	mi := &file_dmq_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2559,7 @@ func (x *ListDelayedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDelayedRequest.ProtoReflect.Descriptor instead.
 func (*ListDelayedRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{32}
+	return file_dmq_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDelayedRequest) GetTopic() string {
@@ -2518,7 +2617,7 @@ type DelayedMessage struct {
 
 func (x *DelayedMessage) Reset() {
 	*x = DelayedMessage{}
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2629,7 @@ func (x *DelayedMessage) String() string {
 func (*DelayedMessage) ProtoMessage() {}
 
 func (x *DelayedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[33]
+	mi := &file_dmq_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2642,7 @@ func (x *DelayedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelayedMessage.ProtoReflect.Descriptor instead.
 func (*DelayedMessage) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{33}
+	return file_dmq_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DelayedMessage) GetId() string {
@@ -2579,7 +2678,7 @@ type ListDelayedResponse struct {
 
 func (x *ListDelayedResponse) Reset() {
 	*x = ListDelayedResponse{}
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2690,7 @@ func (x *ListDelayedResponse) String() string {
 func (*ListDelayedResponse) ProtoMessage() {}
 
 func (x *ListDelayedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[34]
+	mi := &file_dmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2703,7 @@ func (x *ListDelayedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDelayedResponse.ProtoReflect.Descriptor instead.
 func (*ListDelayedResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{34}
+	return file_dmq_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListDelayedResponse) GetMessages() []*DelayedMessage {
@@ -2638,7 +2737,7 @@ type CancelDelayedRequest struct {
 
 func (x *CancelDelayedRequest) Reset() {
 	*x = CancelDelayedRequest{}
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2749,7 @@ func (x *CancelDelayedRequest) String() string {
 func (*CancelDelayedRequest) ProtoMessage() {}
 
 func (x *CancelDelayedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[35]
+	mi := &file_dmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2762,7 @@ func (x *CancelDelayedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDelayedRequest.ProtoReflect.Descriptor instead.
 func (*CancelDelayedRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{35}
+	return file_dmq_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelDelayedRequest) GetTopic() string {
@@ -2688,7 +2787,7 @@ type CancelDelayedResponse struct {
 
 func (x *CancelDelayedResponse) Reset() {
 	*x = CancelDelayedResponse{}
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2799,7 @@ func (x *CancelDelayedResponse) String() string {
 func (*CancelDelayedResponse) ProtoMessage() {}
 
 func (x *CancelDelayedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[36]
+	mi := &file_dmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2812,7 @@ func (x *CancelDelayedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDelayedResponse.ProtoReflect.Descriptor instead.
 func (*CancelDelayedResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{36}
+	return file_dmq_proto_rawDescGZIP(), []int{38}
 }
 
 type ServerInfoRequest struct {
@@ -2724,7 +2823,7 @@ type ServerInfoRequest struct {
 
 func (x *ServerInfoRequest) Reset() {
 	*x = ServerInfoRequest{}
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2835,7 @@ func (x *ServerInfoRequest) String() string {
 func (*ServerInfoRequest) ProtoMessage() {}
 
 func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[37]
+	mi := &file_dmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2848,7 @@ func (x *ServerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoRequest.ProtoReflect.Descriptor instead.
 func (*ServerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{37}
+	return file_dmq_proto_rawDescGZIP(), []int{39}
 }
 
 type ServerInfoResponse struct {
@@ -2772,7 +2871,7 @@ type ServerInfoResponse struct {
 
 func (x *ServerInfoResponse) Reset() {
 	*x = ServerInfoResponse{}
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2883,7 @@ func (x *ServerInfoResponse) String() string {
 func (*ServerInfoResponse) ProtoMessage() {}
 
 func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[38]
+	mi := &file_dmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2896,7 @@ func (x *ServerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerInfoResponse.ProtoReflect.Descriptor instead.
 func (*ServerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{38}
+	return file_dmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServerInfoResponse) GetVersion() string {
@@ -2865,7 +2964,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +2976,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[39]
+	mi := &file_dmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +2989,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{39}
+	return file_dmq_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2979,7 +3078,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_dmq_proto_msgTypes[40]
+	mi := &file_dmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3090,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[40]
+	mi := &file_dmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3103,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{40}
+	return file_dmq_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeadLetter) GetMessage() *Message {
@@ -3058,7 +3157,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_dmq_proto_msgTypes[41]
+	mi := &file_dmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3169,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[41]
+	mi := &file_dmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3182,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{41}
+	return file_dmq_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListDeadLettersRequest) GetTopic() string {
@@ -3132,7 +3231,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_dmq_proto_msgTypes[42]
+	mi := &file_dmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3243,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[42]
+	mi := &file_dmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3256,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{42}
+	return file_dmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -3185,7 +3284,7 @@ type GetDeadLetterRequest struct {
 
 func (x *GetDeadLetterRequest) Reset() {
 	*x = GetDeadLetterRequest{}
-	mi := &file_dmq_proto_msgTypes[43]
+	mi := &file_dmq_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3296,7 @@ func (x *GetDeadLetterRequest) String() string {
 func (*GetDeadLetterRequest) ProtoMessage() {}
 
 func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[43]
+	mi := &file_dmq_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3309,7 @@ func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{43}
+	return file_dmq_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetDeadLetterRequest) GetTopic() string {
@@ -3249,7 +3348,7 @@ type DeadLetterSelector struct {
 
 func (x *DeadLetterSelector) Reset() {
 	*x = DeadLetterSelector{}
-	mi := &file_dmq_proto_msgTypes[44]
+	mi := &file_dmq_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3360,7 @@ func (x *DeadLetterSelector) String() string {
 func (*DeadLetterSelector) ProtoMessage() {}
 
 func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[44]
+	mi := &file_dmq_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3373,7 @@ func (x *DeadLetterSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterSelector.ProtoReflect.Descriptor instead.
 func (*DeadLetterSelector) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{44}
+	return file_dmq_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeadLetterSelector) GetTopic() string {
@@ -3321,7 +3420,7 @@ type DeadLetterCount struct {
 
 func (x *DeadLetterCount) Reset() {
 	*x = DeadLetterCount{}
-	mi := &file_dmq_proto_msgTypes[45]
+	mi := &file_dmq_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3432,7 @@ func (x *DeadLetterCount) String() string {
 func (*DeadLetterCount) ProtoMessage() {}
 
 func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[45]
+	mi := &file_dmq_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3445,7 @@ func (x *DeadLetterCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterCount.ProtoReflect.Descriptor instead.
 func (*DeadLetterCount) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{45}
+	return file_dmq_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeadLetterCount) GetCount() uint64 {
@@ -3367,7 +3466,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_dmq_proto_msgTypes[46]
+	mi := &file_dmq_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3478,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[46]
+	mi := &file_dmq_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3491,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{46}
+	return file_dmq_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Subscription) GetTopic() string {
@@ -3427,7 +3526,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_dmq_proto_msgTypes[47]
+	mi := &file_dmq_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3538,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[47]
+	mi := &file_dmq_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3551,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{47}
+	return file_dmq_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HeartbeatRequest) GetClientId() string {
@@ -3514,7 +3613,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_dmq_proto_msgTypes[48]
+	mi := &file_dmq_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3625,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[48]
+	mi := &file_dmq_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3638,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{48}
+	return file_dmq_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *HeartbeatResponse) GetIntervalMs() int64 {
@@ -3570,7 +3669,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_dmq_proto_msgTypes[49]
+	mi := &file_dmq_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3681,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[49]
+	mi := &file_dmq_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3694,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{49}
+	return file_dmq_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ClientInfo) GetClientId() string {
@@ -3689,7 +3788,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_dmq_proto_msgTypes[50]
+	mi := &file_dmq_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3701,7 +3800,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[50]
+	mi := &file_dmq_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3714,7 +3813,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{50}
+	return file_dmq_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListClientsRequest) GetTopic() string {
@@ -3747,7 +3846,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_dmq_proto_msgTypes[51]
+	mi := &file_dmq_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3858,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[51]
+	mi := &file_dmq_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3871,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{51}
+	return file_dmq_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListClientsResponse) GetClients() []*ClientInfo {
@@ -3792,7 +3891,7 @@ type DeleteClientsRequest struct {
 
 func (x *DeleteClientsRequest) Reset() {
 	*x = DeleteClientsRequest{}
-	mi := &file_dmq_proto_msgTypes[52]
+	mi := &file_dmq_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +3903,7 @@ func (x *DeleteClientsRequest) String() string {
 func (*DeleteClientsRequest) ProtoMessage() {}
 
 func (x *DeleteClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[52]
+	mi := &file_dmq_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +3916,7 @@ func (x *DeleteClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClientsRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{52}
+	return file_dmq_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteClientsRequest) GetClientId() string {
@@ -3843,7 +3942,7 @@ type DeleteClientsResponse struct {
 
 func (x *DeleteClientsResponse) Reset() {
 	*x = DeleteClientsResponse{}
-	mi := &file_dmq_proto_msgTypes[53]
+	mi := &file_dmq_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3855,7 +3954,7 @@ func (x *DeleteClientsResponse) String() string {
 func (*DeleteClientsResponse) ProtoMessage() {}
 
 func (x *DeleteClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[53]
+	mi := &file_dmq_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3868,7 +3967,7 @@ func (x *DeleteClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClientsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClientsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{53}
+	return file_dmq_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DeleteClientsResponse) GetCount() uint64 {
@@ -3893,7 +3992,7 @@ type TopicStatsRequest struct {
 
 func (x *TopicStatsRequest) Reset() {
 	*x = TopicStatsRequest{}
-	mi := &file_dmq_proto_msgTypes[54]
+	mi := &file_dmq_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3905,7 +4004,7 @@ func (x *TopicStatsRequest) String() string {
 func (*TopicStatsRequest) ProtoMessage() {}
 
 func (x *TopicStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[54]
+	mi := &file_dmq_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3918,7 +4017,7 @@ func (x *TopicStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicStatsRequest.ProtoReflect.Descriptor instead.
 func (*TopicStatsRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{54}
+	return file_dmq_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TopicStatsRequest) GetTopic() string {
@@ -3972,7 +4071,7 @@ type MinuteStats struct {
 
 func (x *MinuteStats) Reset() {
 	*x = MinuteStats{}
-	mi := &file_dmq_proto_msgTypes[55]
+	mi := &file_dmq_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4083,7 @@ func (x *MinuteStats) String() string {
 func (*MinuteStats) ProtoMessage() {}
 
 func (x *MinuteStats) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[55]
+	mi := &file_dmq_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4096,7 @@ func (x *MinuteStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MinuteStats.ProtoReflect.Descriptor instead.
 func (*MinuteStats) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{55}
+	return file_dmq_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MinuteStats) GetMinuteMs() int64 {
@@ -4047,7 +4146,7 @@ type CounterSummary struct {
 
 func (x *CounterSummary) Reset() {
 	*x = CounterSummary{}
-	mi := &file_dmq_proto_msgTypes[56]
+	mi := &file_dmq_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4158,7 @@ func (x *CounterSummary) String() string {
 func (*CounterSummary) ProtoMessage() {}
 
 func (x *CounterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[56]
+	mi := &file_dmq_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4171,7 @@ func (x *CounterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterSummary.ProtoReflect.Descriptor instead.
 func (*CounterSummary) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{56}
+	return file_dmq_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CounterSummary) GetTotal() uint64 {
@@ -4113,7 +4212,7 @@ type TopicStatsResponse struct {
 
 func (x *TopicStatsResponse) Reset() {
 	*x = TopicStatsResponse{}
-	mi := &file_dmq_proto_msgTypes[57]
+	mi := &file_dmq_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4224,7 @@ func (x *TopicStatsResponse) String() string {
 func (*TopicStatsResponse) ProtoMessage() {}
 
 func (x *TopicStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[57]
+	mi := &file_dmq_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4237,7 @@ func (x *TopicStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicStatsResponse.ProtoReflect.Descriptor instead.
 func (*TopicStatsResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{57}
+	return file_dmq_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TopicStatsResponse) GetMinutes() []*MinuteStats {
@@ -4196,7 +4295,7 @@ type GroupMinute struct {
 
 func (x *GroupMinute) Reset() {
 	*x = GroupMinute{}
-	mi := &file_dmq_proto_msgTypes[58]
+	mi := &file_dmq_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4208,7 +4307,7 @@ func (x *GroupMinute) String() string {
 func (*GroupMinute) ProtoMessage() {}
 
 func (x *GroupMinute) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[58]
+	mi := &file_dmq_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4221,7 +4320,7 @@ func (x *GroupMinute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMinute.ProtoReflect.Descriptor instead.
 func (*GroupMinute) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{58}
+	return file_dmq_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GroupMinute) GetMinuteMs() int64 {
@@ -4258,7 +4357,7 @@ type GroupMinuteSeries struct {
 
 func (x *GroupMinuteSeries) Reset() {
 	*x = GroupMinuteSeries{}
-	mi := &file_dmq_proto_msgTypes[59]
+	mi := &file_dmq_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4270,7 +4369,7 @@ func (x *GroupMinuteSeries) String() string {
 func (*GroupMinuteSeries) ProtoMessage() {}
 
 func (x *GroupMinuteSeries) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[59]
+	mi := &file_dmq_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4283,7 +4382,7 @@ func (x *GroupMinuteSeries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMinuteSeries.ProtoReflect.Descriptor instead.
 func (*GroupMinuteSeries) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{59}
+	return file_dmq_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GroupMinuteSeries) GetGroup() string {
@@ -4341,7 +4440,7 @@ type TraceEvent struct {
 
 func (x *TraceEvent) Reset() {
 	*x = TraceEvent{}
-	mi := &file_dmq_proto_msgTypes[60]
+	mi := &file_dmq_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4353,7 +4452,7 @@ func (x *TraceEvent) String() string {
 func (*TraceEvent) ProtoMessage() {}
 
 func (x *TraceEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[60]
+	mi := &file_dmq_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4366,7 +4465,7 @@ func (x *TraceEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEvent.ProtoReflect.Descriptor instead.
 func (*TraceEvent) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{60}
+	return file_dmq_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TraceEvent) GetKind() string {
@@ -4456,7 +4555,7 @@ type MessageTrace struct {
 
 func (x *MessageTrace) Reset() {
 	*x = MessageTrace{}
-	mi := &file_dmq_proto_msgTypes[61]
+	mi := &file_dmq_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4468,7 +4567,7 @@ func (x *MessageTrace) String() string {
 func (*MessageTrace) ProtoMessage() {}
 
 func (x *MessageTrace) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[61]
+	mi := &file_dmq_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4481,7 +4580,7 @@ func (x *MessageTrace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageTrace.ProtoReflect.Descriptor instead.
 func (*MessageTrace) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{61}
+	return file_dmq_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MessageTrace) GetId() string {
@@ -4508,7 +4607,7 @@ type GetTraceRequest struct {
 
 func (x *GetTraceRequest) Reset() {
 	*x = GetTraceRequest{}
-	mi := &file_dmq_proto_msgTypes[62]
+	mi := &file_dmq_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4520,7 +4619,7 @@ func (x *GetTraceRequest) String() string {
 func (*GetTraceRequest) ProtoMessage() {}
 
 func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[62]
+	mi := &file_dmq_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4533,7 +4632,7 @@ func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTraceRequest.ProtoReflect.Descriptor instead.
 func (*GetTraceRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{62}
+	return file_dmq_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetTraceRequest) GetTopic() string {
@@ -4564,7 +4663,7 @@ type SearchTraceRequest struct {
 
 func (x *SearchTraceRequest) Reset() {
 	*x = SearchTraceRequest{}
-	mi := &file_dmq_proto_msgTypes[63]
+	mi := &file_dmq_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4576,7 +4675,7 @@ func (x *SearchTraceRequest) String() string {
 func (*SearchTraceRequest) ProtoMessage() {}
 
 func (x *SearchTraceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[63]
+	mi := &file_dmq_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4589,7 +4688,7 @@ func (x *SearchTraceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTraceRequest.ProtoReflect.Descriptor instead.
 func (*SearchTraceRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{63}
+	return file_dmq_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SearchTraceRequest) GetTopic() string {
@@ -4636,7 +4735,7 @@ type SearchTraceResponse struct {
 
 func (x *SearchTraceResponse) Reset() {
 	*x = SearchTraceResponse{}
-	mi := &file_dmq_proto_msgTypes[64]
+	mi := &file_dmq_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4648,7 +4747,7 @@ func (x *SearchTraceResponse) String() string {
 func (*SearchTraceResponse) ProtoMessage() {}
 
 func (x *SearchTraceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[64]
+	mi := &file_dmq_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4661,7 +4760,7 @@ func (x *SearchTraceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTraceResponse.ProtoReflect.Descriptor instead.
 func (*SearchTraceResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{64}
+	return file_dmq_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SearchTraceResponse) GetMessages() []*MessageTrace {
@@ -4689,7 +4788,7 @@ type TokenGrant struct {
 
 func (x *TokenGrant) Reset() {
 	*x = TokenGrant{}
-	mi := &file_dmq_proto_msgTypes[65]
+	mi := &file_dmq_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +4800,7 @@ func (x *TokenGrant) String() string {
 func (*TokenGrant) ProtoMessage() {}
 
 func (x *TokenGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[65]
+	mi := &file_dmq_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +4813,7 @@ func (x *TokenGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenGrant.ProtoReflect.Descriptor instead.
 func (*TokenGrant) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{65}
+	return file_dmq_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TokenGrant) GetPattern() string {
@@ -4770,7 +4869,7 @@ type Application struct {
 
 func (x *Application) Reset() {
 	*x = Application{}
-	mi := &file_dmq_proto_msgTypes[66]
+	mi := &file_dmq_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4782,7 +4881,7 @@ func (x *Application) String() string {
 func (*Application) ProtoMessage() {}
 
 func (x *Application) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[66]
+	mi := &file_dmq_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4795,7 +4894,7 @@ func (x *Application) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Application.ProtoReflect.Descriptor instead.
 func (*Application) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{66}
+	return file_dmq_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Application) GetName() string {
@@ -4851,7 +4950,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_dmq_proto_msgTypes[67]
+	mi := &file_dmq_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4863,7 +4962,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[67]
+	mi := &file_dmq_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4876,7 +4975,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{67}
+	return file_dmq_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateTokenRequest) GetApp() string {
@@ -4911,7 +5010,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_dmq_proto_msgTypes[68]
+	mi := &file_dmq_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4923,7 +5022,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[68]
+	mi := &file_dmq_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4936,7 +5035,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{68}
+	return file_dmq_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateTokenResponse) GetApp() *Application {
@@ -4962,7 +5061,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_dmq_proto_msgTypes[69]
+	mi := &file_dmq_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4974,7 +5073,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[69]
+	mi := &file_dmq_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4987,7 +5086,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{69}
+	return file_dmq_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RevokeTokenRequest) GetApp() string {
@@ -5005,7 +5104,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_dmq_proto_msgTypes[70]
+	mi := &file_dmq_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5017,7 +5116,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[70]
+	mi := &file_dmq_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5030,7 +5129,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{70}
+	return file_dmq_proto_rawDescGZIP(), []int{72}
 }
 
 type ListTokensRequest struct {
@@ -5041,7 +5140,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_dmq_proto_msgTypes[71]
+	mi := &file_dmq_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5053,7 +5152,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[71]
+	mi := &file_dmq_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5066,7 +5165,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{71}
+	return file_dmq_proto_rawDescGZIP(), []int{73}
 }
 
 type ListTokensResponse struct {
@@ -5078,7 +5177,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_dmq_proto_msgTypes[72]
+	mi := &file_dmq_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5189,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[72]
+	mi := &file_dmq_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5202,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{72}
+	return file_dmq_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListTokensResponse) GetApps() []*Application {
@@ -5131,7 +5230,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_dmq_proto_msgTypes[73]
+	mi := &file_dmq_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5143,7 +5242,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[73]
+	mi := &file_dmq_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5156,7 +5255,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{73}
+	return file_dmq_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *User) GetName() string {
@@ -5207,7 +5306,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_dmq_proto_msgTypes[74]
+	mi := &file_dmq_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5219,7 +5318,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[74]
+	mi := &file_dmq_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5232,7 +5331,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{74}
+	return file_dmq_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -5272,7 +5371,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_dmq_proto_msgTypes[75]
+	mi := &file_dmq_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5383,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[75]
+	mi := &file_dmq_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5396,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{75}
+	return file_dmq_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -5315,7 +5414,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_dmq_proto_msgTypes[76]
+	mi := &file_dmq_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5327,7 +5426,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[76]
+	mi := &file_dmq_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5340,7 +5439,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{76}
+	return file_dmq_proto_rawDescGZIP(), []int{78}
 }
 
 type ListUsersRequest struct {
@@ -5351,7 +5450,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_dmq_proto_msgTypes[77]
+	mi := &file_dmq_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5363,7 +5462,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[77]
+	mi := &file_dmq_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5376,7 +5475,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{77}
+	return file_dmq_proto_rawDescGZIP(), []int{79}
 }
 
 type ListUsersResponse struct {
@@ -5388,7 +5487,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_dmq_proto_msgTypes[78]
+	mi := &file_dmq_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5400,7 +5499,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[78]
+	mi := &file_dmq_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5413,7 +5512,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{78}
+	return file_dmq_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5445,7 +5544,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_dmq_proto_msgTypes[79]
+	mi := &file_dmq_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5457,7 +5556,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[79]
+	mi := &file_dmq_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5470,7 +5569,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{79}
+	return file_dmq_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *AuditEntry) GetTimeMs() int64 {
@@ -5531,7 +5630,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_dmq_proto_msgTypes[80]
+	mi := &file_dmq_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5543,7 +5642,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[80]
+	mi := &file_dmq_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5556,7 +5655,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{80}
+	return file_dmq_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListAuditRequest) GetFromMs() int64 {
@@ -5603,7 +5702,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_dmq_proto_msgTypes[81]
+	mi := &file_dmq_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5615,7 +5714,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dmq_proto_msgTypes[81]
+	mi := &file_dmq_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5628,7 +5727,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_dmq_proto_rawDescGZIP(), []int{81}
+	return file_dmq_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -5734,7 +5833,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05stats\x18\b \x01(\v2\x12.dmq.v1.GroupStatsR\x05stats\x12(\n" +
 	"\x10retry_backoff_ms\x18\t \x03(\x03R\x0eretryBackoffMs\x12!\n" +
 	"\fmax_attempts\x18\n" +
-	" \x01(\rR\vmaxAttempts\"\xdd\x01\n" +
+	" \x01(\rR\vmaxAttempts\"\xfb\x01\n" +
 	"\n" +
 	"GroupStats\x12\x1b\n" +
 	"\tack_floor\x18\x01 \x01(\x04R\backFloor\x12\x18\n" +
@@ -5742,7 +5841,8 @@ const file_dmq_proto_rawDesc = "" +
 	"\tin_flight\x18\x03 \x01(\x04R\binFlight\x12%\n" +
 	"\x0emembers_online\x18\x04 \x01(\x05R\rmembersOnline\x12!\n" +
 	"\fdead_letters\x18\x05 \x01(\x04R\vdeadLetters\x121\n" +
-	"\x15oldest_unacked_age_ms\x18\x06 \x01(\x03R\x12oldestUnackedAgeMs\"\xb1\x02\n" +
+	"\x15oldest_unacked_age_ms\x18\x06 \x01(\x03R\x12oldestUnackedAgeMs\x12\x1c\n" +
+	"\tabandoned\x18\a \x01(\bR\tabandoned\"\xb1\x02\n" +
 	"\x12CreateGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -5756,7 +5856,11 @@ const file_dmq_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\")\n" +
 	"\x11ListGroupsRequest\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\";\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\">\n" +
+	"\x12DeleteGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x15\n" +
+	"\x13DeleteGroupResponse\";\n" +
 	"\x12ListGroupsResponse\x12%\n" +
 	"\x06groups\x18\x01 \x03(\v2\r.dmq.v1.GroupR\x06groups\"\xda\x02\n" +
 	"\aMessage\x12\x0e\n" +
@@ -6068,7 +6172,7 @@ const file_dmq_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15START_POSITION_LATEST\x10\x01\x12\x1b\n" +
-	"\x17START_POSITION_EARLIEST\x10\x022\xb8\x12\n" +
+	"\x17START_POSITION_EARLIEST\x10\x022\x80\x13\n" +
 	"\x06Broker\x128\n" +
 	"\vCreateTopic\x12\x1a.dmq.v1.CreateTopicRequest\x1a\r.dmq.v1.Topic\x122\n" +
 	"\bGetTopic\x12\x17.dmq.v1.GetTopicRequest\x1a\r.dmq.v1.Topic\x12C\n" +
@@ -6083,7 +6187,8 @@ const file_dmq_proto_rawDesc = "" +
 	"\vCreateGroup\x12\x1a.dmq.v1.CreateGroupRequest\x1a\r.dmq.v1.Group\x122\n" +
 	"\bGetGroup\x12\x17.dmq.v1.GetGroupRequest\x1a\r.dmq.v1.Group\x12C\n" +
 	"\n" +
-	"ListGroups\x12\x19.dmq.v1.ListGroupsRequest\x1a\x1a.dmq.v1.ListGroupsResponse\x12D\n" +
+	"ListGroups\x12\x19.dmq.v1.ListGroupsRequest\x1a\x1a.dmq.v1.ListGroupsResponse\x12F\n" +
+	"\vDeleteGroup\x12\x1a.dmq.v1.DeleteGroupRequest\x1a\x1b.dmq.v1.DeleteGroupResponse\x12D\n" +
 	"\tSubscribe\x12\x18.dmq.v1.SubscribeRequest\x1a\x19.dmq.v1.SubscribeResponse(\x010\x01\x12.\n" +
 	"\x03Ack\x12\x12.dmq.v1.AckRequest\x1a\x13.dmq.v1.AckResponse\x121\n" +
 	"\x04Nack\x12\x13.dmq.v1.NackRequest\x1a\x14.dmq.v1.NackResponse\x126\n" +
@@ -6127,7 +6232,7 @@ func file_dmq_proto_rawDescGZIP() []byte {
 }
 
 var file_dmq_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_dmq_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_dmq_proto_goTypes = []any{
 	(GroupMode)(0),                  // 0: dmq.v1.GroupMode
 	(AckMode)(0),                    // 1: dmq.v1.AckMode
@@ -6151,76 +6256,78 @@ var file_dmq_proto_goTypes = []any{
 	(*CreateGroupRequest)(nil),      // 19: dmq.v1.CreateGroupRequest
 	(*GetGroupRequest)(nil),         // 20: dmq.v1.GetGroupRequest
 	(*ListGroupsRequest)(nil),       // 21: dmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),      // 22: dmq.v1.ListGroupsResponse
-	(*Message)(nil),                 // 23: dmq.v1.Message
-	(*SubscribeRequest)(nil),        // 24: dmq.v1.SubscribeRequest
-	(*SubscribeStart)(nil),          // 25: dmq.v1.SubscribeStart
-	(*AckIds)(nil),                  // 26: dmq.v1.AckIds
-	(*NackIds)(nil),                 // 27: dmq.v1.NackIds
-	(*SubscribeResponse)(nil),       // 28: dmq.v1.SubscribeResponse
-	(*Subscribed)(nil),              // 29: dmq.v1.Subscribed
-	(*Deliveries)(nil),              // 30: dmq.v1.Deliveries
-	(*AckRequest)(nil),              // 31: dmq.v1.AckRequest
-	(*AckResponse)(nil),             // 32: dmq.v1.AckResponse
-	(*NackRequest)(nil),             // 33: dmq.v1.NackRequest
-	(*NackResponse)(nil),            // 34: dmq.v1.NackResponse
-	(*ListDelayedRequest)(nil),      // 35: dmq.v1.ListDelayedRequest
-	(*DelayedMessage)(nil),          // 36: dmq.v1.DelayedMessage
-	(*ListDelayedResponse)(nil),     // 37: dmq.v1.ListDelayedResponse
-	(*CancelDelayedRequest)(nil),    // 38: dmq.v1.CancelDelayedRequest
-	(*CancelDelayedResponse)(nil),   // 39: dmq.v1.CancelDelayedResponse
-	(*ServerInfoRequest)(nil),       // 40: dmq.v1.ServerInfoRequest
-	(*ServerInfoResponse)(nil),      // 41: dmq.v1.ServerInfoResponse
-	(*ResetGroupRequest)(nil),       // 42: dmq.v1.ResetGroupRequest
-	(*DeadLetter)(nil),              // 43: dmq.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),  // 44: dmq.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil), // 45: dmq.v1.ListDeadLettersResponse
-	(*GetDeadLetterRequest)(nil),    // 46: dmq.v1.GetDeadLetterRequest
-	(*DeadLetterSelector)(nil),      // 47: dmq.v1.DeadLetterSelector
-	(*DeadLetterCount)(nil),         // 48: dmq.v1.DeadLetterCount
-	(*Subscription)(nil),            // 49: dmq.v1.Subscription
-	(*HeartbeatRequest)(nil),        // 50: dmq.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),       // 51: dmq.v1.HeartbeatResponse
-	(*ClientInfo)(nil),              // 52: dmq.v1.ClientInfo
-	(*ListClientsRequest)(nil),      // 53: dmq.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),     // 54: dmq.v1.ListClientsResponse
-	(*DeleteClientsRequest)(nil),    // 55: dmq.v1.DeleteClientsRequest
-	(*DeleteClientsResponse)(nil),   // 56: dmq.v1.DeleteClientsResponse
-	(*TopicStatsRequest)(nil),       // 57: dmq.v1.TopicStatsRequest
-	(*MinuteStats)(nil),             // 58: dmq.v1.MinuteStats
-	(*CounterSummary)(nil),          // 59: dmq.v1.CounterSummary
-	(*TopicStatsResponse)(nil),      // 60: dmq.v1.TopicStatsResponse
-	(*GroupMinute)(nil),             // 61: dmq.v1.GroupMinute
-	(*GroupMinuteSeries)(nil),       // 62: dmq.v1.GroupMinuteSeries
-	(*TraceEvent)(nil),              // 63: dmq.v1.TraceEvent
-	(*MessageTrace)(nil),            // 64: dmq.v1.MessageTrace
-	(*GetTraceRequest)(nil),         // 65: dmq.v1.GetTraceRequest
-	(*SearchTraceRequest)(nil),      // 66: dmq.v1.SearchTraceRequest
-	(*SearchTraceResponse)(nil),     // 67: dmq.v1.SearchTraceResponse
-	(*TokenGrant)(nil),              // 68: dmq.v1.TokenGrant
-	(*Application)(nil),             // 69: dmq.v1.Application
-	(*CreateTokenRequest)(nil),      // 70: dmq.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),     // 71: dmq.v1.CreateTokenResponse
-	(*RevokeTokenRequest)(nil),      // 72: dmq.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),     // 73: dmq.v1.RevokeTokenResponse
-	(*ListTokensRequest)(nil),       // 74: dmq.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),      // 75: dmq.v1.ListTokensResponse
-	(*User)(nil),                    // 76: dmq.v1.User
-	(*CreateUserRequest)(nil),       // 77: dmq.v1.CreateUserRequest
-	(*DeleteUserRequest)(nil),       // 78: dmq.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),      // 79: dmq.v1.DeleteUserResponse
-	(*ListUsersRequest)(nil),        // 80: dmq.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),       // 81: dmq.v1.ListUsersResponse
-	(*AuditEntry)(nil),              // 82: dmq.v1.AuditEntry
-	(*ListAuditRequest)(nil),        // 83: dmq.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 84: dmq.v1.ListAuditResponse
-	nil,                             // 85: dmq.v1.OutgoingMessage.HeadersEntry
-	nil,                             // 86: dmq.v1.Message.HeadersEntry
+	(*DeleteGroupRequest)(nil),      // 22: dmq.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),     // 23: dmq.v1.DeleteGroupResponse
+	(*ListGroupsResponse)(nil),      // 24: dmq.v1.ListGroupsResponse
+	(*Message)(nil),                 // 25: dmq.v1.Message
+	(*SubscribeRequest)(nil),        // 26: dmq.v1.SubscribeRequest
+	(*SubscribeStart)(nil),          // 27: dmq.v1.SubscribeStart
+	(*AckIds)(nil),                  // 28: dmq.v1.AckIds
+	(*NackIds)(nil),                 // 29: dmq.v1.NackIds
+	(*SubscribeResponse)(nil),       // 30: dmq.v1.SubscribeResponse
+	(*Subscribed)(nil),              // 31: dmq.v1.Subscribed
+	(*Deliveries)(nil),              // 32: dmq.v1.Deliveries
+	(*AckRequest)(nil),              // 33: dmq.v1.AckRequest
+	(*AckResponse)(nil),             // 34: dmq.v1.AckResponse
+	(*NackRequest)(nil),             // 35: dmq.v1.NackRequest
+	(*NackResponse)(nil),            // 36: dmq.v1.NackResponse
+	(*ListDelayedRequest)(nil),      // 37: dmq.v1.ListDelayedRequest
+	(*DelayedMessage)(nil),          // 38: dmq.v1.DelayedMessage
+	(*ListDelayedResponse)(nil),     // 39: dmq.v1.ListDelayedResponse
+	(*CancelDelayedRequest)(nil),    // 40: dmq.v1.CancelDelayedRequest
+	(*CancelDelayedResponse)(nil),   // 41: dmq.v1.CancelDelayedResponse
+	(*ServerInfoRequest)(nil),       // 42: dmq.v1.ServerInfoRequest
+	(*ServerInfoResponse)(nil),      // 43: dmq.v1.ServerInfoResponse
+	(*ResetGroupRequest)(nil),       // 44: dmq.v1.ResetGroupRequest
+	(*DeadLetter)(nil),              // 45: dmq.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),  // 46: dmq.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil), // 47: dmq.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),    // 48: dmq.v1.GetDeadLetterRequest
+	(*DeadLetterSelector)(nil),      // 49: dmq.v1.DeadLetterSelector
+	(*DeadLetterCount)(nil),         // 50: dmq.v1.DeadLetterCount
+	(*Subscription)(nil),            // 51: dmq.v1.Subscription
+	(*HeartbeatRequest)(nil),        // 52: dmq.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 53: dmq.v1.HeartbeatResponse
+	(*ClientInfo)(nil),              // 54: dmq.v1.ClientInfo
+	(*ListClientsRequest)(nil),      // 55: dmq.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),     // 56: dmq.v1.ListClientsResponse
+	(*DeleteClientsRequest)(nil),    // 57: dmq.v1.DeleteClientsRequest
+	(*DeleteClientsResponse)(nil),   // 58: dmq.v1.DeleteClientsResponse
+	(*TopicStatsRequest)(nil),       // 59: dmq.v1.TopicStatsRequest
+	(*MinuteStats)(nil),             // 60: dmq.v1.MinuteStats
+	(*CounterSummary)(nil),          // 61: dmq.v1.CounterSummary
+	(*TopicStatsResponse)(nil),      // 62: dmq.v1.TopicStatsResponse
+	(*GroupMinute)(nil),             // 63: dmq.v1.GroupMinute
+	(*GroupMinuteSeries)(nil),       // 64: dmq.v1.GroupMinuteSeries
+	(*TraceEvent)(nil),              // 65: dmq.v1.TraceEvent
+	(*MessageTrace)(nil),            // 66: dmq.v1.MessageTrace
+	(*GetTraceRequest)(nil),         // 67: dmq.v1.GetTraceRequest
+	(*SearchTraceRequest)(nil),      // 68: dmq.v1.SearchTraceRequest
+	(*SearchTraceResponse)(nil),     // 69: dmq.v1.SearchTraceResponse
+	(*TokenGrant)(nil),              // 70: dmq.v1.TokenGrant
+	(*Application)(nil),             // 71: dmq.v1.Application
+	(*CreateTokenRequest)(nil),      // 72: dmq.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),     // 73: dmq.v1.CreateTokenResponse
+	(*RevokeTokenRequest)(nil),      // 74: dmq.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),     // 75: dmq.v1.RevokeTokenResponse
+	(*ListTokensRequest)(nil),       // 76: dmq.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),      // 77: dmq.v1.ListTokensResponse
+	(*User)(nil),                    // 78: dmq.v1.User
+	(*CreateUserRequest)(nil),       // 79: dmq.v1.CreateUserRequest
+	(*DeleteUserRequest)(nil),       // 80: dmq.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),      // 81: dmq.v1.DeleteUserResponse
+	(*ListUsersRequest)(nil),        // 82: dmq.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),       // 83: dmq.v1.ListUsersResponse
+	(*AuditEntry)(nil),              // 84: dmq.v1.AuditEntry
+	(*ListAuditRequest)(nil),        // 85: dmq.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 86: dmq.v1.ListAuditResponse
+	nil,                             // 87: dmq.v1.OutgoingMessage.HeadersEntry
+	nil,                             // 88: dmq.v1.Message.HeadersEntry
 }
 var file_dmq_proto_depIdxs = []int32{
 	4,  // 0: dmq.v1.Topic.stats:type_name -> dmq.v1.TopicStats
 	3,  // 1: dmq.v1.ListTopicsResponse.topics:type_name -> dmq.v1.Topic
-	85, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
+	87, // 2: dmq.v1.OutgoingMessage.headers:type_name -> dmq.v1.OutgoingMessage.HeadersEntry
 	12, // 3: dmq.v1.PublishRequest.messages:type_name -> dmq.v1.OutgoingMessage
 	16, // 4: dmq.v1.PublishResult.error:type_name -> dmq.v1.Error
 	14, // 5: dmq.v1.PublishResponse.results:type_name -> dmq.v1.PublishResult
@@ -6231,38 +6338,38 @@ var file_dmq_proto_depIdxs = []int32{
 	1,  // 10: dmq.v1.CreateGroupRequest.ack_mode:type_name -> dmq.v1.AckMode
 	2,  // 11: dmq.v1.CreateGroupRequest.start:type_name -> dmq.v1.StartPosition
 	17, // 12: dmq.v1.ListGroupsResponse.groups:type_name -> dmq.v1.Group
-	86, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
-	25, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
-	26, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
-	27, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
-	29, // 17: dmq.v1.SubscribeResponse.subscribed:type_name -> dmq.v1.Subscribed
-	30, // 18: dmq.v1.SubscribeResponse.deliveries:type_name -> dmq.v1.Deliveries
+	88, // 13: dmq.v1.Message.headers:type_name -> dmq.v1.Message.HeadersEntry
+	27, // 14: dmq.v1.SubscribeRequest.start:type_name -> dmq.v1.SubscribeStart
+	28, // 15: dmq.v1.SubscribeRequest.ack:type_name -> dmq.v1.AckIds
+	29, // 16: dmq.v1.SubscribeRequest.nack:type_name -> dmq.v1.NackIds
+	31, // 17: dmq.v1.SubscribeResponse.subscribed:type_name -> dmq.v1.Subscribed
+	32, // 18: dmq.v1.SubscribeResponse.deliveries:type_name -> dmq.v1.Deliveries
 	16, // 19: dmq.v1.SubscribeResponse.error:type_name -> dmq.v1.Error
 	17, // 20: dmq.v1.Subscribed.group:type_name -> dmq.v1.Group
-	23, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
-	23, // 22: dmq.v1.DelayedMessage.message:type_name -> dmq.v1.Message
-	36, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
-	23, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
-	43, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
-	49, // 26: dmq.v1.HeartbeatRequest.consumes:type_name -> dmq.v1.Subscription
-	49, // 27: dmq.v1.ClientInfo.consumes:type_name -> dmq.v1.Subscription
-	52, // 28: dmq.v1.ListClientsResponse.clients:type_name -> dmq.v1.ClientInfo
-	58, // 29: dmq.v1.TopicStatsResponse.minutes:type_name -> dmq.v1.MinuteStats
-	59, // 30: dmq.v1.TopicStatsResponse.produced:type_name -> dmq.v1.CounterSummary
-	59, // 31: dmq.v1.TopicStatsResponse.consumed:type_name -> dmq.v1.CounterSummary
-	59, // 32: dmq.v1.TopicStatsResponse.failures:type_name -> dmq.v1.CounterSummary
-	62, // 33: dmq.v1.TopicStatsResponse.groups:type_name -> dmq.v1.GroupMinuteSeries
-	61, // 34: dmq.v1.GroupMinuteSeries.minutes:type_name -> dmq.v1.GroupMinute
-	59, // 35: dmq.v1.GroupMinuteSeries.backlog:type_name -> dmq.v1.CounterSummary
-	59, // 36: dmq.v1.GroupMinuteSeries.oldest_unacked_age_ms:type_name -> dmq.v1.CounterSummary
-	63, // 37: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
-	64, // 38: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
-	68, // 39: dmq.v1.Application.grants:type_name -> dmq.v1.TokenGrant
-	68, // 40: dmq.v1.CreateTokenRequest.grants:type_name -> dmq.v1.TokenGrant
-	69, // 41: dmq.v1.CreateTokenResponse.app:type_name -> dmq.v1.Application
-	69, // 42: dmq.v1.ListTokensResponse.apps:type_name -> dmq.v1.Application
-	76, // 43: dmq.v1.ListUsersResponse.users:type_name -> dmq.v1.User
-	82, // 44: dmq.v1.ListAuditResponse.entries:type_name -> dmq.v1.AuditEntry
+	25, // 21: dmq.v1.Deliveries.messages:type_name -> dmq.v1.Message
+	25, // 22: dmq.v1.DelayedMessage.message:type_name -> dmq.v1.Message
+	38, // 23: dmq.v1.ListDelayedResponse.messages:type_name -> dmq.v1.DelayedMessage
+	25, // 24: dmq.v1.DeadLetter.message:type_name -> dmq.v1.Message
+	45, // 25: dmq.v1.ListDeadLettersResponse.dead_letters:type_name -> dmq.v1.DeadLetter
+	51, // 26: dmq.v1.HeartbeatRequest.consumes:type_name -> dmq.v1.Subscription
+	51, // 27: dmq.v1.ClientInfo.consumes:type_name -> dmq.v1.Subscription
+	54, // 28: dmq.v1.ListClientsResponse.clients:type_name -> dmq.v1.ClientInfo
+	60, // 29: dmq.v1.TopicStatsResponse.minutes:type_name -> dmq.v1.MinuteStats
+	61, // 30: dmq.v1.TopicStatsResponse.produced:type_name -> dmq.v1.CounterSummary
+	61, // 31: dmq.v1.TopicStatsResponse.consumed:type_name -> dmq.v1.CounterSummary
+	61, // 32: dmq.v1.TopicStatsResponse.failures:type_name -> dmq.v1.CounterSummary
+	64, // 33: dmq.v1.TopicStatsResponse.groups:type_name -> dmq.v1.GroupMinuteSeries
+	63, // 34: dmq.v1.GroupMinuteSeries.minutes:type_name -> dmq.v1.GroupMinute
+	61, // 35: dmq.v1.GroupMinuteSeries.backlog:type_name -> dmq.v1.CounterSummary
+	61, // 36: dmq.v1.GroupMinuteSeries.oldest_unacked_age_ms:type_name -> dmq.v1.CounterSummary
+	65, // 37: dmq.v1.MessageTrace.events:type_name -> dmq.v1.TraceEvent
+	66, // 38: dmq.v1.SearchTraceResponse.messages:type_name -> dmq.v1.MessageTrace
+	70, // 39: dmq.v1.Application.grants:type_name -> dmq.v1.TokenGrant
+	70, // 40: dmq.v1.CreateTokenRequest.grants:type_name -> dmq.v1.TokenGrant
+	71, // 41: dmq.v1.CreateTokenResponse.app:type_name -> dmq.v1.Application
+	71, // 42: dmq.v1.ListTokensResponse.apps:type_name -> dmq.v1.Application
+	78, // 43: dmq.v1.ListUsersResponse.users:type_name -> dmq.v1.User
+	84, // 44: dmq.v1.ListAuditResponse.entries:type_name -> dmq.v1.AuditEntry
 	5,  // 45: dmq.v1.Broker.CreateTopic:input_type -> dmq.v1.CreateTopicRequest
 	6,  // 46: dmq.v1.Broker.GetTopic:input_type -> dmq.v1.GetTopicRequest
 	7,  // 47: dmq.v1.Broker.ListTopics:input_type -> dmq.v1.ListTopicsRequest
@@ -6275,68 +6382,70 @@ var file_dmq_proto_depIdxs = []int32{
 	19, // 54: dmq.v1.Broker.CreateGroup:input_type -> dmq.v1.CreateGroupRequest
 	20, // 55: dmq.v1.Broker.GetGroup:input_type -> dmq.v1.GetGroupRequest
 	21, // 56: dmq.v1.Broker.ListGroups:input_type -> dmq.v1.ListGroupsRequest
-	24, // 57: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
-	31, // 58: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
-	33, // 59: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
-	42, // 60: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
-	44, // 61: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
-	46, // 62: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
-	47, // 63: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	47, // 64: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
-	35, // 65: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
-	38, // 66: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
-	50, // 67: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
-	53, // 68: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
-	55, // 69: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
-	57, // 70: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
-	65, // 71: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
-	66, // 72: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
-	40, // 73: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
-	70, // 74: dmq.v1.Broker.CreateToken:input_type -> dmq.v1.CreateTokenRequest
-	72, // 75: dmq.v1.Broker.RevokeToken:input_type -> dmq.v1.RevokeTokenRequest
-	74, // 76: dmq.v1.Broker.ListTokens:input_type -> dmq.v1.ListTokensRequest
-	77, // 77: dmq.v1.Broker.CreateUser:input_type -> dmq.v1.CreateUserRequest
-	78, // 78: dmq.v1.Broker.DeleteUser:input_type -> dmq.v1.DeleteUserRequest
-	80, // 79: dmq.v1.Broker.ListUsers:input_type -> dmq.v1.ListUsersRequest
-	83, // 80: dmq.v1.Broker.ListAudit:input_type -> dmq.v1.ListAuditRequest
-	3,  // 81: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
-	3,  // 82: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
-	9,  // 83: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
-	3,  // 84: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
-	3,  // 85: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
-	3,  // 86: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
-	11, // 87: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
-	15, // 88: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
-	15, // 89: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
-	17, // 90: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
-	17, // 91: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
-	22, // 92: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
-	28, // 93: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
-	32, // 94: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
-	34, // 95: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
-	17, // 96: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
-	45, // 97: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
-	43, // 98: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
-	48, // 99: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	48, // 100: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
-	37, // 101: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
-	39, // 102: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
-	51, // 103: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
-	54, // 104: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
-	56, // 105: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
-	60, // 106: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
-	64, // 107: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
-	67, // 108: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
-	41, // 109: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
-	71, // 110: dmq.v1.Broker.CreateToken:output_type -> dmq.v1.CreateTokenResponse
-	73, // 111: dmq.v1.Broker.RevokeToken:output_type -> dmq.v1.RevokeTokenResponse
-	75, // 112: dmq.v1.Broker.ListTokens:output_type -> dmq.v1.ListTokensResponse
-	76, // 113: dmq.v1.Broker.CreateUser:output_type -> dmq.v1.User
-	79, // 114: dmq.v1.Broker.DeleteUser:output_type -> dmq.v1.DeleteUserResponse
-	81, // 115: dmq.v1.Broker.ListUsers:output_type -> dmq.v1.ListUsersResponse
-	84, // 116: dmq.v1.Broker.ListAudit:output_type -> dmq.v1.ListAuditResponse
-	81, // [81:117] is the sub-list for method output_type
-	45, // [45:81] is the sub-list for method input_type
+	22, // 57: dmq.v1.Broker.DeleteGroup:input_type -> dmq.v1.DeleteGroupRequest
+	26, // 58: dmq.v1.Broker.Subscribe:input_type -> dmq.v1.SubscribeRequest
+	33, // 59: dmq.v1.Broker.Ack:input_type -> dmq.v1.AckRequest
+	35, // 60: dmq.v1.Broker.Nack:input_type -> dmq.v1.NackRequest
+	44, // 61: dmq.v1.Broker.ResetGroup:input_type -> dmq.v1.ResetGroupRequest
+	46, // 62: dmq.v1.Broker.ListDeadLetters:input_type -> dmq.v1.ListDeadLettersRequest
+	48, // 63: dmq.v1.Broker.GetDeadLetter:input_type -> dmq.v1.GetDeadLetterRequest
+	49, // 64: dmq.v1.Broker.RedriveDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	49, // 65: dmq.v1.Broker.PurgeDeadLetters:input_type -> dmq.v1.DeadLetterSelector
+	37, // 66: dmq.v1.Broker.ListDelayed:input_type -> dmq.v1.ListDelayedRequest
+	40, // 67: dmq.v1.Broker.CancelDelayed:input_type -> dmq.v1.CancelDelayedRequest
+	52, // 68: dmq.v1.Broker.Heartbeat:input_type -> dmq.v1.HeartbeatRequest
+	55, // 69: dmq.v1.Broker.ListClients:input_type -> dmq.v1.ListClientsRequest
+	57, // 70: dmq.v1.Broker.DeleteClients:input_type -> dmq.v1.DeleteClientsRequest
+	59, // 71: dmq.v1.Broker.GetTopicStats:input_type -> dmq.v1.TopicStatsRequest
+	67, // 72: dmq.v1.Broker.GetTrace:input_type -> dmq.v1.GetTraceRequest
+	68, // 73: dmq.v1.Broker.SearchTrace:input_type -> dmq.v1.SearchTraceRequest
+	42, // 74: dmq.v1.Broker.ServerInfo:input_type -> dmq.v1.ServerInfoRequest
+	72, // 75: dmq.v1.Broker.CreateToken:input_type -> dmq.v1.CreateTokenRequest
+	74, // 76: dmq.v1.Broker.RevokeToken:input_type -> dmq.v1.RevokeTokenRequest
+	76, // 77: dmq.v1.Broker.ListTokens:input_type -> dmq.v1.ListTokensRequest
+	79, // 78: dmq.v1.Broker.CreateUser:input_type -> dmq.v1.CreateUserRequest
+	80, // 79: dmq.v1.Broker.DeleteUser:input_type -> dmq.v1.DeleteUserRequest
+	82, // 80: dmq.v1.Broker.ListUsers:input_type -> dmq.v1.ListUsersRequest
+	85, // 81: dmq.v1.Broker.ListAudit:input_type -> dmq.v1.ListAuditRequest
+	3,  // 82: dmq.v1.Broker.CreateTopic:output_type -> dmq.v1.Topic
+	3,  // 83: dmq.v1.Broker.GetTopic:output_type -> dmq.v1.Topic
+	9,  // 84: dmq.v1.Broker.ListTopics:output_type -> dmq.v1.ListTopicsResponse
+	3,  // 85: dmq.v1.Broker.ApproveTopic:output_type -> dmq.v1.Topic
+	3,  // 86: dmq.v1.Broker.RejectTopic:output_type -> dmq.v1.Topic
+	3,  // 87: dmq.v1.Broker.DisableTopic:output_type -> dmq.v1.Topic
+	11, // 88: dmq.v1.Broker.DeleteTopic:output_type -> dmq.v1.DeleteTopicResponse
+	15, // 89: dmq.v1.Broker.Publish:output_type -> dmq.v1.PublishResponse
+	15, // 90: dmq.v1.Broker.PublishStream:output_type -> dmq.v1.PublishResponse
+	17, // 91: dmq.v1.Broker.CreateGroup:output_type -> dmq.v1.Group
+	17, // 92: dmq.v1.Broker.GetGroup:output_type -> dmq.v1.Group
+	24, // 93: dmq.v1.Broker.ListGroups:output_type -> dmq.v1.ListGroupsResponse
+	23, // 94: dmq.v1.Broker.DeleteGroup:output_type -> dmq.v1.DeleteGroupResponse
+	30, // 95: dmq.v1.Broker.Subscribe:output_type -> dmq.v1.SubscribeResponse
+	34, // 96: dmq.v1.Broker.Ack:output_type -> dmq.v1.AckResponse
+	36, // 97: dmq.v1.Broker.Nack:output_type -> dmq.v1.NackResponse
+	17, // 98: dmq.v1.Broker.ResetGroup:output_type -> dmq.v1.Group
+	47, // 99: dmq.v1.Broker.ListDeadLetters:output_type -> dmq.v1.ListDeadLettersResponse
+	45, // 100: dmq.v1.Broker.GetDeadLetter:output_type -> dmq.v1.DeadLetter
+	50, // 101: dmq.v1.Broker.RedriveDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	50, // 102: dmq.v1.Broker.PurgeDeadLetters:output_type -> dmq.v1.DeadLetterCount
+	39, // 103: dmq.v1.Broker.ListDelayed:output_type -> dmq.v1.ListDelayedResponse
+	41, // 104: dmq.v1.Broker.CancelDelayed:output_type -> dmq.v1.CancelDelayedResponse
+	53, // 105: dmq.v1.Broker.Heartbeat:output_type -> dmq.v1.HeartbeatResponse
+	56, // 106: dmq.v1.Broker.ListClients:output_type -> dmq.v1.ListClientsResponse
+	58, // 107: dmq.v1.Broker.DeleteClients:output_type -> dmq.v1.DeleteClientsResponse
+	62, // 108: dmq.v1.Broker.GetTopicStats:output_type -> dmq.v1.TopicStatsResponse
+	66, // 109: dmq.v1.Broker.GetTrace:output_type -> dmq.v1.MessageTrace
+	69, // 110: dmq.v1.Broker.SearchTrace:output_type -> dmq.v1.SearchTraceResponse
+	43, // 111: dmq.v1.Broker.ServerInfo:output_type -> dmq.v1.ServerInfoResponse
+	73, // 112: dmq.v1.Broker.CreateToken:output_type -> dmq.v1.CreateTokenResponse
+	75, // 113: dmq.v1.Broker.RevokeToken:output_type -> dmq.v1.RevokeTokenResponse
+	77, // 114: dmq.v1.Broker.ListTokens:output_type -> dmq.v1.ListTokensResponse
+	78, // 115: dmq.v1.Broker.CreateUser:output_type -> dmq.v1.User
+	81, // 116: dmq.v1.Broker.DeleteUser:output_type -> dmq.v1.DeleteUserResponse
+	83, // 117: dmq.v1.Broker.ListUsers:output_type -> dmq.v1.ListUsersResponse
+	86, // 118: dmq.v1.Broker.ListAudit:output_type -> dmq.v1.ListAuditResponse
+	82, // [82:119] is the sub-list for method output_type
+	45, // [45:82] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name
@@ -6347,30 +6456,30 @@ func file_dmq_proto_init() {
 	if File_dmq_proto != nil {
 		return
 	}
-	file_dmq_proto_msgTypes[21].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[23].OneofWrappers = []any{
 		(*SubscribeRequest_Start)(nil),
 		(*SubscribeRequest_Credit)(nil),
 		(*SubscribeRequest_Ack)(nil),
 		(*SubscribeRequest_Nack)(nil),
 	}
-	file_dmq_proto_msgTypes[25].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[27].OneofWrappers = []any{
 		(*SubscribeResponse_Subscribed)(nil),
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Error)(nil),
 	}
-	file_dmq_proto_msgTypes[39].OneofWrappers = []any{
+	file_dmq_proto_msgTypes[41].OneofWrappers = []any{
 		(*ResetGroupRequest_Earliest)(nil),
 		(*ResetGroupRequest_Latest)(nil),
 		(*ResetGroupRequest_TimeMs)(nil),
 	}
-	file_dmq_proto_msgTypes[50].OneofWrappers = []any{}
+	file_dmq_proto_msgTypes[52].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dmq_proto_rawDesc), len(file_dmq_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   84,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	Broker_CreateGroup_FullMethodName        = "/dmq.v1.Broker/CreateGroup"
 	Broker_GetGroup_FullMethodName           = "/dmq.v1.Broker/GetGroup"
 	Broker_ListGroups_FullMethodName         = "/dmq.v1.Broker/ListGroups"
+	Broker_DeleteGroup_FullMethodName        = "/dmq.v1.Broker/DeleteGroup"
 	Broker_Subscribe_FullMethodName          = "/dmq.v1.Broker/Subscribe"
 	Broker_Ack_FullMethodName                = "/dmq.v1.Broker/Ack"
 	Broker_Nack_FullMethodName               = "/dmq.v1.Broker/Nack"
@@ -103,6 +104,10 @@ type BrokerClient interface {
 	GetGroup(ctx context.Context, in *GetGroupRequest, opts ...grpc.CallOption) (*Group, error)
 	// ListGroups returns the groups of a topic, sorted by name.
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
+	// DeleteGroup removes a group with its position, acks and dead letters. Its
+	// consumers end with NotFound; the messages only it had not acked become
+	// subject to retention. A group created again under the name starts afresh.
+	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
 	// Subscribe joins a group and receives its messages. The first client
 	// message must be a SubscribeStart; later ones grant credits, ack and nack.
 	// The broker never has more unacknowledged-by-credit messages on the wire
@@ -291,6 +296,16 @@ func (c *brokerClient) ListGroups(ctx context.Context, in *ListGroupsRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGroupsResponse)
 	err := c.cc.Invoke(ctx, Broker_ListGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGroupResponse)
+	err := c.cc.Invoke(ctx, Broker_DeleteGroup_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -576,6 +591,10 @@ type BrokerServer interface {
 	GetGroup(context.Context, *GetGroupRequest) (*Group, error)
 	// ListGroups returns the groups of a topic, sorted by name.
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
+	// DeleteGroup removes a group with its position, acks and dead letters. Its
+	// consumers end with NotFound; the messages only it had not acked become
+	// subject to retention. A group created again under the name starts afresh.
+	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
 	// Subscribe joins a group and receives its messages. The first client
 	// message must be a SubscribeStart; later ones grant credits, ack and nack.
 	// The broker never has more unacknowledged-by-credit messages on the wire
@@ -682,6 +701,9 @@ func (UnimplementedBrokerServer) GetGroup(context.Context, *GetGroupRequest) (*G
 }
 func (UnimplementedBrokerServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
+}
+func (UnimplementedBrokerServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
 }
 func (UnimplementedBrokerServer) Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -977,6 +999,24 @@ func _Broker_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BrokerServer).ListGroups(ctx, req.(*ListGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).DeleteGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_DeleteGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).DeleteGroup(ctx, req.(*DeleteGroupRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1452,6 +1492,10 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGroups",
 			Handler:    _Broker_ListGroups_Handler,
+		},
+		{
+			MethodName: "DeleteGroup",
+			Handler:    _Broker_DeleteGroup_Handler,
 		},
 		{
 			MethodName: "Ack",

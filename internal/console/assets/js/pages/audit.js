@@ -10,7 +10,7 @@ import { localInput, rfc3339, timeMs } from '../format.js';
 
 // actions are the audit log's action names (docs/api.md).
 const actions = [
-  'topic.create', 'topic.approve', 'topic.reject', 'topic.disable', 'topic.delete', 'group.reset', 'deadletters.redrive', 'deadletters.purge', 'delayed.cancel', 'clients.delete',
+  'topic.create', 'topic.approve', 'topic.reject', 'topic.disable', 'topic.delete', 'group.reset', 'group.delete', 'deadletters.redrive', 'deadletters.purge', 'delayed.cancel', 'clients.delete',
   'token.create', 'token.revoke', 'user.create', 'user.delete', 'login.failed'];
 
 export function render(main) {

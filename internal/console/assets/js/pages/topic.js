@@ -1,9 +1,10 @@
 // One topic: its registry entry, its groups (mode, ack mode, members
-// online, backlog, oldest unacked age, dead letters) with a reset action,
-// and links to its monitoring, trace, dead letters and delayed messages.
+// online, backlog, oldest unacked age, dead letters; an "abandoned" badge for a
+// group without members holding old messages back) with reset and delete
+// actions, and links to its monitoring, trace, dead letters and delayed messages.
 import { h, link, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, post, seg } from '../api.js';
+import { del, get, post, seg } from '../api.js';
 import { field, select } from '../form.js';
 import { confirmAction } from '../dialog.js';
 import { table } from '../table.js';
@@ -53,7 +54,8 @@ function details(tp) {
 function groupsTable(tp, changed) {
   const q = (g) => ({ topic: tp.name, group: g.name });
   return table([
-    { label: t('group.name'), cell: (g) => h('span', { class: 'mono' }, g.name) },
+    { label: t('group.name'), cell: (g) => h('span', {}, h('span', { class: 'mono' }, g.name),
+      g.abandoned ? [' ', h('span', { class: 'badge abandoned', title: t('group.abandonedHint') }, t('group.abandoned'))] : null) },
     { label: t('group.mode'), cell: (g) => t('mode.' + g.mode) },
     { label: t('group.ackMode'), cell: (g) => t('ack.' + g.ack_mode) },
     { label: t('group.members'), cell: (g) => num(g.members_online), class: 'num' },
@@ -64,6 +66,7 @@ function groupsTable(tp, changed) {
     { label: t('group.retry'), cell: (g) => h('span', { title: (g.retry_backoff || []).join(', ') }, `${age(g.ack_timeout_ms)} · ${g.max_attempts}× · ${schedule(g.retry_backoff_ms)}`), class: 'nowrap' },
     { label: t('common.actions'), cell: (g) => h('div', { class: 'row-actions' },
       h('button', { type: 'button', class: 'small secondary', 'data-action': 'reset', onclick: () => reset(tp.name, g.name, changed) }, t('group.reset')),
+      h('button', { type: 'button', class: 'small danger', 'data-action': 'delete-group', onclick: () => remove(tp.name, g.name, changed) }, t('group.delete')),
       h('a', { class: 'small', href: link('/deadletters', q(g)) }, t('nav.deadletters'))) },
   ], tp.groups || [], t('topic.noGroups'), { id: 'groups-table' });
 }
@@ -72,6 +75,20 @@ function groupsTable(tp, changed) {
 function schedule(steps = []) {
   const shown = steps.length > 4 ? [...steps.slice(0, 3).map(age), '…', age(steps[steps.length - 1])] : steps.map(age);
   return shown.join(', ');
+}
+
+async function remove(topic, group, changed) {
+  const done = await confirmAction({
+    title: t('groupdel.title', { group, topic }),
+    text: t('groupdel.text'),
+    danger: true,
+    confirm: t('group.delete'),
+    run: () => del(`/topics/${seg(topic)}/groups/${seg(group)}`),
+  });
+  if (done) {
+    notice(t('groupdel.done', { group }));
+    changed();
+  }
 }
 
 async function reset(topic, group, changed) {
