@@ -536,6 +536,7 @@ func (b *Broker) DeleteTopic(name string) error {
 	t.delayMu.Lock() // wait for a delivery of due delayed messages in progress
 	t.delayMu.Unlock()
 	t.close(errorf(KindNotFound, "topic %q was deleted", name))
+	b.stats.Forget(name) // a topic created again starts with no statistics
 	if err := b.meta.DeleteTopic(name); err != nil {
 		return wrap(KindInternal, err, "delete topic %q", name)
 	}

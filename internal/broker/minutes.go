@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -47,6 +48,12 @@ func (b *Broker) flushMinutes(now time.Time, all bool) {
 	stored := map[string]uint64{}
 	var groups []meta.GroupMinute
 	ts := b.topicList()
+	// Counts of a topic deleted meanwhile are dropped, not written back.
+	live := make(map[string]bool, len(ts))
+	for _, t := range ts {
+		live[t.name] = true
+	}
+	counts = slices.DeleteFunc(counts, func(c meta.MinuteCount) bool { return !live[c.Topic] })
 	for _, t := range ts {
 		stored[t.name] = t.log.Next() - t.log.First()
 		for _, g := range t.groupList() {

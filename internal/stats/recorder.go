@@ -106,6 +106,20 @@ func (r *Recorder) Totals() map[string][3]uint64 {
 	return out
 }
 
+// Forget drops every counter of topic (deleted): a topic created again under
+// the name starts with none.
+func (r *Recorder) Forget(topic string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.cur {
+		if k.topic == topic {
+			delete(r.cur, k)
+			delete(r.clients, topicMinute{k.minute, k.topic})
+		}
+	}
+	delete(r.totals, topic)
+}
+
 // Produced counts n messages stored for client in topic.
 func (r *Recorder) Produced(topic, client string, n int) { r.add(topic, client, n, 0, 0) }
 
