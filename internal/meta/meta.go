@@ -94,17 +94,34 @@ type Store struct {
 	applied atomic.Uint64
 	// onAuth is called after a replicated write to auth's keys (auth.go).
 	onAuth atomic.Pointer[func()]
+	// noWAL is set for a replica's store (OpenReplica): Pebble writes no log.
+	noWAL bool
 }
 
 // Open opens (or creates) the store in dir on fs (nil: the operating
 // system's file system).
 func Open(dir string, logger *slog.Logger, fs vfs.FS) (*Store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{logger}, Merger: counterMerger, FS: fs}
+	return open(dir, logger, fs, false)
+}
+
+// OpenReplica opens the store of a cluster node's replica, which Pebble keeps without
+// a write-ahead log: every write to it is applied from the Raft log, the durable copy,
+// and is replayed from there after a crash (writes carry their log index, see
+// ApplyReplicated); Sync and Checkpoint flush the memory table to disk instead. Pebble
+// panics when its write-ahead log meets a full disk (commitWrite), which ended a node
+// whose disk filled; without a log, a full disk only holds its flushes back, and the
+// writes wait once the memory tables are full, until space is freed.
+func OpenReplica(dir string, logger *slog.Logger) (*Store, error) {
+	return open(dir, logger, nil, true)
+}
+
+func open(dir string, logger *slog.Logger, fs vfs.FS, noWAL bool) (*Store, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{logger}, Merger: counterMerger, FS: fs, DisableWAL: noWAL}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, noWAL: noWAL}
 	if err := s.loadApplied(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)

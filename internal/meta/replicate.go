@@ -118,14 +118,24 @@ func (s *Store) loadApplied() error {
 	return nil
 }
 
-// Sync makes every write so far durable (the write-ahead log is fsynced).
+// Sync makes every write so far durable: the write-ahead log is fsynced, or without
+// one (OpenReplica) the memory table is flushed.
 func (s *Store) Sync() error {
+	if s.noWAL {
+		return s.db.Flush()
+	}
 	return s.db.LogData(nil, pebble.Sync)
 }
 
 // Checkpoint writes a consistent copy of the store to dir (which must not exist),
 // hard-linking its files where it can.
 func (s *Store) Checkpoint(dir string) error {
+	if s.noWAL {
+		// Without a log, what is only in the memory table would be missing.
+		if err := s.db.Flush(); err != nil {
+			return err
+		}
+	}
 	return s.db.Checkpoint(dir, pebble.WithFlushedWAL())
 }
 
@@ -140,8 +150,19 @@ func refusedKey(index uint64) []byte {
 
 // MarkRefused records that the entry at index was refused (without fsync, like the
 // writes it is replayed with).
+//
+// Without a write-ahead log (OpenReplica) the record is flushed at once: the topic log
+// may grow past the refused offsets before the next flush, and a replay that found no
+// record would store part of the refused entry there. Refusals are rare (they follow a
+// failed append on the leader).
 func (s *Store) MarkRefused(index uint64) error {
-	return s.db.Set(refusedKey(index), nil, pebble.NoSync)
+	if err := s.db.Set(refusedKey(index), nil, pebble.NoSync); err != nil {
+		return err
+	}
+	if s.noWAL {
+		return s.db.Flush()
+	}
+	return nil
 }
 
 // Refused reports whether the entry at index was refused before.
@@ -176,6 +197,9 @@ func (s *Store) ResetReplication() error {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if err := s.Sync(); err != nil { // without a log, Sync above made nothing durable
 		return err
 	}
 	s.applied.Store(0)

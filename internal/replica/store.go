@@ -125,7 +125,7 @@ func Open(opts Options) (*Store, error) {
 
 // openState opens the metadata store and the topic logs found on disk.
 func (s *Store) openState() error {
-	ms, err := meta.Open(filepath.Join(s.opts.DataDir, "meta"), s.logger, nil)
+	ms, err := meta.OpenReplica(filepath.Join(s.opts.DataDir, "meta"), s.logger)
 	if err != nil {
 		return err
 	}
