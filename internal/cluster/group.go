@@ -132,7 +132,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
-	r, err := raft.NewRaft(rc, fsm, cached, store, snaps, trans)
+	r, err := raft.NewRaft(rc, fsm, cached, store, snaps, pipelineTransport{trans})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: start raft: %w", name, err)
 	}
