@@ -700,8 +700,9 @@ func (c *clusterNode) roleLoop(sh *shardReplica) {
 			// earlier term must not go on (see replica.LeaderStorage).
 			sh.follow()
 			sh.lead()
-		case leading && sh.store.Stalled() != nil:
-			// Its replica cannot write: the clients are better served by another.
+		case leading && sh.store.Stalled() != nil && len(sh.group.Stats().Servers) > 1:
+			// Its replica cannot write: the clients are better served by another (a lone
+			// voter stays, and refuses publishes while it stalls).
 			sh.handOn("this node's replica cannot write", sh.store.Stalled())
 		}
 	}
