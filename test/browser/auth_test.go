@@ -261,7 +261,7 @@ func TestConsoleLoginApproveLogoutAndAudit(t *testing.T) {
 	// A session that ends behind an open page (logged out in another tab):
 	// the approval is refused and the page goes to the login page.
 	b.login("admin", adminPassword, "#topics-table [data-action=approve]")
-	if status := evalAwait[int](b, `fetch('/api/v1/logout', {method: 'POST'}).then((r) => r.status)`); status != 200 {
+	if status := evalAwait[int](b, `fetch('/api/v1/session').then((r) => r.json()).then((s) => fetch('/api/v1/logout', {method: 'POST', headers: {'X-CSRF-Token': s.csrf_token}})).then((r) => r.status)`); status != 200 {
 		t.Fatalf("logging out behind the page answered %d", status)
 	}
 	b.click(`#topics-table [data-action=approve][data-topic="prod.shop.refunds"]`)
