@@ -51,7 +51,19 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
 		}
 		return r.Replicate(b.Repr())
 	}
-	return b.Commit(opts)
+	return s.commitLocal(b, opts)
+}
+
+// commitLocal commits b to this store. Without a write-ahead log (OpenReplica), where
+// Pebble refuses a synced commit, a synced one is committed and then flushed.
+func (s *Store) commitLocal(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	if !s.noWAL || !opts.GetSync() {
+		return b.Commit(opts)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return s.db.Flush()
 }
 
 func (s *Store) set(key, value []byte, opts *pebble.WriteOptions) error {
@@ -196,10 +208,7 @@ func (s *Store) ResetReplication() error {
 	if err := b.DeleteRange(refusedKey(0), prefixEnd(refusedPrefix), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
-	}
-	if err := s.Sync(); err != nil { // without a log, Sync above made nothing durable
+	if err := s.commitLocal(b, pebble.Sync); err != nil {
 		return err
 	}
 	s.applied.Store(0)

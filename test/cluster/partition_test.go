@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -71,8 +72,24 @@ func TestIsolatedLeaderRefusesWrites(t *testing.T) {
 }
 
 // checkMetrics reads every node's /metrics: exactly one node leads, all applied the same
-// index, and the node that lost leadership saw at least two leader changes.
+// index, and the node that lost leadership saw at least two leader changes. The nodes
+// are read one after another, and an entry may commit in between (a node recording its
+// address after the leader change): they are read again until they agree, for a while.
 func checkMetrics(t *testing.T, c *testCluster, deposed *node) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if last = readMetrics(t, c, deposed); last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(last)
+		}
+	}
+}
+
+// readMetrics is one reading of checkMetrics: "" when it holds, else what differs.
+func readMetrics(t *testing.T, c *testCluster, deposed *node) string {
 	t.Helper()
 	leaders := 0
 	applied := map[string]bool{}
@@ -101,8 +118,9 @@ func checkMetrics(t *testing.T, c *testCluster, deposed *node) {
 		}
 	}
 	if leaders != 1 || len(applied) != 1 {
-		t.Fatalf("metrics: %d leaders, applied indexes %v; want one leader and one index", leaders, applied)
+		return fmt.Sprintf("metrics: %d leaders, applied indexes %v; want one leader and one index", leaders, applied)
 	}
+	return ""
 }
 
 // TestRandomFaultsLoseNothing runs producers and consumers of two topics on two shards
