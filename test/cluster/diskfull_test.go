@@ -276,3 +276,9 @@ func waitAppliedOrDump(t *testing.T, c *testCluster, suspect *node) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
