@@ -11,8 +11,8 @@
 // window. An error that still comes back after the retries (for a Producer,
 // one that wraps ErrRetriesExhausted) means the message may or may not be
 // stored (Unavailable, DeadlineExceeded, Aborted): publishing it again with the
-// same client message id is safe within the duplicate window. Other codes mean
-// it was not stored. A Consumer re-attaches by itself while the broker is
+// same client message id is safe within the duplicate window; errors.Is(err,
+// ErrOutcomeUnknown) tells these apart too. Other codes mean it was not stored. A Consumer re-attaches by itself while the broker is
 // unavailable, and stops on errors that cannot heal (see Consumer.Err).
 package client
 
@@ -310,14 +310,19 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) ([
 		}
 	}
 	// resendSafe: the router retransmits per the RetryPolicy, with the same ids.
-	resp, err := c.api.Publish(ctx, req, resendSafe{})
+	safe := &resendSafe{}
+	resp, err := c.api.Publish(ctx, req, safe)
 	if err != nil {
 		return nil, err
 	}
 	rs := make([]PublishResult, len(resp.Results))
 	for i, r := range resp.Results {
 		if r.Error != nil {
-			return nil, status.Error(codes.Code(r.Error.Code), r.Error.Message)
+			err := status.Error(codes.Code(r.Error.Code), r.Error.Message)
+			if safe.maybeDone && !retryable(err) {
+				err = outcomeUnknown(err)
+			}
+			return nil, err
 		}
 		rs[i] = PublishResult{ID: r.Id, Duplicate: r.Duplicate}
 	}

@@ -73,8 +73,13 @@ const (
 )
 
 // resendSafe marks a call as safe to send again after an ambiguous failure, one where
-// the node may or may not have done it. Publish carries it.
-type resendSafe struct{ grpc.EmptyCallOption }
+// the node may or may not have done it. Publish carries it. Invoke sets maybeDone when
+// it sends the call again after such a failure: a refusal of a later attempt then does
+// not say that nothing was done, and is returned as ErrOutcomeUnknown.
+type resendSafe struct {
+	grpc.EmptyCallOption
+	maybeDone bool
+}
 
 // topicOption names the topic of a stream, which the router cannot read from a request
 // when it opens it: the stream goes to the leader of the topic's shard.
@@ -421,7 +426,13 @@ func callTopic(args any, opts []grpc.CallOption) string {
 // Invoke sends a unary call to the leader of its shard; see the comment at the top of
 // the file.
 func (r *router) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	safe := slices.ContainsFunc(opts, func(o grpc.CallOption) bool { _, ok := o.(resendSafe); return ok })
+	var marked *resendSafe
+	for _, o := range opts {
+		if rs, ok := o.(*resendSafe); ok {
+			marked = rs
+		}
+	}
+	safe := marked != nil
 	topic := callTopic(args, opts)
 	redirects := 0
 	for attempt := 1; ; {
@@ -439,7 +450,13 @@ func (r *router) Invoke(ctx context.Context, method string, args, reply any, opt
 			continue
 		}
 		if !r.resend(v, ready, safe, err) || attempt >= r.retry.Attempts || ctx.Err() != nil {
+			if safe && marked.maybeDone && !retryable(err) {
+				return outcomeUnknown(err)
+			}
 			return err
+		}
+		if safe && ready && v != redirected && v != refused {
+			marked.maybeDone = true // it reached a node, which may have done it
 		}
 		select {
 		case <-time.After(r.retry.backoff(attempt)):

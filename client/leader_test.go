@@ -267,7 +267,7 @@ func TestCallTopic(t *testing.T) {
 		opts []grpc.CallOption
 		want string
 	}{
-		{"publish", &dmqv1.PublishRequest{Topic: "orders"}, []grpc.CallOption{resendSafe{}}, "orders"},
+		{"publish", &dmqv1.PublishRequest{Topic: "orders"}, []grpc.CallOption{&resendSafe{}}, "orders"},
 		{"no topic", &dmqv1.ListTopicsRequest{}, nil, ""},
 		{"stream", nil, []grpc.CallOption{withTopic("orders")}, "orders"},
 		{"stream without topic", nil, nil, ""},

@@ -63,7 +63,8 @@ type PublishResult struct {
 // first stored message ends the outage and the next one gets the whole budget
 // again. Other failures (InvalidArgument, PermissionDenied, NotFound,
 // FailedPrecondition, ResourceExhausted...) fail their messages at once: they
-// were not stored.
+// were not stored, unless an earlier attempt of the message failed ambiguously;
+// then its error matches ErrOutcomeUnknown, with code Unavailable.
 //
 // A message that failed with ErrRetriesExhausted (or that Shutdown gave up on)
 // may or may not be stored: publishing it again with the same client message id
@@ -108,6 +109,18 @@ type pendingPublish struct {
 	seq  uint64
 	// redirects counts the NOT_LEADER redirects followed in a row.
 	redirects int
+	// maybeStored is set once an attempt failed in a way that leaves it open whether
+	// the broker stored it: a later refusal then fails it with ErrOutcomeUnknown.
+	maybeStored bool
+}
+
+// refusal is the error of a message the broker refused with err, which says that this
+// attempt stored nothing: not that an earlier one did not.
+func (pp *pendingPublish) refusal(err error) error {
+	if pp.maybeStored {
+		return outcomeUnknown(err)
+	}
+	return err
 }
 
 // failure is messages handed back to the send loop with what they failed with.
@@ -416,9 +429,10 @@ func (s *sender) failed(batch []*pendingPublish, err error) {
 		}
 		pp.redirects = 0
 		if !retryable(err) {
-			s.p.finish(pp, PublishResult{}, err)
+			s.p.finish(pp, PublishResult{}, pp.refusal(err))
 			continue
 		}
+		pp.maybeStored = true
 		again = append(again, pp)
 	}
 	if len(again) > 0 {
@@ -557,7 +571,9 @@ func newExhaustedError(err error, after time.Duration) *exhaustedError {
 
 func (e *exhaustedError) Error() string              { return e.st.Err().Error() }
 func (e *exhaustedError) GRPCStatus() *status.Status { return e.st }
-func (e *exhaustedError) Is(target error) bool       { return target == ErrRetriesExhausted }
+func (e *exhaustedError) Is(target error) bool {
+	return target == ErrRetriesExhausted || target == ErrOutcomeUnknown
+}
 func (e *exhaustedError) Unwrap() error              { return e.cause }
 
 func (s *sender) stopTimers() {
@@ -728,7 +744,7 @@ func (ps *publishStream) receive(p *Producer) {
 					again, againErr = append(again, pp), err
 					continue
 				}
-				p.finish(pp, PublishResult{}, err)
+				p.finish(pp, PublishResult{}, pp.refusal(err))
 				continue
 			}
 			p.answered.Add(1)

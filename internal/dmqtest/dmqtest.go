@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,6 +261,18 @@ func (p *Process) Stop(t testing.TB) {
 	}
 }
 
+// Dump ends the process with SIGQUIT, so that Go prints every goroutine's stack,
+// and returns everything it printed: for a test that found the server stuck.
+func (p *Process) Dump() string {
+	p.Cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.Kill()
+	}
+	return p.Logs()
+}
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
@@ -338,4 +351,10 @@ func MountTmpfs(t testing.TB, size string) string {
 		}
 	})
 	return dir
+}
+
+// Tail is the last n lines of s: a server's logs cut to what a failure report needs.
+func Tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

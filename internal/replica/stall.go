@@ -19,10 +19,13 @@ import (
 // cause (health, status), and a leader refuses new publishes (Store.refuse).
 
 // A leader whose replica stalls cannot tell its publishers the outcome of what it
-// proposed: committed entries wait for its own apply. Once another node leads, it
-// abandons them: each waiting publish is answered "outcome unknown" (the client sends
-// it again, with its client message id, to the new leader, whose duplicate window knows
-// it if it was stored), instead of waiting for the disk.
+// proposed: committed entries wait for its own apply, which waits for the disk. It
+// abandons them once another node leads, or after abandonAfter if none does (a single
+// node has nobody to hand its leadership to, and its publishers waited for as long as
+// the disk stayed full): each waiting publish is answered "outcome unknown", and the
+// client sends it again with its client message id, to the new leader, or to this node
+// once its disk has room; the duplicate window knows it if it was stored. Waiting for
+// the new leader first lets most of them be acknowledged there as duplicates.
 
 // pendingCtx is the context the proposals made now are waited for with.
 func (s *Store) pendingCtx() context.Context {
@@ -44,8 +47,13 @@ func (s *Store) abandonPending() {
 	}
 }
 
-// maxStallPause is the longest pause between two attempts at a stalled entry.
-const maxStallPause = time.Second
+const (
+	// maxStallPause is the longest pause between two attempts at a stalled entry.
+	maxStallPause = time.Second
+	// abandonAfter is how long a stalled leader's publishers wait before they are
+	// answered "outcome unknown" while no other node took over.
+	abandonAfter = 3 * time.Second
+)
 
 // stallError is an entry's failure caused by this replica's disk, not by the entry:
 // another attempt may succeed.
@@ -101,7 +109,7 @@ func (s *Store) applyUntilDone(e *raft.Log) any {
 			s.logger.Error("replica: a committed entry cannot be written here; this replica stops applying and retries until it can (free disk space)",
 				"index", e.Index, "err", err)
 		}
-		if s.group != nil && !s.group.IsLeader() {
+		if time.Since(s.stalled.Load().since) >= abandonAfter || s.group != nil && !s.group.IsLeader() {
 			s.abandonPending()
 		}
 		select {

@@ -66,7 +66,7 @@ type proposer struct {
 }
 
 // errAbandoned answers a publish whose proposal the replica abandoned (stall.go).
-var errAbandoned = fmt.Errorf("%w: this node's replica cannot write, and another node leads the shard now", cluster.ErrOutcomeUnknown)
+var errAbandoned = fmt.Errorf("%w: this node's replica stopped applying (its disk is full or failing); send it again with the same client message id", cluster.ErrOutcomeUnknown)
 
 // pendingAppend is an append proposed to the group, waiting for its outcome.
 type pendingAppend struct {

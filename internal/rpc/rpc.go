@@ -98,9 +98,10 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrShutdown):
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrShutdown), errors.Is(err, cluster.ErrOutcomeUnknown):
 		// A write through a shard's Raft group (a user, a token) on a node that just
-		// lost its leadership: the client retries at the new leader.
+		// lost its leadership, or a publish whose outcome the node cannot tell: the
+		// client retries (with the same client message id) at the leader.
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(kindCodes[broker.KindOf(err)], err.Error())

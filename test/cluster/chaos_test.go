@@ -283,7 +283,7 @@ func (c *testCluster) waitSettled(timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			for _, nd := range c.nodes {
-				c.t.Logf("%s's last notable log lines:\n%s", nd.id, tail(nd.notableLogs(), 20))
+				c.t.Logf("%s's last notable log lines:\n%s", nd.id, dmqtest.Tail(nd.notableLogs(), 20))
 			}
 			c.t.Fatalf("not settled within %v (a serving leader per shard, every node applied):\n%s", timeout, strings.Join(lines, "\n"))
 		}

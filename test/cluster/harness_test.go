@@ -27,6 +27,7 @@ import (
 	"github.com/dmqio/dmq/internal/replica"
 	"github.com/dmqio/dmq/internal/server"
 	"github.com/dmqio/dmq/internal/shard"
+	"google.golang.org/grpc/codes"
 )
 
 // node is one cluster member with fixed ports, so it can be restarted in place: a
@@ -358,10 +359,11 @@ type ledger struct {
 	acked     map[string]string // body → message id
 	delivered map[string]int    // body → deliveries
 	failed    []string
+	refused   map[string]bool // bodies answered "not stored"
 }
 
 func newLedger() *ledger {
-	return &ledger{acked: map[string]string{}, delivered: map[string]int{}}
+	return &ledger{acked: map[string]string{}, delivered: map[string]int{}, refused: map[string]bool{}}
 }
 
 func (l *ledger) ack(body, id string) {
@@ -374,6 +376,31 @@ func (l *ledger) fail(body string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failed = append(l.failed, fmt.Sprintf("%s: %v", body, err))
+	switch client.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
+		// May or may not be stored (ErrOutcomeUnknown, ErrRetriesExhausted).
+	default:
+		l.refused[body] = true
+	}
+}
+
+// unknown is how many failed publishes may or may not be stored.
+func (l *ledger) unknown() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.failed) - len(l.refused)
+}
+
+// checkRefused fails if a publish answered "not stored" was delivered.
+func (l *ledger) checkRefused(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for body := range l.refused {
+		if l.delivered[body] > 0 {
+			t.Fatalf("%s was answered as not stored, and was delivered", body)
+		}
+	}
 }
 
 func (l *ledger) deliver(body string) {
