@@ -574,7 +574,7 @@ func (e *exhaustedError) GRPCStatus() *status.Status { return e.st }
 func (e *exhaustedError) Is(target error) bool {
 	return target == ErrRetriesExhausted || target == ErrOutcomeUnknown
 }
-func (e *exhaustedError) Unwrap() error              { return e.cause }
+func (e *exhaustedError) Unwrap() error { return e.cause }
 
 func (s *sender) stopTimers() {
 	if s.round != nil {
