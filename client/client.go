@@ -61,6 +61,11 @@ const Version = "0.1.0"
 //   - when a node names no leader, or does not answer, the client moves on to
 //     the next known address; addresses it cannot connect to are skipped
 //     without sending anything;
+//   - a node that stops answering without closing its connections (stopped,
+//     frozen, cut off) is found out within about 4 s: the client probes every
+//     node it has calls in progress with, fails those calls with Unavailable
+//     when a probe goes unanswered for 3 s, and avoids the node until it
+//     answers again (see watchdog.go);
 //   - a call that a node refused, or that could not be sent to any node, is
 //     sent again after the RetryPolicy's backoff, with the same client
 //     message ids for publishes, so a failover stores nothing twice. A call
@@ -100,7 +105,10 @@ type RetryPolicy struct {
 	// MaxElapsed bounds a Producer's outage: once this long has passed since its
 	// first failure, or Attempts sends failed, whichever comes first, every
 	// unanswered message fails with the last error. Zero means the sum of the
-	// backoffs between Attempts sends (31.1 s for DefaultRetry).
+	// backoffs between Attempts sends (31.1 s for DefaultRetry). While nodes
+	// answer that they know no leader yet (an election), a Producer sends again
+	// every 250 ms instead of backing off, and those sends count against
+	// MaxElapsed only.
 	MaxElapsed time.Duration
 }
 
@@ -136,15 +144,23 @@ func (r RetryPolicy) backoff(attempts int) time.Duration {
 type Option func(*dialOptions)
 
 type dialOptions struct {
-	clientID string
-	retry    RetryPolicy
-	token    string
-	tls      *tls.Config
+	keepSeeds bool
+	clientID  string
+	retry     RetryPolicy
+	token     string
+	tls       *tls.Config
 }
 
 // WithRetry sets how publishes are retransmitted and when they give up
 // (default DefaultRetry). Attempts 1 turns retransmission off.
 func WithRetry(r RetryPolicy) Option { return func(o *dialOptions) { o.retry = r } }
+
+// KeepSeeds keeps the addresses given to Dial, and the leaders learned, as the only
+// addresses the client dials: it does not follow the cluster's members. For clients
+// that reach the nodes through addresses of their own (a load balancer, NAT, a proxy
+// per node), where the nodes' own addresses cannot be dialled. By default a client
+// learns the members from the nodes it reaches and forgets removed ones.
+func KeepSeeds() Option { return func(o *dialOptions) { o.keepSeeds = true } }
 
 // WithClientID sets the client id used for subscriptions (default: host-pid).
 func WithClientID(id string) Option { return func(o *dialOptions) { o.clientID = id } }
@@ -181,6 +197,8 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		// Reconnect soon after a node comes back, and give up on an address that
 		// does not answer in time so that the others are tried.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: connectBackoff, MinConnectTimeout: 5 * time.Second}),
+		// Notice an idle connection whose node stopped answering (see watchdog.go).
+		grpc.WithKeepaliveParams(keepaliveParams),
 		// Flow-control windows and socket buffers sized for pipelined
 		// publishing and prefetching consumers (about 1 MB in flight).
 		grpc.WithInitialWindowSize(8 << 20), grpc.WithInitialConnWindowSize(16 << 20),
@@ -190,6 +208,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(tokenCredentials(o.token)))
 	}
 	r := newRouter(seeds, o.retry, grpcOpts)
+	r.keepSeeds = o.keepSeeds
 	c := &Client{router: r, api: dmqv1.NewBrokerClient(r), clientID: o.clientID, retry: o.retry, ids: newIDSource()}
 	c.presence = newPresence(c)
 	r.onMove = c.presence.poke // announce the client to the new leader at once

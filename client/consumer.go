@@ -45,8 +45,8 @@ func OnError(f func(error)) ConsumerOption { return func(o *consumerOptions) { o
 
 // Consumer is a running subscription. Close drains it gracefully.
 //
-// While the broker is unreachable, restarts or changes leader, the consumer
-// re-attaches by itself, with a backoff of up to 2 s, for as long as it takes:
+// While the broker is unreachable, stops answering, restarts or changes leader,
+// the consumer re-attaches by itself, with a backoff of up to 2 s, for as long as it takes:
 // those errors go to OnError. An error that cannot heal by waiting ends it
 // (see final): its token was revoked or lost its grant (Unauthenticated,
 // PermissionDenied), its topic or group was deleted (NotFound), its topic is
@@ -220,9 +220,13 @@ func (k *Consumer) run() {
 			}
 			k.opts.onError(err)
 		}
+		wait := backoff
+		if electing(err) {
+			wait = min(wait, electionPoll) // follow the election's end closely
+		}
 		select {
 		case <-k.ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		if k.ctx.Err() != nil {
 			break

@@ -1,6 +1,9 @@
 package client
 
 import (
+	"testing"
+	"time"
+
 	"github.com/dmqio/dmq/internal/shard"
 	"google.golang.org/grpc/connectivity"
 )
@@ -21,7 +24,8 @@ func ShardAddr(c *Client, sh string) string {
 	return c.router.routeLocked(sh).addr
 }
 
-// KnownAddrs is the addresses c knows: its seeds, then leaders it learned.
+// KnownAddrs is the addresses c knows: its seeds, then leaders it learned, or the
+// members a node listed.
 func KnownAddrs(c *Client) []string {
 	c.router.mu.Lock()
 	defer c.router.mu.Unlock()
@@ -33,8 +37,19 @@ func ConnStates(c *Client) map[string]connectivity.State {
 	c.router.mu.Lock()
 	defer c.router.mu.Unlock()
 	out := map[string]connectivity.State{}
-	for addr, cc := range c.router.mu.conns {
-		out[addr] = cc.GetState()
+	for addr, cn := range c.router.mu.conns {
+		out[addr] = cn.cc.GetState()
 	}
 	return out
 }
+
+// SetAnswerTimeout sets how long a Producer's stream may leave its batches unanswered,
+// until the test ends.
+func SetAnswerTimeout(t testing.TB, d time.Duration) {
+	old := answerTimeout
+	answerTimeout = d
+	t.Cleanup(func() { answerTimeout = old })
+}
+
+// ProbeTimeout is how long a node has to answer the watchdog's probe.
+const ProbeTimeout = probeTimeout

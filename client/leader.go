@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmqio/dmq/internal/shard"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -32,7 +34,7 @@ import (
 // The router is the client's grpc.ClientConnInterface: the generated BrokerClient, and
 // through it every SDK call and Client.API, sends each call through it. It keeps one
 // gRPC connection per address it has used (the seeds, then leaders learned from
-// NOT_LEADER answers), made on first use, and for each shard it has heard of a route:
+// NOT_LEADER answers, or the members a node listed: see below), made on first use, and for each shard it has heard of a route:
 // the address the shard's calls go to. s0's route always exists and is the default:
 // a call goes to the route of its topic's shard when the router knows both (it learns
 // a topic's shard from the NOT_LEADER answers that name them), to s0's otherwise. The
@@ -55,6 +57,19 @@ import (
 // With one shard, or a server that names none, only s0's route exists and all calls
 // follow the one leader.
 //
+// A node that stops answering without closing its connections fails its calls and
+// streams with a plain Unavailable once the router's watchdog finds it out, and the
+// router avoids it until it answers again (watchdog.go).
+//
+// The known addresses follow the cluster's members: a unary call, on the client's first
+// call, every membersRefresh and after a route moved, asks the node it reaches for them
+// (metadata dmq-members). A cluster node answers in the call's trailer, whatever the
+// call's outcome, with every member's client address and the index of the configuration
+// they are from (see internal/server/cluster_members.go). The router keeps the newest list
+// it heard as its addresses: nodes added since are reached, and nodes removed (the seeds
+// among them) are forgotten, their routes moved and their connections closed a little
+// later. The node that answered stays under the address the client dialled.
+//
 // Streams cannot be sent again by the router: it opens them on their route (a reachable
 // address when it can), and what they fail with moves the routes the same way; Producer
 // and Consumer reopen them (producer.go, consumer.go).
@@ -65,6 +80,11 @@ const (
 	// maxRedirects bounds the redirects one call follows in a row without a pause: nodes
 	// with stale views of the leader could otherwise send it back and forth.
 	maxRedirects = 3
+	// membersRefresh is how often the router asks a node for the cluster's members.
+	membersRefresh = 5 * time.Second
+	// forgetGrace is how long the connection to a forgotten address is kept, for the
+	// calls still on it.
+	forgetGrace = 30 * time.Second
 	// maxTopics bounds the topic -> shard table. A topic's shard never changes (it is
 	// a hash of its name), so entries never go stale, but a client may name any
 	// number of topics over its life: when the table is full it is cleared, and a
@@ -184,32 +204,50 @@ type route struct {
 }
 
 // router sends calls to the leaders of their shards; see the comment at the top of the
-// file.
+// file, and watchdog.go for nodes that stop answering.
 type router struct {
 	dialOpts []grpc.DialOption
 	retry    RetryPolicy
+	// keepSeeds, set before the first call, turns the members exchange off (KeepSeeds).
+	keepSeeds bool
 	// onMove, when set, is called after s0's route changed (without the lock): the
 	// client announces itself to the new node at once.
 	onMove func()
+	// ctx is canceled by close: the watchdog's probes end.
+	ctx    context.Context
+	cancel context.CancelFunc
+	quit   chan struct{} // closed by close: the watchdog stops
+	wg     sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
-		addrs  []string                    // seeds, then leaders learned; never shrinks
-		conns  map[string]*grpc.ClientConn // made on first use, closed by close
-		routes map[string]route            // by shard; shard.Meta's always set, the default
-		topics map[string]string           // topic -> shard, s0 left out; maxTopics at most
-		closed bool
+		addrs  []string          // seeds, then leaders learned; then the members (learnMembers)
+		conns  map[string]*conn  // made on first use, closed by close
+		routes map[string]route  // by shard; shard.Meta's always set, the default
+		topics map[string]string // topic -> shard, s0 left out; maxTopics at most
+		// suspects are the addresses of nodes that stopped answering (see watchdog.go),
+		// with when they were found out; cleared when they answer again.
+		suspects map[string]time.Time
+		closed   bool
+		// membersIndex is the configuration index of the members list last learned;
+		// askAt is when the next call asks for the members (zero: the next call).
+		membersIndex uint64
+		askAt        time.Time
 	}
 }
 
 var _ grpc.ClientConnInterface = (*router)(nil)
 
 func newRouter(seeds []string, retry RetryPolicy, dialOpts []grpc.DialOption) *router {
-	r := &router{dialOpts: dialOpts, retry: retry}
+	r := &router{dialOpts: dialOpts, retry: retry, quit: make(chan struct{})}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.addrs = slices.Clone(seeds)
-	r.mu.conns = map[string]*grpc.ClientConn{}
+	r.mu.conns = map[string]*conn{}
 	r.mu.routes = map[string]route{shard.Meta: {addr: seeds[0]}}
 	r.mu.topics = map[string]string{}
+	r.mu.suspects = map[string]time.Time{}
+	r.wg.Add(1)
+	go r.watch()
 	return r
 }
 
@@ -230,25 +268,32 @@ func (r *router) addrLocked(topic string) string {
 	return r.routeLocked(sh).addr
 }
 
-// conn returns the address the calls about topic ("" for none) go to and its
-// connection, made on first use.
-func (r *router) conn(topic string) (string, *grpc.ClientConn, error) {
+// conn returns the connection of the address the calls about topic ("" for none) go
+// to, made on first use, and whether that node is a suspect (see watchdog.go).
+func (r *router) conn(topic string) (c *conn, suspect bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
-		return "", nil, errClientClosed
+		return nil, false, errClientClosed
 	}
 	addr := r.addrLocked(topic)
-	if cc := r.mu.conns[addr]; cc != nil {
-		return addr, cc, nil
+	c, err = r.connLocked(addr)
+	return c, r.suspectLocked(addr), err
+}
+
+// connLocked returns the connection to addr, made on first use.
+func (r *router) connLocked(addr string) (*conn, error) {
+	if c := r.mu.conns[addr]; c != nil {
+		return c, nil
 	}
 	// NewClient does no I/O: the connection is made by the first call.
 	cc, err := grpc.NewClient("passthrough:///"+addr, r.dialOpts...)
 	if err != nil {
-		return "", nil, status.Errorf(codes.Unavailable, "dmq: connect to %s: %v", addr, err)
+		return nil, status.Errorf(codes.Unavailable, "dmq: connect to %s: %v", addr, err)
 	}
-	r.mu.conns[addr] = cc
-	return addr, cc, nil
+	c := &conn{addr: addr, cc: cc}
+	r.mu.conns[addr] = c
+	return c, nil
 }
 
 // known is the number of addresses the router knows.
@@ -258,39 +303,51 @@ func (r *router) known() int {
 	return len(r.mu.addrs)
 }
 
-// pick returns the address calls about topic go to and its connection, skipping
-// addresses that cannot be connected to while another is known. ready is false when no
-// known address could be connected to: a call made on cc then fails without having been
-// sent.
+// pick returns the connection calls about topic go to, skipping addresses that cannot
+// be connected to, and suspects (nodes that stopped answering: see watchdog.go), while
+// another is known. ready is false when no known address could be connected to: a call
+// made on it then fails without having been sent (or is sent to a suspect).
 //
 // NB: a connection that becomes ready between the check and the call makes the call go
 // out after all; it then either succeeds or fails on a node that just came up.
-func (r *router) pick(ctx context.Context, topic string) (addr string, cc *grpc.ClientConn, ready bool, err error) {
+func (r *router) pick(ctx context.Context, topic string) (c *conn, ready bool, err error) {
 	for range r.known() {
-		if addr, cc, err = r.conn(topic); err != nil {
-			return "", nil, false, err
+		var suspect bool
+		if c, suspect, err = r.conn(topic); err != nil {
+			return nil, false, err
 		}
-		if ready = connReady(ctx, cc); ready || ctx.Err() != nil {
-			return addr, cc, ready, nil
+		if !suspect {
+			if ready = connReady(ctx, c.cc); ready || ctx.Err() != nil {
+				return c, ready, nil
+			}
 		}
-		r.leave(addr)
+		r.leave(c.addr)
 	}
-	return addr, cc, false, nil
+	return c, false, nil
 }
 
-// connectGrace is how long a connection that failed before gets to come up when a call
-// needs it. gRPC waits out a growing backoff before reconnecting to a node that went
-// away; a node that restarted (and may lead again) is back within milliseconds, so the
-// router asks for a reconnection at once and waits this long before moving on.
-const connectGrace = 200 * time.Millisecond
+const (
+	// connectGrace is how long a connection that failed before gets to come up when a
+	// call needs it. gRPC waits out a growing backoff before reconnecting to a node that
+	// went away; a node that restarted (and may lead again) is back within
+	// milliseconds, so the router asks for a reconnection at once and waits this long
+	// before moving on.
+	connectGrace = 200 * time.Millisecond
+	// connectWait is how long a connection being made gets before the router moves on.
+	// A stopped node's kernel may accept the TCP connection while nothing answers the
+	// handshake; gRPC gives up on it only after MinConnectTimeout.
+	connectWait = time.Second
+)
 
 // connReady connects cc if needed and waits until it is ready (true) or failed to
-// connect, is closed, or ctx ended (false).
+// connect, is closed, took connectWait to connect, or ctx ended (false).
 func connReady(ctx context.Context, cc *grpc.ClientConn) bool {
 	retried := false
+	connecting, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
 	for {
 		s := cc.GetState()
-		wait := ctx
+		wait := connecting
 		switch s {
 		case connectivity.Ready:
 			return true
@@ -370,6 +427,7 @@ func (r *router) moveOn(h hint, addr string) {
 		rt = r.rotateLocked(rt)
 	}
 	r.mu.routes[h.shard] = rt
+	r.mu.askAt = time.Time{} // the members may have changed
 	r.mu.Unlock()
 	if h.shard == shard.Meta && rt.addr != addr && r.onMove != nil {
 		r.onMove()
@@ -392,6 +450,7 @@ func (r *router) leave(addr string) {
 			moved = moved || sh == shard.Meta && rt.addr != addr
 		}
 	}
+	r.mu.askAt = time.Time{}
 	r.mu.Unlock()
 	if moved && r.onMove != nil {
 		r.onMove()
@@ -436,15 +495,23 @@ func (r *router) Invoke(ctx context.Context, method string, args, reply any, opt
 	topic := callTopic(args, opts)
 	redirects := 0
 	for attempt := 1; ; {
-		addr, cc, ready, err := r.pick(ctx, topic)
+		c, ready, err := r.pick(ctx, topic)
 		if err != nil {
 			return err
 		}
-		err = cc.Invoke(ctx, method, args, reply, opts...)
+		c.busy.Add(1)
+		if r.askMembers() {
+			var tr metadata.MD
+			err = c.explain(ctx, c.cc.Invoke(metadata.AppendToOutgoingContext(ctx, membersKey, "1"), method, args, reply, append(slices.Clip(opts), grpc.Trailer(&tr))...))
+			r.learnMembers(c.addr, tr)
+		} else {
+			err = c.explain(ctx, c.cc.Invoke(ctx, method, args, reply, opts...))
+		}
+		c.busy.Add(-1)
 		if err == nil {
 			return nil
 		}
-		v := r.follow(addr, err)
+		v := r.follow(c.addr, err)
 		if v == redirected && redirects < maxRedirects {
 			redirects++
 			continue
@@ -484,30 +551,52 @@ func (r *router) resend(v verdict, sent, safe bool, err error) bool {
 
 // NewStream opens a stream on the route of its topic's shard (see withTopic; a reachable
 // address when it can); what the stream fails with moves the routes, as for unary calls.
+//
+// The stream counts as a call in progress on its connection (the watchdog probes the
+// node) until it fails or its context ends.
 func (r *router) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	addr, cc, _, err := r.pick(ctx, callTopic(nil, opts))
+	c, _, err := r.pick(ctx, callTopic(nil, opts))
 	if err != nil {
 		return nil, err
 	}
-	s, err := cc.NewStream(ctx, desc, method, opts...)
+	c.busy.Add(1)
+	s, err := c.cc.NewStream(ctx, desc, method, opts...)
 	if err != nil {
-		r.follow(addr, err)
+		c.busy.Add(-1)
+		err = c.explain(ctx, err)
+		r.follow(c.addr, err)
 		return nil, err
 	}
-	return &followingStream{ClientStream: s, r: r, addr: addr}, nil
+	fs := &followingStream{ClientStream: s, r: r, c: c, ctx: ctx}
+	fs.stop = context.AfterFunc(ctx, fs.end)
+	return fs, nil
 }
 
 // followingStream reports what its stream fails with to the router.
 type followingStream struct {
 	grpc.ClientStream
-	r    *router
-	addr string
+	r     *router
+	c     *conn
+	ctx   context.Context
+	stop  func() bool // stops the AfterFunc of ctx
+	ended atomic.Bool
+}
+
+// end stops counting the stream as a call in progress, once.
+func (s *followingStream) end() {
+	if s.ended.CompareAndSwap(false, true) {
+		s.c.busy.Add(-1)
+	}
 }
 
 func (s *followingStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
 	if err != nil {
-		s.r.follow(s.addr, err)
+		// Any error ends a stream's receiving side, io.EOF included.
+		s.stop()
+		s.end()
+		err = s.c.explain(s.ctx, err)
+		s.r.follow(s.c.addr, err)
 	}
 	return err
 }
@@ -515,20 +604,134 @@ func (s *followingStream) RecvMsg(m any) error {
 func (s *followingStream) SendMsg(m any) error {
 	err := s.ClientStream.SendMsg(m)
 	if err != nil {
-		s.r.follow(s.addr, err)
+		// io.EOF says the stream ended: RecvMsg returns why.
+		err = s.c.explain(s.ctx, err)
+		s.r.follow(s.c.addr, err)
 	}
 	return err
 }
 
-// close closes every connection; calls made afterwards fail with errClientClosed.
+// Metadata of the members exchange (see the comment at the top of the file).
+const (
+	membersKey      = "dmq-members"
+	membersIndexKey = "dmq-members-index"
+	membersSelfKey  = "dmq-members-self"
+)
+
+// askMembers reports whether the next call asks for the members, and if so sets when the
+// one after asks.
+func (r *router) askMembers() bool {
+	if r.keepSeeds {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.mu.closed || now.Before(r.mu.askAt) {
+		return false
+	}
+	r.mu.askAt = now.Add(membersRefresh)
+	return true
+}
+
+// learnMembers reads the members a node at addr listed in a call's trailer, and makes
+// them the known addresses if they are the newest heard. A trailer without them (the
+// call failed before reaching a node, a node that is not a member, a server without
+// cluster) changes nothing but asks again on the next call.
+func (r *router) learnMembers(addr string, tr metadata.MD) {
+	index, err := strconv.ParseUint(first(tr.Get(membersIndexKey)), 10, 64)
+	self := first(tr.Get(membersSelfKey))
+	var addrs []string
+	for _, m := range tr.Get(membersKey) {
+		id, a, ok := strings.Cut(m, "=")
+		if id == self {
+			a = addr // as this client reaches it
+		}
+		if !ok || !validAddr(a) || unspecifiedHost(a) {
+			err = fmt.Errorf("member address %q", m) // not to be dialled from here: keep what is known
+			break
+		}
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	r.mu.Lock()
+	if err != nil || len(addrs) == 0 || r.mu.closed || index < r.mu.membersIndex {
+		if err != nil || len(addrs) == 0 {
+			r.mu.askAt = time.Time{}
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.mu.membersIndex = index
+	var forgotten []string
+	for _, a := range r.mu.addrs {
+		if !slices.Contains(addrs, a) {
+			forgotten = append(forgotten, a)
+		}
+	}
+	r.mu.addrs = addrs
+	moved := false
+	for sh, rt := range r.mu.routes {
+		if !slices.Contains(addrs, rt.addr) {
+			r.mu.routes[sh] = r.rotateLocked(rt)
+			moved = moved || sh == shard.Meta
+		}
+	}
+	r.mu.Unlock()
+	for _, a := range forgotten {
+		time.AfterFunc(forgetGrace, func() { r.forget(a) })
+	}
+	if moved && r.onMove != nil {
+		r.onMove()
+	}
+}
+
+// forget closes the connection to a, unless a is known again.
+func (r *router) forget(a string) {
+	r.mu.Lock()
+	c := r.mu.conns[a]
+	if r.mu.closed || c == nil || slices.Contains(r.mu.addrs, a) {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.mu.conns, a)
+	r.mu.Unlock()
+	c.cc.Close()
+}
+
+// unspecifiedHost reports whether a's host is empty or 0.0.0.0/:: (a node listening on
+// every interface names no address a client elsewhere can dial).
+func unspecifiedHost(a string) bool {
+	host, _, _ := net.SplitHostPort(a)
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// close closes every connection and stops the watchdog; calls made afterwards fail with
+// errClientClosed.
 func (r *router) close() error {
 	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return nil
+	}
 	r.mu.closed = true // no connection is made from now on
 	conns := slices.Collect(maps.Values(r.mu.conns))
 	r.mu.Unlock()
+	close(r.quit)
+	r.cancel()
+	r.wg.Wait()
 	var err error
-	for _, cc := range conns {
-		if e := cc.Close(); e != nil && err == nil {
+	for _, c := range conns {
+		if e := c.cc.Close(); e != nil && err == nil {
 			err = e
 		}
 	}

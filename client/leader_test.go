@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -278,5 +279,53 @@ func TestCallTopic(t *testing.T) {
 				t.Fatalf("callTopic(%v, %v) = %q, want %q", tc.args, tc.opts, got, tc.want)
 			}
 		})
+	}
+}
+
+// members is a members trailer as a cluster node sends it.
+func members(index uint64, self string, list ...string) metadata.MD {
+	md := metadata.MD{}
+	md.Set(membersKey, list...)
+	md.Set(membersIndexKey, strconv.FormatUint(index, 10))
+	md.Set(membersSelfKey, self)
+	return md
+}
+
+// TestRouterLearnsMembers: the known addresses become the newest members list heard
+// (the node that answered under the address dialled); removed nodes, seeds among them,
+// are forgotten and the routes on them move; older lists, lists naming addresses that
+// cannot be dialled and empty trailers change nothing.
+func TestRouterLearnsMembers(t *testing.T) {
+	r := newRouter([]string{"s1:1", "s2:1", "s3:1"}, DefaultRetry, nil)
+	r.mu.routes["s1"] = route{addr: "s3:1"}
+	steps := []struct {
+		name  string
+		from  string
+		tr    metadata.MD
+		addrs []string
+	}{
+		{"no trailer", "s1:1", nil, []string{"s1:1", "s2:1", "s3:1"}},
+		{"the members", "s1:1", members(5, "n1", "n1=10.0.0.1:1", "n2=10.0.0.2:1", "n3=10.0.0.3:1"), []string{"s1:1", "10.0.0.2:1", "10.0.0.3:1"}},
+		{"n3 replaced by n4", "10.0.0.2:1", members(9, "n2", "n1=10.0.0.1:1", "n2=10.0.0.2:1", "n4=10.0.0.4:1"), []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1"}},
+		{"an older list", "10.0.0.3:1", members(7, "n3", "n1=10.0.0.1:1", "n2=10.0.0.2:1", "n3=10.0.0.3:1"), []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1"}},
+		{"an address on every interface", "10.0.0.1:1", members(11, "n1", "n1=10.0.0.1:1", "n5=0.0.0.0:1"), []string{"10.0.0.1:1", "10.0.0.2:1", "10.0.0.4:1"}},
+	}
+	for _, s := range steps {
+		r.learnMembers(s.from, s.tr)
+		r.mu.Lock()
+		got, s0, s1 := slices.Clone(r.mu.addrs), r.mu.routes[shard.Meta].addr, r.mu.routes["s1"].addr
+		r.mu.Unlock()
+		if !slices.Equal(got, s.addrs) {
+			t.Fatalf("%s: known addresses %v, want %v", s.name, got, s.addrs)
+		}
+		if !slices.Contains(got, s0) || !slices.Contains(got, s1) {
+			t.Fatalf("%s: routes s0 %s and s1 %s, want known addresses %v", s.name, s0, s1, got)
+		}
+	}
+	if !r.askMembers() {
+		t.Fatal("after a list that was not taken, the next call does not ask again")
+	}
+	if r.askMembers() {
+		t.Fatalf("a call right after asks again, want once per %s", membersRefresh)
 	}
 }

@@ -46,8 +46,11 @@ type PublishResult struct {
 // times in a row).
 //
 // Retry budget. A failure that may heal (Unavailable: the stream broke, the
-// broker is down or has no leader; DeadlineExceeded; Aborted) starts an outage,
-// which lasts until the broker stores a message again. During an outage the
+// broker is down, stopped answering or has no leader; DeadlineExceeded: the
+// stream's batches got no answer for 10 s; Aborted) starts an outage, which
+// lasts until the broker stores a message again. An outage counts from the
+// moment the broker stopped answering, when it went silent before the failure
+// was noticed. During an outage the
 // unanswered messages, and those queued meanwhile, are held and sent again
 // together, with the same client message ids, after the RetryPolicy's backoff;
 // one backoff is waited per resend for all of them, however many batches were in
@@ -124,17 +127,21 @@ func (pp *pendingPublish) refusal(err error) error {
 }
 
 // failure is messages handed back to the send loop with what they failed with.
-// final says the producer gave up on them (it abandoned their stream).
+// final says the producer gave up on them (it abandoned their stream). since, when
+// set, is when the broker stopped answering them: an outage they start counts from
+// then (a stream that got no answer is taken for failed seconds later).
 type failure struct {
 	batch []*pendingPublish
 	err   error
 	final bool
+	since time.Time
 }
 
 type producerOptions struct {
-	maxInFlight int
-	batchSize   int
-	retry       RetryPolicy
+	maxInFlight   int
+	batchSize     int
+	retry         RetryPolicy
+	answerTimeout time.Duration
 }
 
 // ProducerOption configures NewProducer.
@@ -152,7 +159,7 @@ func ProducerRetry(r RetryPolicy) ProducerOption { return func(o *producerOption
 
 // NewProducer starts a pipelined producer for topic.
 func (c *Client) NewProducer(topic string, opts ...ProducerOption) *Producer {
-	o := producerOptions{maxInFlight: 1000, batchSize: 256, retry: c.retry}
+	o := producerOptions{maxInFlight: 1000, batchSize: 256, retry: c.retry, answerTimeout: answerTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -323,7 +330,7 @@ func (p *Producer) sendLoop(ctx context.Context) {
 				}
 				continue
 			}
-			s.failed(f.batch, f.err)
+			s.failedSince(f.batch, f.err, f.since)
 		case <-s.roundC():
 			s.resend()
 		case <-s.deadlineC():
@@ -360,10 +367,14 @@ type sender struct {
 // heal until the broker stores a message again.
 type outage struct {
 	since   time.Time // first failure; zero: none
-	resends int       // resend rounds so far
+	resends int       // resend rounds so far, those during an election left out
 	err     error     // the last failure
 	mark    uint64    // Producer.answered at the last failure
 	spent   bool      // the budget is spent: one send per message until an answer
+	// electing is set when the last failure was a node saying that no leader is
+	// known yet: the next round is sent after electionPoll at most, and is not
+	// counted in resends.
+	electing bool
 }
 
 func (s *sender) roundC() <-chan time.Time {
@@ -412,6 +423,12 @@ func (s *sender) send(batch []*pendingPublish) error {
 // redirect to the leader, held for the next resend when err may heal and the
 // budget allows, failed otherwise.
 func (s *sender) failed(batch []*pendingPublish, err error) {
+	s.failedSince(batch, err, time.Time{})
+}
+
+// failedSince is failed for messages the broker stopped answering at since (zero:
+// now).
+func (s *sender) failedSince(batch []*pendingPublish, err error, since time.Time) {
 	if stop := s.p.stopped(); stop != nil {
 		// Shutdown gave up, and canceled the streams: not a failure to retry.
 		for _, pp := range batch {
@@ -436,7 +453,7 @@ func (s *sender) failed(batch []*pendingPublish, err error) {
 		again = append(again, pp)
 	}
 	if len(again) > 0 {
-		s.hold(again, err)
+		s.hold(again, err, since)
 	}
 	if len(now) > 0 {
 		s.send(now) // the recursion ends: each message follows maxRedirects at most
@@ -444,16 +461,20 @@ func (s *sender) failed(batch []*pendingPublish, err error) {
 }
 
 // hold keeps messages that failed with err, which may heal, for the next resend,
-// or fails them when the outage's budget is spent.
-func (s *sender) hold(msgs []*pendingPublish, err error) {
+// or fails them when the outage's budget is spent. An outage they start counts from
+// since when it is set (the broker stopped answering them then), else from now.
+func (s *sender) hold(msgs []*pendingPublish, err error, since time.Time) {
 	retry := s.p.opts.retry
 	now := time.Now()
 	if s.over() {
-		s.out = outage{since: now}
+		if since.IsZero() || since.After(now) {
+			since = now
+		}
+		s.out = outage{since: since}
 		s.stopTimers()
-		s.giveUp = time.NewTimer(retry.MaxElapsed)
+		s.giveUp = time.NewTimer(retry.MaxElapsed - now.Sub(since))
 	}
-	s.out.err, s.out.mark = err, s.p.answered.Load()
+	s.out.err, s.out.mark, s.out.electing = err, s.p.answered.Load(), electing(err)
 	if !s.out.spent && (s.out.resends+1 >= retry.Attempts || now.Sub(s.out.since) >= retry.MaxElapsed) {
 		s.spend()
 	}
@@ -468,14 +489,20 @@ func (s *sender) hold(msgs []*pendingPublish, err error) {
 	}
 	s.held = append(s.held, msgs...)
 	if s.round == nil {
-		s.round = time.NewTimer(retry.backoff(s.out.resends + 1))
+		wait := retry.backoff(s.out.resends + 1)
+		if s.out.electing {
+			wait = min(wait, electionPoll)
+		}
+		s.round = time.NewTimer(wait)
 	}
 }
 
 // resend sends the held messages again, oldest first.
 func (s *sender) resend() {
 	s.round = nil
-	s.out.resends++
+	if !s.out.electing {
+		s.out.resends++
+	}
 	held := s.held
 	s.held = nil
 	slices.SortFunc(held, func(a, b *pendingPublish) int { return compareSeq(a.seq, b.seq) })
@@ -620,6 +647,19 @@ func (s *sender) closeStream() {
 	}
 }
 
+// electionPoll is how soon a stream or call refused by a node that knows no leader
+// yet is tried again, whatever the backoff has grown to: an election ends within
+// seconds, and a resend backoff of 2 s would follow it up to 2 s late (issue 20:
+// publishing resumed up to 7.8 s after a leader's SIGKILL under load). Such rounds do
+// not count as attempts: the producer's MaxElapsed bounds them.
+const electionPoll = 250 * time.Millisecond
+
+// electing reports whether err is a node's answer that no leader is known yet.
+func electing(err error) bool {
+	h, notLeader := leaderHint(err)
+	return notLeader && h.leader == ""
+}
+
 // retryable reports whether a publish that failed with err may succeed
 // when sent again with the same client message id.
 func retryable(err error) bool {
@@ -630,13 +670,29 @@ func retryable(err error) bool {
 	return false
 }
 
+// answerTimeout is how long a stream may leave its batches unanswered before the
+// producer counts it as failed (DeadlineExceeded) and sends them again on a new one:
+// a broker answers a batch once it is stored, within milliseconds to a second, and a
+// leader that loses its followers steps down and says so. The router's watchdog finds a
+// node that stopped answering altogether sooner (watchdog.go); this catches a node that
+// answers its probes but not its publishes. A variable for the tests.
+var answerTimeout = 10 * time.Second
+
 // publishStream is one open PublishStream with the batches it awaits.
 type publishStream struct {
 	stream dmqv1.Broker_PublishStreamClient
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	seq    uint64
-	await  map[uint64][]*pendingPublish
+	// silence fires timeout after quiet (see checkSilence).
+	silence *time.Timer
+	timeout time.Duration // answerTimeout when the stream was opened
+	mu      sync.Mutex
+	seq     uint64
+	await   map[uint64][]*pendingPublish
+	// quiet is when the broker last answered or, if later, when the oldest batch it
+	// did not answer yet was sent; zero while no batch awaits an answer.
+	quiet time.Time
+	// silent is set when the stream got no answer for timeout and was canceled for it.
+	silent bool
 	err    error // set when the stream broke; awaiting batches were handed back
 	// abandoned, when set, is what the awaiting batches fail with: the producer
 	// gave up on the stream.
@@ -664,9 +720,34 @@ func (p *Producer) openStream(ctx context.Context) (*publishStream, error) {
 		cancel()
 		return nil, err
 	}
-	ps := &publishStream{stream: stream, cancel: cancel, await: make(map[uint64][]*pendingPublish)}
+	ps := &publishStream{stream: stream, cancel: cancel, await: make(map[uint64][]*pendingPublish), timeout: p.opts.answerTimeout}
+	ps.mu.Lock() // the timer may fire before ps.silence is set
+	ps.silence = time.AfterFunc(ps.timeout, ps.checkSilence)
+	ps.mu.Unlock()
 	go ps.receive(p)
 	return ps, nil
+}
+
+// checkSilence cancels the stream when its oldest unanswered batch has waited
+// ps.timeout for an answer, else sets its timer again. It runs on the timer.
+func (ps *publishStream) checkSilence() {
+	ps.mu.Lock()
+	if ps.err != nil {
+		ps.mu.Unlock()
+		return
+	}
+	wait := ps.timeout
+	if !ps.quiet.IsZero() {
+		wait -= time.Since(ps.quiet)
+	}
+	if wait > 0 {
+		ps.silence.Reset(wait)
+		ps.mu.Unlock()
+		return
+	}
+	ps.silent = true
+	ps.mu.Unlock()
+	ps.cancel() // receive hands the batches back
 }
 
 // send transmits one batch; it returns the stream's error if it already broke
@@ -685,6 +766,9 @@ func (ps *publishStream) send(p *Producer, batch []*pendingPublish) error {
 	}
 	ps.seq++
 	req.Sequence = ps.seq
+	if len(ps.await) == 0 {
+		ps.quiet = time.Now()
+	}
 	ps.await[req.Sequence] = own
 	ps.mu.Unlock()
 	if err := ps.stream.Send(req); err != nil {
@@ -700,10 +784,14 @@ func (ps *publishStream) receive(p *Producer) {
 	for {
 		resp, err := ps.stream.Recv()
 		if err != nil {
+			ps.silence.Stop()
 			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 				err = status.Error(codes.Unavailable, "publish stream closed before the broker answered")
 			}
 			ps.mu.Lock()
+			if ps.silent {
+				err = status.Errorf(codes.DeadlineExceeded, "dmq: the broker answered no publish for %v", ps.timeout)
+			}
 			final := ps.abandoned != nil
 			if final {
 				err = ps.abandoned
@@ -711,6 +799,7 @@ func (ps *publishStream) receive(p *Producer) {
 			ps.err = err
 			awaiting := ps.await
 			ps.await = nil
+			since := ps.quiet
 			ps.mu.Unlock()
 			seqs := make([]uint64, 0, len(awaiting))
 			for seq := range awaiting {
@@ -722,13 +811,17 @@ func (ps *publishStream) receive(p *Producer) {
 				back = append(back, awaiting[seq]...)
 			}
 			if len(back) > 0 {
-				p.failed <- failure{back, err, final}
+				p.failed <- failure{batch: back, err: err, final: final, since: since}
 			}
 			return
 		}
 		ps.mu.Lock()
 		batch := ps.await[resp.Sequence]
 		delete(ps.await, resp.Sequence)
+		ps.quiet = time.Time{}
+		if len(ps.await) > 0 {
+			ps.quiet = time.Now()
+		}
 		ps.mu.Unlock()
 		var again []*pendingPublish
 		var againErr error
@@ -751,7 +844,7 @@ func (ps *publishStream) receive(p *Producer) {
 			p.finish(pp, PublishResult{ID: r.Id, Duplicate: r.Duplicate}, nil)
 		}
 		if len(again) > 0 {
-			p.failed <- failure{again, againErr, false}
+			p.failed <- failure{batch: again, err: againErr}
 		}
 	}
 }

@@ -363,7 +363,8 @@ shard off a node you are about to stop.`,
 }
 
 // clusterChange sends a membership change to the first node that answers; a node
-// that does not lead the shard concerned redirects it to the leader or passes it on.
+// that does not lead the shard concerned passes it on to the leader, waiting for one
+// while a shard elects its leader.
 func (e *env) clusterChange(ctx context.Context, f *clusterFlags, method, path string, body any) error {
 	hc, scheme, err := e.httpClient()
 	if err != nil {

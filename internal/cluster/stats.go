@@ -25,6 +25,10 @@ type Stats struct {
 	LastContact time.Time
 	Leader      Leader
 	Servers     []Server
+	// ConfigIndex is the index of the log entry that set Servers (the latest
+	// configuration this replica has, committed or not): of two views of the members, the
+	// one with the higher index is the newer.
+	ConfigIndex uint64
 	// Followers is filled on the leader, one entry per other member.
 	Followers []FollowerStats
 }
@@ -67,6 +71,7 @@ func (g *Group) Stats() Stats {
 		st.LastContact = g.raft.LastContact()
 	}
 	if f := g.raft.GetConfiguration(); f.Error() == nil {
+		st.ConfigIndex = f.Index()
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for _, s := range f.Configuration().Servers {

@@ -340,6 +340,13 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 		os.RemoveAll(staging)
 		return fmt.Errorf("replica: restore snapshot: %w", err)
 	}
+	// Entries up to the snapshot are in the restored state; raft continues after it.
+	var applied uint64
+	if b, err := os.ReadFile(filepath.Join(staging, appliedFile)); err == nil {
+		applied, _ = strconv.ParseUint(string(b), 10, 64)
+	}
+	s.state.Lock() // readers wait for the new state (ReadMeta)
+	defer s.state.Unlock()
 	if err := s.closeState(); err != nil {
 		s.logger.Warn("replica: closing the state replaced by a snapshot", "err", err)
 	}
@@ -364,11 +371,6 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 	os.RemoveAll(staging)
 	if err := s.openState(); err != nil {
 		return fmt.Errorf("replica: open restored state: %w", err)
-	}
-	// Entries up to the snapshot are in the restored state; raft continues after it.
-	var applied uint64
-	if b, err := os.ReadFile(filepath.Join(staging, appliedFile)); err == nil {
-		applied, _ = strconv.ParseUint(string(b), 10, 64)
 	}
 	s.applied.Store(applied)
 	// Make the restored copy durable before raft records the snapshot as applied.

@@ -22,6 +22,24 @@ func (s *Store) Meta() *meta.Store {
 	return s.mu.meta
 }
 
+// ErrClosed is returned by ReadMeta once the store is closed (or a restored snapshot
+// could not be opened).
+var ErrClosed = errors.New("replica: store closed")
+
+// ReadMeta runs f with the metadata store, which a snapshot being installed does not
+// replace while f runs (a caller on a follower that reads Meta() directly may find it
+// closed, or nil, during an install). f must only read: a proposal waits for the apply
+// path, which may be waiting for f to return.
+func (s *Store) ReadMeta(f func(*meta.Store) error) error {
+	s.state.RLock()
+	defer s.state.RUnlock()
+	ms := s.Meta()
+	if ms == nil {
+		return ErrClosed
+	}
+	return f(ms)
+}
+
 // OpenLog returns the topic's log, opening it on this replica if needed (the others
 // open it when the first append reaches them).
 func (s *Store) OpenLog(topic string, _ seglog.Options) (*seglog.Log, error) {

@@ -90,6 +90,11 @@ type Store struct {
 	// applied (or failed), for Settle.
 	unawaited atomic.Int64
 
+	// state is held for writing while Restore replaces the metadata store and the topic
+	// logs, and for reading by ReadMeta: a reader outside the apply path never meets the
+	// store closed, or missing, half way through an install.
+	state sync.RWMutex
+
 	mu struct {
 		sync.Mutex
 		meta      *meta.Store
@@ -178,7 +183,9 @@ func (s *Store) Attach(g *cluster.Group) { s.group = g }
 // be shut down first.
 func (s *Store) Close() error {
 	s.Interrupt()
+	s.state.Lock()
 	err := s.closeState()
+	s.state.Unlock()
 	s.lock.Release()
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/meta"
 )
 
 func openStore(t *testing.T, dir string) *Store {
@@ -266,6 +267,62 @@ func TestSnapshotRestoresAnotherReplica(t *testing.T) {
 	}
 	if follower.AppliedIndex() != 5 {
 		t.Fatalf("restored replica applied index %d, want 5 (4 at the snapshot, then the late entry)", follower.AppliedIndex())
+	}
+}
+
+// TestMetaReadableWhileASnapshotIsRestored reads the metadata store, as a follower's
+// placement and leader balancer do every second, while snapshots are installed over it:
+// a node added under load panicked in meta.(*Store).Replicas right after installing one
+// (the store was nil between closing the old state and opening the new). A restored
+// replica reports the snapshot's index as applied at once.
+func TestMetaReadableWhileASnapshotIsRestored(t *testing.T) {
+	_, snap, _ := snapshotThenAppend(t)
+	var out sink
+	if err := snap.Persist(&out); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	follower := openStore(t, t.TempDir())
+	defer follower.Close()
+
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	reads := 0
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := follower.ReadMeta(func(ms *meta.Store) error {
+				_, _, err := ms.Replicas()
+				return err
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			reads++
+		}
+	}()
+	for range 20 {
+		if err := follower.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))); err != nil {
+			t.Fatal(err)
+		}
+		if got := follower.AppliedIndex(); got != 4 {
+			t.Fatalf("restored replica applied index %d, want 4 (the snapshot's)", got)
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatalf("reading the metadata store during a restore: %v", err)
+	}
+	t.Logf("%d reads during 20 restores", reads)
+	follower.Close()
+	if err := follower.ReadMeta(func(*meta.Store) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadMeta on a closed store: %v, want ErrClosed", err)
 	}
 }
 

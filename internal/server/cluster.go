@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -161,14 +162,25 @@ func (s *Server) startCluster() error {
 	if err != nil {
 		return err
 	}
+	created, err := node.HasGroupState(shard.Meta)
+	if err == nil && !created && !s.cfg.Join && len(peers) > 1 {
+		err = refuseLostMember(node, s.cfg.NodeID, peers)
+	}
+	if err != nil {
+		node.Shutdown(context.Background())
+		return err
+	}
 	// Calls to the other nodes' client ports: over TLS when those ports use it.
 	var clientTLS *tls.Config
 	if s.tc != nil {
 		clientTLS = peerTLS
 	}
 	c := &clusterNode{s: s, node: node, peers: newPeerConns(clientTLS), quit: make(chan struct{}), authChanged: make(chan struct{}, 1),
-		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8},
-		nShards:  s.cfg.Shards, createdReplicas: s.cfg.Replicas, started: time.Now(), promotions: map[string]uint64{}}
+		peerHTTP: &http.Transport{TLSClientConfig: clientTLS, Proxy: nil, MaxIdleConnsPerHost: 8,
+			// A node that died with its machine does not refuse connections: give up on it
+			// soon, as a membership change waits for the next leader (untilLeader).
+			DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext},
+		nShards: s.cfg.Shards, createdReplicas: s.cfg.Replicas, started: time.Now(), promotions: map[string]uint64{}}
 	c.reloads.ch = make(chan struct{})
 	if err := c.openShards(peers); err != nil {
 		c.closeShards(context.Background())
@@ -487,7 +499,7 @@ func adoptData(node *cluster.Node, sh *shardReplica, peers []cluster.Peer, shard
 // Route, then is authenticated against the cluster's applications (shard s0's).
 func (c *clusterNode) serveGRPC() {
 	s := c.s
-	opts := append(s.grpcOptions(bufpool.New()), c.fanoutInterceptor())
+	opts := append(s.grpcOptions(bufpool.New()), c.membersInterceptor(), c.fanoutInterceptor())
 	opts = append(opts, rpc.RoutingInterceptors(c)...)
 	opts = append(opts, grpcSecurity(s.tc, nil, false)...)
 	if s.cfg.Auth {
@@ -580,7 +592,7 @@ func (c *clusterNode) reloadApps() {
 			return
 		case <-c.authChanged:
 		}
-		if err := c.apps.Reload(c.shard(0).store.Meta()); err != nil {
+		if err := c.shard(0).store.ReadMeta(func(ms *meta.Store) error { return c.apps.Reload(ms) }); err != nil {
 			c.s.logger.Error("cluster: could not reload applications, users and sessions", "err", err)
 			continue
 		}
@@ -659,9 +671,12 @@ func (sh *shardReplica) leaderAddrs() meta.Node {
 	}
 	n := meta.Node{ID: l.ID}
 	sh.reading(func() {
-		if recorded, err := sh.store.Meta().GetNode(l.ID); err == nil {
-			n = recorded
-		}
+		sh.store.ReadMeta(func(ms *meta.Store) error {
+			if recorded, err := ms.GetNode(l.ID); err == nil {
+				n = recorded
+			}
+			return nil
+		})
 	})
 	return n
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/dmqio/dmq/internal/meta"
 )
 
 // Leaders are spread over the nodes so that every node serves a share of the shards:
@@ -63,9 +65,12 @@ func (sh *shardReplica) preferredLeader(placed []string) string {
 	if len(placed) > 0 && slices.Contains(voters, placed[0]) {
 		want = placed[0]
 	}
-	if pinned, err := sh.store.Meta().PinnedLeader(); err == nil && slices.Contains(voters, pinned) {
-		want = pinned
-	}
+	sh.store.ReadMeta(func(ms *meta.Store) error {
+		if pinned, err := ms.PinnedLeader(); err == nil && slices.Contains(voters, pinned) {
+			want = pinned
+		}
+		return nil
+	})
 	if want == "" || want == st.Node {
 		return want
 	}

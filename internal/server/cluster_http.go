@@ -35,13 +35,20 @@ import (
 // served by that shard's broker: here if this node leads it; otherwise, in a cluster of
 // one shard, by a redirect to its leader (the console moves there), and in a cluster of
 // several by passing the request on to the leader, so that one console shows them all.
-// The list of topics and the audit log gather every shard's.
+// A membership change is always passed on, and waits for a leader that answers
+// (forwardChange): it is most needed when a node died, maybe the leader. The list of
+// topics and the audit log gather every shard's.
 
 // shardParam names the shard a request is for when it is passed from node to node.
 const shardParam = "shard"
 
 // forwardedHeader marks a request one node passed to another: it is not passed again.
 const forwardedHeader = "X-Dmq-Forwarded-By"
+
+// notLeaderHeader marks the answer of a node that does not lead the request's shard (any
+// more), or knows no leader: nothing was done, and the node that passed the request on
+// asks the shard's next leader.
+const notLeaderHeader = "X-Dmq-Not-Leader"
 
 // ServeHTTP routes a request (see above).
 func (c *clusterNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,18 +112,104 @@ func (c *clusterNode) serveShard(w http.ResponseWriter, r *http.Request, sh *sha
 		return
 	}
 	l := sh.leaderAddrs()
+	forwarded := r.Header.Get(forwardedHeader) != ""
 	switch {
+	case isMembershipChange(r) && !forwarded:
+		c.forwardChange(w, r, sh)
 	case l.HTTP == "":
+		w.Header().Set(notLeaderHeader, c.s.cfg.NodeID)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s and no leader is known yet (an election is in progress)", c.s.cfg.NodeID, sh.name)})
-	case c.nShards == 1:
+	case c.nShards == 1 && !forwarded:
 		http.Redirect(w, r, c.scheme()+"://"+l.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	case r.Header.Get(forwardedHeader) != "":
+	case forwarded:
+		w.Header().Set(notLeaderHeader, c.s.cfg.NodeID)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("node %s does not lead shard %s (any more); its leader is %s", c.s.cfg.NodeID, sh.name, l.ID)})
 	default:
-		c.proxy(sh, l).ServeHTTP(w, r)
+		c.proxy(sh, l, nil).ServeHTTP(w, r)
 	}
 }
 
+// isMembershipChange reports whether r changes the cluster (membershipRoutes).
+func isMembershipChange(r *http.Request) bool {
+	return r.Method != http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/v1/cluster/")
+}
+
+// leaderWait bounds how long a membership change waits for a shard's leader to answer.
+// A leader that died is replaced within about two heartbeat timeouts (a second); a shard
+// that has lost the majority of its voters elects none.
+const leaderWait = 20 * time.Second
+
+// leaderRetry is how often a change waiting for a shard's leader looks again.
+const leaderRetry = 100 * time.Millisecond
+
+// untilLeader calls try with sh's leader as this node knows it (zero while none is known)
+// until try reports it is done, ctx ends or leaderWait passes: the membership changes
+// that follow a node's death must not fail because that node led the shard (the others
+// still name it leader until they notice, then elect another). try is done when the
+// shard's leader (this node, or the one it asked) answered; it is not while no leader
+// is known, the one named does not answer, or it answers that it no longer leads, and
+// then it did nothing, so asking again is safe.
+func (c *clusterNode) untilLeader(ctx context.Context, sh *shardReplica, try func(l meta.Node) (done bool, err error)) error {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		done, err := try(sh.leaderAddrs())
+		if done {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no leader of shard %s answered within %s (has it lost the majority of its voters?): %w", sh.name, leaderWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the leader of shard %s: %w (last: %v)", sh.name, ctx.Err(), err)
+		case <-time.After(leaderRetry):
+		}
+	}
+}
+
+// errNoLeader is what a membership change waits out while a shard elects its leader.
+var errNoLeader = errors.New("no leader is known yet (an election is in progress)")
+
+// forwardChange passes a membership change on to sh's leader (see untilLeader), which may
+// turn out to be this node, and answers with the leader's answer.
+func (c *clusterNode) forwardChange(w http.ResponseWriter, r *http.Request, sh *shardReplica) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "read the request: " + err.Error()})
+		return
+	}
+	attempt := func() *http.Request {
+		a := r.Clone(r.Context())
+		a.Body, a.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		return a
+	}
+	var rec *httptest.ResponseRecorder
+	err = c.untilLeader(r.Context(), sh, func(l meta.Node) (bool, error) {
+		rec = httptest.NewRecorder()
+		if st := sh.enter(); st != nil { // elected meanwhile
+			defer st.calls.leave()
+			st.http.ServeHTTP(rec, attempt())
+			return true, nil
+		}
+		if l.HTTP == "" {
+			return false, errNoLeader
+		}
+		var failed error
+		c.proxy(sh, l, &failed).ServeHTTP(rec, attempt())
+		switch {
+		case failed != nil:
+			return false, fmt.Errorf("leader %s at %s did not answer: %w", l.ID, l.HTTP, failed)
+		case rec.Header().Get(notLeaderHeader) != "":
+			return false, fmt.Errorf("%s answered: %s", l.ID, strings.TrimSpace(rec.Body.String()))
+		}
+		return true, nil
+	})
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	copyResponse(w, rec)
+}
 func (c *clusterNode) scheme() string {
 	if c.s.tc != nil {
 		return "https"
@@ -126,8 +219,9 @@ func (c *clusterNode) scheme() string {
 
 // proxy passes requests for sh on to its leader l. The request is passed as it came:
 // the leader finds the same shard in it (a membership change without ?shard= still
-// concerns every shard).
-func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
+// concerns every shard). When the leader does not answer, the error is set in *failed
+// if failed is not nil (nothing is written), else answered.
+func (c *clusterNode) proxy(sh *shardReplica, l meta.Node, failed *error) http.Handler {
 	return &httputil.ReverseProxy{
 		Transport: c.peerHTTP,
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -137,6 +231,10 @@ func (c *clusterNode) proxy(sh *shardReplica, l meta.Node) http.Handler {
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if failed != nil {
+				*failed = err
+				return
+			}
 			writeJSON(w, http.StatusBadGateway, map[string]any{"error": fmt.Sprintf("shard %s's leader %s at %s did not answer: %v", sh.name, l.ID, l.HTTP, err)})
 		},
 	}
@@ -366,7 +464,46 @@ func (sh *shardReplica) handleAddNode(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 		}
 	}
+	// Then the other shards placed on it, whose leaders add it (reconcile): until it
+	// votes in each, losing another of that shard's voters could cost it its majority.
+	ctx, cancel = context.WithTimeout(r.Context(), membershipTimeout)
+	defer cancel()
+	for {
+		missing := sh.c.notVoterIn(req.ID)
+		if len(missing) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			writeJSON(w, http.StatusAccepted, map[string]any{"error": fmt.Sprintf("node %s votes in s0 but, after %s more, not yet in %s: its replicas are still catching up (see dmq cluster status); do not stop another node until it votes there", req.ID, membershipTimeout, strings.Join(missing, ", "))})
+			return
+		case <-tick.C:
+		}
+	}
 	writeJSON(w, http.StatusOK, sh.c.status())
+}
+
+// notVoterIn lists the shards placed on node id in which it does not vote yet, as each
+// shard's leader counts its members (this node's own count where it leads the shard,
+// else what the leader last told).
+func (c *clusterNode) notVoterIn(id string) []string {
+	var missing []string
+	for i, placed := range c.placements(c.members()) {
+		if !slices.Contains(placed, id) {
+			continue
+		}
+		sh := c.shard(i)
+		var servers []cluster.Server
+		if sh.hosted() && sh.group.IsLeader() {
+			servers = sh.group.Stats().Servers
+		} else if v, ok := c.leaderView(sh.name); ok {
+			servers = v.info.Groups[sh.name].Servers
+		}
+		if !slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == id && s.Voter }) {
+			missing = append(missing, sh.name)
+		}
+	}
+	return missing
 }
 
 // checkJoiner asks the node at addr, over the cluster port, who it is and which shards it
@@ -496,12 +633,14 @@ func (sh *shardReplica) onShards(r *http.Request, body []byte, change func(*shar
 		if t.index == 0 && len(targets) > 1 && len(errs) > 0 {
 			break // the members stay as they are until every shard has changed
 		}
-		var err error
-		if t.leading() != nil {
-			err = change(t, ctx)
-		} else {
-			err = t.c.passOn(ctx, r, t, body)
-		}
+		err := t.c.untilLeader(ctx, t, func(l meta.Node) (bool, error) {
+			if t.leading() != nil {
+				err := change(t, ctx)
+				// Leadership lost meanwhile: the next leader makes the change.
+				return !errors.Is(err, cluster.ErrNotLeader), err
+			}
+			return t.c.passOn(ctx, r, t, l, body)
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("shard %s: %w", t.name, err))
 		}
@@ -509,16 +648,16 @@ func (sh *shardReplica) onShards(r *http.Request, body []byte, change func(*shar
 	return errors.Join(errs...)
 }
 
-// passOn sends a membership request to the leader of shard t, naming the shard.
-func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardReplica, body []byte) error {
-	l := t.leaderAddrs()
+// passOn sends a membership request to the leader l of shard t, naming the shard; done is
+// false when l is not known, did not answer or no longer leads t (see untilLeader).
+func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardReplica, l meta.Node, body []byte) (done bool, err error) {
 	if l.HTTP == "" {
-		return errors.New("no leader is known yet (an election is in progress)")
+		return false, errNoLeader
 	}
 	u := url.URL{Scheme: c.scheme(), Host: l.HTTP, Path: r.URL.Path, RawQuery: url.Values{shardParam: {t.name}}.Encode()}
 	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return true, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(forwardedHeader, c.s.cfg.NodeID)
@@ -529,15 +668,16 @@ func (c *clusterNode) passOn(ctx context.Context, r *http.Request, t *shardRepli
 	}
 	resp, err := (&http.Client{Transport: c.peerHTTP}).Do(req)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("leader %s at %s did not answer: %w", l.ID, l.HTTP, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
-		return nil
+		return true, nil
 	}
 	var e struct{ Error string }
 	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-	return fmt.Errorf("leader %s answered %s: %s", l.ID, resp.Status, e.Error)
+	err = fmt.Errorf("leader %s answered %s: %s", l.ID, resp.Status, e.Error)
+	return resp.Header.Get(notLeaderHeader) == "", err
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -680,8 +820,11 @@ func (c *clusterNode) status() Status {
 	var recorded []meta.Node // every kept shard's leaders record their addresses in it
 	for _, sh := range c.shardList() {
 		kept := sh.hosted() && sh.reading(func() {
-			nodes, _ := sh.store.Meta().Nodes()
-			recorded = append(recorded, nodes...)
+			sh.store.ReadMeta(func(ms *meta.Store) error {
+				nodes, _ := ms.Nodes()
+				recorded = append(recorded, nodes...)
+				return nil
+			})
 		})
 		if !kept {
 			st.Elsewhere = append(st.Elsewhere, sh.elsewhereStatus())

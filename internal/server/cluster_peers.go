@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
+	"github.com/dmqio/dmq/internal/shard"
 )
 
 // Every node tells the others its client addresses and where each of its replicas is
@@ -27,6 +31,9 @@ type nodeInfo struct {
 	Shards int `json:"shards"`
 	// Groups has the shards this node keeps.
 	Groups map[string]replicaInfo `json:"groups"`
+	// Seen is the s0 applied index each other member last told this node (since it
+	// started): a node that lost its data is told it had some (refuseLostMember).
+	Seen map[string]uint64 `json:"seen,omitempty"`
 }
 
 // replicaInfo is one replica's position.
@@ -83,6 +90,16 @@ func (c *clusterNode) selfInfo() []byte {
 		ri.Servers = st.Servers
 		info.Groups[sh.name] = ri
 	}
+	c.peerBook.mu.Lock()
+	for id, v := range c.peerBook.peers {
+		if ri, ok := v.info.Groups[shard.Meta]; ok && ri.AppliedIndex > 0 {
+			if info.Seen == nil {
+				info.Seen = map[string]uint64{}
+			}
+			info.Seen[id] = ri.AppliedIndex
+		}
+	}
+	c.peerBook.mu.Unlock()
 	b, _ := json.Marshal(info)
 	return b
 }
@@ -136,4 +153,65 @@ func (c *clusterNode) peerAddrs(id string) (meta.Node, bool) {
 		return meta.Node{}, false
 	}
 	return v.info.Node, true
+}
+
+// refuseLostMember, on a node that starts with no cluster state and a peers list (it
+// would bootstrap the cluster with them), asks the peers about the cluster they are in,
+// and refuses to start when they already run one that this node cannot take its place
+// in: one that does not count it as a member, or in which its replica held data (a
+// peer saw it applied), which it has lost. Such a node would start an empty cluster state
+// of its own and call elections for ever, or worse, vote for entries it no longer holds.
+// The peers that do not answer (the cluster is being created, they start later) are not
+// counted; neither are the nodes' memories lost in restarts.
+func refuseLostMember(node *cluster.Node, self string, peers []cluster.Peer) error {
+	type answer struct {
+		peer cluster.Peer
+		info nodeInfo
+		err  error
+	}
+	answers := make(chan answer, len(peers))
+	asked := 0
+	for _, p := range peers {
+		if p.ID == self {
+			continue
+		}
+		asked++
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			a := answer{peer: p}
+			b, err := node.PeerInfo(ctx, p.Addr)
+			if err == nil {
+				err = json.Unmarshal(b, &a.info)
+			}
+			a.err = err
+			answers <- a
+		}()
+	}
+	remedy := fmt.Sprintf("to replace it, remove it (dmq cluster remove-node %s --http <a live node's HTTP address>), "+
+		"start this node with --join instead of --peers (its data directory empty), then add it (dmq cluster add-node %s <its cluster address> --http ...): "+
+		"it then receives the cluster's data", self, self)
+	var refusal error
+	for range asked {
+		a := <-answers
+		if a.err != nil || a.info.ID != a.peer.ID || refusal != nil {
+			continue
+		}
+		if n := a.info.Seen[self]; n > 0 {
+			refusal = fmt.Errorf("node %s starts with an empty data directory, but the cluster it is a member of runs and this node's replica there held data "+
+				"(%s at %s saw it at applied index %d of s0): its data is lost, and a node must not take its old place without it; %s",
+				self, a.peer.ID, a.peer.Addr, n, remedy)
+			continue
+		}
+		s0 := a.info.Groups[shard.Meta]
+		if len(s0.Servers) > 0 && !slices.ContainsFunc(s0.Servers, func(s cluster.Server) bool { return s.ID == self }) {
+			var ids []string
+			for _, s := range s0.Servers {
+				ids = append(ids, s.ID)
+			}
+			refusal = fmt.Errorf("node %s starts with an empty data directory and --peers, but %s at %s runs a cluster whose members are %s, not this node: %s",
+				self, a.peer.ID, a.peer.Addr, strings.Join(ids, ", "), remedy)
+		}
+	}
+	return refusal
 }

@@ -79,7 +79,12 @@ func (c *clusterNode) longGone(id string) bool {
 // s0 (by its first leader, from its --replicas; changed by dmq cluster set-replicas), or
 // this node's --replicas until then.
 func (c *clusterNode) replicaCount() int {
-	if n, ok, err := c.shard(0).store.Meta().Replicas(); err == nil && ok {
+	n, ok := 0, false
+	err := c.shard(0).store.ReadMeta(func(ms *meta.Store) (err error) {
+		n, ok, err = ms.Replicas()
+		return err
+	})
+	if err == nil && ok {
 		return n
 	}
 	return c.createdReplicas
@@ -88,7 +93,12 @@ func (c *clusterNode) replicaCount() int {
 // recordReplicas, on s0's leader, records the replicas per shard the cluster was
 // created with, if s0 has none yet.
 func (c *clusterNode) recordReplicas() error {
-	if _, ok, err := c.shard(0).store.Meta().Replicas(); err != nil || ok {
+	ok := false
+	err := c.shard(0).store.ReadMeta(func(ms *meta.Store) (err error) {
+		_, ok, err = ms.Replicas()
+		return err
+	})
+	if err != nil || ok {
 		return err
 	}
 	return c.shard(0).store.Meta().SetReplicas(c.createdReplicas)

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
 
@@ -246,6 +247,11 @@ func (s *Server) grpcOptions(pool *bufpool.Pool) []grpc.ServerOption {
 		// keeps about 1 MB in flight (W3 1.25x, broker CPU 0.9x per message).
 		grpc.InitialWindowSize(8 << 20), grpc.InitialConnWindowSize(16 << 20),
 		grpc.ReadBufferSize(256 << 10), grpc.WriteBufferSize(256 << 10),
+		// The SDK pings a connection that received nothing for 10 s, also without a
+		// call in progress, to notice a node that stopped answering (client/watchdog.go).
+		// gRPC's default policy (5 minutes, not without calls) would answer those pings
+		// by closing the connection ("too_many_pings").
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}, rpc.MalformedInterceptors(bad)...)
 }
 

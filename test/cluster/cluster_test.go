@@ -90,7 +90,8 @@ func storedCount(t *testing.T, cl *client.Client, topic string) uint64 {
 func TestKillLeaderUnderPipelinedLoad(t *testing.T) {
 	const topic, total = "dev.cluster.orders", 6000
 	c := startCluster(t, 3)
-	cl := c.dial()
+	// The SDK's default retry policy, whose backoff grows to 2 s, as users have it.
+	cl := c.dial(client.WithRetry(client.DefaultRetry))
 	createTopic(t, cl, topic, "billing")
 	lg := newLedger()
 	consume(t, cl, topic, "billing", lg)
@@ -112,12 +113,18 @@ func TestKillLeaderUnderPipelinedLoad(t *testing.T) {
 	}()
 	publishAll(t, cl, topic, "m", total, lg, nil)
 	<-killed
+	stalled := lg.ackGap(time.Unix(0, killedAt.Load()), time.Now())
 	newLeader := c.waitLeader(victim)
 	st, _ := status(newLeader)
 	failover := time.Duration(st.Groups[0].LeadingSinceMs*1e6 - killedAt.Load())
-	t.Logf("new leader %s serving %v after the kill", newLeader.id, failover.Round(time.Millisecond))
+	t.Logf("new leader %s serving %v after the kill; publishing stalled %v", newLeader.id, failover.Round(time.Millisecond), stalled.Round(time.Millisecond))
 	if failover > 5*time.Second {
 		t.Errorf("failover took %v, want under 5s", failover)
+	}
+	// Issue 20: publishing resumed 1.0-2.4 s after the kill in most runs, but took
+	// 15.7 s (median of a run) and 7.8 s under flat-out load in others.
+	if stalled > 5*time.Second {
+		t.Errorf("publishing stalled %v after the kill, want under 5s", stalled)
 	}
 
 	checkQueue(t, cl, topic, lg, total)

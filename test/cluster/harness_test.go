@@ -362,6 +362,9 @@ type ledger struct {
 	delivered map[string]int    // body → deliveries
 	failed    []string
 	refused   map[string]bool // bodies answered "not stored"
+	// ackTimes and deliverTimes are when each ack and delivery came, in order: how
+	// long publishing or consuming stalled around a fault.
+	ackTimes, deliverTimes []time.Time
 }
 
 func newLedger() *ledger {
@@ -372,6 +375,7 @@ func (l *ledger) ack(body, id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acked[body] = id
+	l.ackTimes = append(l.ackTimes, time.Now())
 }
 
 func (l *ledger) fail(body string, err error) {
@@ -409,6 +413,40 @@ func (l *ledger) deliver(body string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.delivered[body]++
+	l.deliverTimes = append(l.deliverTimes, time.Now())
+}
+
+// gap is the longest time without an event of times (sorted) that ends after from,
+// up to until: how long publishing (or consuming) stopped around a fault made at from.
+// The wait from the last event before from to the first after it counts, and so does
+// the wait from the last event to until.
+func gap(times []time.Time, from, until time.Time) time.Duration {
+	var longest time.Duration
+	prev := from
+	for _, at := range times {
+		if at.After(until) {
+			break
+		}
+		if at.After(from) {
+			longest = max(longest, at.Sub(prev))
+		}
+		prev = at
+	}
+	return max(longest, until.Sub(prev))
+}
+
+// ackGap is the longest time without an ack between from and until (see gap).
+func (l *ledger) ackGap(from, until time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return gap(l.ackTimes, from, until)
+}
+
+// deliverGap is the longest time without a delivery between from and until (see gap).
+func (l *ledger) deliverGap(from, until time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return gap(l.deliverTimes, from, until)
 }
 
 func (l *ledger) counts() (acked, delivered, missing int) {

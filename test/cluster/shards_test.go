@@ -262,18 +262,21 @@ func TestShardsSpreadLeadersAndFailOver(t *testing.T) {
 	}
 }
 
-// setupToken finds the one-time administrator token the leader of shard s0 printed.
+// setupToken finds the one-time administrator token the leader of shard s0 printed: the
+// latest printed, as each new leader of s0 revokes the one before and prints another.
 func (c *testCluster) setupToken() string {
 	c.t.Helper()
-	var token string
+	var token, at string
+	re := regexp.MustCompile(`time=(\S+) .*setup_token=(dmq_[A-Za-z0-9_-]+)`)
 	dmqtest.Eventually(c.t, 15*time.Second, "a setup token in a node's log", func() bool {
 		for _, nd := range c.nodes {
-			if m := regexp.MustCompile(`setup_token=(dmq_[A-Za-z0-9_-]+)`).FindStringSubmatch(nd.p.Logs()); m != nil {
-				token = m[1]
-				return true
+			for _, m := range re.FindAllStringSubmatch(nd.p.Logs(), -1) {
+				if m[1] > at { // RFC 3339 times in UTC sort as strings
+					token, at = m[2], m[1]
+				}
 			}
 		}
-		return false
+		return token != ""
 	})
 	return token
 }
