@@ -106,9 +106,9 @@ type RetryPolicy struct {
 	// first failure, or Attempts sends failed, whichever comes first, every
 	// unanswered message fails with the last error. Zero means the sum of the
 	// backoffs between Attempts sends (31.1 s for DefaultRetry). While nodes
-	// answer that they know no leader yet (an election), a Producer sends again
-	// every 250 ms instead of backing off, and those sends count against
-	// MaxElapsed only.
+	// answer that they know no leader yet (an election), calls and a Producer's
+	// batches are sent again every 250 ms instead of backing off, and those sends
+	// count against MaxElapsed only.
 	MaxElapsed time.Duration
 }
 

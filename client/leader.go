@@ -494,6 +494,7 @@ func (r *router) Invoke(ctx context.Context, method string, args, reply any, opt
 	safe := marked != nil
 	topic := callTopic(args, opts)
 	redirects := 0
+	var since time.Time // the first failure
 	for attempt := 1; ; {
 		c, ready, err := r.pick(ctx, topic)
 		if err != nil {
@@ -516,7 +517,13 @@ func (r *router) Invoke(ctx context.Context, method string, args, reply any, opt
 			redirects++
 			continue
 		}
-		if !r.resend(v, ready, safe, err) || attempt >= r.retry.Attempts || ctx.Err() != nil {
+		if since.IsZero() {
+			since = time.Now()
+		}
+		// No leader yet: the call is sent again every electionPoll to follow the
+		// election's end closely, and those sends count against MaxElapsed only.
+		poll := v == refused && r.retry.Attempts > 1 && time.Since(since)+electionPoll < r.retry.MaxElapsed
+		if !poll && (!r.resend(v, ready, safe, err) || attempt >= r.retry.Attempts) || ctx.Err() != nil {
 			if safe && marked.maybeDone && !retryable(err) {
 				return outcomeUnknown(err)
 			}
@@ -525,12 +532,18 @@ func (r *router) Invoke(ctx context.Context, method string, args, reply any, opt
 		if safe && ready && v != redirected && v != refused {
 			marked.maybeDone = true // it reached a node, which may have done it
 		}
+		wait := r.retry.backoff(attempt)
+		if poll {
+			wait = min(wait, electionPoll)
+		}
 		select {
-		case <-time.After(r.retry.backoff(attempt)):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return err
 		}
-		attempt++
+		if !poll {
+			attempt++
+		}
 		redirects = 0
 	}
 }

@@ -433,6 +433,19 @@ func TestElectionIsPolledNotBackedOff(t *testing.T) {
 		t.Logf("the producer published %v after the start of an election of %v", d.Round(time.Millisecond), election)
 	}
 
+	fol1 := startFollower(t, "")
+	c1 := dial(t, fol1.addr, client.WithRetry(client.DefaultRetry))
+	start = time.Now()
+	fol1.electIn(election, leader)
+	if _, err := c1.Publish(ctx, topic, &client.Message{Body: []byte("y")}); err != nil {
+		t.Fatalf("Client.Publish during the election: %v", err)
+	}
+	if d := time.Since(start); d > election+slack {
+		t.Errorf("Client.Publish returned %v after the start of an election of %v, want under %v", d.Round(time.Millisecond), election, election+slack)
+	} else {
+		t.Logf("Client.Publish returned %v after the start of an election of %v", d.Round(time.Millisecond), election)
+	}
+
 	fol2 := startFollower(t, "")
 	c2 := dial(t, fol2.addr, client.WithRetry(client.DefaultRetry))
 	start = time.Now()

@@ -59,10 +59,15 @@ func (d *diskSpace) read() (free, total int64, err error) {
 
 // Reserve is the free space below which publishes are refused.
 func (d *diskSpace) Reserve() int64 {
+	_, total, _ := d.read()
+	return d.reserveOf(total)
+}
+
+// reserveOf is the reserve on a file system of total bytes.
+func (d *diskSpace) reserveOf(total int64) int64 {
 	if !d.auto {
 		return d.reserve
 	}
-	_, total, _ := d.read()
 	return AutoReserve(total, d.segment)
 }
 
@@ -73,11 +78,7 @@ func (d *diskSpace) check() error {
 	if err != nil {
 		return nil
 	}
-	reserve := d.reserve
-	if d.auto {
-		reserve = AutoReserve(total, d.segment)
-	}
-	if free < reserve {
+	if reserve := d.reserveOf(total); free < reserve {
 		return fmt.Errorf("%w: %s has %d MiB free, below the %d MiB kept in reserve for the logs and metadata",
 			syscall.ENOSPC, d.dir, free>>20, reserve>>20)
 	}

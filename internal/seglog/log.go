@@ -44,6 +44,37 @@ type Log struct {
 	closeErr  error
 
 	syncs atomic.Uint64 // number of data fsyncs; for tests
+
+	// failLoggedAt is when a failure was last logged at error level (unix ns), and
+	// failLogged whether the last failure was; see failLevel.
+	failLoggedAt atomic.Int64
+	failLogged   atomic.Bool
+}
+
+// failLogEvery is how often a log that fails and recovers again and again (its disk is
+// full, and the replica retries every second) logs a failure at error level, and the
+// recovery from it at info level; the repeats in between are logged at debug level.
+const failLogEvery = time.Minute
+
+// failLevel is the level of a failure's log line.
+func (l *Log) failLevel() slog.Level {
+	now := time.Now().UnixNano()
+	if now-l.failLoggedAt.Load() < int64(failLogEvery) {
+		l.failLogged.Store(false)
+		return slog.LevelDebug
+	}
+	l.failLoggedAt.Store(now)
+	l.failLogged.Store(true)
+	return slog.LevelError
+}
+
+// recoverLevel is the level of the line saying the log recovered: info when its failure
+// was logged at error level.
+func (l *Log) recoverLevel() slog.Level {
+	if l.failLogged.Load() {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 // Recovery describes what Open had to repair. The zero value means

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -155,3 +157,44 @@ func TestIdleSegmentFilesCloseAndReopen(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// A log that fails and recovers again and again (a full disk, retried every second by a
+// stalled replica) says so once at error level, and its recovery once at info level, not
+// at every attempt.
+func TestRepeatedFailuresAreLoggedOnce(t *testing.T) {
+	var lines strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return lines.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	fs := faultfs.New()
+	l, err := seglog.Open(seglog.Options{FS: fs, Dir: "/log", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fs.SetCapacity(fs.Used() + 10)
+	for i := 0; i < 10; i++ {
+		if _, err := appendOne(l, "a record longer than the ten bytes left"); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("append %d on a full disk: %v, want ENOSPC", i, err)
+		}
+		if err := l.Recover(context.Background()); err != nil {
+			t.Fatalf("Recover %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := lines.String()
+	if n := strings.Count(out, "level=ERROR"); n != 1 {
+		t.Fatalf("%d error lines for 10 failures, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "level=INFO"); n != 1 {
+		t.Fatalf("%d info lines for 10 recoveries, want 1:\n%s", n, out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,6 +1,7 @@
 package seglog
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -99,7 +100,7 @@ func (l *Log) fsync(s *segment) error {
 func (l *Log) fail(cause error) error {
 	err, first := l.q.fail(cause)
 	if first {
-		l.logger.Error("seglog: append failed; the log refuses appends until reopened", "err", cause)
+		l.logger.Log(context.Background(), l.failLevel(), "seglog: append failed; the log refuses appends until reopened", "err", cause)
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package seglog
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -308,7 +309,7 @@ func (w *writer) recover() error {
 	w.buf = w.buf[:0]
 	w.setActive(s)
 	w.l.q.failed.Store(nil)
-	w.l.logger.Info("seglog: recovered from a failure; appends resume", "segment", s.path, "durable_bytes", size)
+	w.l.logger.Log(context.Background(), w.l.recoverLevel(), "seglog: recovered from a failure; appends resume", "segment", s.path, "durable_bytes", size)
 	return nil
 }
 

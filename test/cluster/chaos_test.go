@@ -74,7 +74,6 @@ func TestChaos(t *testing.T) {
 		}
 		ledgers[k] = groupLedgers{newLedger(), newLedger()}
 		consume(t, cl, topic, "billing", ledgers[k].cluster)
-		k := k
 		bc, err := cl.Subscribe(ctx, topic, "audit", func(_ context.Context, m *client.Message) error {
 			ledgers[k].broadcast.deliver(string(m.Body))
 			return nil
@@ -240,9 +239,10 @@ func TestChaos(t *testing.T) {
 }
 
 // waitSettled waits until every shard has a leader that serves and every node applied
-// what it committed; if that does not come within timeout, it prints each node's view
-// and its last notable log lines, and fails.
-func (c *testCluster) waitSettled(timeout time.Duration) {
+// what it committed; if that does not come within timeout, it prints each node's view,
+// its last notable log lines and the goroutines of the suspects (SIGQUIT makes a Go
+// process print them and exit), and fails.
+func (c *testCluster) waitSettled(timeout time.Duration, suspects ...*node) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -285,8 +285,23 @@ func (c *testCluster) waitSettled(timeout time.Duration) {
 			for _, nd := range c.nodes {
 				c.t.Logf("%s's last notable log lines:\n%s", nd.id, dmqtest.Tail(nd.notableLogs(), 20))
 			}
+			for _, nd := range suspects {
+				c.t.Logf("%s's goroutines in the replica, Pebble and Raft:\n%s", nd.id, dmqtest.Tail(stacksOf(nd.p.Dump()), 300))
+			}
 			c.t.Fatalf("not settled within %v (a serving leader per shard, every node applied):\n%s", timeout, strings.Join(lines, "\n"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// stacksOf is the goroutines of a Go process's SIGQUIT dump that are in the replica,
+// Pebble or Raft's main loop.
+func stacksOf(dump string) string {
+	var stacks []string
+	for _, g := range strings.Split(dump, "\n\n") {
+		if strings.Contains(g, "dmq/internal/replica") || strings.Contains(g, "pebble") || strings.Contains(g, "raft.(*Raft).run") {
+			stacks = append(stacks, g)
+		}
+	}
+	return strings.Join(stacks, "\n\n")
 }

@@ -193,7 +193,7 @@ func TestOneNodesDiskFillsAndHeals(t *testing.T) {
 	}
 	stop.Store(true)
 	<-done
-	waitAppliedOrDump(t, c, victim)
+	c.waitSettled(60*time.Second, victim)
 
 	total := int(published.Load())
 	t.Logf("%d published, %d refused", total, refused.Load())
@@ -233,50 +233,4 @@ func TestOneNodesDiskFillsAndHeals(t *testing.T) {
 func dfOut(dir string) string {
 	out, _ := exec.Command("df", "-h", dir).CombinedOutput()
 	return string(out)
-}
-
-// waitAppliedOrDump waits until every node applied what each shard's leader committed;
-// if that does not come, it prints each node's positions and the goroutines of suspect
-// (SIGQUIT makes a Go process print them and exit), then fails.
-func waitAppliedOrDump(t *testing.T, c *testCluster, suspect *node) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var commit, behind uint64
-		var lines []string
-		for _, nd := range c.nodes {
-			st, err := status(nd)
-			if err != nil {
-				lines = append(lines, fmt.Sprintf("%s: %v", nd.id, err))
-				behind++
-				continue
-			}
-			for _, g := range st.Groups {
-				if g.Role == "leader" {
-					commit = max(commit, g.CommitIndex)
-				}
-				lines = append(lines, fmt.Sprintf("%s %s: %s commit %d applied %d last %d stalled %q", nd.id, g.Name, g.Role, g.CommitIndex, g.AppliedIndex, g.LastLogIndex, g.Stalled))
-			}
-		}
-		for _, nd := range c.nodes {
-			if st, err := status(nd); err == nil && st.Groups[0].AppliedIndex < commit {
-				behind++
-			}
-		}
-		if commit > 0 && behind == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			suspect.p.Cmd.Process.Signal(syscall.SIGQUIT)
-			<-suspect.p.Done()
-			var stacks []string
-			for _, g := range strings.Split(suspect.p.Logs(), "\n\n") {
-				if strings.Contains(g, "dmq/internal/replica") || strings.Contains(g, "pebble") || strings.Contains(g, "raft.(*Raft).run") {
-					stacks = append(stacks, g)
-				}
-			}
-			t.Fatalf("not every node applied what was committed (%d):\n%s\n%s's goroutines:\n%s", commit, strings.Join(lines, "\n"), suspect.id, dmqtest.Tail(strings.Join(stacks, "\n\n"), 300))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
