@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
@@ -77,7 +78,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
-	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, logVFS(cfg.NoSync), hlog.Named("wal"))
+	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, vfs.Default, cfg.NoSync, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}

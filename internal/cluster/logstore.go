@@ -2,17 +2,17 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
@@ -29,32 +29,34 @@ type logStore interface {
 }
 
 // walStore is hashicorp/raft-wal: append-only segment files, fsynced per append batch,
-// with its small state (segments, term, vote) in a bbolt file. Measured against the
-// bbolt log this package had first (BenchmarkOneVoterApply): 0.16–0.19 ms per Apply instead
-// of 0.50, about 125k applies/s instead of 50k, and
-// it writes each entry once instead of rewriting B+tree pages, which matters for publish
-// batches of up to megabytes.
-//
-// raft-wal v0.4.0's Close leaves its meta database open (and locked), so a group
-// reopened in the same process would block: the store is given a meta database it can
-// close itself.
+// with its small state (segments, term, vote) in one file (walmeta.go). Measured against
+// the bbolt log this package had first (BenchmarkOneVoterApply): 0.16–0.19 ms per Apply
+// instead of 0.50, about 125k applies/s instead of 50k, and it writes each entry once
+// instead of rewriting B+tree pages, which matters for publish batches of up to megabytes.
+// Every file of the log, repairs included, is reached through one vfs.FS.
 type walStore struct {
 	*wal.WAL
-	meta *metadb.BoltMetaDB
+	meta *walMeta
 }
 
-// openLogStore opens the log in dir, its segment files through vfs.
-func openLogStore(dir string, segmentBytes int, vfs types.VFS, log hclog.Logger) (*walStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// openLogStore opens the log in dir on fs; with noSync its appends are not synced
+// (logVFS).
+func openLogStore(dir string, segmentBytes int, fs vfs.FS, noSync bool, log hclog.Logger) (*walStore, error) {
+	return openWAL(dir, segmentBytes, fs, logVFS(fs, noSync), log)
+}
+
+// openWAL opens the log in dir on fs, its segment files through segs.
+func openWAL(dir string, segmentBytes int, fs vfs.FS, segs types.VFS, log hclog.Logger) (*walStore, error) {
+	if err := mkdirAllSynced(fs, dir); err != nil {
 		return nil, err
 	}
-	meta := &metadb.BoltMetaDB{}
-	filer := segment.NewFiler(dir, vfs)
-	if err := finishRotation(dir, meta, filer, segmentBytes, log); err != nil {
+	meta := newWalMeta(fs, log)
+	filer := segment.NewFiler(dir, segs)
+	if err := finishRotation(dir, meta, filer, segs, segmentBytes, log); err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
 	}
-	if err := repairSeals(dir, meta, filer, log); err != nil {
+	if err := repairSeals(dir, fs, meta, filer, log); err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("open raft log in %s: %w", dir, err)
 	}
@@ -67,11 +69,15 @@ func openLogStore(dir string, segmentBytes int, vfs types.VFS, log hclog.Logger)
 	s := &walStore{WAL: w, meta: meta}
 	if err := s.checkEnds(); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("open raft log in %s: %w: %v; remedy: stop the node, move %s aside and start it again, "+
-			"and it receives this group's log from its leader (on a node that is the group's only voter, restore from a backup instead)",
-			dir, ErrDamagedLog, err, filepath.Dir(dir))
+		return nil, fmt.Errorf("open raft log in %s: %w: %v; %s", dir, ErrDamagedLog, err, logRemedy(dir))
 	}
 	return s, nil
+}
+
+// logRemedy is the remedy for a damaged log in dir.
+func logRemedy(dir string) string {
+	return fmt.Sprintf("remedy: stop the node, move %s aside and start it again, and it receives this group's log "+
+		"from its leader (on a node that is the group's only voter, restore from a backup instead)", filepath.Dir(dir))
 }
 
 // checkEnds reads the log's first and last entries, as raft.NewRaft does before it
@@ -103,7 +109,18 @@ func (s *walStore) checkEnds() error {
 // load: a one-voter node that never led again). This records what the rotation would
 // have: the tail sealed at its last entry and a new, empty tail after it, which the WAL
 // then creates as after a crash between recording a segment and creating its file.
-func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, segmentBytes int, log hclog.Logger) error {
+//
+// raft-wal's recovery (v0.4.2, segment.Writer.recoverTail) also takes a tail for sealed
+// when an index frame follows its last commit frame: a power cut in the write of the
+// batch that seals it (or of a ForceSeal) leaves the index frame, whole or torn, without
+// its commit. That seal never happened: the batch was not acknowledged, and the entries
+// that were do not all read back through a torn index. Such a seal is taken only if
+// its index lists exactly the tail's committed entries and each reads back through it
+// as from its frames; otherwise the index frame's header is zeroed (dropSeal) and the
+// tail stays unsealed, as it was when the batch began (found by TestLogSurvivesPowerCuts:
+// without it the log refused to open, or never took an append again).
+func finishRotation(dir string, meta types.MetaStore, filer *segment.Filer, segs types.VFS, segmentBytes int,
+	log hclog.Logger) error {
 	state, err := meta.Load(dir)
 	if err != nil || len(state.Segments) == 0 {
 		return err
@@ -121,11 +138,22 @@ func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, s
 	}
 	sealed, indexStart, err := w.Sealed()
 	last := w.LastIndex()
+	committed := false
+	if err == nil && sealed {
+		committed, err = sealCommitted(filer, segs, dir, tail, w, indexStart)
+	}
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil || !sealed {
 		return err
+	}
+	if !committed {
+		if err := dropSeal(segs, dir, tail, indexStart); err != nil {
+			return err
+		}
+		log.Warn("dropped a segment seal a crash cut short", "segment", tail.ID, "last_index", last)
+		return nil
 	}
 	if segmentBytes <= 0 {
 		segmentBytes = wal.DefaultSegmentSize
@@ -141,6 +169,53 @@ func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, s
 	return meta.CommitState(state)
 }
 
+// sealCommitted reports whether the index frame at indexStart in the tail segment tail,
+// recovered as w, lists exactly w's committed entries and each reads back through it.
+func sealCommitted(filer *segment.Filer, segs types.VFS, dir string, tail types.SegmentInfo, w types.SegmentWriter,
+	indexStart uint64) (bool, error) {
+	if indexStart < segmentFrameHeaderLen {
+		return false, nil
+	}
+	f, err := segs.OpenReader(dir, segment.FileName(tail))
+	if err != nil {
+		return false, err
+	}
+	var hdr [segmentFrameHeaderLen]byte
+	n, err := f.ReadAt(hdr[:], int64(indexStart-segmentFrameHeaderLen))
+	f.Close()
+	if n < len(hdr) {
+		return false, fmt.Errorf("read the index frame of %s: %w", segment.FileName(tail), err)
+	}
+	entries := uint64(0)
+	if last := w.LastIndex(); last >= tail.BaseIndex {
+		entries = last - tail.BaseIndex + 1
+	}
+	if hdr[0] != segment.FrameIndex || uint64(binary.LittleEndian.Uint32(hdr[4:]))/4 != entries || entries == 0 {
+		return false, nil
+	}
+	si := tail
+	si.SealTime, si.MaxIndex, si.IndexStart = time.Now(), w.LastIndex(), indexStart
+	return sameThroughIndex(filer, w, si) == nil, nil
+}
+
+// segmentFrameHeaderLen is the size of a frame header in raft-wal's segment format
+// (type, 3 reserved bytes, length or checksum).
+const segmentFrameHeaderLen = 8
+
+// dropSeal zeroes the header of the index frame at indexStart in the tail segment, where
+// raft-wal's recovery then finds the segment's end, and syncs it.
+func dropSeal(segs types.VFS, dir string, tail types.SegmentInfo, indexStart uint64) error {
+	f, err := segs.OpenWriter(dir, segment.FileName(tail))
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, segmentFrameHeaderLen), int64(indexStart-segmentFrameHeaderLen))
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
 // repairSeals makes every sealed segment readable. raft-wal reads a sealed segment only
 // through the index block written when it was sealed. Before v0.4.2, cutting the log's
 // tail (a follower that clears a suffix after a leader change) recorded the tail as
@@ -152,7 +227,7 @@ func finishRotation(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, s
 // and the meta database records where. A segment that holds fewer entries than the
 // meta database says cannot be repaired: the start is refused with the file and the
 // remedy, before Raft reads the log.
-func repairSeals(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, log hclog.Logger) error {
+func repairSeals(dir string, fs vfs.FS, meta types.MetaStore, filer *segment.Filer, log hclog.Logger) error {
 	state, err := meta.Load(dir)
 	if err != nil {
 		return err
@@ -165,13 +240,11 @@ func repairSeals(dir string, meta *metadb.BoltMetaDB, filer *segment.Filer, log 
 		if sealReadable(filer, si) {
 			continue
 		}
-		file := filepath.Join(dir, segment.FileName(si))
+		file := fs.PathJoin(dir, segment.FileName(si))
 		indexStart, err := reseal(filer, si)
 		if err != nil {
-			return fmt.Errorf("%w: segment %s (entries %d-%d): %v; "+
-				"remedy: stop the node, move %s aside and start it again, and it receives this group's log from its leader "+
-				"(on a node that is the group's only voter, restore from a backup instead)",
-				ErrDamagedLog, file, si.MinIndex, si.MaxIndex, err, filepath.Dir(dir))
+			return fmt.Errorf("%w: segment %s (entries %d-%d): %v; %s",
+				ErrDamagedLog, file, si.MinIndex, si.MaxIndex, err, logRemedy(dir))
 		}
 		log.Warn("repaired a sealed segment without a readable index", "file", file,
 			"min_index", si.MinIndex, "max_index", si.MaxIndex)
@@ -225,45 +298,54 @@ func reseal(filer *segment.Filer, si types.SegmentInfo) (uint64, error) {
 		return 0, fmt.Errorf("write its index: %w", err)
 	}
 	si.IndexStart = indexStart
+	if err := sameThroughIndex(filer, w, si); err != nil {
+		return 0, err
+	}
+	return indexStart, nil
+}
+
+// sameThroughIndex checks that every entry of the sealed segment si reads back through
+// its index as it reads from the frames through w.
+func sameThroughIndex(filer *segment.Filer, w types.SegmentWriter, si types.SegmentInfo) error {
 	r, err := filer.Open(si)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer r.Close()
 	for idx := si.MinIndex; idx <= si.MaxIndex; idx++ {
 		want, err := w.GetLog(idx)
 		if err != nil {
-			return 0, fmt.Errorf("entry %d: %w", idx, err)
+			return fmt.Errorf("entry %d: %w", idx, err)
 		}
 		got, err := r.GetLog(idx)
 		if err != nil {
 			want.Close()
-			return 0, fmt.Errorf("entry %d through the new index: %w", idx, err)
+			return fmt.Errorf("entry %d through the new index: %w", idx, err)
 		}
 		same := bytes.Equal(got.Bs, want.Bs)
 		got.Close()
 		want.Close()
 		if !same {
-			return 0, fmt.Errorf("entry %d reads differently through the new index", idx)
+			return fmt.Errorf("entry %d reads differently through the new index", idx)
 		}
 	}
-	return indexStart, nil
+	return nil
 }
 
 func (s *walStore) Close() error {
 	return errors.Join(s.WAL.Close(), s.meta.Close())
 }
 
-// logVFS is the file system of the log's segments: raft-wal's own, which syncs each
+// logVFS is the file system of the log's segments on fs: walVFS, which syncs each
 // append batch, with zeros written ahead of the writer (logstore_prealloc.go), or with
-// noSync one whose segment files ignore Sync. Creating and deleting segments still
-// syncs the directory, as does the small meta database (term, vote, segment list):
-// those are rare.
-func logVFS(noSync bool) types.VFS {
+// noSync one whose segment files ignore Sync. Deleting segments still syncs the
+// directory, and the meta file (term, vote, segment list) is always synced: those
+// writes are rare.
+func logVFS(fs vfs.FS, noSync bool) types.VFS {
 	if noSync {
-		return unsyncedVFS{fs.New()}
+		return unsyncedVFS{walVFS{fs}}
 	}
-	return preallocVFS{fs.New()}
+	return preallocVFS{walVFS{fs}}
 }
 
 // unsyncedVFS hands out segment files whose Sync does nothing.
@@ -287,4 +369,5 @@ func (v unsyncedVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
 
 type unsyncedFile struct{ types.WritableFile }
 
-func (unsyncedFile) Sync() error { return nil }
+func (unsyncedFile) Sync() error     { return nil }
+func (unsyncedFile) SyncData() error { return nil }

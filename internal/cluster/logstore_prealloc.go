@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft-wal/types"
@@ -11,17 +10,17 @@ import (
 )
 
 // Zeros ahead of the Raft log's writer, as package seglog keeps them ahead of a topic
-// log's (internal/seglog/prealloc.go has the measurements). raft-wal creates each
-// segment file fallocated to its full size: unwritten extents, so the fsync after each
-// append batch must also commit the extents it turned into written ones to the file
-// system's journal. A filler goroutine writes real zeros (and syncs them) ahead of the
-// writer, so that the commits overwrite blocks that exist on disk already, and the
-// commits use fdatasync: the file's size never changes (it is fallocated in full), and
+// log's (internal/seglog/prealloc.go has the measurements). walVFS preallocates each
+// segment file to its size limit, keeping the file's size: unwritten extents, so the
+// fsync after each append batch must also commit to the file system's journal the
+// extents it turned into written ones and the file's new size. A filler goroutine writes
+// real zeros (and syncs them) ahead of the writer, so that the commits overwrite blocks
+// that exist on disk already, within the file's size, and the commits use fdatasync:
 // fsync would commit the file's times to the journal again. The filler runs only when
 // the zeros ahead run short, so an idle log has no goroutine.
 //
-// The zeros change nothing raft-wal reads: a fallocated file reads as zeros too, and a
-// zero frame header is where raft-wal finds a segment's end. Only segments created by
+// The zeros change nothing raft-wal reads: a zero frame header, as the file's end, is
+// where raft-wal finds a segment's end. Only segments created by
 // this process are filled (a tail reopened after a restart is not: where its records
 // end is raft-wal's to know), and only while the log is written slowly: a busy log
 // commits large batches, where a journal commit per batch costs little per entry and
@@ -47,10 +46,7 @@ func (v preallocVFS) Create(dir, name string, size uint64) (types.WritableFile, 
 // zeroedFile is a segment file with a filler goroutine.
 type zeroedFile struct {
 	types.WritableFile
-	limit int64 // the file's size: nothing is filled past it
-	// synced is set once a Sync went to the file's own: raft-wal's first also syncs the
-	// directory that holds the new file.
-	synced atomic.Bool
+	limit int64 // the file's size limit: nothing is filled past it
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signaled when a fill step ends
@@ -108,7 +104,7 @@ func (z *zeroedFile) fill() {
 
 		_, err := z.WritableFile.WriteAt(logZeros[:to-from], from)
 		if err == nil {
-			err = seglog.Datasync(z.WritableFile)
+			err = syncData(z.WritableFile)
 		}
 
 		z.mu.Lock()
@@ -123,17 +119,9 @@ func (z *zeroedFile) fill() {
 	}
 }
 
-// Sync makes what was written durable: the first time as raft-wal's file does, then
-// with fdatasync.
+// Sync makes what was written durable, with fdatasync.
 func (z *zeroedFile) Sync() error {
-	if z.synced.Load() {
-		return seglog.Datasync(z.WritableFile)
-	}
-	if err := z.WritableFile.Sync(); err != nil {
-		return err
-	}
-	z.synced.Store(true)
-	return nil
+	return syncData(z.WritableFile)
 }
 
 // Close stops the filler, after the chunk it writes, and closes the file.

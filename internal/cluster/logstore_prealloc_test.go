@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/raft-wal/fs"
 
 	"github.com/dmqio/dmq/internal/seglog"
 )
@@ -19,7 +19,7 @@ import (
 func TestLogSegmentsAreZeroFilledAheadOfTheWriter(t *testing.T) {
 	dir := t.TempDir()
 	const size = 256 << 10
-	f, err := preallocVFS{fs.New()}.Create(dir, "seg", size)
+	f, err := preallocVFS{walVFS{vfs.Default}}.Create(dir, "seg", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,19 +68,19 @@ func TestLogSegmentsAreZeroFilledAheadOfTheWriter(t *testing.T) {
 	if len(got) != size || !bytes.Equal(got, want) {
 		t.Fatalf("the file holds %d bytes, want the %d written: zeros written over records", len(got), size)
 	}
-	if _, ok := logVFS(false).(preallocVFS); !ok {
-		t.Errorf("logVFS(false) = %T, want the zero-filling file system", logVFS(false))
+	if v, ok := logVFS(vfs.Default, false).(preallocVFS); !ok {
+		t.Errorf("logVFS = %T, want the zero-filling file system", v)
 	}
 }
 
-// What the log writes with zeros ahead reads back with raft-wal's own file system, as
-// after an upgrade or a downgrade: the zeros are where a fallocated file had them.
+// What the log writes with zeros ahead reads back without the zero filling: the zeros
+// are where a preallocated file reads as zeros, or ends.
 func TestZeroFilledLogReadsBackWithoutIt(t *testing.T) {
 	dir := t.TempDir()
 	entry := func(i uint64) *raft.Log {
 		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, int(i)*37)}
 	}
-	s, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+	s, err := openLogStore(dir, 64<<10, vfs.Default, false, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestZeroFilledLogReadsBackWithoutIt(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = openLogStore(dir, 64<<10, fs.New(), hclog.NewNullLogger())
+	s, err = openWAL(dir, 64<<10, vfs.Default, walVFS{vfs.Default}, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,51 +11,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
-
-// countingVFS is raft-wal's file system counting the Syncs of segment files.
-type countingVFS struct {
-	types.VFS
-	syncs *atomic.Int64
-}
-
-func (v countingVFS) Create(dir, name string, size uint64) (types.WritableFile, error) {
-	f, err := v.VFS.Create(dir, name, size)
-	return countingFile{f, v.syncs}, err
-}
-
-func (v countingVFS) OpenWriter(dir, name string) (types.WritableFile, error) {
-	f, err := v.VFS.OpenWriter(dir, name)
-	return countingFile{f, v.syncs}, err
-}
-
-type countingFile struct {
-	types.WritableFile
-	syncs *atomic.Int64
-}
-
-func (f countingFile) Sync() error {
-	f.syncs.Add(1)
-	return f.WritableFile.Sync()
-}
 
 // The log fsyncs each append batch, unless the user opted out (--no-sync): then its
 // segments are written and never synced, and the entries still read back.
 func TestLogSyncsUnlessOptedOut(t *testing.T) {
 	for _, noSync := range []bool{false, true} {
 		var syncs atomic.Int64
-		var vfs types.VFS = countingVFS{fs.New(), &syncs}
-		if noSync {
-			vfs = unsyncedVFS{vfs}
-		}
+		counting := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) && strings.HasSuffix(op.Path, ".wal") {
+				syncs.Add(1)
+			}
+			return nil
+		}))
 		dir := t.TempDir()
-		store, err := openLogStore(dir, 1<<20, vfs, hclog.NewNullLogger())
+		store, err := openLogStore(dir, 1<<20, counting, noSync, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,8 +54,8 @@ func TestLogSyncsUnlessOptedOut(t *testing.T) {
 			t.Errorf("10 appends synced the segments %d times, want one per append", n)
 		}
 	}
-	if _, ok := logVFS(true).(unsyncedVFS); !ok {
-		t.Errorf("logVFS(true) = %T, want the unsynced file system", logVFS(true))
+	if v := logVFS(vfs.Default, true); !isUnsynced(v) {
+		t.Errorf("logVFS(noSync) = %T, want the unsynced file system", v)
 	}
 }
 
@@ -94,7 +70,7 @@ func TestLogRecoversARotationCutByACrash(t *testing.T) {
 		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 10<<10)}
 	}
 	open := func() *walStore {
-		s, err := openLogStore(dir, segBytes, logVFS(false), hclog.NewNullLogger())
+		s, err := openLogStore(dir, segBytes, vfs.Default, false, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +85,7 @@ func TestLogRecoversARotationCutByACrash(t *testing.T) {
 		}
 	}
 	s.Close()
-	metaFile := filepath.Join(dir, metadb.FileName)
+	metaFile := filepath.Join(dir, walMetaFile)
 	before, err := os.ReadFile(metaFile)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +133,7 @@ func TestLogRecoversARotationCutByACrash(t *testing.T) {
 func TestLogReadsBackAfterItsTailWasCut(t *testing.T) {
 	dir := t.TempDir()
 	open := func() *walStore {
-		s, err := openLogStore(dir, 1<<20, logVFS(false), hclog.NewNullLogger())
+		s, err := openLogStore(dir, 1<<20, vfs.Default, false, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +188,7 @@ func TestLogRepairsOrRefusesDamagedSeals(t *testing.T) {
 	// fill writes 1..n in 64 KiB segments and returns the dir and the meta state.
 	fill := func(t *testing.T, n uint64) string {
 		dir := t.TempDir()
-		s, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+		s, err := openLogStore(dir, 64<<10, vfs.Default, false, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +202,7 @@ func TestLogRepairsOrRefusesDamagedSeals(t *testing.T) {
 		return dir
 	}
 	damage := func(t *testing.T, dir string, edit func(si *types.SegmentInfo)) types.SegmentInfo {
-		meta := &metadb.BoltMetaDB{}
+		meta := newWalMeta(vfs.Default, hclog.NewNullLogger())
 		defer meta.Close()
 		state, err := meta.Load(dir)
 		if err != nil {
@@ -243,7 +219,7 @@ func TestLogRepairsOrRefusesDamagedSeals(t *testing.T) {
 	}
 	readAll := func(t *testing.T, dir string, n uint64) {
 		for restart := range 2 {
-			s, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+			s, err := openLogStore(dir, 64<<10, vfs.Default, false, hclog.NewNullLogger())
 			if err != nil {
 				t.Fatalf("start %d: %v", restart+1, err)
 			}
@@ -274,10 +250,15 @@ func TestLogRepairsOrRefusesDamagedSeals(t *testing.T) {
 		if err := os.Truncate(file, 20<<10); err != nil { // the frames after the first two entries are gone
 			t.Fatal(err)
 		}
-		_, err := openLogStore(dir, 64<<10, logVFS(false), hclog.NewNullLogger())
+		_, err := openLogStore(dir, 64<<10, vfs.Default, false, hclog.NewNullLogger())
 		if !errors.Is(err, ErrDamagedLog) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "remedy") {
 			t.Fatalf("start over a segment that lost entries: %v; want ErrDamagedLog naming %s and the remedy", err, file)
 		}
 		t.Log(err)
 	})
+}
+
+func isUnsynced(v types.VFS) bool {
+	_, ok := v.(unsyncedVFS)
+	return ok
 }

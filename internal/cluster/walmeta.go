@@ -1,0 +1,326 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/types"
+	"go.etcd.io/bbolt"
+)
+
+// walMetaFile is the name of the Raft log's meta file in its directory: raft-wal's
+// persistent state (the segment list and the next segment id) and the stable store
+// (hashicorp/raft's term and vote).
+//
+// Format, integers little-endian:
+//
+//	magic    8 bytes "DMQWALM1"
+//	length   uint32, of the payload
+//	crc      uint32, CRC-32C (Castagnoli) of the payload
+//	payload  JSON: {"State": types.PersistentState, "Stable": [{"K": key, "V": value}, ...]}
+//	         (keys and values base64, keys sorted)
+//
+// Every change writes the whole file again: to walMetaFile+".tmp", synced, renamed over
+// walMetaFile, then the directory synced. A power cut leaves the old file or the new
+// one, whole; a file that does not check out is damage, and the log refuses to open.
+const walMetaFile = "wal-meta"
+
+var walMetaMagic = [8]byte{'D', 'M', 'Q', 'W', 'A', 'L', 'M', '1'}
+
+const walMetaHeaderLen = 16
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// walMeta is raft-wal's meta store (types.MetaStore) in walMetaFile on a vfs.FS. It
+// replaces raft-wal's bbolt database (metadb.BoltMetaDB, the file wal-meta.db), which
+// it migrates once on Load. Every change is durable when the call returns; the
+// contents are kept in memory, and change there only once they are on disk.
+type walMeta struct {
+	fs  vfs.FS
+	log hclog.Logger
+
+	mu     sync.Mutex
+	dir    string // set by the first Load
+	loaded bool
+	state  types.PersistentState
+	stable map[string][]byte
+}
+
+// walMetaData is the payload of walMetaFile.
+type walMetaData struct {
+	State  types.PersistentState
+	Stable []walStableValue
+}
+
+type walStableValue struct {
+	K, V []byte
+}
+
+var errWalMetaClosed = errors.New("raft log meta store is not open")
+
+func newWalMeta(fs vfs.FS, log hclog.Logger) *walMeta {
+	return &walMeta{fs: fs, log: log}
+}
+
+// Load reads the meta file in dir, or migrates raft-wal's bbolt database there, or
+// returns the empty state of a new log (as raft-wal's does: the WAL then creates its
+// first segment and commits the state).
+func (m *walMeta) Load(dir string) (types.PersistentState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.loaded {
+		if dir != m.dir {
+			return types.PersistentState{}, fmt.Errorf("raft log meta store: cannot load %s, open in %s", dir, m.dir)
+		}
+		return cloneState(m.state), nil
+	}
+	path := m.fs.PathJoin(dir, walMetaFile)
+	boltPath := m.fs.PathJoin(dir, metadb.FileName)
+	state, stable, err := readWalMeta(m.fs, path)
+	switch {
+	case err == nil:
+		// A migration cut short after the new file was written leaves the bbolt file.
+		if err := removeIfExists(m.fs, boltPath); err != nil {
+			return types.PersistentState{}, err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return types.PersistentState{}, fmt.Errorf("%w: %s: %v; %s", ErrDamagedLog, path, err, logRemedy(dir))
+	default:
+		state, stable = types.PersistentState{}, map[string][]byte{}
+		if _, err := m.fs.Stat(boltPath); err == nil {
+			if state, stable, err = readBoltMeta(m.fs, boltPath); err != nil {
+				return types.PersistentState{}, fmt.Errorf("%w: %s: %v; %s", ErrDamagedLog, boltPath, err, logRemedy(dir))
+			}
+			if err := writeWalMeta(m.fs, dir, state, stable); err != nil {
+				return types.PersistentState{}, fmt.Errorf("migrate %s: %w", boltPath, err)
+			}
+			if err := removeIfExists(m.fs, boltPath); err != nil {
+				return types.PersistentState{}, err
+			}
+			m.log.Info("moved the log's meta database to its own file", "from", boltPath, "to", path,
+				"segments", len(state.Segments), "stable_keys", len(stable))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return types.PersistentState{}, err
+		}
+	}
+	m.dir, m.loaded, m.state, m.stable = dir, true, state, stable
+	return cloneState(state), nil
+}
+
+// CommitState replaces the persistent state, durably.
+func (m *walMeta) CommitState(state types.PersistentState) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		return errWalMetaClosed
+	}
+	state = cloneState(state)
+	if err := writeWalMeta(m.fs, m.dir, state, m.stable); err != nil {
+		return err
+	}
+	m.state = state
+	return nil
+}
+
+// GetStable returns the value of key, nil if it has none.
+func (m *walMeta) GetStable(key []byte) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		return nil, errWalMetaClosed
+	}
+	v, ok := m.stable[string(key)]
+	if !ok {
+		return nil, nil
+	}
+	return bytes.Clone(v), nil
+}
+
+// SetStable sets key to value, or deletes it when value is nil, durably.
+func (m *walMeta) SetStable(key, value []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		return errWalMetaClosed
+	}
+	stable := make(map[string][]byte, len(m.stable)+1)
+	for k, v := range m.stable {
+		stable[k] = v
+	}
+	if value == nil {
+		delete(stable, string(key))
+	} else {
+		stable[string(key)] = bytes.Clone(value)
+	}
+	if err := writeWalMeta(m.fs, m.dir, m.state, stable); err != nil {
+		return err
+	}
+	m.stable = stable
+	return nil
+}
+
+// Close ends the store's use; it is safe to call twice. Nothing is left to write.
+func (m *walMeta) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.loaded = false
+	return nil
+}
+
+func cloneState(s types.PersistentState) types.PersistentState {
+	s.Segments = slices.Clone(s.Segments)
+	return s
+}
+
+// writeWalMeta writes walMetaFile in dir, durably, replacing the old one atomically.
+func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map[string][]byte) error {
+	data := walMetaData{State: state, Stable: make([]walStableValue, 0, len(stable))}
+	for k, v := range stable {
+		data.Stable = append(data.Stable, walStableValue{K: []byte(k), V: v})
+	}
+	slices.SortFunc(data.Stable, func(a, b walStableValue) int { return bytes.Compare(a.K, b.K) })
+	payload, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode the raft log's meta file: %w", err)
+	}
+	buf := make([]byte, walMetaHeaderLen, walMetaHeaderLen+len(payload))
+	copy(buf, walMetaMagic[:])
+	binary.LittleEndian.PutUint32(buf[8:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(buf[12:], crc32.Checksum(payload, castagnoli))
+	buf = append(buf, payload...)
+
+	path := fs.PathJoin(dir, walMetaFile)
+	tmp := path + ".tmp"
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(buf); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return err
+	}
+	if err := syncDir(fs, dir); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readWalMeta reads and checks walMetaFile at path. A missing file is an error
+// matching os.ErrNotExist; any other error is damage.
+func readWalMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, error) {
+	buf, err := readFileFS(fs, path)
+	if err != nil {
+		return types.PersistentState{}, nil, err
+	}
+	if len(buf) < walMetaHeaderLen || !bytes.Equal(buf[:8], walMetaMagic[:]) {
+		return types.PersistentState{}, nil, fmt.Errorf("not a raft log meta file (%d bytes)", len(buf))
+	}
+	payload := buf[walMetaHeaderLen:]
+	if n := binary.LittleEndian.Uint32(buf[8:]); int(n) != len(payload) {
+		return types.PersistentState{}, nil, fmt.Errorf("payload of %d bytes, the header says %d", len(payload), n)
+	}
+	if crc := crc32.Checksum(payload, castagnoli); crc != binary.LittleEndian.Uint32(buf[12:]) {
+		return types.PersistentState{}, nil, fmt.Errorf("checksum mismatch")
+	}
+	var data walMetaData
+	if err := json.Unmarshal(payload, &data); err != nil {
+		return types.PersistentState{}, nil, fmt.Errorf("decode: %w", err)
+	}
+	stable := make(map[string][]byte, len(data.Stable))
+	for _, kv := range data.Stable {
+		if kv.V == nil {
+			kv.V = []byte{}
+		}
+		stable[string(kv.K)] = kv.V
+	}
+	return data.State, stable, nil
+}
+
+// readBoltMeta reads raft-wal's bbolt meta database at path: the state as
+// metadb.BoltMetaDB.Load decodes it, and every key of its stable bucket. bbolt reads
+// only OS files, so the database is copied through fs into a temporary OS file first.
+func readBoltMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, error) {
+	var state types.PersistentState
+	buf, err := readFileFS(fs, path)
+	if err != nil {
+		return state, nil, err
+	}
+	tmpDir, err := os.MkdirTemp("", "dmq-wal-meta-")
+	if err != nil {
+		return state, nil, err
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, metadb.FileName)
+	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
+		return state, nil, err
+	}
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return state, nil, err
+	}
+	defer db.Close()
+	stable := map[string][]byte{}
+	err = db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket([]byte(metadb.MetaBucket)); b != nil {
+			if raw := b.Get([]byte(metadb.MetaKey)); raw != nil {
+				if err := json.Unmarshal(raw, &state); err != nil {
+					return fmt.Errorf("decode the persisted state: %w", err)
+				}
+			}
+		}
+		b := tx.Bucket([]byte(metadb.StableBucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			stable[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	return state, stable, err
+}
+
+func readFileFS(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// removeIfExists removes the file at path and syncs its directory, if it exists.
+func removeIfExists(fs vfs.FS, path string) error {
+	if _, err := fs.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := fs.Remove(path); err != nil {
+		return err
+	}
+	return syncDir(fs, fs.PathDir(path))
+}
