@@ -13,7 +13,7 @@
 // handshake format.
 //
 //	<DataDir>/raft/identity              cluster_id= and node_id= lines, written on first start
-//	<DataDir>/raft/<group>/wal/          raft-wal: the group's Raft log segments and stable store
+//	<DataDir>/raft/<group>/wal/          raft-wal: the group's Raft log segments, and wal-meta (segments, term, vote)
 //	<DataDir>/raft/<group>/snapshots/    the group's file snapshots (two kept)
 //
 // # Guarantees

@@ -62,67 +62,139 @@ func TestLogSyncsUnlessOptedOut(t *testing.T) {
 // A crash between sealing a full segment and recording the seal (raft-wal rotates in
 // the background) leaves a tail sealed on disk only. The log must still take appends
 // after a restart, and keep every entry: raft-wal v0.4.0 alone fails each append with
-// "segment is sealed" from then on.
+// "segment is sealed" from then on. A power cut in the write of the batch that seals the
+// segment leaves its index frame without the commit frame after it, whole or torn: the
+// batch was never acknowledged, and the log must open without it, unsealed, and take
+// appends (raft-wal's recovery takes the frame for a seal: the log refused to open).
 func TestLogRecoversARotationCutByACrash(t *testing.T) {
-	dir := t.TempDir()
-	const segBytes = 64 << 10
-	entry := func(i uint64) *raft.Log {
-		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 10<<10)}
+	for _, tc := range []struct {
+		name string
+		cut  int64 // bytes cut from the end of the sealed segment
+		lost bool  // the sealing entry is gone
+	}{
+		{name: "rotation cut short"},
+		{name: "seal without its commit", cut: 8, lost: true},
+		{name: "torn index", cut: 8 + 12, lost: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			const segBytes = 64 << 10
+			entry := func(i uint64) *raft.Log {
+				return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 10<<10)}
+			}
+			open := func() *walStore {
+				s, err := openLogStore(dir, segBytes, vfs.Default, false, hclog.NewNullLogger())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			// Entries 1-5 in the first segment, which is not full yet; keep its meta file.
+			s := open()
+			next := uint64(1)
+			for ; next <= 5; next++ {
+				if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			metaFile := filepath.Join(dir, walMetaFile)
+			before, err := os.ReadFile(metaFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The entry that fills it seals it; the rotation records the seal and a new tail.
+			s = open()
+			for {
+				if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+					t.Fatal(err)
+				}
+				next++
+				time.Sleep(50 * time.Millisecond) // the rotation runs in the background
+				if files, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(files) > 1 {
+					break // the last entry sealed the first segment; the new one is empty
+				}
+			}
+			s.Close()
+			// The crash: the meta file as before the rotation, the new tail never created.
+			files, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+			slices.Sort(files)
+			for _, f := range files[1:] {
+				os.Remove(f)
+			}
+			if err := os.WriteFile(metaFile, before, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tc.cut > 0 {
+				fi, err := os.Stat(files[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(files[0], fi.Size()-tc.cut); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.lost {
+				next-- // the sealing entry; it is appended again
+			}
+
+			s = open()
+			defer s.Close()
+			if last, err := s.LastIndex(); err != nil || last != next-1 {
+				t.Fatalf("last index after the restart: %d, %v; want %d", last, err, next-1)
+			}
+			if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+				t.Fatalf("append after the restart: %v", err)
+			}
+			for i := uint64(1); i <= next; i++ {
+				var got raft.Log
+				if err := s.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, entry(i).Data) {
+					t.Fatalf("entry %d after the restart: %v", i, err)
+				}
+			}
+		})
 	}
-	open := func() *walStore {
-		s, err := openLogStore(dir, segBytes, vfs.Default, false, hclog.NewNullLogger())
+}
+
+// A segment the log created but had not synced into when it was closed (the new tail
+// after a cut of the log's tail) is reopened for appends: once they are acknowledged,
+// the segment survives a power cut. raft-wal's file system syncs the directory only for
+// files it creates, so the file and its entries could vanish.
+func TestLogKeepsASegmentReopenedBeforeItsFirstSync(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	const dir = "/raft/g/wal"
+	open := func(fs vfs.FS) *walStore {
+		s, err := openLogStore(dir, 1<<20, fs, false, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	// Entries 1-5 in the first segment, which is not full yet; keep its meta database.
-	s := open()
-	next := uint64(1)
-	for ; next <= 5; next++ {
-		if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}}
+	}
+	s := open(mem)
+	for i := uint64(1); i <= 5; i++ {
+		if err := s.StoreLogs([]*raft.Log{entry(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.Close()
-	metaFile := filepath.Join(dir, walMetaFile)
-	before, err := os.ReadFile(metaFile)
-	if err != nil {
+	if err := s.DeleteRange(4, 5); err != nil { // a new, empty tail for entries from 4 on
 		t.Fatal(err)
 	}
-	// The entry that fills it seals it; the rotation records the seal and a new tail.
-	s = open()
-	for {
-		if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+	s.Close()
+	s = open(mem)
+	for i := uint64(4); i <= 6; i++ {
+		if err := s.StoreLogs([]*raft.Log{entry(i)}); err != nil {
 			t.Fatal(err)
 		}
-		next++
-		time.Sleep(50 * time.Millisecond) // the rotation runs in the background
-		if files, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(files) > 1 {
-			break // the last entry sealed the first segment; the new one is empty
-		}
 	}
+	cut := mem.CrashClone(vfs.CrashCloneCfg{}) // only what was synced
 	s.Close()
-	// The crash: the meta database as before the rotation, the new tail never created.
-	files, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
-	slices.Sort(files)
-	for _, f := range files[1:] {
-		os.Remove(f)
-	}
-	if err := os.WriteFile(metaFile, before, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	s = open()
+	s = open(cut)
 	defer s.Close()
-	if err := s.StoreLogs([]*raft.Log{entry(next)}); err != nil {
-		t.Fatalf("append after the restart: %v", err)
-	}
-	for i := uint64(1); i <= next; i++ {
-		var got raft.Log
-		if err := s.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, entry(i).Data) {
-			t.Fatalf("entry %d after the restart: %v", i, err)
-		}
+	if last, err := s.LastIndex(); err != nil || last != 6 {
+		t.Fatalf("last index after a power cut: %d, %v; want 6", last, err)
 	}
 }
 
