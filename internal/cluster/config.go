@@ -19,7 +19,7 @@ const (
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
 	DefaultCommitTimeout      = 20 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
-	DefaultSnapshotInterval   = 2 * time.Minute
+	DefaultSnapshotInterval   = 10 * time.Second
 	DefaultTrailingLogs       = 10240
 	DefaultSnapshotRetain     = 2
 	DefaultTransportTimeout   = 10 * time.Second

@@ -78,6 +78,7 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
+	openStart := time.Now()
 	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, vfs.Default, cfg.NoSync, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
@@ -133,10 +134,24 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
+	raftStart := time.Now()
 	r, err := raft.NewRaft(rc, fsm, cached, store, snaps, pipelineTransport{trans})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: start raft: %w", name, err)
 	}
+	// NewRaft reads every entry after the last snapshot (for configuration changes):
+	// a start's time grows with the log a snapshot did not cover yet.
+	last, _ := store.LastIndex()
+	snapIndex := uint64(0)
+	if list, err := snaps.List(); err == nil && len(list) > 0 {
+		snapIndex = list[0].Index
+	}
+	level := slog.LevelDebug
+	if time.Since(openStart) >= time.Second {
+		level = slog.LevelInfo // a slow start says why
+	}
+	glog.Log(context.Background(), level, "cluster: raft group started", "log_open", raftStart.Sub(openStart).Round(time.Millisecond),
+		"raft_start", time.Since(raftStart).Round(time.Millisecond), "entries_after_snapshot", last-min(last, snapIndex))
 	cleanup = append(cleanup, func() { r.Shutdown().Error() })
 
 	// Observe before bootstrapping, so that the first leader is not missed.

@@ -142,7 +142,7 @@ type Config struct {
 	// SnapshotEntries is how many Raft log entries since the last snapshot
 	// make a node take one (checked every SnapshotInterval); TrailingEntries
 	// how many a snapshot leaves in the log for a follower that is behind.
-	// Zero: the defaults (8192 entries, 2m, 10240 entries).
+	// Zero: the defaults (8192 entries, 10s, 10240 entries).
 	SnapshotEntries  int64         `yaml:"snapshot_entries"`
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
 	TrailingEntries  int64         `yaml:"trailing_entries"`

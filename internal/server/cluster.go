@@ -363,6 +363,7 @@ func (c *clusterNode) shardDir(i int) string {
 func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers []cluster.Peer) (*shardReplica, error) {
 	s := c.s
 	name := shard.Name(i)
+	start := time.Now()
 	err := meta.CheckPresent(nil, c.shardDir(i), func() ([]string, error) {
 		return seglog.OSFS.ListDirs(filepath.Join(c.shardDir(i), "topics"))
 	})
@@ -382,6 +383,7 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", name, err)
 	}
+	storeTook := time.Since(start)
 	sh := &shardReplica{c: c, name: name, index: i, store: store, quit: make(chan struct{}), done: make(chan struct{})}
 	if !join {
 		if err := adoptData(c.node, sh, peers, c.nShards, s.cfg.DataDir); err != nil {
@@ -407,11 +409,15 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 		}
 		c.apps.CatchUp = c.catchUpApps
 	}
+	groupStart := time.Now()
 	sh.group, err = c.node.OpenGroup(cluster.GroupConfig{Name: name, FSM: store, DurableFSM: true, Peers: boot, Join: join})
 	if err != nil {
 		return sh, fmt.Errorf("shard %s: %w", name, err)
 	}
 	store.Attach(sh.group)
+	// How long a start takes, and where: an operator waiting for a node sees it.
+	s.logger.Info("cluster: shard opened", "shard", name, "took", time.Since(start).Round(time.Millisecond),
+		"replica", storeTook.Round(time.Millisecond), "raft", time.Since(groupStart).Round(time.Millisecond))
 	return sh, nil
 }
 
