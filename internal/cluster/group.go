@@ -45,6 +45,10 @@ type Group struct {
 		sync.Mutex
 		subs      []chan Leader
 		failingAt map[string]time.Time // follower id → last contact when heartbeats began failing
+		// transferTerm and transferAt are the term and time of the last leadership
+		// transfer asked for (see TransferLeadership).
+		transferTerm uint64
+		transferAt   time.Time
 	}
 }
 
@@ -400,6 +404,9 @@ func (g *Group) RemoveServer(ctx context.Context, id string) error {
 // finished or failed.
 func (g *Group) TransferLeadership(ctx context.Context, to string) error {
 	if to == "" {
+		if err := g.mayTransfer(); err != nil {
+			return err
+		}
 		return g.wait(ctx, g.raft.LeadershipTransfer())
 	}
 	servers, err := g.Configuration(ctx)
@@ -411,10 +418,47 @@ func (g *Group) TransferLeadership(ctx context.Context, to string) error {
 			if !s.Voter {
 				return fmt.Errorf("cluster: group %s: cannot transfer leadership to %s: not a voter", g.name, to)
 			}
+			if err := g.mayTransfer(); err != nil {
+				return err
+			}
 			return g.wait(ctx, g.raft.LeadershipTransferToServer(raft.ServerID(s.ID), raft.ServerAddress(s.Addr)))
 		}
 	}
 	return fmt.Errorf("cluster: group %s: cannot transfer leadership to %s: not a member", g.name, to)
+}
+
+// transferSpacing is how long a leader waits before it asks for a second leadership
+// transfer in the same term.
+//
+// hashicorp/raft v1.8.0 hands a transfer to the target's replication goroutine through
+// a channel of one slot, with a send that nothing interrupts (raft.go,
+// leadershipTransfer). That goroutine takes it only between two rounds of replication:
+// a follower catching up, or receiving a snapshot, keeps it for seconds or longer. A
+// first transfer times out after ElectionTimeout and leaves its request in the slot; a
+// second one blocks on the full slot, its timeout then waits for it forever, and the
+// flag that makes the leader refuse every Apply and Barrier ("leadership transfer in
+// progress") is never cleared: the leader goes on heartbeating and serves nothing until
+// the process restarts (seen in a 5-minute chaos run: a shard without a serving leader
+// for over two minutes, its leader logging "elected, but the log could not be applied"
+// every second, as issue 20 reported). Each term has its own slots, so one transfer per
+// term is safe, and a second one after transferSpacing very probably is.
+const transferSpacing = time.Minute
+
+// ErrTransferTooSoon refuses a leadership transfer asked for within transferSpacing of
+// the previous one in the same term: the caller tries again later.
+var ErrTransferTooSoon = errors.New("a leadership transfer was asked for in this term less than a minute ago")
+
+// mayTransfer records a transfer about to be asked for, or refuses it (see
+// transferSpacing).
+func (g *Group) mayTransfer() error {
+	term := g.raft.CurrentTerm()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mu.transferTerm == term && time.Since(g.mu.transferAt) < transferSpacing {
+		return fmt.Errorf("cluster: group %s: %w", g.name, ErrTransferTooSoon)
+	}
+	g.mu.transferTerm, g.mu.transferAt = term, time.Now()
+	return nil
 }
 
 // Configuration returns the group's latest configuration as this replica knows it.

@@ -183,3 +183,37 @@ func TestLoneVoterRecordsItsNewAddress(t *testing.T) {
 		c.waitConverged(group, []string{group + "-before", group + "-after"})
 	}
 }
+
+// TestASecondTransferInATermWaits: a transfer that did not happen (its target is down)
+// leaves the leader in its term; a second one within transferSpacing is refused at once
+// (hashicorp/raft could wedge on it, see transferSpacing), and the leader still applies.
+func TestASecondTransferInATermWaits(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	const group = "meta"
+	leader := c.waitLeader(group)
+	var down string
+	for _, tn := range c.live() {
+		if tn.id != leader.id {
+			down = tn.id
+			break
+		}
+	}
+	c.stop(down)
+	g := leader.node.Group(group)
+	term := g.Term()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.TransferLeadership(ctx, down); err == nil {
+		t.Fatalf("TransferLeadership to stopped %s succeeded", down)
+	}
+	if !g.IsLeader() || g.Term() != term {
+		t.Fatalf("a transfer to a stopped node moved leadership (term %d -> %d)", term, g.Term())
+	}
+	if err := g.TransferLeadership(ctx, ""); !errors.Is(err, ErrTransferTooSoon) {
+		t.Fatalf("second TransferLeadership in term %d = %v, want ErrTransferTooSoon", term, err)
+	}
+	waitFor(t, 5*time.Second, "the leader to apply again", func() error {
+		_, err := g.Apply(ctx, []byte("after-refused-transfer"))
+		return err
+	})
+}

@@ -756,7 +756,10 @@ func (sh *shardReplica) handOn(why string, err error) {
 	s.logger.Error("cluster: "+why+"; handing leadership to another node", "shard", sh.name, "err", err)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sh.group.TransferLeadership(ctx, ""); err != nil {
+	switch err := sh.group.TransferLeadership(ctx, ""); {
+	case errors.Is(err, cluster.ErrTransferTooSoon):
+		s.logger.Debug("cluster: leadership transfer not tried again yet", "shard", sh.name, "err", err)
+	case err != nil:
 		s.logger.Warn("cluster: leadership transfer failed", "shard", sh.name, "err", err)
 	}
 }
