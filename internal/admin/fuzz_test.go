@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/faultfs"
@@ -25,7 +24,7 @@ var (
 
 func fuzzHandler(t *testing.T) http.Handler {
 	fuzzOnce.Do(func() {
-		b, err := broker.Open(broker.Config{DataDir: "/data", LogFS: faultfs.New(), MetaFS: vfs.NewMem(),
+		b, err := broker.Open(broker.Config{DataDir: "/data", FS: faultfs.New(),
 			Logger: slog.New(slog.DiscardHandler), MaxDelay: time.Hour})
 		if err != nil {
 			t.Fatal(err)

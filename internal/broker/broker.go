@@ -30,6 +30,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/clock"
 	"github.com/dmqio/dmq/internal/delay"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
@@ -42,19 +43,17 @@ type Config struct {
 	// DataDir holds the lock file, the metadata store and one log directory
 	// per topic.
 	DataDir string
-	// LogFS and MetaFS are the file systems of the message logs and of the
-	// metadata store; nil means the operating system's (and the data
-	// directory is locked against a second broker). Fault tests put them
-	// on file systems that can lose power (package faultfs, Pebble's
-	// crashable vfs.MemFS).
-	LogFS  seglog.FS
-	MetaFS vfs.FS
+	// FS is the file system of the message logs and of the metadata store;
+	// nil means the operating system's, vfs.Default (and the data directory
+	// is then locked against a second broker). Fault tests put the broker on
+	// a file system that can lose power and fail (package faultfs).
+	FS vfs.FS
 	// WallClock replaces the machine's wall clock, read once when the broker
 	// opens (package clock); set by tests of clock steps only.
 	WallClock func() time.Time
 	// Storage, when set, keeps the logs and the metadata instead of DataDir
-	// (a cluster node's replicated store, package replica); LogFS, MetaFS
-	// and the data directory lock are then its business.
+	// (a cluster node's replicated store, package replica); FS and the
+	// data directory lock are then its business.
 	Storage Storage
 	// NoSync skips fsync before acking a publish: faster, but a power loss
 	// (not a process crash) can lose acked messages.
@@ -116,8 +115,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.LogFS == nil {
-		c.LogFS = seglog.OSFS
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
@@ -982,7 +981,7 @@ func (b *Broker) EndSubscriptions() {
 // checkMetaPresent refuses to start on topic logs without the metadata store that
 // describes them (meta.CheckPresent).
 func checkMetaPresent(cfg Config) error {
-	return meta.CheckPresent(cfg.MetaFS, cfg.DataDir, func() ([]string, error) {
-		return cfg.LogFS.ListDirs(filepath.Join(cfg.DataDir, "topics"))
+	return meta.CheckPresent(cfg.FS, cfg.DataDir, func() ([]string, error) {
+		return diskfs.ListDirs(cfg.FS, filepath.Join(cfg.DataDir, "topics"))
 	})
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/faultfs"
 	"github.com/dmqio/dmq/internal/message"
 	"github.com/dmqio/dmq/internal/meta"
@@ -18,8 +17,7 @@ import (
 // than the window can hold (DedupeMaxIDs records), so its time and memory
 // stay bounded however much was published just before.
 func TestRestartRebuildsABoundedDuplicateWindow(t *testing.T) {
-	logFS, metaFS := faultfs.New(), vfs.NewMem()
-	cfg := Config{DataDir: "/data", LogFS: logFS, MetaFS: metaFS, DedupeMaxIDs: 100, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{DataDir: "/data", FS: faultfs.New(), DedupeMaxIDs: 100, Logger: slog.New(slog.DiscardHandler)}
 	b, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +101,7 @@ func sdkID(p string, n uint64) string { return p + "-" + strconv.FormatUint(n, 3
 // and after a restart; ids out of order, delayed messages and copies inside
 // one batch are deduplicated too.
 func TestProducerRuns(t *testing.T) {
-	logFS, metaFS := faultfs.New(), vfs.NewMem()
-	cfg := Config{DataDir: "/data", LogFS: logFS, MetaFS: metaFS, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{DataDir: "/data", FS: faultfs.New(), Logger: slog.New(slog.DiscardHandler)}
 	b, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +202,7 @@ func TestProducerRuns(t *testing.T) {
 
 // DedupeMaxIDs bounds the runs too: the oldest are forgotten first.
 func TestProducerRunsAreBounded(t *testing.T) {
-	cfg := Config{DataDir: "/data", LogFS: faultfs.New(), MetaFS: vfs.NewMem(), DedupeMaxIDs: 10, Logger: slog.New(slog.DiscardHandler)}
+	cfg := Config{DataDir: "/data", FS: faultfs.New(), DedupeMaxIDs: 10, Logger: slog.New(slog.DiscardHandler)}
 	b, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/dirlock"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
 )
@@ -46,11 +48,11 @@ type localStorage struct {
 
 // openLocalStorage locks the data directory and opens the metadata store.
 func openLocalStorage(cfg Config) (*localStorage, error) {
-	if err := seglog.MkdirAllDurable(cfg.LogFS, filepath.Join(cfg.DataDir, "topics")); err != nil {
+	if err := diskfs.MkdirAll(cfg.FS, filepath.Join(cfg.DataDir, "topics")); err != nil {
 		return nil, errors.Join(errors.New("create data directory"), err)
 	}
 	var lock *dirlock.Lock
-	if cfg.LogFS == seglog.OSFS {
+	if cfg.FS == vfs.Default {
 		var err error
 		if lock, err = dirlock.Acquire(cfg.DataDir); err != nil {
 			return nil, err
@@ -60,7 +62,7 @@ func openLocalStorage(cfg Config) (*localStorage, error) {
 		lock.Release()
 		return nil, err
 	}
-	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger, cfg.MetaFS)
+	ms, err := meta.Open(filepath.Join(cfg.DataDir, "meta"), cfg.Logger, cfg.FS)
 	if err != nil {
 		lock.Release()
 		return nil, err
@@ -75,7 +77,7 @@ func (s *localStorage) topicDir(name string) string {
 }
 
 func (s *localStorage) OpenLog(topic string, opts seglog.Options) (*seglog.Log, error) {
-	opts.FS, opts.Dir = s.cfg.LogFS, s.topicDir(topic)
+	opts.FS, opts.Dir = s.cfg.FS, s.topicDir(topic)
 	return seglog.Open(opts)
 }
 
@@ -91,7 +93,7 @@ func (s *localStorage) RemoveLog(topic string, l *seglog.Log) error {
 	if l != nil {
 		l.Close()
 	}
-	return s.cfg.LogFS.RemoveAll(s.topicDir(topic))
+	return s.cfg.FS.RemoveAll(s.topicDir(topic))
 }
 
 func (s *localStorage) CloseLog(_ string, l *seglog.Log) error { return l.Close() }

@@ -15,7 +15,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/cluster/transport"
-	"github.com/dmqio/dmq/internal/seglog"
 	"github.com/dmqio/dmq/internal/shard"
 	"gopkg.in/yaml.v3"
 )
@@ -159,11 +158,10 @@ type Config struct {
 	DiskReserve int64 `yaml:"disk_reserve"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
-	// LogFS and MetaFS replace the operating system's file system for the
-	// message logs and the metadata store; set by fault tests only, not a
-	// setting (see broker.Config).
-	LogFS  seglog.FS `yaml:"-"`
-	MetaFS vfs.FS    `yaml:"-"`
+	// FS replaces the operating system's file system for the message logs
+	// and the metadata store of a standalone broker; set by fault tests
+	// only, not a setting (see broker.Config).
+	FS vfs.FS `yaml:"-"`
 	// ClusterFaults injects network faults between cluster nodes in one
 	// test process (package cluster/transport); not a setting.
 	ClusterFaults *transport.Faults `yaml:"-"`

@@ -1,24 +1,30 @@
-// Package faultfs is an in-memory file system for the message log
-// (seglog.FS) that behaves like a disk on a machine that can lose power
-// and fail: file contents survive a power cut only up to their last
-// fsync, new, renamed and removed directory entries only once their
-// directory was fsynced, and writes and fsyncs can be made to fail with
-// EIO or ENOSPC. Tests run the broker's logs on it to prove that nothing
-// acknowledged is lost and nothing corrupt is served.
+// Package faultfs is an in-memory vfs.FS that behaves like a disk on a
+// machine that can lose power and fail: file contents survive a power cut
+// only up to their last fsync, new, renamed and removed directory entries
+// only once their directory was fsynced, and writes and fsyncs can be made
+// to fail with EIO or ENOSPC. Tests run the broker's logs (package seglog)
+// and its Pebble store on it to prove that nothing acknowledged is lost and
+// nothing corrupt is served. Its files are diskfs.Truncaters.
 //
 // The model: every path maps to an inode in two namespaces, the one the
-// running system sees and the durable one a reboot would find (changed
-// by SyncDir). Each inode keeps the contents the running system sees and
-// the contents its last Sync made durable. CutPower makes every later
-// operation fail, as if the machine died; Crash returns the file system
-// the machine finds when it boots again: the durable namespace, each file
-// with its durable contents plus, at random, part of what was written
-// after its last fsync (a torn write) or a zero-filled tail (a size
-// update that reached the disk before the data).
+// running system sees and the durable one a reboot would find (changed by
+// syncing a directory: OpenDir, then Sync). Each inode keeps the contents the
+// running system sees and the contents its last Sync made durable. CutPower
+// fixes, at that instant, what the disk holds, and makes every later
+// operation fail, as if the machine died; CutPowerUnnoticed fixes it the same
+// way but lets the running system go on, unaware, on a disk that keeps
+// nothing more (Pebble panics on a failed write or sync of its log, so a
+// Pebble store needs it). Crash returns the file system the machine finds
+// when it boots again: the durable namespace, each file with its durable
+// contents plus, at random, part of what was written after its last fsync (a
+// torn write) or a zero-filled tail (a size update that reached the disk
+// before the data).
 package faultfs
 
 import (
+	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -29,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dmqio/dmq/internal/seglog"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 type inode struct {
@@ -47,24 +53,33 @@ type FS struct {
 	mu      sync.Mutex
 	cur     map[string]*inode
 	durable map[string]*inode
-	dead    bool
-	// Injected faults: writeErr fails writes and truncations, syncErr
-	// fails fsyncs of files and directories; capacity (when > 0) fails
-	// writes that would make the files' total size exceed it with ENOSPC.
+	locks   map[string]bool // paths held by Lock
+	// image is what the disk held when the power was cut (paths of the
+	// durable namespace to copies of their inodes); nil while powered.
+	image map[string]*inode
+	dead  bool // the power was cut and the running system is told so
+	// Injected faults: writeErr fails writes, truncations and file
+	// creations, syncErr fails fsyncs of files and directories; capacity
+	// (when > 0) fails writes that would make the files' total size exceed
+	// it with ENOSPC.
 	writeErr, syncErr error
 	capacity          int64
 }
 
-var _ seglog.FS = (*FS)(nil)
+var _ vfs.FS = (*FS)(nil)
+
+// errDirRename is returned for a rename of a directory, which the model does
+// not support (the durable namespace is kept by path).
+var errDirRename = errors.New("faultfs: renaming a directory is not supported")
 
 // New returns an empty file system with a durable root directory.
 func New() *FS {
 	root := &inode{dir: true}
-	return &FS{cur: map[string]*inode{"/": root}, durable: map[string]*inode{"/": root}}
+	return &FS{cur: map[string]*inode{"/": root}, durable: map[string]*inode{"/": root}, locks: map[string]bool{}}
 }
 
-// FailWrites makes every later write and truncation fail with err (nil:
-// writes work again).
+// FailWrites makes every later write, truncation and file creation fail
+// with err (nil: writes work again).
 func (fs *FS) FailWrites(err error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -111,25 +126,64 @@ func (fs *FS) usedLocked() int64 {
 func (fs *FS) CutPower() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	fs.cutLocked()
 	fs.dead = true
 }
 
-// Crash returns the file system found after a reboot: what was durable at
-// the power cut (call CutPower first, or the crash happens now), with rng
-// choosing for each file whether unsynced writes are lost, partly kept or
-// left as zeros.
-func (fs *FS) Crash(rng *rand.Rand) *FS {
+// CutPowerUnnoticed fixes what the disk holds at this instant, as CutPower
+// does, but later operations go on working for the running system, which
+// does not learn of the cut: nothing it does from now on reaches the disk
+// that Crash returns. A test must treat what the system reports after the
+// cut (acknowledgements) as never seen, since a dead machine sends nothing.
+func (fs *FS) CutPowerUnnoticed() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	out := &FS{cur: map[string]*inode{}, durable: map[string]*inode{}}
+	fs.cutLocked()
+}
+
+// cutLocked takes the disk's image at the power cut (the first one counts).
+func (fs *FS) cutLocked() {
+	if fs.image == nil {
+		fs.image = fs.imageLocked()
+	}
+}
+
+// imageLocked copies the durable namespace and the inodes it names, hard
+// links kept.
+func (fs *FS) imageLocked() map[string]*inode {
+	img := make(map[string]*inode, len(fs.durable))
 	copies := map[*inode]*inode{}
-	paths := make([]string, 0, len(fs.durable))
-	for p := range fs.durable {
+	for p, ino := range fs.durable {
+		c := copies[ino]
+		if c == nil {
+			c = &inode{dir: ino.dir, modTime: ino.modTime, data: slices.Clone(ino.data), synced: slices.Clone(ino.synced)}
+			copies[ino] = c
+		}
+		img[p] = c
+	}
+	return img
+}
+
+// Crash returns the file system found after a reboot: what was durable at
+// the power cut (call CutPower or CutPowerUnnoticed first, or the crash
+// happens now), with rng choosing for each file whether unsynced writes are
+// lost, partly kept or left as zeros.
+func (fs *FS) Crash(rng *rand.Rand) *FS {
+	fs.mu.Lock()
+	img := fs.image
+	if img == nil {
+		img = fs.imageLocked()
+	}
+	fs.mu.Unlock()
+	out := &FS{cur: map[string]*inode{}, durable: map[string]*inode{}, locks: map[string]bool{}}
+	copies := map[*inode]*inode{}
+	paths := make([]string, 0, len(img))
+	for p := range img {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths) // the same rng draws for the same seed
 	for _, p := range paths {
-		ino := fs.durable[p]
+		ino := img[p]
 		c := copies[ino]
 		if c == nil {
 			c = &inode{dir: ino.dir, modTime: ino.modTime, data: afterCrash(ino, rng)}
@@ -163,7 +217,7 @@ func clean(name string) string { return filepath.Clean("/" + name) }
 
 func pathErr(op, name string, err error) error { return &os.PathError{Op: op, Path: name, Err: err} }
 
-// check fails every operation after a power cut.
+// check fails every operation after a power cut the system noticed.
 func (fs *FS) check(op, name string) error {
 	if fs.dead {
 		return pathErr(op, name, syscall.EIO)
@@ -171,65 +225,144 @@ func (fs *FS) check(op, name string) error {
 	return nil
 }
 
-// OpenFile implements seglog.FS.
-func (fs *FS) OpenFile(name string, flag int, perm os.FileMode) (seglog.File, error) {
+// parentLocked fails unless p's parent is a directory.
+func (fs *FS) parentLocked(op, p string) error {
+	if parent := fs.cur[filepath.Dir(p)]; parent == nil || !parent.dir {
+		return pathErr(op, p, syscall.ENOENT)
+	}
+	return nil
+}
+
+// createLocked puts a new empty file at p, replacing a file there (whose
+// open handles keep the old one, as with POSIX).
+func (fs *FS) createLocked(op, p string) (*inode, error) {
+	if err := fs.parentLocked(op, p); err != nil {
+		return nil, err
+	}
+	if ino := fs.cur[p]; ino != nil && ino.dir {
+		return nil, pathErr(op, p, syscall.EISDIR)
+	}
+	if fs.writeErr != nil {
+		return nil, pathErr(op, p, fs.writeErr)
+	}
+	ino := &inode{modTime: time.Now()}
+	fs.cur[p] = ino
+	return ino, nil
+}
+
+// Create implements vfs.FS: a new file, in place of any file at name.
+func (fs *FS) Create(name string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	p := clean(name)
 	if err := fs.check("open", p); err != nil {
 		return nil, err
 	}
-	if parent := fs.cur[filepath.Dir(p)]; parent == nil || !parent.dir {
+	ino, err := fs.createLocked("open", p)
+	if err != nil {
+		return nil, err
+	}
+	return &file{fs: fs, ino: ino, name: p, writable: true}, nil
+}
+
+// Link implements vfs.FS: newname becomes a second name of oldname's file.
+func (fs *FS) Link(oldname, newname string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	from, to := clean(oldname), clean(newname)
+	linkErr := func(err error) error { return &os.LinkError{Op: "link", Old: from, New: to, Err: err} }
+	if fs.dead {
+		return linkErr(syscall.EIO)
+	}
+	ino := fs.cur[from]
+	switch {
+	case ino == nil:
+		return linkErr(syscall.ENOENT)
+	case ino.dir:
+		return linkErr(syscall.EPERM)
+	case fs.cur[to] != nil:
+		return linkErr(syscall.EEXIST)
+	}
+	if parent := fs.cur[filepath.Dir(to)]; parent == nil || !parent.dir {
+		return linkErr(syscall.ENOENT)
+	}
+	if fs.writeErr != nil {
+		return linkErr(fs.writeErr)
+	}
+	fs.cur[to] = ino
+	return nil
+}
+
+// Open implements vfs.FS: the file (or directory) for reading.
+func (fs *FS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	fs.mu.Lock()
+	p := clean(name)
+	if err := fs.check("open", p); err != nil {
+		fs.mu.Unlock()
+		return nil, err
+	}
+	ino := fs.cur[p]
+	if ino == nil {
+		fs.mu.Unlock()
 		return nil, pathErr("open", p, syscall.ENOENT)
+	}
+	f := &file{fs: fs, ino: ino, name: p}
+	fs.mu.Unlock()
+	for _, o := range opts {
+		o.Apply(f)
+	}
+	return f, nil
+}
+
+// OpenReadWrite implements vfs.FS: the file for reading and writing,
+// created if missing.
+func (fs *FS) OpenReadWrite(name string, _ vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	fs.mu.Lock()
+	p := clean(name)
+	if err := fs.check("open", p); err != nil {
+		fs.mu.Unlock()
+		return nil, err
 	}
 	ino := fs.cur[p]
 	switch {
 	case ino != nil && ino.dir:
+		fs.mu.Unlock()
 		return nil, pathErr("open", p, syscall.EISDIR)
-	case ino != nil && flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
-		return nil, pathErr("open", p, syscall.EEXIST)
-	case ino == nil && flag&os.O_CREATE == 0:
-		return nil, pathErr("open", p, syscall.ENOENT)
 	case ino == nil:
-		if fs.writeErr != nil {
-			return nil, pathErr("open", p, fs.writeErr)
+		var err error
+		if ino, err = fs.createLocked("open", p); err != nil {
+			fs.mu.Unlock()
+			return nil, err
 		}
-		ino = &inode{modTime: time.Now()}
-		fs.cur[p] = ino
 	}
-	if flag&os.O_TRUNC != 0 {
-		ino.data, ino.rewrote = ino.data[:0], ino.rewrote || len(ino.synced) > 0
+	f := &file{fs: fs, ino: ino, name: p, writable: true}
+	fs.mu.Unlock()
+	for _, o := range opts {
+		o.Apply(f)
 	}
-	return &file{fs: fs, ino: ino, name: p, writable: flag&(os.O_WRONLY|os.O_RDWR) != 0}, nil
+	return f, nil
 }
 
-// ListFiles implements seglog.FS.
-func (fs *FS) ListFiles(dir string) ([]string, error) { return fs.list(dir, false) }
-
-// ListDirs implements seglog.FS.
-func (fs *FS) ListDirs(dir string) ([]string, error) { return fs.list(dir, true) }
-
-func (fs *FS) list(dir string, dirs bool) ([]string, error) {
+// OpenDir implements vfs.FS: the directory, whose Sync makes its entries
+// durable as the running system sees them.
+func (fs *FS) OpenDir(name string) (vfs.File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	d := clean(dir)
-	if err := fs.check("readdir", d); err != nil {
+	p := clean(name)
+	if err := fs.check("open", p); err != nil {
 		return nil, err
 	}
-	if ino := fs.cur[d]; ino == nil || !ino.dir {
-		return nil, pathErr("readdir", d, syscall.ENOENT)
+	switch ino := fs.cur[p]; {
+	case ino == nil:
+		return nil, pathErr("open", p, syscall.ENOENT)
+	case !ino.dir:
+		return nil, pathErr("open", p, syscall.ENOTDIR)
+	default:
+		return &file{fs: fs, ino: ino, name: p}, nil
 	}
-	var names []string
-	for p, ino := range fs.cur {
-		if ino.dir == dirs && p != d && filepath.Dir(p) == d {
-			names = append(names, filepath.Base(p))
-		}
-	}
-	sort.Strings(names)
-	return names, nil
 }
 
-// Remove implements seglog.FS.
+// Remove implements vfs.FS.
 func (fs *FS) Remove(name string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -248,11 +381,11 @@ func (fs *FS) Remove(name string) error {
 	return nil
 }
 
-// RemoveAll implements seglog.FS.
-func (fs *FS) RemoveAll(path string) error {
+// RemoveAll implements vfs.FS.
+func (fs *FS) RemoveAll(name string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(path)
+	p := clean(name)
 	if err := fs.check("removeall", p); err != nil {
 		return err
 	}
@@ -264,11 +397,15 @@ func (fs *FS) RemoveAll(path string) error {
 	return nil
 }
 
-// Rename implements seglog.FS.
-func (fs *FS) Rename(oldpath, newpath string) error {
+// Rename implements vfs.FS for files: newname is replaced if it exists.
+// Directories cannot be renamed.
+func (fs *FS) Rename(oldname, newname string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	from, to := clean(oldpath), clean(newpath)
+	return fs.renameLocked(clean(oldname), clean(newname))
+}
+
+func (fs *FS) renameLocked(from, to string) error {
 	if err := fs.check("rename", from); err != nil {
 		return err
 	}
@@ -277,21 +414,36 @@ func (fs *FS) Rename(oldpath, newpath string) error {
 		return pathErr("rename", from, syscall.ENOENT)
 	}
 	if ino.dir {
-		return pathErr("rename", from, syscall.EISDIR) // not needed by the log
+		return pathErr("rename", from, errDirRename)
 	}
-	if parent := fs.cur[filepath.Dir(to)]; parent == nil || !parent.dir {
-		return pathErr("rename", to, syscall.ENOENT)
+	if err := fs.parentLocked("rename", to); err != nil {
+		return err
+	}
+	if old := fs.cur[to]; old != nil && old.dir {
+		return pathErr("rename", to, syscall.EISDIR)
 	}
 	fs.cur[to] = ino
 	delete(fs.cur, from)
 	return nil
 }
 
-// MkdirAll implements seglog.FS.
-func (fs *FS) MkdirAll(path string, perm os.FileMode) error {
+// ReuseForWrite implements vfs.FS: oldname is renamed to newname and
+// opened for writing.
+func (fs *FS) ReuseForWrite(oldname, newname string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(path)
+	to := clean(newname)
+	if err := fs.renameLocked(clean(oldname), to); err != nil {
+		return nil, err
+	}
+	return &file{fs: fs, ino: fs.cur[to], name: to, writable: true}, nil
+}
+
+// MkdirAll implements vfs.FS.
+func (fs *FS) MkdirAll(dir string, _ os.FileMode) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	p := clean(dir)
 	if err := fs.check("mkdir", p); err != nil {
 		return err
 	}
@@ -306,12 +458,109 @@ func (fs *FS) MkdirAll(path string, perm os.FileMode) error {
 	return nil
 }
 
-// SyncDir implements seglog.FS: the entries of dir become durable as the
-// running system sees them.
-func (fs *FS) SyncDir(dir string) error {
+// Lock implements vfs.FS: it creates the file if missing and holds it until
+// the returned Closer is closed; a second Lock of the path fails with
+// EAGAIN, as fcntl's lock does in another process.
+func (fs *FS) Lock(name string) (io.Closer, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	p := clean(name)
+	if err := fs.check("lock", p); err != nil {
+		return nil, err
+	}
+	if fs.locks[p] {
+		return nil, pathErr("lock", p, syscall.EAGAIN)
+	}
+	if ino := fs.cur[p]; ino == nil {
+		if _, err := fs.createLocked("lock", p); err != nil {
+			return nil, err
+		}
+	} else if ino.dir {
+		return nil, pathErr("lock", p, syscall.EISDIR)
+	}
+	fs.locks[p] = true
+	return &lock{fs: fs, path: p}, nil
+}
+
+type lock struct {
+	fs   *FS
+	path string
+	once sync.Once
+}
+
+func (l *lock) Close() error {
+	l.once.Do(func() {
+		l.fs.mu.Lock()
+		delete(l.fs.locks, l.path)
+		l.fs.mu.Unlock()
+	})
+	return nil
+}
+
+// List implements vfs.FS: the sorted names in dir.
+func (fs *FS) List(dir string) ([]string, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	d := clean(dir)
+	if err := fs.check("readdir", d); err != nil {
+		return nil, err
+	}
+	if ino := fs.cur[d]; ino == nil || !ino.dir {
+		return nil, pathErr("readdir", d, syscall.ENOENT)
+	}
+	var names []string
+	for _, p := range fs.children(d) {
+		names = append(names, filepath.Base(p))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Stat implements vfs.FS.
+func (fs *FS) Stat(name string) (vfs.FileInfo, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	p := clean(name)
+	if err := fs.check("stat", p); err != nil {
+		return nil, err
+	}
+	ino := fs.cur[p]
+	if ino == nil {
+		return nil, pathErr("stat", p, syscall.ENOENT)
+	}
+	return ino.infoLocked(filepath.Base(p)), nil
+}
+
+// PathBase implements vfs.FS.
+func (*FS) PathBase(path string) string { return filepath.Base(path) }
+
+// PathJoin implements vfs.FS.
+func (*FS) PathJoin(elem ...string) string { return filepath.Join(elem...) }
+
+// PathDir implements vfs.FS.
+func (*FS) PathDir(path string) string { return filepath.Dir(path) }
+
+// GetDiskUsage implements vfs.FS: the disk holds the files' total size of
+// its capacity (SetCapacity); without one, it reports 2^62 bytes.
+func (fs *FS) GetDiskUsage(path string) (vfs.DiskUsage, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if err := fs.check("statfs", clean(path)); err != nil {
+		return vfs.DiskUsage{}, err
+	}
+	total, used := fs.capacity, fs.usedLocked()
+	if total <= 0 {
+		total = math.MaxInt64 / 2
+	}
+	return vfs.DiskUsage{TotalBytes: uint64(total), UsedBytes: uint64(used), AvailBytes: uint64(max(total-used, 0))}, nil
+}
+
+// Unwrap implements vfs.FS: faultfs wraps no other file system.
+func (*FS) Unwrap() vfs.FS { return nil }
+
+// syncDirLocked makes the entries of d durable as the running system sees
+// them.
+func (fs *FS) syncDirLocked(d string) error {
 	if err := fs.check("fsync", d); err != nil {
 		return err
 	}
@@ -343,21 +592,58 @@ func (fs *FS) children(dir string) []string {
 	return out
 }
 
-// file is an open file; it stays usable after its name is removed, like a
-// POSIX file descriptor.
+// fileInfo implements vfs.FileInfo.
+type fileInfo struct {
+	name    string
+	size    int64
+	dir     bool
+	modTime time.Time
+}
+
+func (ino *inode) infoLocked(name string) fileInfo {
+	return fileInfo{name: name, size: int64(len(ino.data)), dir: ino.dir, modTime: ino.modTime}
+}
+
+func (fi fileInfo) Name() string       { return fi.name }
+func (fi fileInfo) Size() int64        { return fi.size }
+func (fi fileInfo) ModTime() time.Time { return fi.modTime }
+func (fi fileInfo) IsDir() bool        { return fi.dir }
+func (fi fileInfo) Sys() any           { return nil }
+
+func (fi fileInfo) Mode() os.FileMode {
+	if fi.dir {
+		return os.ModeDir | 0o755
+	}
+	return 0o644
+}
+
+// DeviceID is the zero DeviceID: one device.
+func (fi fileInfo) DeviceID() vfs.DeviceID { return vfs.DeviceID{} }
+
+// file is an open file or directory; it stays usable after its name is
+// removed, like a POSIX file descriptor.
 type file struct {
 	fs       *FS
 	ino      *inode
 	name     string
 	writable bool
-	pos      int64 // for Write
+	pos      int64 // for Read and Write
 }
+
+var _ vfs.File = (*file)(nil)
 
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	return f.readAtLocked(p, off)
+}
+
+func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 	if err := f.fs.check("read", f.name); err != nil {
 		return 0, err
+	}
+	if f.ino.dir {
+		return 0, pathErr("read", f.name, syscall.EISDIR)
 	}
 	if off >= int64(len(f.ino.data)) {
 		return 0, io.EOF
@@ -369,9 +655,24 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+func (f *file) Read(p []byte) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	n, err := f.readAtLocked(p, f.pos)
+	f.pos += int64(n)
+	if n > 0 && err == io.EOF {
+		err = nil // io.Reader: the next call reports the end
+	}
+	return n, err
+}
+
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	return f.writeAtLocked(p, off)
+}
+
+func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
 	if err := f.fs.check("write", f.name); err != nil {
 		return 0, err
 	}
@@ -395,34 +696,32 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *file) Write(p []byte) (int, error) {
-	n, err := f.WriteAt(p, f.pos)
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	n, err := f.writeAtLocked(p, f.pos)
 	f.pos += int64(n)
 	return n, err
 }
 
-func (f *file) Size() (int64, error) {
+func (f *file) Stat() (vfs.FileInfo, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if err := f.fs.check("stat", f.name); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return int64(len(f.ino.data)), nil
+	return f.ino.infoLocked(filepath.Base(f.name)), nil
 }
 
-func (f *file) ModTime() (time.Time, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.fs.check("stat", f.name); err != nil {
-		return time.Time{}, err
-	}
-	return f.ino.modTime, nil
-}
-
+// Truncate implements diskfs.Truncater: the file is cut back to size, or
+// extended with zeros.
 func (f *file) Truncate(size int64) error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if err := f.fs.check("truncate", f.name); err != nil {
 		return err
+	}
+	if !f.writable {
+		return pathErr("truncate", f.name, syscall.EINVAL)
 	}
 	if f.fs.writeErr != nil {
 		return pathErr("truncate", f.name, f.fs.writeErr)
@@ -433,13 +732,18 @@ func (f *file) Truncate(size int64) error {
 	} else {
 		f.ino.data = append(f.ino.data, make([]byte, size-int64(len(f.ino.data)))...)
 	}
+	f.ino.modTime = time.Now()
 	return nil
 }
 
-// Sync makes the file's contents durable (not its name: see SyncDir).
+// Sync makes a file's contents durable (not its name: sync its directory),
+// or a directory's entries.
 func (f *file) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
+	if f.ino.dir {
+		return f.fs.syncDirLocked(f.name)
+	}
 	if err := f.fs.check("fsync", f.name); err != nil {
 		return err
 	}
@@ -453,5 +757,25 @@ func (f *file) Sync() error {
 	}
 	return nil
 }
+
+// SyncData is Sync.
+func (f *file) SyncData() error { return f.Sync() }
+
+// SyncTo syncs the whole file (fullSync true).
+func (f *file) SyncTo(int64) (bool, error) {
+	if err := f.Sync(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Preallocate reserves nothing: the files take what they hold.
+func (f *file) Preallocate(_, _ int64) error { return nil }
+
+// Prefetch does nothing: the file is in memory.
+func (f *file) Prefetch(_, _ int64) error { return nil }
+
+// Fd is vfs.InvalidFd: the file has no descriptor.
+func (f *file) Fd() uintptr { return vfs.InvalidFd }
 
 func (f *file) Close() error { return nil }

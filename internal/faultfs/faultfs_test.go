@@ -3,19 +3,22 @@ package faultfs
 import (
 	"errors"
 	"math/rand/v2"
-	"os"
 	"syscall"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/dmqio/dmq/internal/diskfs"
 )
 
 func write(t *testing.T, fs *FS, name, data string, sync bool) {
 	t.Helper()
-	f, err := fs.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := f.Size()
-	if _, err := f.WriteAt([]byte(data), n); err != nil {
+	st, _ := f.Stat()
+	if _, err := f.WriteAt([]byte(data), st.Size()); err != nil {
 		t.Fatal(err)
 	}
 	if sync {
@@ -26,14 +29,21 @@ func write(t *testing.T, fs *FS, name, data string, sync bool) {
 }
 
 func read(fs *FS, name string) (string, error) {
-	f, err := fs.OpenFile(name, os.O_RDONLY, 0)
+	f, err := fs.Open(name)
 	if err != nil {
 		return "", err
 	}
-	n, _ := f.Size()
-	b := make([]byte, n)
+	st, _ := f.Stat()
+	b := make([]byte, st.Size())
 	f.ReadAt(b, 0)
 	return string(b), nil
+}
+
+func syncDir(t *testing.T, fs *FS, dir string) {
+	t.Helper()
+	if err := diskfs.SyncDir(fs, dir); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Only fsynced contents under fsynced names survive a crash; the rest is
@@ -45,28 +55,22 @@ func TestCrashKeepsWhatWasSynced(t *testing.T) {
 			t.Fatal(err)
 		}
 		write(t, fs, "/d/unnamed", "synced data, unsynced name", true)
-		if err := fs.SyncDir("/"); err != nil {
-			t.Fatal(err)
-		}
-		if err := fs.SyncDir("/d"); err != nil {
-			t.Fatal(err)
-		}
+		syncDir(t, fs, "/")
+		syncDir(t, fs, "/d")
 		write(t, fs, "/d/a", "durable", true)
 		write(t, fs, "/d/b", "lost name", true)
-		if err := fs.SyncDir("/d"); err != nil {
-			t.Fatal(err)
-		}
+		syncDir(t, fs, "/d")
 		write(t, fs, "/d/a", "+tail", false)
 		if err := fs.Remove("/d/b"); err != nil { // removal not synced: b comes back
 			t.Fatal(err)
 		}
 		write(t, fs, "/d/c", "never named durably", true)
 		fs.CutPower()
-		if _, err := fs.ListFiles("/d"); !errors.Is(err, syscall.EIO) {
+		if _, err := fs.List("/d"); !errors.Is(err, syscall.EIO) {
 			t.Fatalf("after the power cut: %v, want EIO", err)
 		}
 		after := fs.Crash(rand.New(rand.NewPCG(seed, 1)))
-		names, err := after.ListFiles("/d")
+		names, err := after.List("/d")
 		if err != nil || len(names) != 3 || names[0] != "a" || names[1] != "b" || names[2] != "unnamed" {
 			t.Fatalf("seed %d: files %v, %v; want a, b, unnamed", seed, names, err)
 		}
@@ -83,10 +87,8 @@ func TestCrashKeepsWhatWasSynced(t *testing.T) {
 func TestInjectedFaults(t *testing.T) {
 	fs := New()
 	write(t, fs, "/f", "12345", true)
-	if err := fs.SyncDir("/"); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := fs.OpenFile("/f", os.O_RDWR, 0)
+	syncDir(t, fs, "/")
+	f, _ := fs.OpenReadWrite("/f", vfs.WriteCategoryUnspecified)
 	fs.SetCapacity(8)
 	if _, err := f.WriteAt([]byte("6789"), 5); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write beyond the capacity: %v, want ENOSPC", err)
@@ -112,5 +114,88 @@ func TestInjectedFaults(t *testing.T) {
 		t.Fatal("no crash clone")
 	} else if s, _ := read(got, "/f"); s[:5] != "12345" {
 		t.Fatalf("after the crash: %q, want the synced 12345 first", s)
+	}
+}
+
+// After an unnoticed power cut the running system works on, and none of it
+// reaches the disk Crash returns; the first cut fixes the image.
+func TestUnnoticedCutKeepsNothingAfter(t *testing.T) {
+	fs := New()
+	write(t, fs, "/a", "before", true)
+	syncDir(t, fs, "/")
+	fs.CutPowerUnnoticed()
+	write(t, fs, "/a", "+after", true)
+	write(t, fs, "/b", "new", true)
+	syncDir(t, fs, "/")
+	if got, _ := read(fs, "/a"); got != "before+after" {
+		t.Fatalf("the running system reads %q, want its own writes", got)
+	}
+	fs.CutPower()
+	after := fs.Crash(rand.New(rand.NewPCG(1, 1)))
+	if names, _ := after.List("/"); len(names) != 1 || names[0] != "a" {
+		t.Fatalf("after the crash: %v, want only a", names)
+	}
+	if got, _ := read(after, "/a"); got != "before" {
+		t.Fatalf("after the crash a = %q, want before", got)
+	}
+}
+
+// The parts of vfs.FS Pebble needs beyond files: locks, links, renames over
+// a file, truncation, disk usage.
+func TestFSOperations(t *testing.T) {
+	fs := New()
+	l, err := fs.Lock("/LOCK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Lock("/LOCK"); !errors.Is(err, syscall.EAGAIN) {
+		t.Fatalf("second Lock: %v, want EAGAIN", err)
+	}
+	l.Close()
+	if l, err = fs.Lock("/LOCK"); err != nil {
+		t.Fatalf("Lock after Close: %v", err)
+	}
+	l.Close()
+
+	write(t, fs, "/a", "aaaa", true)
+	write(t, fs, "/b", "bb", true)
+	if err := fs.Link("/a", "/c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Link("/a", "/b"); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("Link over a file: %v, want EEXIST", err)
+	}
+	if err := fs.Rename("/c", "/b"); err != nil {
+		t.Fatalf("Rename over a file: %v", err)
+	}
+	if got, _ := read(fs, "/b"); got != "aaaa" {
+		t.Fatalf("b = %q after the rename of a link of a, want aaaa", got)
+	}
+	if u := fs.Used(); u != 4 {
+		t.Fatalf("Used = %d, want 4 (one file, two names)", u)
+	}
+	f, _ := fs.OpenReadWrite("/a", vfs.WriteCategoryUnspecified)
+	if err := diskfs.Truncate(f, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := read(fs, "/b"); got != "aa" {
+		t.Fatalf("b = %q after truncating a, want aa", got)
+	}
+	ro, _ := fs.Open("/a")
+	if err := diskfs.Truncate(ro, 0); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("Truncate of a read-only file: %v, want EINVAL", err)
+	}
+	fs.SetCapacity(10)
+	if du, err := fs.GetDiskUsage("/"); err != nil || du.TotalBytes != 10 || du.UsedBytes != 2 || du.AvailBytes != 8 {
+		t.Fatalf("GetDiskUsage = %+v, %v; want 10 total, 2 used, 8 available", du, err)
+	}
+	if err := fs.MkdirAll("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Rename("/d", "/e"); err == nil {
+		t.Fatal("Rename of a directory succeeded")
+	}
+	if names, err := diskfs.ListDirs(fs, "/"); err != nil || len(names) != 1 || names[0] != "d" {
+		t.Fatalf("ListDirs = %v, %v; want d", names, err)
 	}
 }

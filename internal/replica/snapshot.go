@@ -16,7 +16,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/cluster"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/seglog"
 )
 
@@ -203,7 +205,7 @@ func (p *plan) link(dir string) (*plan, error) {
 	}
 	// The links must outlive a crash as the snapshot's file does.
 	for d := range dirs {
-		if err := seglog.OSFS.SyncDir(d); err != nil {
+		if err := diskfs.SyncDir(vfs.Default, d); err != nil {
 			return nil, err
 		}
 	}
@@ -365,7 +367,7 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 			return err
 		}
 	}
-	if err := seglog.OSFS.SyncDir(s.opts.DataDir); err != nil {
+	if err := diskfs.SyncDir(vfs.Default, s.opts.DataDir); err != nil {
 		return err
 	}
 	os.RemoveAll(staging)

@@ -27,8 +27,10 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/dirlock"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/seglog"
 )
@@ -108,7 +110,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := seglog.MkdirAllDurable(seglog.OSFS, filepath.Join(opts.DataDir, "topics")); err != nil {
+	if err := diskfs.MkdirAll(vfs.Default, filepath.Join(opts.DataDir, "topics")); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	lock, err := dirlock.Acquire(opts.DataDir)
@@ -144,7 +146,7 @@ func (s *Store) openState() error {
 	s.mu.meta = ms
 	s.mu.logs = make(map[string]*seglog.Log)
 	s.mu.proposers = make(map[string]*proposer)
-	names, err := seglog.OSFS.ListDirs(filepath.Join(s.opts.DataDir, "topics"))
+	names, err := diskfs.ListDirs(vfs.Default, filepath.Join(s.opts.DataDir, "topics"))
 	if err != nil {
 		return err
 	}
@@ -228,7 +230,7 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 		return nil, err
 	}
 	o := s.opts.Log
-	o.FS, o.Dir, o.NoSync = seglog.OSFS, s.topicDir(name), true
+	o.FS, o.Dir, o.NoSync = vfs.Default, s.topicDir(name), true
 	o.Logger = s.logger.With("topic", name)
 	l, err := seglog.Open(o)
 	if err != nil {
@@ -537,7 +539,7 @@ func (s *Store) removeLog(name string) error {
 	if err := os.RemoveAll(s.topicDir(name)); err != nil {
 		return err
 	}
-	return seglog.OSFS.SyncDir(filepath.Join(s.opts.DataDir, "topics"))
+	return diskfs.SyncDir(vfs.Default, filepath.Join(s.opts.DataDir, "topics"))
 }
 
 // copyN copies exactly n bytes of path to w.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	dmqv1 "github.com/dmqio/dmq/api/dmq/v1"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
@@ -77,7 +76,7 @@ var (
 // topic and a group for requests to find.
 func service(t *testing.T) *Service {
 	fuzzOnce.Do(func() {
-		b, err := broker.Open(broker.Config{DataDir: "/data", LogFS: faultfs.New(), MetaFS: vfs.NewMem(),
+		b, err := broker.Open(broker.Config{DataDir: "/data", FS: faultfs.New(),
 			Logger: slog.New(slog.DiscardHandler), MaxDelay: time.Hour})
 		if err != nil {
 			t.Fatal(err)

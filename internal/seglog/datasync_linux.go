@@ -1,20 +1,20 @@
 package seglog
 
-import "golang.org/x/sys/unix"
+import (
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
+)
 
-// Datasync flushes the file's data and the metadata needed to read it back
-// (its size, its blocks), but not its times: fdatasync(2).
-func (f osFile) Datasync() error { return Datasync(f.File) }
-
-// Datasync is fdatasync(2) on f if it has a descriptor (an *os.File, or a type
-// that embeds one, as raft-wal's segment files do), f.Sync otherwise.
-func Datasync(f interface{ Sync() error }) error {
-	d, ok := f.(interface{ Fd() uintptr })
-	if !ok {
+// datasync is fdatasync(2) on f's descriptor: it flushes the file's data and
+// the metadata needed to read it back (its size, its blocks), but not its
+// times. A file without a descriptor (faultfs) is synced with f.Sync.
+func datasync(f vfs.File) error {
+	fd := f.Fd()
+	if fd == vfs.InvalidFd {
 		return f.Sync()
 	}
 	for {
-		err := unix.Fdatasync(int(d.Fd()))
+		err := unix.Fdatasync(int(fd))
 		if err != unix.EINTR {
 			return err
 		}

@@ -2,8 +2,7 @@
 
 package seglog
 
-// Datasync is Sync where fdatasync(2) is not available.
-func (f osFile) Datasync() error { return f.Sync() }
+import "github.com/cockroachdb/pebble/v2/vfs"
 
-// Datasync is f.Sync where fdatasync(2) is not available.
-func Datasync(f interface{ Sync() error }) error { return f.Sync() }
+// datasync is f.Sync where fdatasync(2) is not available.
+func datasync(f vfs.File) error { return f.Sync() }

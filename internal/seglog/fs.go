@@ -2,145 +2,90 @@ package seglog
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"time"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/dmqio/dmq/internal/diskfs"
 )
 
-// FS is the file system a Log lives on. OSFS, the operating system's, is
-// the default; tests put logs on file systems that lose unsynced writes or
-// fail on demand (package faultfs) to prove what survives a power cut.
-type FS interface {
-	// OpenFile opens or creates a file as os.OpenFile does.
-	OpenFile(name string, flag int, perm os.FileMode) (File, error)
-	// ListFiles returns the names of the regular files in dir.
-	ListFiles(dir string) ([]string, error)
-	// ListDirs returns the names of the directories in dir.
-	ListDirs(dir string) ([]string, error)
-	Remove(name string) error
-	RemoveAll(path string) error
-	Rename(oldpath, newpath string) error
-	MkdirAll(path string, perm os.FileMode) error
-	// SyncDir makes the creations, renames and removals of entries in dir
-	// durable.
-	SyncDir(dir string) error
-}
+// fileMode is the permission of the files a log creates, less the umask.
+const fileMode = 0o644
 
-// File is an open file of an FS.
-type File interface {
-	io.ReaderAt
-	io.WriterAt
-	io.Writer
-	Size() (int64, error)
-	ModTime() (time.Time, error)
-	Truncate(size int64) error
-	Sync() error
-	Close() error
-}
-
-// OSFS is the operating system's file system.
-var OSFS FS = osFS{}
-
-type osFS struct{}
-
-type osFile struct{ *os.File }
-
-func (f osFile) Size() (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
+// createFile creates the file name on fs for reading and writing, or fails
+// with EEXIST if it exists. The log owns its directory (one process, one
+// writer goroutine), so nothing creates the file between the check and the
+// creation.
+func createFile(fs vfs.FS, name string) (vfs.File, error) {
+	if _, err := fs.Stat(name); err == nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EEXIST}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
 	}
-	return st.Size(), nil
+	return replaceFile(fs, name)
 }
 
-func (f osFile) ModTime() (time.Time, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return time.Time{}, err
-	}
-	return st.ModTime(), nil
-}
-
-func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	f, err := os.OpenFile(name, flag, perm)
+// replaceFile creates the file name on fs, replacing any file there.
+func replaceFile(fs vfs.FS, name string) (vfs.File, error) {
+	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
-}
-
-func (osFS) ListFiles(dir string) ([]string, error) { return listOS(dir, false) }
-func (osFS) ListDirs(dir string) ([]string, error)  { return listOS(dir, true) }
-
-func listOS(dir string, dirs bool) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if err := restrictMode(f); err != nil {
+		f.Close()
 		return nil, err
 	}
-	var names []string
-	for _, e := range entries {
-		if (dirs && e.IsDir()) || (!dirs && e.Type().IsRegular()) {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
+	return f, nil
 }
 
-func (osFS) Remove(name string) error                     { return os.Remove(name) }
-func (osFS) RemoveAll(path string) error                  { return os.RemoveAll(path) }
-func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
-func (osFS) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
-
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
+// restrictMode narrows the permissions of a file vfs.FS.Create just made
+// (0666 less the umask on vfs.Default) to fileMode less the umask, where the
+// file has permissions (an *os.File). With the usual umask 022 both are 0644
+// and nothing changes.
+func restrictMode(f vfs.File) error {
+	c, ok := f.(interface{ Chmod(os.FileMode) error })
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	if perm := fi.Mode().Perm(); perm&^fileMode != 0 {
+		return c.Chmod(perm & fileMode)
 	}
-	return err
+	return nil
+}
+
+// openReadWrite opens the existing file name on fs for reading and writing
+// (vfs.FS.OpenReadWrite would create a missing one).
+func openReadWrite(fs vfs.FS, name string) (vfs.File, error) {
+	if _, err := fs.Stat(name); err != nil {
+		return nil, err
+	}
+	return fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
 }
 
 // readFile reads a whole file of fs.
-func readFile(fs FS, name string) ([]byte, error) {
-	f, err := fs.OpenFile(name, os.O_RDONLY, 0)
+func readFile(fs vfs.FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	n, err := f.Size()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, n)
+	b := make([]byte, fi.Size())
 	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	return b, nil
 }
 
-// MkdirAllDurable creates dir and its missing parents on fs and fsyncs
-// each parent whose entries changed, so that the new directories survive
-// a power cut.
-func MkdirAllDurable(fs FS, dir string) error {
-	var missing []string
-	for d := filepath.Clean(dir); filepath.Dir(d) != d; d = filepath.Dir(d) {
-		if _, err := fs.ListFiles(d); !errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		missing = append(missing, d)
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, d := range missing {
-		if err := fs.SyncDir(filepath.Dir(d)); err != nil {
-			return fmt.Errorf("fsync directory %s: %w", filepath.Dir(d), err)
-		}
-	}
-	return nil
-}
+// truncate sets the size of f, a file of vfs.Default or faultfs (both are
+// diskfs.Truncaters).
+func truncate(f vfs.File, size int64) error { return diskfs.Truncate(f, size) }

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"sort"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // indexEntry maps a record, by offset relative to its segment's base, to
@@ -123,7 +124,7 @@ func decodeIndexFile(b []byte) (*indexFile, error) {
 }
 
 // readIndexFile reads and decodes the .idx file at path.
-func readIndexFile(fs FS, path string) (*indexFile, error) {
+func readIndexFile(fs vfs.FS, path string) (*indexFile, error) {
 	b, err := readFile(fs, path)
 	if err != nil {
 		return nil, err
@@ -133,9 +134,9 @@ func readIndexFile(fs FS, path string) (*indexFile, error) {
 
 // writeIndexFile durably writes x to path: it writes path+".tmp", fsyncs
 // it and renames it over path. The caller fsyncs the directory.
-func writeIndexFile(fs FS, path string, x *indexFile) error {
+func writeIndexFile(fs vfs.FS, path string, x *indexFile) error {
 	tmp := path + ".tmp"
-	f, err := fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := replaceFile(fs, tmp)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/dmqio/dmq/internal/crashpoint"
+	"github.com/dmqio/dmq/internal/diskfs"
 )
 
 // Log is a segmented append-only log. See the package documentation for
@@ -131,10 +134,10 @@ func Open(opts Options) (*Log, error) {
 // one.
 func (l *Log) load() error {
 	dir, fs := l.opts.Dir, l.opts.FS
-	if err := MkdirAllDurable(fs, dir); err != nil {
+	if err := diskfs.MkdirAll(fs, dir); err != nil {
 		return fmt.Errorf("seglog: %w", err)
 	}
-	names, err := fs.ListFiles(dir)
+	names, err := diskfs.ListFiles(fs, dir)
 	if err != nil {
 		return fmt.Errorf("seglog: %w", err)
 	}
@@ -163,7 +166,7 @@ func (l *Log) load() error {
 	}
 	if len(bases) == 0 {
 		bases = append(bases, 0)
-		f, err := fs.OpenFile(filepath.Join(dir, segmentName(0)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := createFile(fs, filepath.Join(dir, segmentName(0)))
 		if err != nil {
 			return fmt.Errorf("seglog: create segment: %w", err)
 		}
@@ -198,7 +201,7 @@ func (l *Log) load() error {
 // a *CorruptionError.
 func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) {
 	path := filepath.Join(l.opts.Dir, segmentName(base))
-	f, err := l.opts.FS.OpenFile(path, os.O_RDONLY, 0)
+	f, err := l.opts.FS.Open(path)
 	if err != nil {
 		return nil, false, fmt.Errorf("seglog: open segment: %w", err)
 	}
@@ -256,7 +259,7 @@ func (l *Log) openSealed(base, next uint64) (s *segment, wrote bool, err error) 
 // truncates it at the first torn or invalid record.
 func (l *Log) openActive(base uint64) (s *segment, err error) {
 	path := filepath.Join(l.opts.Dir, segmentName(base))
-	f, err := l.opts.FS.OpenFile(path, os.O_RDWR, 0)
+	f, err := openReadWrite(l.opts.FS, path)
 	if err != nil {
 		return nil, fmt.Errorf("seglog: open segment: %w", err)
 	}
@@ -285,7 +288,7 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 		return s, nil
 	}
 	dropped := size - res.end
-	if err := f.Truncate(res.end); err != nil {
+	if err := truncate(f, res.end); err != nil {
 		return nil, fmt.Errorf("seglog: truncate %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -309,7 +312,7 @@ const maxZeroTail = 3 * MaxPrealloc
 
 // allZeros reports whether f holds only zero bytes in [from, to), which is
 // at most maxZeroTail long (a longer tail is not preallocated space).
-func allZeros(f File, from, to int64) (bool, error) {
+func allZeros(f vfs.File, from, to int64) (bool, error) {
 	if to-from > maxZeroTail {
 		return false, nil
 	}
@@ -527,18 +530,17 @@ func (l *Log) Close() error {
 // syncDir fsyncs the log's directory so that file creations, renames and
 // removals in it are durable.
 func (l *Log) syncDir() error {
-	if err := l.opts.FS.SyncDir(l.opts.Dir); err != nil {
+	if err := diskfs.SyncDir(l.opts.FS, l.opts.Dir); err != nil {
 		return fmt.Errorf("seglog: fsync directory %s: %w", l.opts.Dir, err)
 	}
 	return nil
 }
 
 // sizeAndTime returns a file's size and modification time.
-func sizeAndTime(f File) (int64, time.Time, error) {
-	size, err := f.Size()
+func sizeAndTime(f vfs.File) (int64, time.Time, error) {
+	fi, err := f.Stat()
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	modTime, err := f.ModTime()
-	return size, modTime, err
+	return fi.Size(), fi.ModTime(), nil
 }

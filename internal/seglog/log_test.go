@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // payloadFor returns the deterministic test payload of offset i; lengths
@@ -504,7 +506,7 @@ func TestAppendCanceledWhileQueued(t *testing.T) {
 func TestOnlyDurableRecordsAreVisible(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var block atomic.Bool
-	l := openLog(t, Options{Dir: t.TempDir(), fsync: func(f File) error {
+	l := openLog(t, Options{Dir: t.TempDir(), fsync: func(f vfs.File) error {
 		if block.Load() {
 			entered <- struct{}{}
 			<-release
@@ -545,7 +547,7 @@ func TestOnlyDurableRecordsAreVisible(t *testing.T) {
 func TestFsyncFailureIsSticky(t *testing.T) {
 	dir := t.TempDir()
 	var failing atomic.Bool
-	opts := Options{Dir: dir, fsync: func(f File) error {
+	opts := Options{Dir: dir, fsync: func(f vfs.File) error {
 		if failing.Load() {
 			return syscall.EIO
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Defaults and limits of Options.
@@ -45,12 +47,14 @@ type Options struct {
 	// Logger receives recovery warnings and write failures; nil discards.
 	Logger *slog.Logger
 
-	// FS is the file system of the log; nil means OSFS.
-	FS FS
+	// FS is the file system of the log; nil means vfs.Default, the
+	// operating system's. Its files must be diskfs.Truncaters (those of
+	// vfs.Default and faultfs are).
+	FS vfs.FS
 
 	// fsync makes the written data of a segment durable: syncData unless a
 	// test replaces it.
-	fsync func(File) error
+	fsync func(vfs.File) error
 
 	// preallocMaxRate replaces PreallocMaxRate in tests.
 	preallocMaxRate int64
@@ -83,7 +87,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.FS == nil {
-		o.FS = OSFS
+		o.FS = vfs.Default
 	}
 	if o.fsync == nil {
 		o.fsync = syncData
@@ -95,23 +99,14 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // syncData flushes a segment's data and what is needed to read it back,
-// with fdatasync where the file offers it (OSFS on Linux), else Sync. A
-// segment's modification time may then lag after a crash (by the file
-// system's journal interval, seconds): the log uses it only to decide
-// which segments to read when the broker rebuilds its duplicate window.
-func syncData(f File) error {
-	if d, ok := f.(datasyncer); ok {
-		return d.Datasync()
-	}
-	return f.Sync()
-}
+// with fdatasync where the file has a descriptor on Linux (vfs.Default's
+// files), else Sync. A segment's modification time may then lag after a
+// crash (by the file system's journal interval, seconds): the log uses it
+// only to decide which segments to read when the broker rebuilds its
+// duplicate window.
+func syncData(f vfs.File) error { return datasync(f) }
 
-// datasyncer is a File with fdatasync(2).
-type datasyncer interface{ Datasync() error }
-
-// hasDatasync says whether f offers fdatasync, without which preallocation
-// saves nothing (an fsync commits the file's times to the journal anyway).
-func hasDatasync(f File) bool {
-	_, ok := f.(datasyncer)
-	return ok
-}
+// hasDatasync says whether f has a descriptor, and so fdatasync where the OS
+// offers it, without which preallocation saves nothing (an fsync commits the
+// file's times to the journal anyway).
+func hasDatasync(f vfs.File) bool { return f.Fd() != vfs.InvalidFd }

@@ -206,14 +206,14 @@ func (p *preallocator) close() {
 // cutToRecords truncates s's file to the end of its records if zeros (or
 // a failed write) lie beyond, and syncs the cut.
 func (l *Log) cutToRecords(s *segment, size int64) error {
-	fileSize, err := s.f.Size()
+	fi, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("seglog: %w", err)
 	}
-	if fileSize == size {
+	if fi.Size() == size {
 		return nil
 	}
-	if err := s.f.Truncate(size); err != nil {
+	if err := truncate(s.f, size); err != nil {
 		return fmt.Errorf("seglog: truncate %s to its %d bytes of records: %w", s.path, size, err)
 	}
 	if err := l.opts.fsync(s.f); err != nil {

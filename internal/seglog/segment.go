@@ -7,12 +7,13 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // maxSegmentFileBytes is the largest a segment may grow: index positions
@@ -38,7 +39,7 @@ type segment struct {
 	// idle. The writer and syncer use the active segment's f, which is
 	// never closed that way, without it.
 	fmu     sync.Mutex
-	f       File
+	f       vfs.File
 	lastUse atomic.Int64 // Unix ns of the last read
 
 	// The fields below are guarded by Log.mu. Only the writer goroutine
@@ -50,7 +51,7 @@ type segment struct {
 	index   []indexEntry // sparse index of the durable records
 }
 
-func newSegment(base uint64, path string, f File) *segment {
+func newSegment(base uint64, path string, f vfs.File) *segment {
 	s := &segment{base: base, path: path, f: f, next: base}
 	s.refs.Store(1)
 	return s
@@ -77,11 +78,11 @@ func (s *segment) release() error {
 
 // file returns the open file for a reader holding a reference, reopening
 // it if it was closed for being idle.
-func (s *segment) file(fs FS) (File, error) {
+func (s *segment) file(fs vfs.FS) (vfs.File, error) {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	if s.f == nil {
-		f, err := fs.OpenFile(s.path, os.O_RDONLY, 0)
+		f, err := fs.Open(s.path)
 		if err != nil {
 			return nil, fmt.Errorf("seglog: reopen segment: %w", err)
 		}
@@ -135,7 +136,7 @@ type scanResult struct {
 // validating every record (length, offset, CRC) and building its sparse
 // index, up to the end or the first invalid record. I/O errors are
 // returned as err; invalid data is reported in scanResult.corrupt.
-func scanSegment(f File, path string, base uint64, size int64, interval int64) (scanResult, error) {
+func scanSegment(f vfs.File, path string, base uint64, size int64, interval int64) (scanResult, error) {
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
 	res := scanResult{next: base}
 	ib := indexBuilder{interval: interval}
@@ -185,7 +186,7 @@ func scanSegment(f File, path string, base uint64, size int64, interval int64) (
 // span is an immutable snapshot, taken under Log.mu, of the durable part
 // of one segment. Reads through it need no lock.
 type span struct {
-	f        File
+	f        vfs.File
 	path     string
 	base     uint64
 	next     uint64 // one past the last durable record

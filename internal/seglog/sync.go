@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 )
 
 // Sync makes every record written so far durable: it fsyncs each segment file and the
@@ -26,7 +25,7 @@ func (l *Log) Sync() error {
 	for _, p := range paths {
 		// A descriptor of its own: fsync flushes the file, whoever wrote it, and
 		// sealed segments may have had theirs closed for being idle.
-		f, err := l.opts.FS.OpenFile(p, os.O_RDONLY, 0)
+		f, err := l.opts.FS.Open(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

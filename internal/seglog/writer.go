@@ -3,7 +3,6 @@ package seglog
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -263,7 +262,7 @@ func (w *writer) roll() error {
 	}
 	crashpoint.Hit(crashpoint.RollIndexed)
 	path := filepath.Join(l.opts.Dir, segmentName(w.next))
-	f, err := l.opts.FS.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createFile(l.opts.FS, path)
 	if err != nil {
 		return fmt.Errorf("seglog: create segment: %w", err)
 	}
@@ -300,7 +299,7 @@ func (w *writer) recover() error {
 	w.l.mu.RLock()
 	size := s.size
 	w.l.mu.RUnlock()
-	if err := s.f.Truncate(size); err != nil {
+	if err := truncate(s.f, size); err != nil {
 		return fmt.Errorf("seglog: recover %s: truncate to %d bytes: %w", s.path, size, err)
 	}
 	if err := w.l.fsync(s); err != nil {
@@ -339,7 +338,7 @@ func (w *writer) shutdown() {
 	<-w.syncer.done
 	w.pre.close()
 	if w.l.q.failure() != nil {
-		_ = w.active.f.Truncate(w.active.size)
+		_ = truncate(w.active.f, w.active.size)
 		return
 	}
 	if err := w.l.cutToRecords(w.active, w.active.size); err != nil {

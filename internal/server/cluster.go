@@ -27,11 +27,13 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/bufpool"
 	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/cluster/transport"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/meta"
 	"github.com/dmqio/dmq/internal/replica"
 	"github.com/dmqio/dmq/internal/rpc"
@@ -365,7 +367,7 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 	name := shard.Name(i)
 	start := time.Now()
 	err := meta.CheckPresent(nil, c.shardDir(i), func() ([]string, error) {
-		return seglog.OSFS.ListDirs(filepath.Join(c.shardDir(i), "topics"))
+		return diskfs.ListDirs(vfs.Default, filepath.Join(c.shardDir(i), "topics"))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", name, err)

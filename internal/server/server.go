@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/admin"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
@@ -27,7 +28,6 @@ import (
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/console"
 	"github.com/dmqio/dmq/internal/rpc"
-	"github.com/dmqio/dmq/internal/seglog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -63,9 +63,9 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clustered() && (cfg.LogFS != nil && cfg.LogFS != seglog.OSFS || cfg.MetaFS != nil) {
+	if cfg.Clustered() && cfg.FS != nil && cfg.FS != vfs.Default {
 		// A node's replicas write through the operating system's file system.
-		return nil, errors.New("server: LogFS and MetaFS need a standalone server")
+		return nil, errors.New("server: FS needs a standalone server")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -176,8 +176,7 @@ func (s *Server) openStack() (*stack, error) {
 func (s *Server) openBroker(storage broker.Storage, apps *auth.Registry) (*broker.Broker, *auth.Registry, error) {
 	b, err := broker.Open(broker.Config{
 		DataDir:             s.cfg.DataDir,
-		LogFS:               s.cfg.LogFS,
-		MetaFS:              s.cfg.MetaFS,
+		FS:                  s.cfg.FS,
 		Storage:             storage,
 		WallClock:           s.cfg.WallClock,
 		NoSync:              s.cfg.NoSync,

@@ -19,7 +19,7 @@ import (
 // successful fsync or a power cut; and publishing resumes by itself once
 // the disk is back.
 func TestIOErrorsFailPublishesAndTheBrokerRecovers(t *testing.T) {
-	d := newDisks()
+	d := faultfs.New()
 	s := startOn(t, d)
 	defer s.Shutdown(context.Background())
 	c, err := client.Dial(s.GRPCAddr(), client.WithRetry(client.RetryPolicy{Attempts: 1}))
@@ -53,13 +53,13 @@ func TestIOErrorsFailPublishesAndTheBrokerRecovers(t *testing.T) {
 		{"write EIO", func(fs *faultfs.FS) { fs.FailWrites(syscall.EIO) }, func(fs *faultfs.FS) { fs.FailWrites(nil) }, codes.Unavailable},
 		{"disk full", func(fs *faultfs.FS) { fs.SetCapacity(fs.Used() + 16) }, func(fs *faultfs.FS) { fs.SetCapacity(0) }, codes.ResourceExhausted},
 	} {
-		f.inject(d.log)
+		f.inject(d)
 		for i := 0; i < 3; i++ { // the failing write, then the failed log
 			if err := publish(fmt.Sprintf("failed %s %d: a body longer than sixteen bytes", f.name, i)); client.Code(err) != f.code {
 				t.Fatalf("%s: publish = %v, want %v", f.name, err, f.code)
 			}
 		}
-		f.heal(d.log)
+		f.heal(d)
 		body := "after " + f.name
 		dmqtest.Eventually(t, 10*time.Second, "publishing to resume after "+f.name, func() bool {
 			err := publish(body)
@@ -87,7 +87,8 @@ func TestIOErrorsFailPublishesAndTheBrokerRecovers(t *testing.T) {
 	ti, _ := b.GetTopic(topicName)
 	check("running", func(off uint64) (string, error) { m, err := b.Read(topicName, off); return string(m.Body), err }, ti.FirstOffset, ti.NextOffset)
 
-	after := d.cutPower(rand.New(rand.NewPCG(7, 7)))
+	d.CutPowerUnnoticed() // Pebble panics on failing I/O when the broker closes
+	after := d.Crash(rand.New(rand.NewPCG(7, 7)))
 	s.Shutdown(context.Background())
 	s2 := startOn(t, after)
 	defer s2.Shutdown(context.Background())

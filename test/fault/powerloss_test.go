@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/client"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/dmqtest"
@@ -23,34 +22,28 @@ import (
 	"github.com/dmqio/dmq/internal/server"
 )
 
-// disks are the two file systems of a broker that loses power together.
-type disks struct {
-	log  *faultfs.FS
-	meta *vfs.MemFS
-}
-
-func newDisks() disks { return disks{log: faultfs.New(), meta: vfs.NewCrashableMem()} }
-
-// cutPower takes what survives on both disks at this instant and kills
-// the running ones. The metadata is cloned first: every position it
-// holds refers to messages fsynced before it, which the log still has
-// when its power goes a moment later.
-func (d disks) cutPower(rng *rand.Rand) disks {
-	meta := d.meta.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
-	d.log.CutPower()
-	return disks{log: d.log.Crash(rng), meta: meta}
+// cutPower cuts the power of the broker's disk, which holds its logs and its
+// metadata store, at this instant, and returns what a reboot finds on it.
+// The running broker is not told (Pebble panics on a failed write or sync),
+// and the ledger stops taking acks: a dead machine sends none.
+func cutPower(disk *faultfs.FS, l *ledger, rng *rand.Rand) *faultfs.FS {
+	l.mu.Lock()
+	disk.CutPowerUnnoticed()
+	l.cut = true
+	l.mu.Unlock()
+	return disk.Crash(rng)
 }
 
 // startOn starts a server on the disks. It fails the test if the broker
 // cannot recover from what the last power cut left.
-func startOn(t *testing.T, d disks) *server.Server {
+func startOn(t *testing.T, disk *faultfs.FS) *server.Server {
 	t.Helper()
 	cfg := dmqtest.Config("/data")
 	// A node's replicas write through the operating system's files, which cannot lose
 	// their page cache on demand: power cuts are simulated on a standalone broker, and
 	// on a node by kill -9 (test/e2e, test/cluster) and crash points (crashpoints_test).
 	cfg.Standalone = true
-	cfg.LogFS, cfg.MetaFS = d.log, d.meta
+	cfg.FS = disk
 	cfg.SegmentBytes = 1 << 20 // roll often
 	cfg.NoTrace = true         // trace records are not what this test checks
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -63,13 +56,14 @@ func startOn(t *testing.T, d disks) *server.Server {
 	return s
 }
 
-// ledger is what clients were told: messages acked to producers and
-// deliveries their consumer acked.
+// ledger is what clients were told before the power cut: messages acked to
+// producers and deliveries their consumer acked.
 type ledger struct {
 	mu        sync.Mutex
 	attempted map[string]bool // bodies sent
 	acked     map[string]bool // bodies acked to their producer
 	handled   map[string]bool // message ids the consumer acked
+	cut       bool            // the power is cut: what the broker says now never reached anyone
 }
 
 func newLedger() *ledger {
@@ -106,7 +100,7 @@ func TestPowerLossKeepsEveryAckedMessage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x646d71))
 
 	const epoch = 25
-	var d disks
+	var d *faultfs.FS
 	var l *ledger
 	var acked, handled, segments int
 	defer func() {
@@ -117,9 +111,12 @@ func TestPowerLossKeepsEveryAckedMessage(t *testing.T) {
 			if l != nil {
 				acked, handled = acked+len(l.acked), handled+len(l.handled)
 			}
-			d, l = newDisks(), newLedger()
+			d, l = faultfs.New(), newLedger()
 		}
 		s := startOn(t, d)
+		l.mu.Lock()
+		l.cut = false
+		l.mu.Unlock()
 		if ti, err := s.Broker().GetTopic(topicName); err == nil {
 			segments = max(segments, ti.Segments)
 		}
@@ -162,7 +159,7 @@ func setup(t *testing.T, s *server.Server) {
 // load publishes with three pipelined producers and consumes with one
 // consumer, cuts the power after a random time, stops the broker and
 // returns what the disks kept.
-func load(t *testing.T, s *server.Server, d disks, l *ledger, round int, rng *rand.Rand) disks {
+func load(t *testing.T, s *server.Server, d *faultfs.FS, l *ledger, round int, rng *rand.Rand) *faultfs.FS {
 	t.Helper()
 	ctx := context.Background()
 	c, err := client.Dial(s.GRPCAddr(), client.WithRetry(client.RetryPolicy{Attempts: 1}), client.WithClientID("fault-test"))
@@ -172,7 +169,9 @@ func load(t *testing.T, s *server.Server, d disks, l *ledger, round int, rng *ra
 	defer c.Close()
 	k, err := c.Subscribe(ctx, topicName, groupName, func(_ context.Context, m *client.Message) error {
 		l.mu.Lock()
-		l.handled[m.ID] = true
+		if !l.cut {
+			l.handled[m.ID] = true
+		}
 		l.mu.Unlock()
 		return nil
 	}, client.Concurrency(4))
@@ -201,7 +200,9 @@ func load(t *testing.T, s *server.Server, d disks, l *ledger, round int, rng *ra
 				err := pr.PublishAsync(ctx, &client.Message{Body: []byte(body)}, func(_ client.PublishResult, err error) {
 					if err == nil {
 						l.mu.Lock()
-						l.acked[body] = true
+						if !l.cut {
+							l.acked[body] = true
+						}
 						l.mu.Unlock()
 					}
 				})
@@ -212,12 +213,12 @@ func load(t *testing.T, s *server.Server, d disks, l *ledger, round int, rng *ra
 		}()
 	}
 	time.Sleep(time.Duration(rng.IntN(40_000)) * time.Microsecond)
-	after := d.cutPower(rng)
+	after := cutPower(d, l, rng)
 	close(stop)
 	k.Close()
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	s.Shutdown(sctx) // fails: the disk is gone
+	s.Shutdown(sctx) // on a disk that keeps nothing more
 	wg.Wait()
 	return after
 }
