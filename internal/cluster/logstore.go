@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
@@ -47,7 +48,7 @@ func openLogStore(dir string, segmentBytes int, fs vfs.FS, noSync bool, log hclo
 
 // openWAL opens the log in dir on fs, its segment files through segs.
 func openWAL(dir string, segmentBytes int, fs vfs.FS, segs types.VFS, log hclog.Logger) (*walStore, error) {
-	if err := mkdirAllSynced(fs, dir); err != nil {
+	if err := diskfs.MkdirAll(fs, dir); err != nil {
 		return nil, err
 	}
 	meta := newWalMeta(fs, log)

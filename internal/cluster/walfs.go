@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -79,7 +80,7 @@ func (v walVFS) Delete(dir, name string) error {
 	if err := v.fs.Remove(v.fs.PathJoin(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(v.fs, dir)
+	return diskfs.SyncDir(v.fs, dir)
 }
 
 func (v walVFS) OpenReader(dir, name string) (types.ReadableFile, error) {
@@ -128,7 +129,7 @@ func (f *walFile) syncDirOnce() error {
 	if f.dirSynced.Load() {
 		return nil
 	}
-	if err := syncDir(f.fs, f.dir); err != nil {
+	if err := diskfs.SyncDir(f.fs, f.dir); err != nil {
 		return err
 	}
 	f.dirSynced.Store(true)
@@ -141,41 +142,4 @@ func syncData(f types.WritableFile) error {
 		return d.SyncData()
 	}
 	return f.Sync()
-}
-
-// syncDir makes the entries of dir durable.
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
-}
-
-// mkdirAllSynced creates dir and its missing parents, each made durable in its parent.
-func mkdirAllSynced(fs vfs.FS, dir string) error {
-	var missing []string
-	for d := dir; ; d = fs.PathDir(d) {
-		if _, err := fs.Stat(d); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		missing = append(missing, d)
-		if fs.PathDir(d) == d {
-			break
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := syncDir(fs, fs.PathDir(missing[i])); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/types"
@@ -222,7 +223,7 @@ func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map
 	if err := fs.Rename(tmp, path); err != nil {
 		return err
 	}
-	if err := syncDir(fs, dir); err != nil {
+	if err := diskfs.SyncDir(fs, dir); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
@@ -322,5 +323,5 @@ func removeIfExists(fs vfs.FS, path string) error {
 	if err := fs.Remove(path); err != nil {
 		return err
 	}
-	return syncDir(fs, fs.PathDir(path))
+	return diskfs.SyncDir(fs, fs.PathDir(path))
 }
