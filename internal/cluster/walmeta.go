@@ -26,22 +26,32 @@ import (
 // persistent state (the segment list and the next segment id) and the stable store
 // (hashicorp/raft's term and vote).
 //
-// Format, integers little-endian:
+// The file has two slots of walMetaSlot bytes, written in turn, each whole state with
+// a sequence number; the valid slot with the highest number is the state. Integers
+// little-endian:
 //
-//	magic    8 bytes "DMQWALM1"
+//	magic    8 bytes "DMQWALM2"
+//	seq      uint64, one more than the other slot's
 //	length   uint32, of the payload
-//	crc      uint32, CRC-32C (Castagnoli) of the payload
+//	crc      uint32, CRC-32C (Castagnoli) of seq and the payload
 //	payload  JSON: {"State": types.PersistentState, "Stable": [{"K": key, "V": value}, ...]}
 //	         (keys and values base64, keys sorted)
 //
-// Every change writes the whole file again: to walMetaFile+".tmp", synced, renamed over
-// walMetaFile, then the directory synced. A power cut leaves the old file or the new
-// one, whole; a file that does not check out is damage, and the log refuses to open.
+// A change overwrites the older slot in place and syncs the file: the file never grows,
+// so a term or vote is saved on a full disk too (hashicorp/raft panics when it cannot
+// save them: a rename of a new file failed with ENOSPC and took the node down on a
+// full disk). A power cut during a write tears at most that slot, whose change was not
+// acknowledged: the other one holds the state before it. The file is created whole,
+// through a temporary file renamed into place.
 const walMetaFile = "wal-meta"
 
-var walMetaMagic = [8]byte{'D', 'M', 'Q', 'W', 'A', 'L', 'M', '1'}
+var walMetaMagic = [8]byte{'D', 'M', 'Q', 'W', 'A', 'L', 'M', '2'}
 
-const walMetaHeaderLen = 16
+const (
+	walMetaHeaderLen = 24
+	// walMetaSlot bounds the state: about 1,500 segments' descriptions.
+	walMetaSlot = 256 << 10
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -58,6 +68,7 @@ type walMeta struct {
 	loaded bool
 	state  types.PersistentState
 	stable map[string][]byte
+	seq    uint64 // of the newest slot; 0 while the file does not exist
 }
 
 // walMetaData is the payload of walMetaFile.
@@ -90,7 +101,7 @@ func (m *walMeta) Load(dir string) (types.PersistentState, error) {
 	}
 	path := m.fs.PathJoin(dir, walMetaFile)
 	boltPath := m.fs.PathJoin(dir, metadb.FileName)
-	state, stable, err := readWalMeta(m.fs, path)
+	state, stable, seq, err := readWalMeta(m.fs, path)
 	switch {
 	case err == nil:
 		// A migration cut short after the new file was written leaves the bbolt file.
@@ -105,9 +116,10 @@ func (m *walMeta) Load(dir string) (types.PersistentState, error) {
 			if state, stable, err = readBoltMeta(m.fs, boltPath); err != nil {
 				return types.PersistentState{}, fmt.Errorf("%w: %s: %v; %s", ErrDamagedLog, boltPath, err, logRemedy(dir))
 			}
-			if err := writeWalMeta(m.fs, dir, state, stable); err != nil {
+			if err := writeWalMeta(m.fs, dir, state, stable, 1); err != nil {
 				return types.PersistentState{}, fmt.Errorf("migrate %s: %w", boltPath, err)
 			}
+			seq = 1
 			if err := removeIfExists(m.fs, boltPath); err != nil {
 				return types.PersistentState{}, err
 			}
@@ -117,7 +129,7 @@ func (m *walMeta) Load(dir string) (types.PersistentState, error) {
 			return types.PersistentState{}, err
 		}
 	}
-	m.dir, m.loaded, m.state, m.stable = dir, true, state, stable
+	m.dir, m.loaded, m.state, m.stable, m.seq = dir, true, state, stable, seq
 	return cloneState(state), nil
 }
 
@@ -129,10 +141,10 @@ func (m *walMeta) CommitState(state types.PersistentState) error {
 		return errWalMetaClosed
 	}
 	state = cloneState(state)
-	if err := writeWalMeta(m.fs, m.dir, state, m.stable); err != nil {
+	if err := writeWalMeta(m.fs, m.dir, state, m.stable, m.seq+1); err != nil {
 		return err
 	}
-	m.state = state
+	m.state, m.seq = state, m.seq+1
 	return nil
 }
 
@@ -166,10 +178,10 @@ func (m *walMeta) SetStable(key, value []byte) error {
 	} else {
 		stable[string(key)] = bytes.Clone(value)
 	}
-	if err := writeWalMeta(m.fs, m.dir, m.state, stable); err != nil {
+	if err := writeWalMeta(m.fs, m.dir, m.state, stable, m.seq+1); err != nil {
 		return err
 	}
-	m.stable = stable
+	m.stable, m.seq = stable, m.seq+1
 	return nil
 }
 
@@ -187,7 +199,8 @@ func cloneState(s types.PersistentState) types.PersistentState {
 }
 
 // writeWalMeta writes walMetaFile in dir, durably, replacing the old one atomically.
-func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map[string][]byte) error {
+// encodeWalMeta is a slot holding state and stable under seq.
+func encodeWalMeta(state types.PersistentState, stable map[string][]byte, seq uint64) ([]byte, error) {
 	data := walMetaData{State: state, Stable: make([]walStableValue, 0, len(stable))}
 	for k, v := range stable {
 		data.Stable = append(data.Stable, walStableValue{K: []byte(k), V: v})
@@ -195,15 +208,51 @@ func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map
 	slices.SortFunc(data.Stable, func(a, b walStableValue) int { return bytes.Compare(a.K, b.K) })
 	payload, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("encode the raft log's meta file: %w", err)
+		return nil, fmt.Errorf("encode the raft log's meta file: %w", err)
+	}
+	if walMetaHeaderLen+len(payload) > walMetaSlot {
+		return nil, fmt.Errorf("the raft log's meta state takes %d bytes, over the %d of its file's slot", len(payload), walMetaSlot-walMetaHeaderLen)
 	}
 	buf := make([]byte, walMetaHeaderLen, walMetaHeaderLen+len(payload))
 	copy(buf, walMetaMagic[:])
-	binary.LittleEndian.PutUint32(buf[8:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(buf[12:], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint64(buf[8:], seq)
+	binary.LittleEndian.PutUint32(buf[16:], uint32(len(payload)))
 	buf = append(buf, payload...)
+	crc := crc32.Update(crc32.Checksum(buf[8:16], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(buf[20:], crc)
+	return buf, nil
+}
 
+// writeWalMeta makes state and stable, under seq, the meta file's state in dir: in the
+// slot seq picks, or, for seq 1, in a new file.
+func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map[string][]byte, seq uint64) error {
+	slot, err := encodeWalMeta(state, stable, seq)
+	if err != nil {
+		return err
+	}
 	path := fs.PathJoin(dir, walMetaFile)
+	if seq == 1 {
+		return createWalMeta(fs, dir, path, slot)
+	}
+	f, err := fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(slot, int64(seq%2)*walMetaSlot); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// createWalMeta writes a new meta file at path, both slots' size, slot 1 holding slot.
+func createWalMeta(fs vfs.FS, dir, path string, slot []byte) error {
+	buf := make([]byte, 2*walMetaSlot)
+	copy(buf[walMetaSlot:], slot)
 	tmp := path + ".tmp"
 	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -229,26 +278,32 @@ func writeWalMeta(fs vfs.FS, dir string, state types.PersistentState, stable map
 	return nil
 }
 
-// readWalMeta reads and checks walMetaFile at path. A missing file is an error
-// matching os.ErrNotExist; any other error is damage.
-func readWalMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, error) {
+// readWalMeta returns the state of the meta file at path and its sequence number.
+func readWalMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, uint64, error) {
 	buf, err := readFileFS(fs, path)
 	if err != nil {
-		return types.PersistentState{}, nil, err
+		return types.PersistentState{}, nil, 0, err
 	}
-	if len(buf) < walMetaHeaderLen || !bytes.Equal(buf[:8], walMetaMagic[:]) {
-		return types.PersistentState{}, nil, fmt.Errorf("not a raft log meta file (%d bytes)", len(buf))
+	var best []byte
+	var seq uint64
+	var errs []error
+	for i := range 2 {
+		slot := buf[min(len(buf), i*walMetaSlot):min(len(buf), (i+1)*walMetaSlot)]
+		payload, n, err := decodeWalMetaSlot(slot)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slot %d: %w", i, err))
+			continue
+		}
+		if best == nil || n > seq {
+			best, seq = payload, n
+		}
 	}
-	payload := buf[walMetaHeaderLen:]
-	if n := binary.LittleEndian.Uint32(buf[8:]); int(n) != len(payload) {
-		return types.PersistentState{}, nil, fmt.Errorf("payload of %d bytes, the header says %d", len(payload), n)
-	}
-	if crc := crc32.Checksum(payload, castagnoli); crc != binary.LittleEndian.Uint32(buf[12:]) {
-		return types.PersistentState{}, nil, fmt.Errorf("checksum mismatch")
+	if best == nil {
+		return types.PersistentState{}, nil, 0, fmt.Errorf("no valid slot in %d bytes: %w", len(buf), errors.Join(errs...))
 	}
 	var data walMetaData
-	if err := json.Unmarshal(payload, &data); err != nil {
-		return types.PersistentState{}, nil, fmt.Errorf("decode: %w", err)
+	if err := json.Unmarshal(best, &data); err != nil {
+		return types.PersistentState{}, nil, 0, fmt.Errorf("decode: %w", err)
 	}
 	stable := make(map[string][]byte, len(data.Stable))
 	for _, kv := range data.Stable {
@@ -257,12 +312,26 @@ func readWalMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]by
 		}
 		stable[string(kv.K)] = kv.V
 	}
-	return data.State, stable, nil
+	return data.State, stable, seq, nil
 }
 
-// readBoltMeta reads raft-wal's bbolt meta database at path: the state as
-// metadb.BoltMetaDB.Load decodes it, and every key of its stable bucket. bbolt reads
-// only OS files, so the database is copied through fs into a temporary OS file first.
+// decodeWalMetaSlot returns a slot's payload and sequence number, or why it holds none.
+func decodeWalMetaSlot(slot []byte) ([]byte, uint64, error) {
+	if len(slot) < walMetaHeaderLen || !bytes.Equal(slot[:8], walMetaMagic[:]) {
+		return nil, 0, errors.New("no header")
+	}
+	n := int(binary.LittleEndian.Uint32(slot[16:]))
+	if walMetaHeaderLen+n > len(slot) {
+		return nil, 0, fmt.Errorf("payload of %d bytes past the slot's end", n)
+	}
+	payload := slot[walMetaHeaderLen : walMetaHeaderLen+n]
+	crc := crc32.Update(crc32.Checksum(slot[8:16], castagnoli), castagnoli, payload)
+	if crc != binary.LittleEndian.Uint32(slot[20:]) {
+		return nil, 0, errors.New("checksum mismatch")
+	}
+	return payload, binary.LittleEndian.Uint64(slot[8:]), nil
+}
+
 func readBoltMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, error) {
 	var state types.PersistentState
 	buf, err := readFileFS(fs, path)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/dmqio/dmq/internal/faultfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
@@ -184,12 +185,42 @@ func TestWalMetaFileMovedOrDamaged(t *testing.T) {
 			t.Errorf("%s is still there (%v)", metadb.FileName, err)
 		}
 	})
+	t.Run("newest slot torn", func(t *testing.T) {
+		// A write cut by a power cut was not acknowledged: the other slot, the state
+		// before it, is the state.
+		dir := newDir(t)
+		file := filepath.Join(dir, walMetaFile)
+		_, _, seq, err := readWalMeta(vfs.Default, file)
+		if err != nil || seq < 2 {
+			t.Fatalf("meta file: seq %d, %v; want 2 writes at least", seq, err)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[int(seq%2)*walMetaSlot+walMetaHeaderLen+1] ^= 1
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, got, err := readWalMeta(vfs.Default, file); err != nil || got != seq-1 {
+			t.Fatalf("after the newest slot (%d) was torn: seq %d, %v; want %d", seq, got, err, seq-1)
+		}
+		s, err := openLogStore(dir, 32<<10, vfs.Default, false, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	})
 	for _, tc := range []struct {
 		name   string
 		damage func(b []byte) []byte
 	}{
-		{"a flipped bit", func(b []byte) []byte { b[len(b)-3] ^= 1; return b }},
-		{"cut short", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"a flipped bit in each slot", func(b []byte) []byte {
+			b[walMetaHeaderLen+1] ^= 1
+			b[walMetaSlot+walMetaHeaderLen+1] ^= 1
+			return b
+		}},
+		{"cut short", func(b []byte) []byte { return b[:walMetaHeaderLen/2] }},
 		{"empty", func([]byte) []byte { return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,5 +238,29 @@ func TestWalMetaFileMovedOrDamaged(t *testing.T) {
 				t.Fatalf("open over a damaged meta file: %v; want ErrDamagedLog naming %s and the remedy", err, file)
 			}
 		})
+	}
+}
+
+// TestTermSavedOnAFullDisk: hashicorp/raft panics when it cannot save a term or vote,
+// so the meta store must save them on a disk without a free byte (it rewrites a slot of
+// its file in place; a new file renamed over it took a node down on a full disk).
+func TestTermSavedOnAFullDisk(t *testing.T) {
+	disk := faultfs.New()
+	s, err := openLogStore("/wal", 32<<10, disk, false, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+		t.Fatal(err)
+	}
+	disk.SetCapacity(disk.Used())
+	for term := uint64(2); term < 6; term++ {
+		if err := s.SetUint64([]byte("CurrentTerm"), term); err != nil {
+			t.Fatalf("save term %d on a full disk: %v", term, err)
+		}
+	}
+	if got, err := s.GetUint64([]byte("CurrentTerm")); err != nil || got != 5 {
+		t.Fatalf("term %d, %v; want 5", got, err)
 	}
 }
