@@ -418,55 +418,49 @@ func TestElectionIsPolledNotBackedOff(t *testing.T) {
 	// 50 ms, at 5.15 s).
 	const election, slack = 3300 * time.Millisecond, 700 * time.Millisecond
 
-	fol := startFollower(t, "")
-	c := dial(t, fol.addr, client.WithRetry(client.DefaultRetry))
-	start := time.Now()
-	fol.electIn(election, leader)
-	prod := c.NewProducer(topic)
-	defer shutdown(t, prod)
-	if _, err := prod.Publish(ctx, &client.Message{Body: []byte("x")}); err != nil {
-		t.Fatalf("Publish during the election: %v", err)
-	}
-	if d := time.Since(start); d > election+slack {
-		t.Errorf("the producer published %v after the start of an election of %v, want under %v", d.Round(time.Millisecond), election, election+slack)
-	} else {
-		t.Logf("the producer published %v after the start of an election of %v", d.Round(time.Millisecond), election)
-	}
-
-	fol1 := startFollower(t, "")
-	c1 := dial(t, fol1.addr, client.WithRetry(client.DefaultRetry))
-	start = time.Now()
-	fol1.electIn(election, leader)
-	if _, err := c1.Publish(ctx, topic, &client.Message{Body: []byte("y")}); err != nil {
-		t.Fatalf("Client.Publish during the election: %v", err)
-	}
-	if d := time.Since(start); d > election+slack {
-		t.Errorf("Client.Publish returned %v after the start of an election of %v, want under %v", d.Round(time.Millisecond), election, election+slack)
-	} else {
-		t.Logf("Client.Publish returned %v after the start of an election of %v", d.Round(time.Millisecond), election)
-	}
-
-	fol2 := startFollower(t, "")
-	c2 := dial(t, fol2.addr, client.WithRetry(client.DefaultRetry))
-	start = time.Now()
-	fol2.electIn(election, leader)
-	got := make(chan struct{}, 10)
-	k, err := c2.Subscribe(ctx, topic, group, func(context.Context, *client.Message) error {
-		got <- struct{}{}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Subscribe during the election: %v", err)
-	}
-	defer k.Close()
-	select {
-	case <-got:
-	case <-ctx.Done():
-		t.Fatal("the consumer received nothing")
-	}
-	if d := time.Since(start); d > election+slack {
-		t.Errorf("the consumer attached %v after the start of an election of %v, want under %v", d.Round(time.Millisecond), election, election+slack)
-	} else {
-		t.Logf("the consumer attached %v after the start of an election of %v", d.Round(time.Millisecond), election)
+	for _, tc := range []struct {
+		what string // "the producer published", ...
+		do   func(c *client.Client) error
+	}{
+		{"the producer published", func(c *client.Client) error {
+			prod := c.NewProducer(topic)
+			defer shutdown(t, prod)
+			_, err := prod.Publish(ctx, &client.Message{Body: []byte("x")})
+			return err
+		}},
+		{"Client.Publish returned", func(c *client.Client) error {
+			_, err := c.Publish(ctx, topic, &client.Message{Body: []byte("y")})
+			return err
+		}},
+		{"the consumer attached", func(c *client.Client) error {
+			got := make(chan struct{}, 10)
+			k, err := c.Subscribe(ctx, topic, group, func(context.Context, *client.Message) error {
+				got <- struct{}{}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			select {
+			case <-got:
+				return nil
+			case <-ctx.Done():
+				return errors.New("the consumer received nothing")
+			}
+		}},
+	} {
+		fol := startFollower(t, "")
+		c := dial(t, fol.addr, client.WithRetry(client.DefaultRetry))
+		start := time.Now()
+		fol.electIn(election, leader)
+		if err := tc.do(c); err != nil {
+			t.Fatalf("%s: during the election: %v", tc.what, err)
+		}
+		if d := time.Since(start); d > election+slack {
+			t.Errorf("%s %v after the start of an election of %v, want under %v", tc.what, d.Round(time.Millisecond), election, election+slack)
+		} else {
+			t.Logf("%s %v after the start of an election of %v", tc.what, d.Round(time.Millisecond), election)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -530,7 +531,7 @@ func dumpLogDir(fs vfs.FS, dir string) string {
 	names, _ := fs.List(dir)
 	slices.Sort(names)
 	for _, n := range names {
-		buf, err := readFileFS(fs, fs.PathJoin(dir, n))
+		buf, err := diskfs.ReadFile(fs, fs.PathJoin(dir, n))
 		fmt.Fprintf(&b, "%s: %d bytes %v\n", n, len(buf), err)
 		if n == walMetaFile && len(buf) > walMetaHeaderLen {
 			fmt.Fprintf(&b, "  %s\n", buf[walMetaHeaderLen:])

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -280,7 +279,7 @@ func createWalMeta(fs vfs.FS, dir, path string, slot []byte) error {
 
 // readWalMeta returns the state of the meta file at path and its sequence number.
 func readWalMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, uint64, error) {
-	buf, err := readFileFS(fs, path)
+	buf, err := diskfs.ReadFile(fs, path)
 	if err != nil {
 		return types.PersistentState{}, nil, 0, err
 	}
@@ -334,7 +333,7 @@ func decodeWalMetaSlot(slot []byte) ([]byte, uint64, error) {
 
 func readBoltMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]byte, error) {
 	var state types.PersistentState
-	buf, err := readFileFS(fs, path)
+	buf, err := diskfs.ReadFile(fs, path)
 	if err != nil {
 		return state, nil, err
 	}
@@ -371,15 +370,6 @@ func readBoltMeta(fs vfs.FS, path string) (types.PersistentState, map[string][]b
 		})
 	})
 	return state, stable, err
-}
-
-func readFileFS(fs vfs.FS, path string) ([]byte, error) {
-	f, err := fs.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
 
 // removeIfExists removes the file at path and syncs its directory, if it exists.

@@ -12,6 +12,7 @@ package diskfs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 
@@ -108,4 +109,22 @@ func list(fs vfs.FS, dir string, dirs bool) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// ReadFile reads the whole file name of fs.
+func ReadFile(fs vfs.FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, fi.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
 }

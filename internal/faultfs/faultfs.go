@@ -225,6 +225,20 @@ func (fs *FS) check(op, name string) error {
 	return nil
 }
 
+// lookupLocked returns name's clean path and inode, or the error op meets there (the
+// disk's, or ENOENT).
+func (fs *FS) lookupLocked(op, name string) (string, *inode, error) {
+	p := clean(name)
+	if err := fs.check(op, p); err != nil {
+		return p, nil, err
+	}
+	ino := fs.cur[p]
+	if ino == nil {
+		return p, nil, pathErr(op, p, syscall.ENOENT)
+	}
+	return p, ino, nil
+}
+
 // parentLocked fails unless p's parent is a directory.
 func (fs *FS) parentLocked(op, p string) error {
 	if parent := fs.cur[filepath.Dir(p)]; parent == nil || !parent.dir {
@@ -296,15 +310,10 @@ func (fs *FS) Link(oldname, newname string) error {
 // Open implements vfs.FS: the file (or directory) for reading.
 func (fs *FS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 	fs.mu.Lock()
-	p := clean(name)
-	if err := fs.check("open", p); err != nil {
+	p, ino, err := fs.lookupLocked("open", name)
+	if err != nil {
 		fs.mu.Unlock()
 		return nil, err
-	}
-	ino := fs.cur[p]
-	if ino == nil {
-		fs.mu.Unlock()
-		return nil, pathErr("open", p, syscall.ENOENT)
 	}
 	f := &file{fs: fs, ino: ino, name: p}
 	fs.mu.Unlock()
@@ -348,13 +357,10 @@ func (fs *FS) OpenReadWrite(name string, _ vfs.DiskWriteCategory, opts ...vfs.Op
 func (fs *FS) OpenDir(name string) (vfs.File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(name)
-	if err := fs.check("open", p); err != nil {
+	p, ino, err := fs.lookupLocked("open", name)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	switch ino := fs.cur[p]; {
-	case ino == nil:
-		return nil, pathErr("open", p, syscall.ENOENT)
 	case !ino.dir:
 		return nil, pathErr("open", p, syscall.ENOTDIR)
 	default:
@@ -366,13 +372,9 @@ func (fs *FS) OpenDir(name string) (vfs.File, error) {
 func (fs *FS) Remove(name string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(name)
-	if err := fs.check("remove", p); err != nil {
+	p, ino, err := fs.lookupLocked("remove", name)
+	if err != nil {
 		return err
-	}
-	ino := fs.cur[p]
-	if ino == nil {
-		return pathErr("remove", p, syscall.ENOENT)
 	}
 	if ino.dir && len(fs.children(p)) > 0 {
 		return pathErr("remove", p, syscall.ENOTEMPTY)
@@ -501,11 +503,11 @@ func (l *lock) Close() error {
 func (fs *FS) List(dir string) ([]string, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	d := clean(dir)
-	if err := fs.check("readdir", d); err != nil {
+	d, ino, err := fs.lookupLocked("readdir", dir)
+	if err != nil {
 		return nil, err
 	}
-	if ino := fs.cur[d]; ino == nil || !ino.dir {
+	if !ino.dir {
 		return nil, pathErr("readdir", d, syscall.ENOENT)
 	}
 	var names []string
@@ -520,13 +522,9 @@ func (fs *FS) List(dir string) ([]string, error) {
 func (fs *FS) Stat(name string) (vfs.FileInfo, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(name)
-	if err := fs.check("stat", p); err != nil {
+	p, ino, err := fs.lookupLocked("stat", name)
+	if err != nil {
 		return nil, err
-	}
-	ino := fs.cur[p]
-	if ino == nil {
-		return nil, pathErr("stat", p, syscall.ENOENT)
 	}
 	return ino.infoLocked(filepath.Base(p)), nil
 }

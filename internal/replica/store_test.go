@@ -238,19 +238,26 @@ func snapshotThenAppend(t *testing.T) (leader *Store, snap raft.FSMSnapshot, lat
 	return leader, snap, late
 }
 
-func TestSnapshotRestoresAnotherReplica(t *testing.T) {
-	_, snap, late := snapshotThenAppend(t)
+// persist writes snap out and releases it.
+func persist(t *testing.T, snap raft.FSMSnapshot) *sink {
+	t.Helper()
 	var out sink
 	if err := snap.Persist(&out); err != nil {
 		t.Fatal(err)
 	}
 	snap.Release()
+	return &out
+}
+
+func TestSnapshotRestoresAnotherReplica(t *testing.T) {
+	_, snap, late := snapshotThenAppend(t)
+	out := persist(t, snap)
 
 	// A follower with divergent junk of its own gets the leader's state.
 	follower := openStore(t, t.TempDir())
 	defer follower.Close()
 	apply(t, follower, &raft.Log{Index: 1, Data: encodeAppend("dev.x.y", 0, payloads(0, 1))})
-	if err := follower.Restore(io.NopCloser(&out)); err != nil {
+	if err := follower.Restore(io.NopCloser(out)); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, follower, late)
@@ -277,11 +284,7 @@ func TestSnapshotRestoresAnotherReplica(t *testing.T) {
 // replica reports the snapshot's index as applied at once.
 func TestMetaReadableWhileASnapshotIsRestored(t *testing.T) {
 	_, snap, _ := snapshotThenAppend(t)
-	var out sink
-	if err := snap.Persist(&out); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	out := persist(t, snap)
 	follower := openStore(t, t.TempDir())
 	defer follower.Close()
 

@@ -2,13 +2,10 @@ package seglog
 
 import (
 	"errors"
-	"io"
 	"os"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/dmqio/dmq/internal/diskfs"
 )
 
 // fileMode is the permission of the files a log creates, less the umask.
@@ -67,25 +64,3 @@ func openReadWrite(fs vfs.FS, name string) (vfs.File, error) {
 	}
 	return fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
 }
-
-// readFile reads a whole file of fs.
-func readFile(fs vfs.FS, name string) ([]byte, error) {
-	f, err := fs.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, fi.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
-}
-
-// truncate sets the size of f, a file of vfs.Default or faultfs (both are
-// diskfs.Truncaters).
-func truncate(f vfs.File, size int64) error { return diskfs.Truncate(f, size) }

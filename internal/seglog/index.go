@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"hash/crc32"
 	"sort"
 
@@ -125,7 +126,7 @@ func decodeIndexFile(b []byte) (*indexFile, error) {
 
 // readIndexFile reads and decodes the .idx file at path.
 func readIndexFile(fs vfs.FS, path string) (*indexFile, error) {
-	b, err := readFile(fs, path)
+	b, err := diskfs.ReadFile(fs, path)
 	if err != nil {
 		return nil, err
 	}

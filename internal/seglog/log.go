@@ -288,7 +288,7 @@ func (l *Log) openActive(base uint64) (s *segment, err error) {
 		return s, nil
 	}
 	dropped := size - res.end
-	if err := truncate(f, res.end); err != nil {
+	if err := diskfs.Truncate(f, res.end); err != nil {
 		return nil, fmt.Errorf("seglog: truncate %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {

@@ -2,6 +2,7 @@ package seglog
 
 import (
 	"fmt"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"sync"
 	"time"
 )
@@ -213,7 +214,7 @@ func (l *Log) cutToRecords(s *segment, size int64) error {
 	if fi.Size() == size {
 		return nil
 	}
-	if err := truncate(s.f, size); err != nil {
+	if err := diskfs.Truncate(s.f, size); err != nil {
 		return fmt.Errorf("seglog: truncate %s to its %d bytes of records: %w", s.path, size, err)
 	}
 	if err := l.opts.fsync(s.f); err != nil {

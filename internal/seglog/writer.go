@@ -3,6 +3,7 @@ package seglog
 import (
 	"context"
 	"fmt"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"path/filepath"
 	"time"
 
@@ -299,7 +300,7 @@ func (w *writer) recover() error {
 	w.l.mu.RLock()
 	size := s.size
 	w.l.mu.RUnlock()
-	if err := truncate(s.f, size); err != nil {
+	if err := diskfs.Truncate(s.f, size); err != nil {
 		return fmt.Errorf("seglog: recover %s: truncate to %d bytes: %w", s.path, size, err)
 	}
 	if err := w.l.fsync(s); err != nil {
@@ -338,7 +339,7 @@ func (w *writer) shutdown() {
 	<-w.syncer.done
 	w.pre.close()
 	if w.l.q.failure() != nil {
-		_ = truncate(w.active.f, w.active.size)
+		_ = diskfs.Truncate(w.active.f, w.active.size)
 		return
 	}
 	if err := w.l.cutToRecords(w.active, w.active.size); err != nil {

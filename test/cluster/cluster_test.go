@@ -26,18 +26,7 @@ func publishAll(t *testing.T, cl *client.Client, topic, prefix string, total int
 	defer prod.Close()
 	var wg sync.WaitGroup
 	for i := 0; i < total; i++ {
-		body := fmt.Sprintf("%s-%d", prefix, i)
-		wg.Add(1)
-		err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(body)}, func(r client.PublishResult, err error) {
-			defer wg.Done()
-			if err != nil {
-				lg.fail(body, err)
-				return
-			}
-			lg.ack(body, r.ID)
-		})
-		if err != nil {
-			wg.Done()
+		if err := lg.publish(prod, fmt.Sprintf("%s-%d", prefix, i), &wg); err != nil {
 			t.Fatalf("PublishAsync: %v", err)
 		}
 		if after != nil {

@@ -409,6 +409,24 @@ func (l *ledger) checkRefused(t *testing.T) {
 	}
 }
 
+// publish sends body through prod and records its outcome when it comes; wg counts it
+// until then. An error means it was not sent (nothing is recorded).
+func (l *ledger) publish(prod *client.Producer, body string, wg *sync.WaitGroup) error {
+	wg.Add(1)
+	err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(body)}, func(r client.PublishResult, err error) {
+		defer wg.Done()
+		if err != nil {
+			l.fail(body, err)
+			return
+		}
+		l.ack(body, r.ID)
+	})
+	if err != nil {
+		wg.Done()
+	}
+	return err
+}
+
 func (l *ledger) deliver(body string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

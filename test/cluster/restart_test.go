@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -46,23 +45,13 @@ func TestKilledLeaderStartsAgainAfterItsLogWasCut(t *testing.T) {
 			if i%100 == 0 {
 				time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
 			}
-			body := fmt.Sprintf("r-%d", i)
-			wg.Add(1)
-			published.Add(1)
-			if err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(body)}, func(r client.PublishResult, err error) {
-				defer wg.Done()
-				if err != nil {
-					lg.fail(body, err)
-					return
-				}
-				lg.ack(body, r.ID)
-			}); err != nil {
+			if err := lg.publish(prod, fmt.Sprintf("r-%d", i), &wg); err != nil {
 				// Not sent (the producer gave up on an outage and refuses for a moment):
 				// try the next one a little later.
-				wg.Done()
-				published.Add(-1)
 				time.Sleep(50 * time.Millisecond)
+				continue
 			}
+			published.Add(1)
 		}
 		wg.Wait()
 	}()

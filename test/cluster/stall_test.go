@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"syscall"
@@ -33,18 +32,7 @@ func publishPaced(t *testing.T, cl *client.Client, topic, prefix string, rate in
 		case <-ticker.C:
 		}
 		for range perTick {
-			body := fmt.Sprintf("%s-%d", prefix, n)
-			wg.Add(1)
-			err := prod.PublishAsync(context.Background(), &client.Message{Body: []byte(body)}, func(r client.PublishResult, err error) {
-				defer wg.Done()
-				if err != nil {
-					lg.fail(body, err)
-					return
-				}
-				lg.ack(body, r.ID)
-			})
-			if err != nil {
-				wg.Done()
+			if err := lg.publish(prod, fmt.Sprintf("%s-%d", prefix, n), &wg); err != nil {
 				t.Errorf("PublishAsync: %v", err)
 				wg.Wait()
 				return n
