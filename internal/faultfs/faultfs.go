@@ -2,34 +2,52 @@
 // machine that can lose power and fail: file contents survive a power cut
 // only up to their last fsync, new, renamed and removed directory entries
 // only once their directory was fsynced, and writes and fsyncs can be made
-// to fail with EIO or ENOSPC. Tests run the broker's logs (package seglog)
-// and its Pebble store on it to prove that nothing acknowledged is lost and
-// nothing corrupt is served. Its files are diskfs.Truncaters.
+// to fail with EIO or ENOSPC. Tests run the broker's logs (package seglog),
+// its Pebble store and whole broker nodes on it to prove that nothing
+// acknowledged is lost and nothing corrupt is served. Its files are
+// diskfs.Truncaters.
 //
-// The model: every path maps to an inode in two namespaces, the one the
-// running system sees and the durable one a reboot would find (changed by
-// syncing a directory: OpenDir, then Sync). Each inode keeps the contents the
-// running system sees and the contents its last Sync made durable. CutPower
-// fixes, at that instant, what the disk holds, and makes every later
+// The model is a tree of inodes. A directory holds its entries (name to
+// inode) twice: as the running system sees them, and as its last fsync left
+// them on disk (OpenDir, then Sync; nothing else changes them). A file holds
+// the contents the running system sees and the contents its last Sync made
+// durable. Paths are looked up through the running entries from the root;
+// the disk a reboot finds is what the durable entries reach from the root,
+// each directory there with its own durable entries.
+//
+// So a rename, of a file or a directory, reaches the disk in two halves: the
+// new name once the new parent is fsynced, the removal of the old one once
+// the old parent is. A crash between them can show the inode under both
+// names (new parent synced) or under neither (old parent synced), which a
+// journaling file system avoids; stores must not rely on either outcome, and
+// sync both parents (or keep the rename within one directory). A directory
+// has one name in the image, though: if the durable entries name it twice,
+// the first name in a sorted walk from the root keeps it (this also breaks
+// the cycles such half-durable renames can make). A renamed directory's own
+// entries keep their durability, and a file with two names (Link) is one
+// inode on the disk and after a reboot. Removals (Remove, RemoveAll) detach
+// entries from the running tree; the disk still has them until their parent
+// is fsynced.
+//
+// CutPower fixes, at that instant, what the disk holds, and makes every later
 // operation fail, as if the machine died; CutPowerUnnoticed fixes it the same
 // way but lets the running system go on, unaware, on a disk that keeps
 // nothing more (Pebble panics on a failed write or sync of its log, so a
 // Pebble store needs it). Crash returns the file system the machine finds
-// when it boots again: the durable namespace, each file with its durable
-// contents plus, at random, part of what was written after its last fsync (a
-// torn write) or a zero-filled tail (a size update that reached the disk
-// before the data).
+// when it boots again: the durable tree, each file with its durable contents
+// plus, at random, part of what was written after its last fsync (a torn
+// write) or a zero-filled tail (a size update that reached the disk before
+// the data).
 package faultfs
 
 import (
-	"errors"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,26 +58,36 @@ import (
 
 type inode struct {
 	dir     bool
-	data    []byte // as the running system sees it
-	synced  []byte // as the last Sync left it on disk
 	modTime time.Time
+
+	// A file's contents.
+	data   []byte // as the running system sees it
+	synced []byte // as the last Sync left it on disk
 	// rewrote is set when data changed inside its synced prefix, so the
 	// next Sync copies all of it rather than only what was appended.
 	rewrote bool
+
+	// A directory's entries.
+	entries map[string]*inode // as the running system sees them
+	durable map[string]*inode // as the last Sync left them on disk
+}
+
+func newDir() *inode {
+	return &inode{dir: true, modTime: time.Now(), entries: map[string]*inode{}, durable: map[string]*inode{}}
 }
 
 // FS is an in-memory file system; the zero value is not usable, use New.
 type FS struct {
-	mu      sync.Mutex
-	cur     map[string]*inode
-	durable map[string]*inode
-	locks   map[string]bool // paths held by Lock
-	// image is what the disk held when the power was cut (paths of the
-	// durable namespace to copies of their inodes); nil while powered.
-	image map[string]*inode
+	mu    sync.Mutex
+	root  *inode
+	locks map[string]bool // paths held by Lock
+	// image is what the disk held when the power was cut: a copy of the
+	// root and of what its durable entries reach, each directory's durable
+	// entries only; nil while powered.
+	image *inode
 	dead  bool // the power was cut and the running system is told so
-	// Injected faults: writeErr fails writes, truncations and file
-	// creations, syncErr fails fsyncs of files and directories; capacity
+	// Injected faults: writeErr fails writes, truncations, file creations
+	// and links, syncErr fails fsyncs of files and directories; capacity
 	// (when > 0) fails writes that would make the files' total size exceed
 	// it with ENOSPC.
 	writeErr, syncErr error
@@ -68,18 +96,13 @@ type FS struct {
 
 var _ vfs.FS = (*FS)(nil)
 
-// errDirRename is returned for a rename of a directory, which the model does
-// not support (the durable namespace is kept by path).
-var errDirRename = errors.New("faultfs: renaming a directory is not supported")
-
 // New returns an empty file system with a durable root directory.
 func New() *FS {
-	root := &inode{dir: true}
-	return &FS{cur: map[string]*inode{"/": root}, durable: map[string]*inode{"/": root}, locks: map[string]bool{}}
+	return &FS{root: newDir(), locks: map[string]bool{}}
 }
 
-// FailWrites makes every later write, truncation and file creation fail
-// with err (nil: writes work again).
+// FailWrites makes every later write, truncation, file creation and link
+// fail with err (nil: writes work again).
 func (fs *FS) FailWrites(err error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -102,7 +125,8 @@ func (fs *FS) SetCapacity(n int64) {
 	fs.capacity = n
 }
 
-// Used returns the total size of the files the running system sees.
+// Used returns the total size of the files the running system sees, each
+// file once however many names it has.
 func (fs *FS) Used() int64 {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -112,12 +136,19 @@ func (fs *FS) Used() int64 {
 func (fs *FS) usedLocked() int64 {
 	var n int64
 	seen := map[*inode]bool{}
-	for _, ino := range fs.cur {
-		if !seen[ino] {
-			seen[ino] = true
-			n += int64(len(ino.data))
+	var walk func(dir *inode)
+	walk = func(dir *inode) {
+		for _, ino := range dir.entries {
+			switch {
+			case ino.dir:
+				walk(ino) // a directory has one name in the running tree
+			case !seen[ino]:
+				seen[ino] = true
+				n += int64(len(ino.data))
+			}
 		}
 	}
+	walk(fs.root)
 	return n
 }
 
@@ -148,26 +179,39 @@ func (fs *FS) cutLocked() {
 	}
 }
 
-// imageLocked copies the durable namespace and the inodes it names, hard
-// links kept.
-func (fs *FS) imageLocked() map[string]*inode {
-	img := make(map[string]*inode, len(fs.durable))
+// imageLocked copies the durable tree: the root, and the inodes its durable
+// entries reach, walked in sorted order. A file reached by two names stays
+// one inode; a directory reached twice keeps only its first name.
+func (fs *FS) imageLocked() *inode {
 	copies := map[*inode]*inode{}
-	for p, ino := range fs.durable {
-		c := copies[ino]
-		if c == nil {
-			c = &inode{dir: ino.dir, modTime: ino.modTime, data: slices.Clone(ino.data), synced: slices.Clone(ino.synced)}
-			copies[ino] = c
+	var walk func(ino *inode) *inode
+	walk = func(ino *inode) *inode {
+		c := &inode{dir: ino.dir, modTime: ino.modTime}
+		copies[ino] = c
+		if !ino.dir {
+			c.data, c.synced = slices.Clone(ino.data), slices.Clone(ino.synced)
+			return c
 		}
-		img[p] = c
+		c.durable = make(map[string]*inode, len(ino.durable))
+		for _, name := range slices.Sorted(maps.Keys(ino.durable)) {
+			child := ino.durable[name]
+			switch cc := copies[child]; {
+			case cc == nil:
+				c.durable[name] = walk(child)
+			case !child.dir:
+				c.durable[name] = cc // a hard link
+			}
+		}
+		return c
 	}
-	return img
+	return walk(fs.root)
 }
 
 // Crash returns the file system found after a reboot: what was durable at
 // the power cut (call CutPower or CutPowerUnnoticed first, or the crash
 // happens now), with rng choosing for each file whether unsynced writes are
-// lost, partly kept or left as zeros.
+// lost, partly kept or left as zeros. The same rng draws give the same file
+// system.
 func (fs *FS) Crash(rng *rand.Rand) *FS {
 	fs.mu.Lock()
 	img := fs.image
@@ -175,31 +219,36 @@ func (fs *FS) Crash(rng *rand.Rand) *FS {
 		img = fs.imageLocked()
 	}
 	fs.mu.Unlock()
-	out := &FS{cur: map[string]*inode{}, durable: map[string]*inode{}, locks: map[string]bool{}}
+	// The image is never changed once taken: it is read without the lock.
 	copies := map[*inode]*inode{}
-	paths := make([]string, 0, len(img))
-	for p := range img {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths) // the same rng draws for the same seed
-	for _, p := range paths {
-		ino := img[p]
-		c := copies[ino]
-		if c == nil {
-			c = &inode{dir: ino.dir, modTime: ino.modTime, data: afterCrash(ino, rng)}
-			c.synced = slices.Clone(c.data)
-			copies[ino] = c
+	var walk func(ino *inode) *inode
+	walk = func(ino *inode) *inode {
+		if c := copies[ino]; c != nil {
+			return c // a hard link
 		}
-		out.cur[p], out.durable[p] = c, c
+		c := &inode{dir: ino.dir, modTime: ino.modTime}
+		copies[ino] = c
+		if !ino.dir {
+			c.data = afterCrash(ino, rng)
+			c.synced = slices.Clone(c.data)
+			return c
+		}
+		c.entries = make(map[string]*inode, len(ino.durable))
+		c.durable = make(map[string]*inode, len(ino.durable))
+		for _, name := range slices.Sorted(maps.Keys(ino.durable)) {
+			child := walk(ino.durable[name])
+			c.entries[name], c.durable[name] = child, child
+		}
+		return c
 	}
-	return out
+	return &FS{root: walk(img), locks: map[string]bool{}}
 }
 
 // afterCrash is what a file holds after a power cut: its synced contents,
 // and maybe part of the writes after them.
 func afterCrash(ino *inode, rng *rand.Rand) []byte {
 	data := slices.Clone(ino.synced)
-	if ino.dir || len(ino.data) <= len(ino.synced) || !slices.Equal(ino.data[:len(ino.synced)], ino.synced) {
+	if len(ino.data) <= len(ino.synced) || !slices.Equal(ino.data[:len(ino.synced)], ino.synced) {
 		return data
 	}
 	tail := ino.data[len(ino.synced):]
@@ -225,42 +274,67 @@ func (fs *FS) check(op, name string) error {
 	return nil
 }
 
-// lookupLocked returns name's clean path and inode, or the error op meets there (the
-// disk's, or ENOENT).
+// walkLocked returns the inode at the clean path p in the running tree, or
+// the error op meets on the way (ENOENT, or ENOTDIR for a file on the way).
+func (fs *FS) walkLocked(op, p string) (*inode, error) {
+	ino := fs.root
+	if p == "/" {
+		return ino, nil
+	}
+	for _, name := range strings.Split(p[1:], "/") {
+		if !ino.dir {
+			return nil, pathErr(op, p, syscall.ENOTDIR)
+		}
+		if ino = ino.entries[name]; ino == nil {
+			return nil, pathErr(op, p, syscall.ENOENT)
+		}
+	}
+	return ino, nil
+}
+
+// lookupLocked returns name's clean path and inode, or the error op meets
+// there (the disk's, ENOENT or ENOTDIR).
 func (fs *FS) lookupLocked(op, name string) (string, *inode, error) {
 	p := clean(name)
 	if err := fs.check(op, p); err != nil {
 		return p, nil, err
 	}
-	ino := fs.cur[p]
-	if ino == nil {
-		return p, nil, pathErr(op, p, syscall.ENOENT)
-	}
-	return p, ino, nil
+	ino, err := fs.walkLocked(op, p)
+	return p, ino, err
 }
 
-// parentLocked fails unless p's parent is a directory.
-func (fs *FS) parentLocked(op, p string) error {
-	if parent := fs.cur[filepath.Dir(p)]; parent == nil || !parent.dir {
-		return pathErr(op, p, syscall.ENOENT)
+// parentLocked returns the directory that holds (or would hold) the entry
+// of the clean path p, and the entry's name; the root has no parent
+// (EBUSY).
+func (fs *FS) parentLocked(op, p string) (*inode, string, error) {
+	if p == "/" {
+		return nil, "", pathErr(op, p, syscall.EBUSY)
 	}
-	return nil
+	parent, err := fs.walkLocked(op, filepath.Dir(p))
+	switch {
+	case err != nil:
+		return nil, "", pathErr(op, p, err.(*os.PathError).Err)
+	case !parent.dir:
+		return nil, "", pathErr(op, p, syscall.ENOTDIR)
+	}
+	return parent, filepath.Base(p), nil
 }
 
 // createLocked puts a new empty file at p, replacing a file there (whose
 // open handles keep the old one, as with POSIX).
 func (fs *FS) createLocked(op, p string) (*inode, error) {
-	if err := fs.parentLocked(op, p); err != nil {
+	parent, name, err := fs.parentLocked(op, p)
+	if err != nil {
 		return nil, err
 	}
-	if ino := fs.cur[p]; ino != nil && ino.dir {
+	if ino := parent.entries[name]; ino != nil && ino.dir {
 		return nil, pathErr(op, p, syscall.EISDIR)
 	}
 	if fs.writeErr != nil {
 		return nil, pathErr(op, p, fs.writeErr)
 	}
 	ino := &inode{modTime: time.Now()}
-	fs.cur[p] = ino
+	parent.entries[name] = ino
 	return ino, nil
 }
 
@@ -279,7 +353,8 @@ func (fs *FS) Create(name string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	return &file{fs: fs, ino: ino, name: p, writable: true}, nil
 }
 
-// Link implements vfs.FS: newname becomes a second name of oldname's file.
+// Link implements vfs.FS: newname becomes a second name of oldname's file
+// (one inode: a write through either name shows through the other).
 func (fs *FS) Link(oldname, newname string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -288,22 +363,23 @@ func (fs *FS) Link(oldname, newname string) error {
 	if fs.dead {
 		return linkErr(syscall.EIO)
 	}
-	ino := fs.cur[from]
-	switch {
-	case ino == nil:
-		return linkErr(syscall.ENOENT)
-	case ino.dir:
+	ino, err := fs.walkLocked("link", from)
+	if err != nil {
+		return linkErr(err.(*os.PathError).Err)
+	}
+	if ino.dir {
 		return linkErr(syscall.EPERM)
-	case fs.cur[to] != nil:
+	}
+	parent, name, err := fs.parentLocked("link", to)
+	switch {
+	case err != nil:
+		return linkErr(err.(*os.PathError).Err)
+	case parent.entries[name] != nil:
 		return linkErr(syscall.EEXIST)
-	}
-	if parent := fs.cur[filepath.Dir(to)]; parent == nil || !parent.dir {
-		return linkErr(syscall.ENOENT)
-	}
-	if fs.writeErr != nil {
+	case fs.writeErr != nil:
 		return linkErr(fs.writeErr)
 	}
-	fs.cur[to] = ino
+	parent.entries[name] = ino
 	return nil
 }
 
@@ -327,22 +403,17 @@ func (fs *FS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 // created if missing.
 func (fs *FS) OpenReadWrite(name string, _ vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
 	fs.mu.Lock()
-	p := clean(name)
-	if err := fs.check("open", p); err != nil {
+	p, ino, err := fs.lookupLocked("open", name)
+	switch {
+	case err != nil && !os.IsNotExist(err):
+	case ino != nil && ino.dir:
+		err = pathErr("open", p, syscall.EISDIR)
+	case ino == nil:
+		ino, err = fs.createLocked("open", p)
+	}
+	if err != nil {
 		fs.mu.Unlock()
 		return nil, err
-	}
-	ino := fs.cur[p]
-	switch {
-	case ino != nil && ino.dir:
-		fs.mu.Unlock()
-		return nil, pathErr("open", p, syscall.EISDIR)
-	case ino == nil:
-		var err error
-		if ino, err = fs.createLocked("open", p); err != nil {
-			fs.mu.Unlock()
-			return nil, err
-		}
 	}
 	f := &file{fs: fs, ino: ino, name: p, writable: true}
 	fs.mu.Unlock()
@@ -368,7 +439,8 @@ func (fs *FS) OpenDir(name string) (vfs.File, error) {
 	}
 }
 
-// Remove implements vfs.FS.
+// Remove implements vfs.FS: the entry leaves the running tree (the disk
+// keeps it until its parent is synced); a directory must be empty.
 func (fs *FS) Remove(name string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -376,14 +448,21 @@ func (fs *FS) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	if ino.dir && len(fs.children(p)) > 0 {
+	parent, base, err := fs.parentLocked("remove", p)
+	if err != nil {
+		return err
+	}
+	if ino.dir && len(ino.entries) > 0 {
 		return pathErr("remove", p, syscall.ENOTEMPTY)
 	}
-	delete(fs.cur, p)
+	delete(parent.entries, base)
 	return nil
 }
 
-// RemoveAll implements vfs.FS.
+// RemoveAll implements vfs.FS: name and everything under it leave the
+// running tree; a missing name is no error. The disk keeps the tree until
+// name's parent is synced, and each directory under it keeps its durable
+// entries.
 func (fs *FS) RemoveAll(name string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -391,42 +470,82 @@ func (fs *FS) RemoveAll(name string) error {
 	if err := fs.check("removeall", p); err != nil {
 		return err
 	}
-	for q := range fs.cur {
-		if q == p || strings.HasPrefix(q, p+"/") {
-			delete(fs.cur, q)
-		}
+	if p == "/" {
+		return pathErr("removeall", p, syscall.EBUSY)
+	}
+	parent, base, err := fs.parentLocked("removeall", p)
+	if err != nil {
+		return nil // nothing there
+	}
+	if ino := parent.entries[base]; ino != nil {
+		emptyRunning(ino)
+		delete(parent.entries, base)
 	}
 	return nil
 }
 
-// Rename implements vfs.FS for files: newname is replaced if it exists.
-// Directories cannot be renamed.
+// emptyRunning removes every entry under the directory ino from the running
+// system's view, as unlinking them one by one does (a directory still open
+// and synced afterwards is empty on disk).
+func emptyRunning(ino *inode) {
+	if !ino.dir {
+		return
+	}
+	for _, child := range ino.entries {
+		emptyRunning(child)
+	}
+	clear(ino.entries)
+}
+
+// Rename implements vfs.FS with rename(2)'s rules, for files and
+// directories: newname is replaced if it is a file (oldname a file) or an
+// empty directory (oldname a directory); a file cannot replace a directory
+// (EISDIR), nor a directory a file (ENOTDIR) or a non-empty directory
+// (ENOTEMPTY), and a directory cannot move into itself (EINVAL). The new
+// name is durable once newname's parent is synced, the old one gone from
+// the disk once oldname's parent is.
 func (fs *FS) Rename(oldname, newname string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return fs.renameLocked(clean(oldname), clean(newname))
+	_, err := fs.renameLocked(clean(oldname), clean(newname))
+	return err
 }
 
-func (fs *FS) renameLocked(from, to string) error {
+// renameLocked renames from to to and returns the renamed inode.
+func (fs *FS) renameLocked(from, to string) (*inode, error) {
 	if err := fs.check("rename", from); err != nil {
-		return err
+		return nil, err
 	}
-	ino := fs.cur[from]
+	renameErr := func(err error) error { return &os.LinkError{Op: "rename", Old: from, New: to, Err: err} }
+	fromParent, fromName, err := fs.parentLocked("rename", from)
+	if err != nil {
+		return nil, renameErr(err.(*os.PathError).Err)
+	}
+	ino := fromParent.entries[fromName]
 	if ino == nil {
-		return pathErr("rename", from, syscall.ENOENT)
+		return nil, renameErr(syscall.ENOENT)
 	}
-	if ino.dir {
-		return pathErr("rename", from, errDirRename)
+	if to == "/" || (ino.dir && strings.HasPrefix(to, from+"/")) {
+		return nil, renameErr(syscall.EINVAL)
 	}
-	if err := fs.parentLocked("rename", to); err != nil {
-		return err
+	toParent, toName, err := fs.parentLocked("rename", to)
+	if err != nil {
+		return nil, renameErr(err.(*os.PathError).Err)
 	}
-	if old := fs.cur[to]; old != nil && old.dir {
-		return pathErr("rename", to, syscall.EISDIR)
+	switch old := toParent.entries[toName]; {
+	case old == ino: // the same path, or two names of one file: nothing to do
+		return ino, nil
+	case old == nil:
+	case !ino.dir && old.dir:
+		return nil, renameErr(syscall.EISDIR)
+	case ino.dir && !old.dir:
+		return nil, renameErr(syscall.ENOTDIR)
+	case ino.dir && len(old.entries) > 0:
+		return nil, renameErr(syscall.ENOTEMPTY)
 	}
-	fs.cur[to] = ino
-	delete(fs.cur, from)
-	return nil
+	delete(fromParent.entries, fromName)
+	toParent.entries[toName] = ino
+	return ino, nil
 }
 
 // ReuseForWrite implements vfs.FS: oldname is renamed to newname and
@@ -435,13 +554,18 @@ func (fs *FS) ReuseForWrite(oldname, newname string, _ vfs.DiskWriteCategory) (v
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	to := clean(newname)
-	if err := fs.renameLocked(clean(oldname), to); err != nil {
+	ino, err := fs.renameLocked(clean(oldname), to)
+	if err != nil {
 		return nil, err
 	}
-	return &file{fs: fs, ino: fs.cur[to], name: to, writable: true}, nil
+	if ino.dir {
+		return nil, pathErr("open", to, syscall.EISDIR)
+	}
+	return &file{fs: fs, ino: ino, name: to, writable: true}, nil
 }
 
-// MkdirAll implements vfs.FS.
+// MkdirAll implements vfs.FS: the new directories are in the running tree
+// only, until their parents are synced (diskfs.MkdirAll does that).
 func (fs *FS) MkdirAll(dir string, _ os.FileMode) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -449,13 +573,21 @@ func (fs *FS) MkdirAll(dir string, _ os.FileMode) error {
 	if err := fs.check("mkdir", p); err != nil {
 		return err
 	}
-	for d := p; d != "/"; d = filepath.Dir(d) {
-		switch ino := fs.cur[d]; {
-		case ino == nil:
-			fs.cur[d] = &inode{dir: true, modTime: time.Now()}
-		case !ino.dir:
-			return pathErr("mkdir", d, syscall.ENOTDIR)
+	if p == "/" {
+		return nil
+	}
+	ino := fs.root
+	names := strings.Split(p[1:], "/")
+	for i, name := range names {
+		child := ino.entries[name]
+		switch {
+		case child == nil:
+			child = newDir()
+			ino.entries[name] = child
+		case !child.dir:
+			return pathErr("mkdir", "/"+strings.Join(names[:i+1], "/"), syscall.ENOTDIR)
 		}
+		ino = child
 	}
 	return nil
 }
@@ -466,18 +598,17 @@ func (fs *FS) MkdirAll(dir string, _ os.FileMode) error {
 func (fs *FS) Lock(name string) (io.Closer, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	p := clean(name)
-	if err := fs.check("lock", p); err != nil {
+	p, ino, err := fs.lookupLocked("lock", name)
+	switch {
+	case err != nil && !os.IsNotExist(err):
 		return nil, err
-	}
-	if fs.locks[p] {
+	case fs.locks[p]:
 		return nil, pathErr("lock", p, syscall.EAGAIN)
-	}
-	if ino := fs.cur[p]; ino == nil {
+	case ino == nil:
 		if _, err := fs.createLocked("lock", p); err != nil {
 			return nil, err
 		}
-	} else if ino.dir {
+	case ino.dir:
 		return nil, pathErr("lock", p, syscall.EISDIR)
 	}
 	fs.locks[p] = true
@@ -508,14 +639,9 @@ func (fs *FS) List(dir string) ([]string, error) {
 		return nil, err
 	}
 	if !ino.dir {
-		return nil, pathErr("readdir", d, syscall.ENOENT)
+		return nil, pathErr("readdir", d, syscall.ENOTDIR)
 	}
-	var names []string
-	for _, p := range fs.children(d) {
-		names = append(names, filepath.Base(p))
-	}
-	sort.Strings(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(ino.entries)), nil
 }
 
 // Stat implements vfs.FS.
@@ -556,38 +682,19 @@ func (fs *FS) GetDiskUsage(path string) (vfs.DiskUsage, error) {
 // Unwrap implements vfs.FS: faultfs wraps no other file system.
 func (*FS) Unwrap() vfs.FS { return nil }
 
-// syncDirLocked makes the entries of d durable as the running system sees
-// them.
-func (fs *FS) syncDirLocked(d string) error {
-	if err := fs.check("fsync", d); err != nil {
+// syncDirLocked makes the entries of the directory ino (open as name)
+// durable as the running system sees them. A directory removed since it
+// was opened is synced too, as fsync on its descriptor does; nothing on
+// the disk reaches it unless its parent's durable entries still do.
+func (fs *FS) syncDirLocked(ino *inode, name string) error {
+	if err := fs.check("fsync", name); err != nil {
 		return err
 	}
-	if ino := fs.cur[d]; ino == nil || !ino.dir {
-		return pathErr("fsync", d, syscall.ENOENT)
-	}
 	if fs.syncErr != nil {
-		return pathErr("fsync", d, fs.syncErr)
+		return pathErr("fsync", name, fs.syncErr)
 	}
-	for p := range fs.durable {
-		if filepath.Dir(p) == d && p != d {
-			delete(fs.durable, p)
-		}
-	}
-	for _, p := range fs.children(d) {
-		fs.durable[p] = fs.cur[p]
-	}
+	ino.durable = maps.Clone(ino.entries)
 	return nil
-}
-
-// children returns the paths directly under dir in the running namespace.
-func (fs *FS) children(dir string) []string {
-	var out []string
-	for p := range fs.cur {
-		if p != dir && filepath.Dir(p) == dir {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // fileInfo implements vfs.FileInfo.
@@ -740,7 +847,7 @@ func (f *file) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if f.ino.dir {
-		return f.fs.syncDirLocked(f.name)
+		return f.fs.syncDirLocked(f.ino, f.name)
 	}
 	if err := f.fs.check("fsync", f.name); err != nil {
 		return err
