@@ -82,21 +82,17 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
+	fs := vfs.Default // the file system of the group's Raft log and snapshots
 	openStart := time.Now()
-	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, vfs.Default, cfg.NoSync, hlog.Named("wal"))
+	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, fs, cfg.NoSync, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
 	cleanup = append(cleanup, func() { store.Close() })
-	files, err := raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hlog.Named("snapshots"))
+	expand, _ := gc.FSM.(SnapshotExpander)
+	snaps, err := newSnapshotStore(fs, dir, cfg.SnapshotRetain, hlog.Named("snapshots"), expand)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: group %s: snapshot store in %s: %w", name, dir, err)
-	}
-	var snaps raft.SnapshotStore = files
-	if x, ok := gc.FSM.(SnapshotExpander); ok {
-		if snaps, err = newRefSnapshotStore(files, filepath.Join(dir, "snapshots"), x); err != nil {
-			return nil, fmt.Errorf("cluster: group %s: snapshot store in %s: %w", name, dir, err)
-		}
+		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
 	layer, err := n.mux.Layer(name)
 	if err != nil {
