@@ -4,7 +4,6 @@ import (
 	"errors"
 	"path/filepath"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/dirlock"
 	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/meta"
@@ -51,12 +50,9 @@ func openLocalStorage(cfg Config) (*localStorage, error) {
 	if err := diskfs.MkdirAll(cfg.FS, filepath.Join(cfg.DataDir, "topics")); err != nil {
 		return nil, errors.Join(errors.New("create data directory"), err)
 	}
-	var lock *dirlock.Lock
-	if cfg.FS == vfs.Default {
-		var err error
-		if lock, err = dirlock.Acquire(cfg.DataDir); err != nil {
-			return nil, err
-		}
+	lock, err := dirlock.Acquire(cfg.FS, cfg.DataDir)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkMetaPresent(cfg); err != nil {
 		lock.Release()

@@ -8,6 +8,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/dmqio/dmq/internal/cluster/transport"
 )
 
@@ -35,6 +37,9 @@ type Config struct {
 	NodeID string
 	// DataDir holds <DataDir>/raft/identity and <DataDir>/raft/<group>/.
 	DataDir string
+	// FS is the file system every file of the node goes through (nil: the OS's).
+	// Tests cut the power of an in-memory one (package faultfs).
+	FS vfs.FS
 
 	// ListenAddr is the cluster listener, shared by all groups ("host:port"). Ignored when
 	// Listener is set.
@@ -100,6 +105,9 @@ type Config struct {
 
 // withDefaults returns a copy with zero values replaced.
 func (c Config) withDefaults() Config {
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
 	set := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
@@ -82,15 +81,14 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 			}
 		}
 	}()
-	fs := vfs.Default // the file system of the group's Raft log and snapshots
 	openStart := time.Now()
-	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, fs, cfg.NoSync, hlog.Named("wal"))
+	store, err := openLogStore(filepath.Join(dir, "wal"), cfg.LogSegmentBytes, cfg.FS, cfg.NoSync, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
 	cleanup = append(cleanup, func() { store.Close() })
 	expand, _ := gc.FSM.(SnapshotExpander)
-	snaps, err := newSnapshotStore(fs, dir, cfg.SnapshotRetain, hlog.Named("snapshots"), expand)
+	snaps, err := newSnapshotStore(cfg.FS, dir, cfg.SnapshotRetain, hlog.Named("snapshots"), expand)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: %w", name, err)
 	}
@@ -127,6 +125,14 @@ func openGroup(n *Node, gc GroupConfig, peers []Peer) (g *Group, err error) {
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %s: read state in %s: %w", name, dir, err)
+	}
+	if x, ok := gc.FSM.(SnapshotChecker); ok && gc.DurableFSM {
+		if rc.NoSnapshotRestoreOnStart, err = stateCovers(snaps, x); err != nil {
+			return nil, fmt.Errorf("cluster: group %s: %w", name, err)
+		}
+		if !rc.NoSnapshotRestoreOnStart {
+			glog.Warn("cluster: the replica's state is behind its newest snapshot (an install was cut short); installing the snapshot again")
+		}
 	}
 	// Recent entries stay in memory: the leader sends each to every follower, and
 	// reading them back from the log cost a sixth of a busy leader's CPU.

@@ -6,6 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/dmqio/dmq/internal/diskfs"
 )
 
 // identityFile, under <data dir>/raft/, records the cluster id and node id the data belongs
@@ -19,12 +23,12 @@ var ErrIdentityMismatch = errors.New("data directory belongs to another cluster 
 
 // checkIdentity creates <raftDir>/identity on first start and otherwise compares it with the
 // configured ids. A mismatch changes nothing on disk.
-func checkIdentity(raftDir, clusterID, nodeID string) error {
+func checkIdentity(fs vfs.FS, raftDir, clusterID, nodeID string) error {
 	path := filepath.Join(raftDir, identityFile)
-	b, err := os.ReadFile(path)
+	b, err := diskfs.ReadFile(fs, path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return writeIdentity(raftDir, path, clusterID, nodeID)
+		return writeIdentity(fs, raftDir, path, clusterID, nodeID)
 	case err != nil:
 		return fmt.Errorf("cluster: read %s: %w", path, err)
 	}
@@ -61,40 +65,17 @@ func parseIdentity(s string) (clusterID, nodeID string, err error) {
 }
 
 // writeIdentity writes the identity file.
-func writeIdentity(dir, path, clusterID, nodeID string) error {
-	return writeFileDurable(dir, path, fmt.Appendf(nil, "cluster_id=%s\nnode_id=%s\n", clusterID, nodeID))
+func writeIdentity(fs vfs.FS, dir, path, clusterID, nodeID string) error {
+	return writeFileDurable(fs, dir, path, fmt.Appendf(nil, "cluster_id=%s\nnode_id=%s\n", clusterID, nodeID))
 }
 
-// writeFileDurable writes a small file atomically: temp file, fsync, rename, fsync of dir.
-func writeFileDurable(dir, path string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeFileDurable creates dir if needed and writes a small file in it atomically.
+func writeFileDurable(fs vfs.FS, dir, path string, data []byte) error {
+	if err := diskfs.MkdirAll(fs, dir); err != nil {
 		return fmt.Errorf("cluster: create %s: %w", dir, err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("cluster: create %s: %w", tmp, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := diskfs.WriteFile(fs, path, data); err != nil {
 		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("cluster: fsync %s: %w", dir, err)
-		}
 	}
 	return nil
 }
@@ -107,10 +88,10 @@ func (n *Node) RecordedSetting(name, value string) (string, error) {
 		return "", fmt.Errorf("cluster: %q cannot name a setting", name)
 	}
 	path := filepath.Join(n.raftDir, name)
-	b, err := os.ReadFile(path)
+	b, err := diskfs.ReadFile(n.cfg.FS, path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return value, writeFileDurable(n.raftDir, path, []byte(value+"\n"))
+		return value, writeFileDurable(n.cfg.FS, n.raftDir, path, []byte(value+"\n"))
 	case err != nil:
 		return "", fmt.Errorf("cluster: read %s: %w", path, err)
 	}

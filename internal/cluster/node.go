@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/dmqio/dmq/internal/cluster/transport"
+	"github.com/dmqio/dmq/internal/diskfs"
 )
 
 // Node is one cluster member: its identity, its cluster listener shared by all its groups
@@ -68,7 +71,7 @@ func (n *Node) Start() error {
 	if n.mu.started {
 		return errors.New("cluster: node already started")
 	}
-	if err := checkIdentity(n.raftDir, n.cfg.ClusterID, n.cfg.NodeID); err != nil {
+	if err := checkIdentity(n.cfg.FS, n.raftDir, n.cfg.ClusterID, n.cfg.NodeID); err != nil {
 		if n.cfg.Listener != nil {
 			n.cfg.Listener.Close()
 		}
@@ -123,6 +126,34 @@ type GroupConfig struct {
 	Join bool
 }
 
+// SnapshotChecker is implemented by a DurableFSM that can tell whether its state on disk
+// covers a snapshot. Raft stores a snapshot sent by the leader before the FSM installs
+// it, so after a crash between the two the newest snapshot is ahead of the state: the
+// group then installs that snapshot again at start.
+type SnapshotChecker interface {
+	// CoversSnapshot reads as much of the snapshot as it needs and reports whether the
+	// state on disk already holds everything in it.
+	CoversSnapshot(r io.Reader) (bool, error)
+}
+
+// stateCovers reports whether fsm's state covers the newest snapshot in snaps.
+func stateCovers(snaps raft.SnapshotStore, fsm SnapshotChecker) (bool, error) {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return true, err
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return false, fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	defer rc.Close()
+	ok, err := fsm.CoversSnapshot(rc)
+	if err != nil {
+		return false, fmt.Errorf("snapshot %s: %w", list[0].ID, err)
+	}
+	return ok, nil
+}
+
 // OpenGroup opens (creating on first use) the group's storage under
 // <DataDir>/raft/<name>/, starts its Raft instance on the node's shared listener and, on a
 // node that is not joining and has no state for the group yet, bootstraps its initial
@@ -171,7 +202,10 @@ func (n *Node) CloseGroup(name string, removeState bool) error {
 	}
 	if err == nil && removeState {
 		if err = validateID("group name", name); err == nil {
-			err = os.RemoveAll(filepath.Join(n.raftDir, name))
+			dir := filepath.Join(n.raftDir, name)
+			if err = n.cfg.FS.RemoveAll(dir); err == nil {
+				err = diskfs.SyncDir(n.cfg.FS, n.raftDir)
+			}
 		}
 	}
 	return err
@@ -247,7 +281,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // groupDir is <DataDir>/raft/<group>.
 func (n *Node) groupDir(group string) (string, error) {
 	dir := filepath.Join(n.raftDir, group)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := diskfs.MkdirAll(n.cfg.FS, dir); err != nil {
 		return "", fmt.Errorf("cluster: create %s: %w", dir, err)
 	}
 	return dir, nil
@@ -256,9 +290,5 @@ func (n *Node) groupDir(group string) (string, error) {
 // HasGroupState reports whether this node's data directory already holds Raft state for
 // group (a node that has been a member before), before the group is opened.
 func (n *Node) HasGroupState(group string) (bool, error) {
-	_, err := os.Stat(filepath.Join(n.raftDir, group))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	return err == nil, err
+	return diskfs.Exists(n.cfg.FS, filepath.Join(n.raftDir, group))
 }

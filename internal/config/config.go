@@ -158,9 +158,9 @@ type Config struct {
 	DiskReserve int64 `yaml:"disk_reserve"`
 	// Version is the binary's version, reported to clients; not a setting.
 	Version string `yaml:"-"`
-	// FS replaces the operating system's file system for the message logs
-	// and the metadata store of a standalone broker; set by fault tests
-	// only, not a setting (see broker.Config).
+	// FS replaces the operating system's file system for every file in the
+	// data directory (logs, metadata, Raft state); set by fault tests only,
+	// not a setting.
 	FS vfs.FS `yaml:"-"`
 	// ClusterFaults injects network faults between cluster nodes in one
 	// test process (package cluster/transport); not a setting.

@@ -128,3 +128,38 @@ func ReadFile(fs vfs.FS, name string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// WriteFile replaces name with data atomically and durably: it writes a
+// temporary file beside it, syncs it, renames it over name and syncs the
+// directory. A power cut leaves either the old contents or the new ones.
+func WriteFile(fs vfs.FS, name string, data []byte) error {
+	tmp := name + ".tmp"
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, name)
+	}
+	if err != nil {
+		fs.Remove(tmp)
+		return err
+	}
+	return SyncDir(fs, fs.PathDir(name))
+}
+
+// Exists reports whether name exists on fs.
+func Exists(fs vfs.FS, name string) (bool, error) {
+	_, err := fs.Stat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -172,6 +172,24 @@ func (fs *FS) CutPowerUnnoticed() {
 	fs.cutLocked()
 }
 
+// CutPowerTogether cuts the power of several disks at one instant, as
+// CutPowerUnnoticed does for one: no write or sync reaches any of them between
+// the cuts. Machines whose disks are cut one after the other are not cut
+// together: one whose disk died first goes on answering (a follower
+// acknowledging entries its disk never kept, say) while the others still
+// record what it told them, which no machine without power does.
+func CutPowerTogether(disks ...*FS) {
+	for _, fs := range disks {
+		fs.mu.Lock()
+	}
+	for _, fs := range disks {
+		fs.cutLocked()
+	}
+	for _, fs := range disks {
+		fs.mu.Unlock()
+	}
+}
+
 // cutLocked takes the disk's image at the power cut (the first one counts).
 func (fs *FS) cutLocked() {
 	if fs.image == nil {

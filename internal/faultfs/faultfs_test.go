@@ -199,3 +199,25 @@ func TestFSOperations(t *testing.T) {
 		t.Fatalf("ListDirs = %v, %v; want e", names, err)
 	}
 }
+
+// Disks cut together keep nothing written to any of them after the cut.
+func TestCutPowerTogether(t *testing.T) {
+	a, b := New(), New()
+	for _, fs := range []*FS{a, b} {
+		write(t, fs, "/f", "before", true)
+		syncDir(t, fs, "/")
+	}
+	CutPowerTogether(a, b)
+	for _, fs := range []*FS{a, b} {
+		write(t, fs, "/f", " after", true)
+		if got, _ := read(fs, "/f"); got != "before after" {
+			t.Fatalf("the running system reads %q", got)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i, fs := range []*FS{a, b} {
+		if got, err := read(fs.Crash(rng), "/f"); err != nil || got != "before" {
+			t.Fatalf("disk %d after the cut: %q, %v; want what was synced before it", i, got, err)
+		}
+	}
+}

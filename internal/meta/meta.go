@@ -111,8 +111,8 @@ func Open(dir string, logger *slog.Logger, fs vfs.FS) (*Store, error) {
 // panics when its write-ahead log meets a full disk (commitWrite), which ended a node
 // whose disk filled; without a log, a full disk only holds its flushes back, and the
 // writes wait once the memory tables are full, until space is freed.
-func OpenReplica(dir string, logger *slog.Logger) (*Store, error) {
-	return open(dir, logger, nil, true)
+func OpenReplica(dir string, logger *slog.Logger, fs vfs.FS) (*Store, error) {
+	return open(dir, logger, fs, true)
 }
 
 func open(dir string, logger *slog.Logger, fs vfs.FS, noWAL bool) (*Store, error) {

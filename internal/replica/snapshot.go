@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
+	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -56,16 +56,13 @@ type snapshot struct {
 
 // Snapshot captures the state at the last applied entry.
 func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
-	tmp := filepath.Join(s.opts.DataDir, "replica-tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	tmp := s.tmpDir()
+	if err := diskfs.MkdirAll(s.fs, tmp); err != nil {
 		return nil, err
 	}
-	ckpt, err := os.MkdirTemp(tmp, "checkpoint-")
-	if err != nil {
-		return nil, err
-	}
-	// Pebble wants to create the directory itself.
-	if err := os.Remove(ckpt); err != nil {
+	// Pebble creates the directory itself.
+	ckpt := filepath.Join(tmp, fmt.Sprintf("checkpoint-%d", s.tmpSeq.Add(1)))
+	if err := s.fs.RemoveAll(ckpt); err != nil {
 		return nil, err
 	}
 	s.sinceSnapshot.Store(0) // on the FSM goroutine: every entry applied so far is in it
@@ -77,7 +74,7 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	s.mu.Unlock()
 	if err := ms.Checkpoint(ckpt); err != nil {
-		os.RemoveAll(ckpt)
+		s.fs.RemoveAll(ckpt)
 		return nil, fmt.Errorf("replica: checkpoint metadata: %w", err)
 	}
 	return &snapshot{s: s, index: s.applied.Load(), ckpt: ckpt, topics: topics, started: time.Now()}, nil
@@ -92,15 +89,20 @@ func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	// Entries up to the snapshot are never replayed again, now that it is recorded (a
+	// start replays from the newest snapshot: forgotten before, a crash could leave an
+	// older one newest, and its replay would find the refusals gone).
+	return sn.s.Meta().ForgetRefusedThrough(sn.index)
 }
 
 func (sn *snapshot) persist(sink io.Writer) error {
 	if err := sn.s.syncState(); err != nil {
 		return err
 	}
-	// Entries up to the snapshot are never replayed again.
-	if err := sn.s.Meta().ForgetRefusedThrough(sn.index); err != nil {
+	if err := sn.s.recordStateIndex(sn.index); err != nil {
 		return err
 	}
 	p, err := sn.plan()
@@ -108,7 +110,7 @@ func (sn *snapshot) persist(sink io.Writer) error {
 		return err
 	}
 	if d, ok := sink.(cluster.SnapshotDir); ok {
-		linked, err := p.link(d.Dir())
+		linked, err := p.link(sn.s.fs, d.Dir())
 		if err == nil {
 			desc, err := json.Marshal(linked)
 			if err != nil {
@@ -121,10 +123,10 @@ func (sn *snapshot) persist(sink io.Writer) error {
 			return err
 		}
 		sn.s.logger.Warn("replica: could not link the snapshot's files; copying them", "err", err)
-		os.RemoveAll(filepath.Join(d.Dir(), "meta"))
-		os.RemoveAll(filepath.Join(d.Dir(), "topics"))
+		sn.s.fs.RemoveAll(filepath.Join(d.Dir(), "meta"))
+		sn.s.fs.RemoveAll(filepath.Join(d.Dir(), "topics"))
 	}
-	return p.write(sink, "", true)
+	return p.write(sn.s.fs, sink, "", true)
 }
 
 // plan is a snapshot stream to write: the applied index, then each entry in order.
@@ -144,20 +146,8 @@ type planEntry struct {
 // plan lists what the snapshot holds: the checkpoint's files, then the logs as noted.
 func (sn *snapshot) plan() (*plan, error) {
 	p := &plan{Applied: sn.index}
-	err := filepath.WalkDir(sn.ckpt, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(sn.ckpt, path)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		p.Entries = append(p.Entries, planEntry{Name: "meta/" + filepath.ToSlash(rel), Path: path, Bytes: info.Size()})
-		return nil
+	err := walkFiles(sn.s.fs, sn.ckpt, "", func(rel string, size int64) {
+		p.Entries = append(p.Entries, planEntry{Name: "meta/" + filepath.ToSlash(rel), Path: filepath.Join(sn.ckpt, rel), Bytes: size})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("replica: snapshot metadata: %w", err)
@@ -176,9 +166,34 @@ func (sn *snapshot) plan() (*plan, error) {
 	return p, nil
 }
 
+// walkFiles calls fn with the path (relative to root) and size of every file under
+// root/rel, in lexical order.
+func walkFiles(fsys vfs.FS, root, rel string, fn func(rel string, size int64)) error {
+	names, err := fsys.List(filepath.Join(root, rel))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		r := filepath.Join(rel, name)
+		fi, err := fsys.Stat(filepath.Join(root, r))
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			if err := walkFiles(fsys, root, r, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		fn(r, fi.Size())
+	}
+	return nil
+}
+
 // link links every file of the plan into dir under its entry's name and returns the
 // plan with paths relative to dir. A segment removed by retention meanwhile is left out.
-func (p *plan) link(dir string) (*plan, error) {
+func (p *plan) link(fsys vfs.FS, dir string) (*plan, error) {
 	out := &plan{Applied: p.Applied}
 	dirs := map[string]bool{dir: true}
 	for _, e := range p.Entries {
@@ -188,13 +203,13 @@ func (p *plan) link(dir string) (*plan, error) {
 		}
 		rel := filepath.FromSlash(e.Name)
 		target := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		if err := diskfs.MkdirAll(fsys, filepath.Dir(target)); err != nil {
 			return nil, err
 		}
 		for d := filepath.Dir(target); !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
 		}
-		if err := os.Link(e.Path, target); err != nil {
+		if err := fsys.Link(e.Path, target); err != nil {
 			if errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(e.Name, "topics/") {
 				continue // removed by retention meanwhile: the restored log starts later
 			}
@@ -205,7 +220,7 @@ func (p *plan) link(dir string) (*plan, error) {
 	}
 	// The links must outlive a crash as the snapshot's file does.
 	for d := range dirs {
-		if err := diskfs.SyncDir(vfs.Default, d); err != nil {
+		if err := diskfs.SyncDir(fsys, d); err != nil {
 			return nil, err
 		}
 	}
@@ -215,7 +230,7 @@ func (p *plan) link(dir string) (*plan, error) {
 // write writes the stream of the plan to w, reading each file relative to base (paths
 // of a linked plan) or as it is (""). Without content, files read as zeros: the stream
 // has the same length, for counting it.
-func (p *plan) write(w io.Writer, base string, content bool) error {
+func (p *plan) write(fsys vfs.FS, w io.Writer, base string, content bool) error {
 	tw := tar.NewWriter(w)
 	// The index the state is at, for the restoring replica's status.
 	idx := []byte(strconv.FormatUint(p.Applied, 10))
@@ -232,7 +247,7 @@ func (p *plan) write(w io.Writer, base string, content bool) error {
 			}
 			continue
 		}
-		if err := writeEntry(tw, e, base, content); err != nil {
+		if err := writeEntry(fsys, tw, e, base, content); err != nil {
 			return err
 		}
 	}
@@ -240,14 +255,14 @@ func (p *plan) write(w io.Writer, base string, content bool) error {
 }
 
 // writeEntry writes one file of a plan (see write).
-func writeEntry(tw *tar.Writer, e planEntry, base string, content bool) error {
+func writeEntry(fsys vfs.FS, tw *tar.Writer, e planEntry, base string, content bool) error {
 	var r io.Reader = io.LimitReader(zeros{}, e.Bytes)
 	if content {
 		path := e.Path
 		if base != "" {
 			path = filepath.Join(base, path)
 		}
-		f, err := os.Open(path)
+		f, err := fsys.Open(path)
 		if errors.Is(err, fs.ErrNotExist) && base == "" && strings.HasPrefix(e.Name, "topics/") {
 			return nil // removed by retention meanwhile: the restored log starts later
 		}
@@ -287,11 +302,11 @@ func (s *Store) ExpandSnapshot(dir string, description []byte) (int64, io.ReadCl
 		}
 	}
 	var n countingWriter
-	if err := p.write(&n, dir, false); err != nil {
+	if err := p.write(s.fs, &n, dir, false); err != nil {
 		return 0, nil, err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(p.write(pw, dir, true)) }()
+	go func() { pw.CloseWithError(p.write(s.fs, pw, dir, true)) }()
 	return int64(n), pr, nil
 }
 
@@ -304,7 +319,7 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 
 // Release drops the checkpoint.
 func (sn *snapshot) Release() {
-	os.RemoveAll(sn.ckpt)
+	sn.s.fs.RemoveAll(sn.ckpt)
 	sn.s.logger.Debug("replica: snapshot released", "took", time.Since(sn.started))
 }
 
@@ -325,8 +340,158 @@ func (s *Store) syncState() error {
 	return ms.Sync()
 }
 
-// Restore replaces this replica's state with a snapshot sent by the leader (raft calls
-// it only on a follower, never at start: the group is a DurableFSM).
+// Installing a snapshot sent by the leader replaces the metadata store and the topic
+// logs. The new state is written beside the live one (restoreDir) and made durable, then
+// marked complete; only then do its directories replace the live ones. A start that finds
+// a complete install finishes it and one that finds an incomplete install discards it
+// (recoverRestore), so the live state is the old one whole or the new one whole.
+//
+// Raft records a snapshot in its store before it asks the FSM to install it, and a
+// restart resumes from the state on disk (cluster.GroupConfig.DurableFSM). So that a
+// crash between the two cannot leave the replica behind what Raft believes it holds, the
+// store records the applied index of the newest snapshot its durable state covers
+// (stateIndexFile: one it persisted or installed), and a group whose newest snapshot
+// is past it installs that snapshot again at start (CoversSnapshot).
+
+// stateIndexFile holds the applied index of the newest snapshot the durable state
+// covers.
+const stateIndexFile = "replica-state-index"
+
+// restoreComplete marks a staged install whose files are all durable.
+const restoreComplete = "complete"
+
+func (s *Store) restoreDir() string { return filepath.Join(s.opts.DataDir, "replica-restore") }
+func (s *Store) tmpDir() string     { return filepath.Join(s.opts.DataDir, "replica-tmp") }
+
+// StateIndex is the applied index of the newest snapshot that the state on disk covers
+// (0: none recorded).
+func (s *Store) StateIndex() uint64 { return s.stateIndex.Load() }
+
+// CoversSnapshot implements cluster.SnapshotChecker: it reads the applied index at the
+// head of the snapshot's stream.
+func (s *Store) CoversSnapshot(r io.Reader) (bool, error) {
+	tr := tar.NewReader(r)
+	h, err := tr.Next()
+	if err != nil {
+		return false, err
+	}
+	if h.Name != appliedFile || h.Size > 20 {
+		return false, fmt.Errorf("the snapshot starts with %q, not its applied index", h.Name)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		return false, err
+	}
+	idx, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("the snapshot's applied index %q: %w", b, err)
+	}
+	return idx <= s.StateIndex(), nil
+}
+
+// loadStateIndex reads stateIndexFile. Without one, a new replica covers no snapshot,
+// and one whose data predates the file is trusted to cover them all, as before.
+func (s *Store) loadStateIndex(fresh bool) error {
+	b, err := diskfs.ReadFile(s.fs, filepath.Join(s.opts.DataDir, stateIndexFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if fresh {
+			return diskfs.WriteFile(s.fs, filepath.Join(s.opts.DataDir, stateIndexFile), []byte("0\n"))
+		}
+		s.stateIndex.Store(math.MaxUint64)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	idx, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("replica: %s is damaged (%w); remove it to install the newest snapshot again at start", filepath.Join(s.opts.DataDir, stateIndexFile), err)
+	}
+	s.stateIndex.Store(idx)
+	return nil
+}
+
+// recordStateIndex records that the durable state covers the snapshot at idx.
+func (s *Store) recordStateIndex(idx uint64) error {
+	s.stateIndexMu.Lock()
+	defer s.stateIndexMu.Unlock()
+	if cur := s.stateIndex.Load(); idx <= cur && cur != math.MaxUint64 {
+		return nil
+	}
+	path := filepath.Join(s.opts.DataDir, stateIndexFile)
+	if err := diskfs.WriteFile(s.fs, path, []byte(strconv.FormatUint(idx, 10)+"\n")); err != nil {
+		return fmt.Errorf("replica: record the state's snapshot index in %s: %w", path, err)
+	}
+	s.stateIndex.Store(idx)
+	return nil
+}
+
+// recoverRestore finishes or discards an install a crash interrupted, and removes the
+// temporary files of snapshots being taken; before the state is opened.
+func (s *Store) recoverRestore() error {
+	if err := s.fs.RemoveAll(s.tmpDir()); err != nil {
+		return err
+	}
+	complete, err := diskfs.Exists(s.fs, filepath.Join(s.restoreDir(), restoreComplete))
+	if err != nil {
+		return err
+	}
+	if complete {
+		s.logger.Warn("replica: finishing the install of a snapshot that a crash interrupted")
+		return s.swapRestored()
+	}
+	if err := s.fs.RemoveAll(s.restoreDir()); err != nil {
+		return err
+	}
+	return diskfs.SyncDir(s.fs, s.opts.DataDir)
+}
+
+// swapRestored replaces the live directories with the staged ones of a complete install,
+// then records the snapshot's index and removes the staging directory. It can be done
+// again after a crash at any point.
+func (s *Store) swapRestored() error {
+	staging := s.restoreDir()
+	b, err := diskfs.ReadFile(s.fs, filepath.Join(staging, appliedFile))
+	if err != nil {
+		return fmt.Errorf("replica: staged snapshot: %w", err)
+	}
+	applied, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("replica: staged snapshot's index %q: %w", b, err)
+	}
+	for _, d := range []string{"meta", "topics"} {
+		src, live := filepath.Join(staging, d), filepath.Join(s.opts.DataDir, d)
+		ok, err := diskfs.Exists(s.fs, src)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // moved before a crash
+		}
+		if err := s.fs.RemoveAll(live); err != nil {
+			return err
+		}
+		if err := s.fs.Rename(src, live); err != nil {
+			return err
+		}
+		if err := diskfs.SyncDir(s.fs, s.opts.DataDir); err != nil {
+			return err
+		}
+		if err := diskfs.SyncDir(s.fs, staging); err != nil {
+			return err
+		}
+	}
+	if err := s.recordStateIndex(applied); err != nil {
+		return err
+	}
+	if err := s.fs.RemoveAll(staging); err != nil {
+		return err
+	}
+	return diskfs.SyncDir(s.fs, s.opts.DataDir)
+}
+
+// Restore replaces this replica's state with a snapshot: one sent by the leader, or at
+// start the newest one when the state on disk is behind it (see StateIndex).
 func (s *Store) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if s.selfRestore.Load() {
@@ -334,57 +499,75 @@ func (s *Store) Restore(rc io.ReadCloser) error {
 		_, err := io.Copy(io.Discard, rc)
 		return err
 	}
-	staging := filepath.Join(s.opts.DataDir, "replica-tmp", "restore")
-	if err := os.RemoveAll(staging); err != nil {
+	staging := s.restoreDir()
+	if err := s.fs.RemoveAll(staging); err != nil {
 		return err
 	}
-	if err := untar(rc, staging); err != nil {
-		os.RemoveAll(staging)
+	err := s.stage(rc, staging)
+	if err != nil {
+		s.fs.RemoveAll(staging)
 		return fmt.Errorf("replica: restore snapshot: %w", err)
-	}
-	// Entries up to the snapshot are in the restored state; raft continues after it.
-	var applied uint64
-	if b, err := os.ReadFile(filepath.Join(staging, appliedFile)); err == nil {
-		applied, _ = strconv.ParseUint(string(b), 10, 64)
 	}
 	s.state.Lock() // readers wait for the new state (ReadMeta)
 	defer s.state.Unlock()
 	if err := s.closeState(); err != nil {
 		s.logger.Warn("replica: closing the state replaced by a snapshot", "err", err)
 	}
-	for _, d := range []string{"meta", "topics"} {
-		live := filepath.Join(s.opts.DataDir, d)
-		if err := os.RemoveAll(live); err != nil {
-			return err
-		}
-		src := filepath.Join(staging, d)
-		if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				return err
-			}
-		}
-		if err := os.Rename(src, live); err != nil {
-			return err
-		}
-	}
-	if err := diskfs.SyncDir(vfs.Default, s.opts.DataDir); err != nil {
+	if err := s.swapRestored(); err != nil {
 		return err
 	}
-	os.RemoveAll(staging)
 	if err := s.openState(); err != nil {
 		return fmt.Errorf("replica: open restored state: %w", err)
 	}
-	s.applied.Store(applied)
-	// Make the restored copy durable before raft records the snapshot as applied.
-	if err := s.syncState(); err != nil {
-		return err
-	}
-	s.logger.Info("replica: restored a snapshot from the leader")
+	s.applied.Store(s.stateIndex.Load())
+	s.logger.Info("replica: installed a snapshot", "index", s.stateIndex.Load())
 	return nil
 }
 
-// untar writes the snapshot's files under dir, refusing paths that leave it.
-func untar(r io.Reader, dir string) error {
+// stage writes the snapshot's files under staging, makes them durable and marks the
+// install complete.
+func (s *Store) stage(r io.Reader, staging string) error {
+	if err := untar(s.fs, r, staging); err != nil {
+		return err
+	}
+	if ok, err := diskfs.Exists(s.fs, filepath.Join(staging, appliedFile)); err != nil || !ok {
+		return fmt.Errorf("no %q entry in the snapshot (%v)", appliedFile, err)
+	}
+	for _, d := range []string{"meta", "topics"} {
+		if err := diskfs.MkdirAll(s.fs, filepath.Join(staging, d)); err != nil {
+			return err
+		}
+	}
+	// Every directory's entries, deepest first; then the marker.
+	var dirs []string
+	var walk func(string) error
+	walk = func(d string) error {
+		names, err := diskfs.ListDirs(s.fs, d)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if err := walk(filepath.Join(d, n)); err != nil {
+				return err
+			}
+		}
+		dirs = append(dirs, d)
+		return nil
+	}
+	if err := walk(staging); err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := diskfs.SyncDir(s.fs, d); err != nil {
+			return err
+		}
+	}
+	return diskfs.WriteFile(s.fs, filepath.Join(staging, restoreComplete), nil)
+}
+
+// untar writes the snapshot's files under dir, refusing paths that leave it. Each file
+// is synced; the directories are not.
+func untar(fsys vfs.FS, r io.Reader, dir string) error {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -401,11 +584,11 @@ func untar(r io.Reader, dir string) error {
 		path := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(path, 0o755); err != nil {
+			if err := fsys.MkdirAll(path, 0o755); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := writeFile(path, tr); err != nil {
+			if err := writeFile(fsys, path, tr); err != nil {
 				return err
 			}
 		default:
@@ -414,11 +597,11 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-func writeFile(path string, r io.Reader) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+func writeFile(fsys vfs.FS, path string, r io.Reader) error {
+	if err := fsys.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fsys.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}

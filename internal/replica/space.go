@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // A replica that cannot write stops applying where it is (stall.go); the leader keeps it
@@ -21,6 +21,7 @@ const spaceCheckEvery = 250 * time.Millisecond
 // diskSpace reads the free space of the file system holding a directory, at most every
 // spaceCheckEvery.
 type diskSpace struct {
+	fs      vfs.FS
 	dir     string
 	reserve int64 // bytes; 0 until the first reading when automatic
 	auto    bool
@@ -34,8 +35,8 @@ type diskSpace struct {
 	}
 }
 
-func newDiskSpace(dir string, reserve, segment int64) *diskSpace {
-	return &diskSpace{dir: dir, reserve: reserve, auto: reserve == 0, segment: segment}
+func newDiskSpace(fs vfs.FS, dir string, reserve, segment int64) *diskSpace {
+	return &diskSpace{fs: fs, dir: dir, reserve: reserve, auto: reserve == 0, segment: segment}
 }
 
 // AutoReserve is the reserve kept free when none is configured: two log segments, or
@@ -49,9 +50,9 @@ func (d *diskSpace) read() (free, total int64, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if now := time.Now(); now.Sub(d.mu.at) >= spaceCheckEvery {
-		var st unix.Statfs_t
-		d.mu.err = unix.Statfs(d.dir, &st)
-		d.mu.free, d.mu.total = int64(st.Bavail)*int64(st.Bsize), int64(st.Blocks)*int64(st.Bsize)
+		u, err := d.fs.GetDiskUsage(d.dir)
+		d.mu.err = err
+		d.mu.free, d.mu.total = int64(u.AvailBytes), int64(u.TotalBytes)
 		d.mu.at = now
 	}
 	return d.mu.free, d.mu.total, d.mu.err

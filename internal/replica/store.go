@@ -17,9 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +41,9 @@ type Options struct {
 	// and NoSync are set by the store.
 	Log    seglog.Options
 	Logger *slog.Logger
+	// FS is the file system of every file of the replica (nil: the OS's); the Raft
+	// group's files must be on the same one (snapshots link the replica's files).
+	FS vfs.FS
 	// SnapshotBytes: once the entries applied since the last snapshot add up to this
 	// many bytes, Grown signals, so that the node takes a snapshot and a restart
 	// replays at most about this much of the Raft log (0: never).
@@ -56,6 +57,7 @@ type Options struct {
 // the Storage methods (storage.go) by the broker on the leader.
 type Store struct {
 	opts   Options
+	fs     vfs.FS // opts.FS, or the OS's
 	logger *slog.Logger
 	lock   *dirlock.Lock
 
@@ -64,6 +66,12 @@ type Store struct {
 	// applied is the index of the last entry applied: set on the FSM goroutine once
 	// the entry's effects are done, and by Restore.
 	applied atomic.Uint64
+	// stateIndex is the newest snapshot index the state on disk covers (snapshot.go);
+	// stateIndexMu orders its updates.
+	stateIndex   atomic.Uint64
+	stateIndexMu sync.Mutex
+	// tmpSeq names temporary files.
+	tmpSeq atomic.Uint64
 	// selfRestore is set while Seed hands this store's own state to the group.
 	selfRestore atomic.Bool
 	// broken is the first committed entry this replica could not apply for a cause
@@ -110,10 +118,17 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := diskfs.MkdirAll(vfs.Default, filepath.Join(opts.DataDir, "topics")); err != nil {
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	hasMeta, err := diskfs.Exists(opts.FS, filepath.Join(opts.DataDir, "meta"))
+	if err != nil {
+		return nil, err
+	}
+	if err := diskfs.MkdirAll(opts.FS, filepath.Join(opts.DataDir, "topics")); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := dirlock.Acquire(opts.DataDir)
+	lock, err := dirlock.Acquire(opts.FS, opts.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +136,16 @@ func Open(opts Options) (*Store, error) {
 	if segment <= 0 {
 		segment = seglog.DefaultSegmentBytes
 	}
-	s := &Store{opts: opts, logger: opts.Logger, lock: lock, grown: make(chan struct{}, 1),
-		interrupted: make(chan struct{}), space: newDiskSpace(opts.DataDir, opts.DiskReserve, segment)}
-	if err := s.openState(); err != nil {
+	s := &Store{opts: opts, fs: opts.FS, logger: opts.Logger, lock: lock, grown: make(chan struct{}, 1),
+		interrupted: make(chan struct{}), space: newDiskSpace(opts.FS, opts.DataDir, opts.DiskReserve, segment)}
+	err = s.loadStateIndex(!hasMeta)
+	if err == nil {
+		err = s.recoverRestore()
+	}
+	if err == nil {
+		err = s.openState()
+	}
+	if err != nil {
 		lock.Release()
 		return nil, err
 	}
@@ -132,7 +154,7 @@ func Open(opts Options) (*Store, error) {
 
 // openState opens the metadata store and the topic logs found on disk.
 func (s *Store) openState() error {
-	ms, err := meta.OpenReplica(filepath.Join(s.opts.DataDir, "meta"), s.logger)
+	ms, err := meta.OpenReplica(filepath.Join(s.opts.DataDir, "meta"), s.logger, s.fs)
 	if err != nil {
 		return err
 	}
@@ -146,7 +168,7 @@ func (s *Store) openState() error {
 	s.mu.meta = ms
 	s.mu.logs = make(map[string]*seglog.Log)
 	s.mu.proposers = make(map[string]*proposer)
-	names, err := diskfs.ListDirs(vfs.Default, filepath.Join(s.opts.DataDir, "topics"))
+	names, err := diskfs.ListDirs(s.fs, filepath.Join(s.opts.DataDir, "topics"))
 	if err != nil {
 		return err
 	}
@@ -230,7 +252,7 @@ func (s *Store) openLogLocked(name string) (*seglog.Log, error) {
 		return nil, err
 	}
 	o := s.opts.Log
-	o.FS, o.Dir, o.NoSync = vfs.Default, s.topicDir(name), true
+	o.FS, o.Dir, o.NoSync = s.fs, s.topicDir(name), true
 	o.Logger = s.logger.With("topic", name)
 	l, err := seglog.Open(o)
 	if err != nil {
@@ -449,7 +471,7 @@ func (s *Store) queueAppend(entry *raft.Log, c command, res *any, wg *sync.WaitG
 		return
 	}
 	if l == nil && c.base > 0 {
-		if _, err := os.Stat(s.topicDir(c.topic)); errors.Is(err, os.ErrNotExist) {
+		if ok, err := diskfs.Exists(s.fs, s.topicDir(c.topic)); err == nil && !ok {
 			gap(0) // no log, and no directory made for a refused entry
 			return
 		}
@@ -536,19 +558,8 @@ func (s *Store) removeLog(name string) error {
 		delete(s.mu.logs, name)
 	}
 	delete(s.mu.proposers, name)
-	if err := os.RemoveAll(s.topicDir(name)); err != nil {
+	if err := s.fs.RemoveAll(s.topicDir(name)); err != nil {
 		return err
 	}
-	return diskfs.SyncDir(vfs.Default, filepath.Join(s.opts.DataDir, "topics"))
-}
-
-// copyN copies exactly n bytes of path to w.
-func copyN(w io.Writer, path string, n int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, io.NewSectionReader(f, 0, n))
-	return err
+	return diskfs.SyncDir(s.fs, filepath.Join(s.opts.DataDir, "topics"))
 }

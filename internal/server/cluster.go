@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,7 +25,6 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dmqio/dmq/internal/auth"
 	"github.com/dmqio/dmq/internal/broker"
 	"github.com/dmqio/dmq/internal/bufpool"
@@ -143,6 +140,7 @@ func (s *Server) startCluster() error {
 		ClusterID:  s.cfg.ClusterID,
 		NodeID:     s.cfg.NodeID,
 		DataDir:    s.cfg.DataDir,
+		FS:         s.cfg.FS,
 		ListenAddr: s.cfg.ClusterListen,
 		Peers:      peers,
 		Join:       s.cfg.Join,
@@ -366,14 +364,15 @@ func (c *clusterNode) openReplica(i int, boot []cluster.Peer, join bool, peers [
 	s := c.s
 	name := shard.Name(i)
 	start := time.Now()
-	err := meta.CheckPresent(nil, c.shardDir(i), func() ([]string, error) {
-		return diskfs.ListDirs(vfs.Default, filepath.Join(c.shardDir(i), "topics"))
+	err := meta.CheckPresent(s.cfg.FS, c.shardDir(i), func() ([]string, error) {
+		return diskfs.ListDirs(s.cfg.FS, filepath.Join(c.shardDir(i), "topics"))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", name, err)
 	}
 	store, err := replica.Open(replica.Options{
 		DataDir: c.shardDir(i),
+		FS:      s.cfg.FS,
 		Log: seglog.Options{
 			SegmentBytes:   s.cfg.SegmentBytes,
 			MaxRecordBytes: s.cfg.MaxBodyBytes + 1<<20,
@@ -492,7 +491,7 @@ func adoptData(node *cluster.Node, sh *shardReplica, peers []cluster.Peer, shard
 			"and add them with dmq cluster add-node; they copy its data")
 	}
 	if sh.name == shard.Meta && shards > 1 {
-		if _, err := os.Stat(filepath.Join(dataDir, "shards")); errors.Is(err, fs.ErrNotExist) {
+		if has, err := diskfs.Exists(sh.c.s.cfg.FS, filepath.Join(dataDir, "shards")); err == nil && !has {
 			// Its topics would stay in s0 while their names send clients to other shards.
 			return fmt.Errorf("this data directory holds a broker's topics and settings: it can become the first node of a cluster of one shard (--shards 1), not of %d", shards)
 		}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"time"
 
@@ -155,7 +154,7 @@ func (c *clusterNode) drop(sh *shardReplica) {
 	sh.store.Interrupt()
 	err := errors.Join(c.node.CloseGroup(sh.name, true), sh.store.Close())
 	if err == nil {
-		err = os.RemoveAll(c.shardDir(sh.index))
+		err = c.s.cfg.FS.RemoveAll(c.shardDir(sh.index))
 	}
 	if err != nil {
 		c.s.logger.Error("cluster: closing a replica the shard no longer has", "shard", sh.name, "err", err)

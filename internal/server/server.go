@@ -10,12 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/dmqio/dmq/internal/bufpool"
 	"github.com/dmqio/dmq/internal/config"
 	"github.com/dmqio/dmq/internal/console"
+	"github.com/dmqio/dmq/internal/diskfs"
 	"github.com/dmqio/dmq/internal/rpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -63,12 +62,11 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clustered() && cfg.FS != nil && cfg.FS != vfs.Default {
-		// A node's replicas write through the operating system's file system.
-		return nil, errors.New("server: FS needs a standalone server")
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
 	}
 	return &Server{cfg: cfg, logger: logger}, nil
 }
@@ -99,7 +97,7 @@ func (s *Server) Start() error {
 		s.logger.Info("dmq cluster node started", "node", s.cfg.NodeID, "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "cluster", s.node.node.Addr(), "data", s.cfg.DataDir)
 		return nil
 	}
-	if err := refuseClusterData(s.cfg.DataDir); err != nil {
+	if err := refuseClusterData(s.cfg.FS, s.cfg.DataDir); err != nil {
 		s.grpcLis.Close()
 		s.httpLis.Close()
 		return err
@@ -124,15 +122,15 @@ func (s *Server) Start() error {
 // refuseClusterData refuses to open a cluster node's data directory without Raft: the
 // broker would change the shard's state behind its log, which the node would replay
 // over it when started as a node again.
-func refuseClusterData(dir string) error {
-	_, err := os.Stat(filepath.Join(dir, "raft"))
+func refuseClusterData(fsys vfs.FS, dir string) error {
+	held, err := diskfs.Exists(fsys, filepath.Join(dir, "raft"))
 	switch {
-	case err == nil:
-		return fmt.Errorf("data directory %s belongs to a cluster node (it holds raft/): start it without --standalone", dir)
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	default:
+	case err != nil:
 		return err
+	case held:
+		return fmt.Errorf("data directory %s belongs to a cluster node (it holds raft/): start it without --standalone", dir)
+	default:
+		return nil
 	}
 }
 

@@ -206,7 +206,7 @@ func TestNodeJoinsAfterCompaction(t *testing.T) {
 	// raft-wal drops only whole segments, and keeps serving entries of the head segment
 	// below the first index it reports, so n4 may get the log from the start instead of
 	// a snapshot; TestSingleNodeBecomesCluster always goes through a snapshot.
-	if strings.Contains(n4.p.Logs(), "restored a snapshot from the leader") {
+	if strings.Contains(n4.p.Logs(), "replica: installed a snapshot") {
 		t.Logf("n4 caught up from a snapshot")
 	} else {
 		t.Logf("n4 caught up from the log")
@@ -377,7 +377,7 @@ func TestNodeAwayCatchesUpFromASnapshot(t *testing.T) {
 	})
 	c.start(away)
 	c.waitCaughtUp()
-	if !strings.Contains(away.p.Logs(), "restored a snapshot from the leader") {
+	if !strings.Contains(away.p.Logs(), "replica: installed a snapshot") {
 		t.Fatalf("%s caught up without a snapshot; its notable log lines:\n%s", away.id, away.notableLogs())
 	}
 	stored := storedCount(t, cl, topic)

@@ -19,9 +19,10 @@ import (
 // successful fsync or a power cut; and publishing resumes by itself once
 // the disk is back.
 func TestIOErrorsFailPublishesAndTheBrokerRecovers(t *testing.T) {
-	d := faultfs.New()
-	s := startOn(t, d)
-	defer s.Shutdown(context.Background())
+	m := newMachines(t, 1, true, newEvents())
+	defer m.stop()
+	d := m.disks[0]
+	s := m.start()
 	c, err := client.Dial(s.GRPCAddr(), client.WithRetry(client.RetryPolicy{Attempts: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -88,11 +89,9 @@ func TestIOErrorsFailPublishesAndTheBrokerRecovers(t *testing.T) {
 	check("running", func(off uint64) (string, error) { m, err := b.Read(topicName, off); return string(m.Body), err }, ti.FirstOffset, ti.NextOffset)
 
 	d.CutPowerUnnoticed() // Pebble panics on failing I/O when the broker closes
-	after := d.Crash(rand.New(rand.NewPCG(7, 7)))
-	s.Shutdown(context.Background())
-	s2 := startOn(t, after)
-	defer s2.Shutdown(context.Background())
-	b2 := s2.Broker()
+	m.stop()
+	m.disks[0] = d.Crash(rand.New(rand.NewPCG(7, 7)))
+	b2 := m.start().Broker()
 	ti, _ = b2.GetTopic(topicName)
 	check("after a power cut", func(off uint64) (string, error) { m, err := b2.Read(topicName, off); return string(m.Body), err }, ti.FirstOffset, ti.NextOffset)
 }
