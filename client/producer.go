@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -505,7 +506,7 @@ func (s *sender) resend() {
 	}
 	held := s.held
 	s.held = nil
-	slices.SortFunc(held, func(a, b *pendingPublish) int { return compareSeq(a.seq, b.seq) })
+	slices.SortFunc(held, func(a, b *pendingPublish) int { return cmp.Compare(a.seq, b.seq) })
 	for len(held) > 0 {
 		n := min(len(held), s.p.opts.batchSize)
 		batch := held[:n:n]
@@ -515,16 +516,6 @@ func (s *sender) resend() {
 			return
 		}
 	}
-}
-
-func compareSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // deadline ends the outage when its MaxElapsed is over: the producer gives up,

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,24 +227,14 @@ func (s *snapshotStore) all() ([]*fileSnapshotMeta, error) {
 	}
 	slices.SortFunc(metas, func(a, b *fileSnapshotMeta) int { // newest first
 		if a.Term != b.Term {
-			return cmpUint(b.Term, a.Term)
+			return cmp.Compare(b.Term, a.Term)
 		}
 		if a.Index != b.Index {
-			return cmpUint(b.Index, a.Index)
+			return cmp.Compare(b.Index, a.Index)
 		}
 		return strings.Compare(b.ID, a.ID)
 	})
 	return metas, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *snapshotStore) readMeta(id string) (*fileSnapshotMeta, error) {
