@@ -237,8 +237,13 @@ func (g *Group) Name() string { return g.name }
 func (g *Group) close() error {
 	g.closeOnce.Do(func() {
 		g.raft.DeregisterObserver(g.obs)
+		// The transport first: it closes the connections it dialed, so that a call
+		// waiting on a peer that stopped answering (SIGSTOP) ends at once instead of
+		// holding raft's shutdown for the transport's timeout (a graceful stop of a node
+		// overran its 10 s in a chaos run so).
+		terr := g.trans.Close()
 		err := g.raft.Shutdown().Error()
-		if terr := g.trans.Close(); err == nil {
+		if err == nil {
 			err = terr
 		}
 		close(g.quit)

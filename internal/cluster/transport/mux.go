@@ -284,6 +284,28 @@ type Layer struct {
 	conns chan net.Conn // handshaken connections for this group, handed over by Mux.serve
 	done  chan struct{} // closed by Close
 	once  sync.Once
+
+	// dialed holds the connections Dial made and not closed yet: Close closes them, so
+	// that a call waiting on a peer that stopped answering (SIGSTOP) ends at once and
+	// Raft's shutdown does not wait out the call's timeout.
+	dialedMu sync.Mutex
+	dialed   map[*dialedConn]struct{}
+}
+
+// dialedConn is a connection Dial made; closing it forgets it.
+type dialedConn struct {
+	net.Conn
+	l    *Layer
+	once sync.Once
+}
+
+func (c *dialedConn) Close() error {
+	c.once.Do(func() {
+		c.l.dialedMu.Lock()
+		delete(c.l.dialed, c)
+		c.l.dialedMu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 var _ raft.StreamLayer = (*Layer)(nil)
@@ -307,6 +329,13 @@ func (l *Layer) Close() error {
 			delete(l.m.mu.layers, l.group)
 		}
 		l.m.mu.Unlock()
+		l.dialedMu.Lock()
+		dialed := l.dialed
+		l.dialed = nil
+		l.dialedMu.Unlock()
+		for c := range dialed {
+			c.Conn.Close()
+		}
 	})
 	return nil
 }
@@ -380,7 +409,20 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		}
 		c = &faultConn{Conn: c, f: f, local: m.cfg.NodeID, remote: rp.nodeID}
 	}
-	return c, nil
+	dc := &dialedConn{Conn: c, l: l}
+	l.dialedMu.Lock()
+	defer l.dialedMu.Unlock()
+	if l.dialed == nil {
+		select {
+		case <-l.done:
+			c.Close()
+			return nil, ErrClosed
+		default:
+			l.dialed = map[*dialedConn]struct{}{}
+		}
+	}
+	l.dialed[dc] = struct{}{}
+	return dc, nil
 }
 
 // advertisedAddr is a net.Addr for the advertised address, which may differ from the

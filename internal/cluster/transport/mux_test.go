@@ -248,3 +248,48 @@ func waitPending(t *testing.T, m *Mux) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCloseEndsCallsToASilentPeer: a call reading from a peer that accepted the group's
+// connection and then stopped answering (a SIGSTOPped node) ends when the layer closes,
+// not at its deadline; a later Dial is refused.
+func TestCloseEndsCallsToASilentPeer(t *testing.T) {
+	srv := newMux(t, "c", "n1", nil)
+	silent := layer(t, srv, "s0")
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // holds the connection and never answers
+		}
+	}()
+	l := layer(t, newMux(t, "c", "n2", nil), "s0")
+	c, err := l.Dial(raft.ServerAddress(srv.Addr()), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	l.Close()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("the read returned data from a silent peer")
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("the read ended %v after Close", took)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read still waits 5 s after the layer closed")
+	}
+	if _, err := l.Dial(raft.ServerAddress(srv.Addr()), time.Second); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Dial after Close = %v, want ErrClosed", err)
+	}
+}
