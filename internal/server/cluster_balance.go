@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
+	"github.com/dmqio/dmq/internal/cluster"
 	"github.com/dmqio/dmq/internal/meta"
 )
 
@@ -42,7 +44,11 @@ func (c *clusterNode) balanceOnce() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := sh.group.TransferLeadership(ctx, want)
 		cancel()
-		if err != nil {
+		switch {
+		case errors.Is(err, cluster.ErrTransferTooSoon):
+			c.s.logger.Debug("cluster: shard not handed to its preferred leader yet", "shard", sh.name, "to", want, "err", err)
+			continue
+		case err != nil:
 			c.s.logger.Warn("cluster: could not hand the shard to its preferred leader", "shard", sh.name, "to", want, "err", err)
 			continue
 		}

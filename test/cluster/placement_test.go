@@ -28,8 +28,12 @@ func (c *testCluster) placed(i int) []string {
 // waitPlaced waits until every node keeps exactly the shards placed on it, every shard's
 // leader counts exactly the placed nodes as voting members, and each shard is led by the
 // first node of its placement.
+//
+// A leader's transfer that timed out under load is asked for again only a minute later
+// (cluster.ErrTransferTooSoon), so the wait is at least two minutes.
 func (c *testCluster) waitPlaced(timeout time.Duration) {
 	c.t.Helper()
+	timeout = max(timeout, 2*time.Minute)
 	var why string
 	defer func() {
 		if c.t.Failed() {
