@@ -49,8 +49,9 @@ const (
 
 // machines are brokers, each on its own disk, whose power is cut at one instant: a
 // standalone broker, a one-voter node (the default) or a cluster of nodes. Each start
-// runs on what the last cut left on the disks; the ports stay for the life of the disks,
-// as a node's peers expect.
+// runs on what the last cut left on the disks. The cluster ports stay for the life of
+// the disks, as a node's peers expect; the client ports are new at each start, so that
+// another test process cannot take one between two starts.
 type machines struct {
 	t          *testing.T
 	standalone bool
@@ -153,15 +154,15 @@ func newMachines(t *testing.T, n int, standalone bool, ev *events) *machines {
 	var peers []string
 	for i := range n {
 		m.disks[i] = faultfs.New()
-		cfg := dmqtest.Config("/data")
-		cfg.Listen, cfg.HTTP = dmqtest.FreePort(t), dmqtest.FreePort(t)
-		cfg.SegmentBytes = 1 << 20 // roll often
-		cfg.NoTrace = true         // trace records are not what this test checks
+		cfg := dmqtest.Config("/data") // client ports: new ones at each start
+		cfg.SegmentBytes = 1 << 20     // roll often
+		cfg.NoTrace = true             // trace records are not what this test checks
 		cfg.Standalone = standalone
 		// Snapshots and log compaction within each round: a cut meets them too, and
 		// a node left off for a round may need a snapshot to catch up.
 		cfg.SnapshotInterval, cfg.SnapshotEntries, cfg.TrailingEntries, cfg.SnapshotBytes = 20*time.Millisecond, 16, 8, 256<<10
 		if !standalone {
+			// The cluster port stays for the life of the disks, as the peers expect.
 			cfg.NodeID, cfg.ClusterListen = fmt.Sprintf("n%d", i+1), dmqtest.FreePort(t)
 			peers = append(peers, cfg.NodeID+"="+cfg.ClusterListen)
 		}
@@ -231,11 +232,13 @@ func (m *machines) name(s *server.Server) string {
 	return "?"
 }
 
-// addrs are the machines' client addresses.
+// addrs are the running machines' client addresses.
 func (m *machines) addrs() []string {
 	var out []string
-	for _, cfg := range m.cfgs {
-		out = append(out, cfg.Listen)
+	for _, s := range m.up {
+		if s != nil {
+			out = append(out, s.GRPCAddr())
+		}
 	}
 	return out
 }
